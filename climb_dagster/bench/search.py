@@ -1,0 +1,148 @@
+"""Offline regret of the search strategies on a pool of mixtures with known scores (e.g. RegMix's).
+
+    python -m climb_dagster.bench search --pool-mixtures train_mixture_1m.csv --pool-scores train_pile_loss_1m.csv \
+        --pool-mixtures test_mixture_1m.csv --pool-scores test_pile_loss_1m.csv --budget 56 --seeds 10
+
+Regret of a run = true score of its final mixture minus the pool's best (flipped with --maximize),
+averaged over targets x seeds. `--predictor-spearman` adds the predictor's Spearman on the RegMix
+split: fit on the train_* files, score the test_* files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.search import (
+    PredictorConfig,
+    PoolLookup,
+    default_strategy,
+    fit_predictor,
+    read_pool,
+    regret,
+    run_search,
+    spearman,
+)
+from climb_dagster.core.search.strategies import FINAL_PICKS, STRATEGIES, StrategyConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pool-mixtures", action="append", required=True, help="mixture CSV (repeatable)")
+    parser.add_argument("--pool-scores", action="append", required=True, help="score CSV, paired in order")
+    parser.add_argument("--target", action="append", help="score column (repeatable); default: every column")
+    parser.add_argument("--budget", type=int, help="evaluations per search run")
+    parser.add_argument("--seeds", type=int, default=10, help="runs per target and strategy")
+    parser.add_argument("--seed-offset", type=int, default=0, help="first seed (tune on other seeds)")
+    parser.add_argument("--strategies", default="climb,regmix,random")
+    parser.add_argument("--maximize", action="store_true", help="scores are accuracies (higher is better)")
+    parser.add_argument("--predictor-spearman", action="store_true", help="report Spearman on train_/test_")
+    parser.add_argument("--per-target", action="store_true", help="also report mean regret per target")
+    # Knobs for ablations of climb; defaults are `default_strategy("climb", ...)`.
+    parser.add_argument("--climb-final", choices=FINAL_PICKS)
+    parser.add_argument("--climb-models", type=int, help="ensemble size of climb's predictor")
+    parser.add_argument("--climb-exploit", type=float, help="share of a round taken greedily")
+    parser.add_argument("--climb-top-n", type=float, help="top-N factor for the next round")
+    parser.add_argument("--climb-kappa", type=float, help="optimism in ensemble std")
+    parser.add_argument("--climb-ratios", help="round ratios, e.g. 4,2,1")
+    parser.add_argument("--regmix-final", choices=FINAL_PICKS)
+    parser.add_argument("--regmix-top-k", type=int)
+
+
+def _strategy(name: str, budget: int, direction: str, args: argparse.Namespace) -> StrategyConfig:
+    cfg = default_strategy(name, budget, direction)
+    ch: dict[str, Any] = {}
+    if name == "climb":
+        if args.climb_final:
+            ch["final"] = args.climb_final
+        if args.climb_models:
+            ch["predictor"] = replace(cfg.predictor, n_models=args.climb_models)
+        if args.climb_exploit is not None:
+            ch["exploit_fraction"] = args.climb_exploit
+        if args.climb_top_n is not None:
+            ch["top_n_factor"] = args.climb_top_n
+        if args.climb_kappa is not None:
+            ch["kappa"] = args.climb_kappa
+        if args.climb_ratios:
+            ch["ratios"] = tuple(float(x) for x in args.climb_ratios.split(","))
+    if name == "regmix":
+        if args.regmix_final:
+            ch["final"] = args.regmix_final
+        if args.regmix_top_k:
+            ch["top_k"] = args.regmix_top_k
+    return replace(cfg, **ch) if ch else cfg
+
+
+def _split_spearman(args: argparse.Namespace, direction: str) -> dict[str, Any]:
+    pairs = list(zip(args.pool_mixtures, args.pool_scores, strict=True))
+    train = [p for p in pairs if Path(p[0]).name.startswith("train_")]
+    test = [p for p in pairs if Path(p[0]).name.startswith("test_")]
+    if not train or not test:
+        raise ClimbInputError("--predictor-spearman needs train_* and test_* mixture files")
+    tr = read_pool([p[0] for p in train], [p[1] for p in train])
+    te = read_pool([p[0] for p in test], [p[1] for p in test])
+    targets = args.target or list(tr.targets)
+    out: dict[str, Any] = {"n_train": tr.size, "n_test": te.size}
+    for label, cfg in (("single", PredictorConfig()), ("ensemble8", PredictorConfig(n_models=8))):
+        t0 = time.perf_counter()
+        per = {}
+        for t in targets:
+            p = fit_predictor(tr.mixtures, tr.target_scores(t), direction, seed=0, config=cfg)
+            per[t] = round(spearman(p.predict(te.mixtures), te.target_scores(t)), 4)
+        out[label] = {
+            "per_target": per,
+            "mean": round(float(np.mean(list(per.values()))), 4),
+            "fit_s": round(time.perf_counter() - t0, 2),
+        }
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    direction = "maximize" if args.maximize else "minimize"
+    pool = read_pool(args.pool_mixtures, args.pool_scores)
+    targets = args.target or list(pool.targets)
+    for t in targets:
+        pool.target_scores(t)
+    result: dict[str, Any] = {"budget": args.budget, "seeds": args.seeds, "targets": len(targets), "pool": pool.size}
+    if args.budget is not None:
+        names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+        for n in names:
+            if n not in STRATEGIES:
+                raise ClimbInputError(f"unknown strategy {n!r}; choose from {STRATEGIES}")
+        if args.budget > pool.size:
+            raise ClimbInputError(f"budget {args.budget} exceeds the pool size {pool.size}")
+        configs = {n: _strategy(n, args.budget, direction, args) for n in names}
+        strategies: dict[str, Any] = {}
+        for n, cfg in configs.items():
+            t0 = time.perf_counter()
+            final_r, observed_r, per_target = [], [], {}
+            for t in targets:
+                scores = pool.target_scores(t)
+                lookup = PoolLookup(pool.mixtures, scores)
+                rs = []
+                for s in range(args.seed_offset, args.seed_offset + args.seeds):
+                    res = run_search(cfg, lookup, seed=s, candidates=pool.mixtures)
+                    rs.append(regret(lookup(res.final_mixture[None, :])[0], scores, direction))
+                    observed_r.append(regret(res.scores[res.best_observed], scores, direction))
+                final_r += rs
+                per_target[t] = round(float(np.mean(rs)), 4)
+            strategies[n] = {
+                "mean_regret": round(float(np.mean(final_r)), 4),
+                "median_regret": round(float(np.median(final_r)), 4),
+                "mean_best_observed_regret": round(float(np.mean(observed_r)), 4),
+                "stderr_regret": round(float(np.std(final_r) / np.sqrt(len(final_r))), 4),
+                "wall_s": round(time.perf_counter() - t0, 1),
+            }
+            if args.per_target:
+                strategies[n]["per_target"] = per_target
+        result["strategies"] = strategies
+    if args.predictor_spearman:
+        result["predictor_spearman"] = _split_spearman(args, direction)
+    result["wall_s"] = round(time.perf_counter() - t_start, 1)
+    return result

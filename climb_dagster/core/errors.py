@@ -1,0 +1,5 @@
+"""Errors raised for bad input; messages always name the file, column or value at fault."""
+
+
+class ClimbInputError(ValueError):
+    """Input that the pipeline refuses (bad schema, bad values, bad config)."""

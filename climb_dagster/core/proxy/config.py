@@ -1,0 +1,198 @@
+"""Frozen, validated configs of a proxy run and the content hashes that key cached runs.
+
+Sizing (measured on the 2-core CPU of the dev machines, fp32, 2 torch threads):
+`ProxyConfig.default()` (vocab 4096, d_model 128, 2 layers, 4 heads, block 128, batch 16, 48 steps) trains
+in about 10 s; `ProxyConfig.tiny()` in about a second, for tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from climb_dagster.core.errors import ClimbInputError
+
+
+def _positive_int(owner: str, name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ClimbInputError(f"{owner}.{name} must be a positive integer, got {value!r}")
+
+
+def _finite(owner: str, name: str, value: Any, lo: float, hi: float, lo_open: bool = False) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > lo if lo_open else value >= lo) and value <= hi
+    if not ok:
+        side = "(" if lo_open else "["
+        raise ClimbInputError(f"{owner}.{name} must be a finite number in {side}{lo}, {hi}], got {value!r}")
+
+
+@dataclass(frozen=True)
+class ProxyModelConfig:
+    """Sizes of the decoder-only proxy LM (Llama architecture, tied input/output embeddings).
+
+    Args:
+        vocab_size: embedding rows; must be >= the tokenizer's vocabulary.
+        d_ff: MLP hidden size (Llama's SwiGLU uses three d_model x d_ff matrices).
+    """
+
+    vocab_size: int = 4096
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    block_size: int = 128
+    d_ff: int = 384
+    rope_theta: float = 10000.0
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "block_size", "d_ff"):
+            _positive_int("ProxyModelConfig", name, getattr(self, name))
+        if self.d_model % self.n_heads:
+            raise ClimbInputError(
+                f"ProxyModelConfig.d_model={self.d_model} is not divisible by n_heads={self.n_heads}"
+            )
+        if (self.d_model // self.n_heads) % 2:
+            raise ClimbInputError(
+                f"ProxyModelConfig head size d_model/n_heads={self.d_model // self.n_heads} must be even (RoPE)"
+            )
+        _finite("ProxyModelConfig", "rope_theta", self.rope_theta, 0.0, 1e12, lo_open=True)
+        _finite("ProxyModelConfig", "init_std", self.init_std, 0.0, 1.0, lo_open=True)
+
+    @classmethod
+    def tiny(cls, vocab_size: int = 512) -> ProxyModelConfig:
+        """A model that trains in about a second, for tests."""
+        return cls(vocab_size=vocab_size, d_model=32, n_layers=1, n_heads=2, block_size=32, d_ff=64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ProxyTrainConfig:
+    """Optimisation of one proxy run: AdamW, linear warmup then cosine decay to `min_lr_ratio * lr`.
+
+    Args:
+        steps: optimizer steps; the token budget is `steps * batch_size * block_size`.
+        num_threads: torch intra-op threads during training and evaluation. Part of the config because
+            CPU float sums are only reproducible bit-for-bit with the same thread count.
+        divergence_factor: a loss above `divergence_factor * ln(vocab_size)` (uniform guessing is
+            `ln(vocab_size)`) marks the run as diverged, like a NaN/inf loss does.
+        check_every: how often (steps) the loss is checked for divergence; checking needs a host sync.
+        device: "cpu" or "cuda".
+    """
+
+    batch_size: int = 16
+    steps: int = 48
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 5
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    num_threads: int = 2
+    divergence_factor: float = 3.0
+    check_every: int = 8
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "steps", "num_threads", "check_every"):
+            _positive_int("ProxyTrainConfig", name, getattr(self, name))
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int):
+            raise ClimbInputError(f"ProxyTrainConfig.warmup_steps must be an integer, got {self.warmup_steps!r}")
+        if not 0 <= self.warmup_steps <= self.steps:
+            raise ClimbInputError(
+                f"ProxyTrainConfig.warmup_steps={self.warmup_steps} must be in [0, steps={self.steps}]"
+            )
+        # lr is allowed to be absurd (tests provoke divergence with it), only not non-finite or <= 0.
+        _finite("ProxyTrainConfig", "lr", self.lr, 0.0, 1e38, lo_open=True)
+        _finite("ProxyTrainConfig", "min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        _finite("ProxyTrainConfig", "weight_decay", self.weight_decay, 0.0, 10.0)
+        _finite("ProxyTrainConfig", "beta1", self.beta1, 0.0, 1.0)
+        _finite("ProxyTrainConfig", "beta2", self.beta2, 0.0, 1.0)
+        if self.beta1 >= 1.0 or self.beta2 >= 1.0:
+            raise ClimbInputError(f"ProxyTrainConfig betas must be < 1, got ({self.beta1}, {self.beta2})")
+        _finite("ProxyTrainConfig", "eps", self.eps, 0.0, 1.0, lo_open=True)
+        _finite("ProxyTrainConfig", "grad_clip", self.grad_clip, 0.0, 1e9)
+        _finite("ProxyTrainConfig", "divergence_factor", self.divergence_factor, 1.0, 1e9, lo_open=True)
+        if self.device not in ("cpu", "cuda"):
+            raise ClimbInputError(f"ProxyTrainConfig.device must be 'cpu' or 'cuda', got {self.device!r}")
+
+    @classmethod
+    def tiny(cls) -> ProxyTrainConfig:
+        return cls(batch_size=8, steps=30, lr=1e-2, warmup_steps=3, check_every=5)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Everything that determines a proxy run besides the data, the mixture and the seed."""
+
+    model: ProxyModelConfig = field(default_factory=ProxyModelConfig)
+    train: ProxyTrainConfig = field(default_factory=ProxyTrainConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, ProxyModelConfig):
+            raise ClimbInputError(f"ProxyConfig.model must be a ProxyModelConfig, got {self.model!r}")
+        if not isinstance(self.train, ProxyTrainConfig):
+            raise ClimbInputError(f"ProxyConfig.train must be a ProxyTrainConfig, got {self.train!r}")
+
+    @classmethod
+    def default(cls) -> ProxyConfig:
+        return cls()
+
+    @classmethod
+    def tiny(cls, vocab_size: int = 512) -> ProxyConfig:
+        return cls(model=ProxyModelConfig.tiny(vocab_size), train=ProxyTrainConfig.tiny())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProxyConfig:
+        try:
+            return cls(model=ProxyModelConfig(**data["model"]), train=ProxyTrainConfig(**data["train"]))
+        except (KeyError, TypeError) as exc:
+            raise ClimbInputError(f"bad proxy config {dict(data)!r}: {exc}") from exc
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.train.batch_size * self.model.block_size
+
+    @property
+    def token_budget(self) -> int:
+        return self.train.steps * self.tokens_per_step
+
+    def with_token_budget(self, tokens: int) -> ProxyConfig:
+        """The same config with `steps` chosen so that training sees at least `tokens` tokens."""
+        _positive_int("ProxyConfig", "token budget", tokens)
+        steps = -(-tokens // self.tokens_per_step)
+        warmup = min(self.train.warmup_steps, steps)
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, steps=steps, warmup_steps=warmup))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model.to_dict(), "train": self.train.to_dict()}
+
+    def content_hash(self) -> str:
+        return content_hash(self.to_dict())
+
+
+def content_hash(data: Any, length: int = 16) -> str:
+    """Hex sha256 of canonical JSON (sorted keys, no whitespace); floats keep their exact repr."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def proxy_run_key(mixture: Sequence[float], config: ProxyConfig, seed: int, data_key: str = "") -> str:
+    """Key of a proxy run: hash of mixture + config + seed (+ an optional key of the token store)."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ClimbInputError(f"seed must be an integer, got {seed!r}")
+    weights = [float(w) for w in mixture]
+    if not all(math.isfinite(w) for w in weights):
+        raise ClimbInputError(f"mixture weights must be finite, got {weights}")
+    return content_hash({"mixture": weights, "config": config.to_dict(), "seed": seed, "data": data_key})

@@ -1,0 +1,118 @@
+"""Offline pools: mixtures with known scores, read from RegMix-style CSVs and "evaluated" by lookup."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.search.predictor import check_direction
+from climb_dagster.core.search.sampling import validate_mixtures
+
+# The RegMix CSVs round weights to 3 decimals, so rows sum to 1 only within ~0.005.
+READ_SUM_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class MixturePool:
+    """mixtures [P, K] (rows sum to 1), scores [P, T]; rows pair up by position."""
+
+    mixtures: np.ndarray
+    scores: np.ndarray
+    domains: tuple[str, ...]
+    targets: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        validate_mixtures(self.mixtures, len(self.domains), source="pool mixtures")
+        if self.scores.shape != (self.mixtures.shape[0], len(self.targets)):
+            raise ClimbInputError(
+                f"pool scores shape {self.scores.shape} does not match "
+                f"{self.mixtures.shape[0]} mixtures x {len(self.targets)} targets"
+            )
+
+    @property
+    def size(self) -> int:
+        return int(self.mixtures.shape[0])
+
+    def target_scores(self, target: str) -> np.ndarray:
+        if target not in self.targets:
+            raise ClimbInputError(f"target {target!r} is not a score column; have {list(self.targets)}")
+        return self.scores[:, self.targets.index(target)]
+
+
+def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
+    import polars as pl
+
+    if not path.exists():
+        raise ClimbInputError(f"pool file not found: {path}")
+    df = pl.read_csv(path)
+    if df.width < 2:
+        raise ClimbInputError(f"{path}: expected an index column and at least one value column")
+    cols = df.columns[1:]
+    try:
+        values = df.select(cols).cast(pl.Float64).to_numpy()
+    except Exception as exc:  # polars raises several types for unparsable cells
+        raise ClimbInputError(f"{path}: non-numeric value in columns {cols}: {exc}") from exc
+    return cols, values
+
+
+def read_pool(mixture_paths: Sequence[str | Path], score_paths: Sequence[str | Path]) -> MixturePool:
+    """Read paired CSVs (first column an index) and concatenate them into one pool.
+
+    Weight rows are renormalised (the files round to 3 decimals); a row further than 1% from
+    summing to 1, a negative or missing value, or mismatched columns/rows raise ClimbInputError.
+    """
+    if len(mixture_paths) != len(score_paths) or not mixture_paths:
+        raise ClimbInputError(
+            f"need as many mixture files as score files (>= 1), got {len(mixture_paths)} and {len(score_paths)}"
+        )
+    mixes, scores, domains, targets = [], [], None, None
+    for mp, sp in zip(mixture_paths, score_paths, strict=True):
+        mp, sp = Path(mp), Path(sp)
+        d, m = _read_csv(mp)
+        t, s = _read_csv(sp)
+        if domains is not None and d != domains:
+            raise ClimbInputError(f"{mp}: weight columns {d} differ from the first file's {domains}")
+        if targets is not None and t != targets:
+            raise ClimbInputError(f"{sp}: score columns {t} differ from the first file's {targets}")
+        if m.shape[0] != s.shape[0]:
+            raise ClimbInputError(f"{mp} has {m.shape[0]} rows but {sp} has {s.shape[0]}")
+        validate_mixtures(m, source=str(mp), atol=READ_SUM_TOLERANCE)
+        bad = ~np.isfinite(s)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ClimbInputError(f"{sp}: row {r} column {t[c]!r} has score {s[r, c]}")
+        domains, targets = d, t
+        mixes.append(m / m.sum(axis=1, keepdims=True))
+        scores.append(s)
+    return MixturePool(np.vstack(mixes), np.vstack(scores), tuple(domains), tuple(targets))
+
+
+class PoolLookup:
+    """`evaluate(mixtures) -> scores` for rows of a pool (exact match); counts every call."""
+
+    def __init__(self, mixtures: np.ndarray, scores: np.ndarray) -> None:
+        self._index = {np.ascontiguousarray(row).tobytes(): i for i, row in enumerate(np.asarray(mixtures))}
+        self._scores = np.asarray(scores, dtype=np.float64)
+        self.n_evaluated = 0
+
+    def __call__(self, mixtures: np.ndarray) -> np.ndarray:
+        out = np.empty(len(mixtures))
+        for j, row in enumerate(np.asarray(mixtures, dtype=np.float64)):
+            i = self._index.get(np.ascontiguousarray(row).tobytes())
+            if i is None:
+                raise ClimbInputError(f"mixture {row.round(4).tolist()} is not in the pool")
+            out[j] = self._scores[i]
+        self.n_evaluated += len(out)
+        return out
+
+
+def regret(final_score: float, pool_scores: np.ndarray, direction: str = "minimize") -> float:
+    """How much worse the final mixture's true score is than the pool's best (>= 0)."""
+    check_direction(direction)
+    if direction == "minimize":
+        return float(final_score - np.min(pool_scores))
+    return float(np.max(pool_scores) - final_score)

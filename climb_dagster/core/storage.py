@@ -1,0 +1,106 @@
+"""One filesystem view for local folders and s3:// prefixes, with all-or-nothing writes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from upath import UPath
+
+
+def s3_storage_options(
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    max_attempts: int = 8,
+) -> dict[str, Any]:
+    """s3fs options: custom endpoint (MinIO, moto) and botocore retries with backoff for 5xx/throttling.
+
+    Credentials are never passed here: botocore reads them from the environment or the instance profile.
+    """
+    opts: dict[str, Any] = {
+        "config_kwargs": {"retries": {"max_attempts": max_attempts, "mode": "standard"}},
+        # s3fs retries a few transient errors itself as well; keep it bounded.
+        "retries": max(1, max_attempts // 2),
+    }
+    client_kwargs: dict[str, Any] = {}
+    if endpoint_url:
+        client_kwargs["endpoint_url"] = endpoint_url
+    if region:
+        client_kwargs["region_name"] = region
+    if client_kwargs:
+        opts["client_kwargs"] = client_kwargs
+    return opts
+
+
+def make_path(base: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> UPath:
+    """A UPath for a local folder or a remote URL (s3://bucket/prefix)."""
+    base = str(base)
+    if "://" in base and not base.startswith("file://"):
+        return UPath(base, **(storage_options or {}))
+    return UPath(os.path.abspath(base.removeprefix("file://")))
+
+
+def is_local(path: UPath) -> bool:
+    return path.protocol in ("", "file", "local")
+
+
+def _temp_sibling(path: UPath) -> UPath:
+    return path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
+
+
+def atomic_write(path: UPath, write: Callable[[IO[bytes]], None]) -> None:
+    """Write through `write(fileobj)` to a temporary sibling, then rename it onto `path`.
+
+    Readers therefore see either the previous object or the complete new one, never a partial file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_sibling(path)
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+        if is_local(path):
+            os.replace(tmp.path, path.path)
+        else:
+            tmp.fs.mv(tmp.path, path.path)
+    except BaseException:
+        try:
+            tmp.fs.rm(tmp.path)
+        except (FileNotFoundError, OSError):
+            pass
+        raise
+
+
+def atomic_write_bytes(path: UPath, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: UPath, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def cache_dir() -> Path:
+    """Local folder for copies of remote objects that must be memory-mapped."""
+    root = os.environ.get("CLIMB_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "climb-dagster")
+    Path(root).mkdir(parents=True, exist_ok=True)
+    return Path(root)
+
+
+def local_copy(path: UPath) -> Path:
+    """A local file with the content of `path`: the file itself when local, else a cached download.
+
+    The cache key includes the object's size and modification tag, so a rewritten object is fetched again.
+    """
+    if is_local(path):
+        return Path(path.path)
+    info = path.fs.info(path.path)
+    tag = f"{path}|{info.get('size')}|{info.get('ETag') or info.get('LastModified') or info.get('mtime')}"
+    target = cache_dir() / (hashlib.sha256(tag.encode()).hexdigest()[:24] + "-" + path.name)
+    if not target.exists():
+        tmp = target.with_name(target.name + f".tmp-{uuid.uuid4().hex[:8]}")
+        path.fs.get(path.path, str(tmp))
+        os.replace(tmp, target)
+    return target

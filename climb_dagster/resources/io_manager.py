@@ -1,0 +1,124 @@
+"""The IO manager: every asset value goes to `<base>/<asset key>/<partition>.<ext>` without pickle.
+
+| value                      | file                          |
+|----------------------------|-------------------------------|
+| polars.DataFrame           | .parquet (zstd)               |
+| numpy.ndarray              | .npy (loaded as a read-only memmap; remote files cached locally) |
+| ModelText (LightGBM, ...)  | .model.txt + .model.json      |
+| TensorBundle               | .safetensors                  |
+| dict / list / str / number | .json                         |
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import polars as pl
+from upath import UPath
+
+from climb_dagster.core import storage
+from climb_dagster.core.artifacts import ModelText, TensorBundle
+from climb_dagster.core.keys import validate_key
+
+# Probe order on load: a value is stored with exactly one of these suffixes.
+SUFFIXES = (".parquet", ".npy", ".model.txt", ".safetensors", ".json")
+
+
+def _suffix_for(obj: Any) -> str:
+    if isinstance(obj, pl.DataFrame):
+        return ".parquet"
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            raise TypeError("object arrays would need pickle; store numeric arrays or a DataFrame")
+        return ".npy"
+    if isinstance(obj, ModelText):
+        return ".model.txt"
+    if isinstance(obj, TensorBundle):
+        return ".safetensors"
+    if isinstance(obj, dict | list | str | int | float | bool):
+        return ".json"
+    raise TypeError(
+        f"the climb IO manager cannot store {type(obj).__name__} (no pickle): return a polars DataFrame, "
+        "a numpy array, ModelText, TensorBundle or JSON-compatible data"
+    )
+
+
+def write_value(path: UPath, obj: Any) -> UPath:
+    """Write `obj` at `path` + its suffix, atomically. Returns the final path."""
+    suffix = _suffix_for(obj)
+    target = path.with_name(path.name + suffix)
+    if suffix == ".parquet":
+        buf = io.BytesIO()
+        obj.write_parquet(buf, compression="zstd")
+        storage.atomic_write_bytes(target, buf.getvalue())
+    elif suffix == ".npy":
+        storage.atomic_write(target, lambda f: np.save(f, np.ascontiguousarray(obj), allow_pickle=False))
+    elif suffix == ".model.txt":
+        storage.atomic_write_text(target.with_name(path.name + ".model.json"), json.dumps(obj.metadata, indent=1))
+        storage.atomic_write_text(target, obj.text)
+    elif suffix == ".safetensors":
+        from safetensors.numpy import save
+
+        arrays = {k: np.ascontiguousarray(v) for k, v in obj.tensors.items()}
+        storage.atomic_write_bytes(target, save(arrays, metadata=obj.metadata or None))
+    else:
+        storage.atomic_write_text(target, json.dumps(obj, indent=1, sort_keys=True, allow_nan=False))
+    return target
+
+
+def read_value(path: UPath) -> Any:
+    """Read the value stored at `path` (without suffix); FileNotFoundError when none is there."""
+    for suffix in SUFFIXES:
+        target = path.with_name(path.name + suffix)
+        if not target.exists():
+            continue
+        if suffix == ".parquet":
+            return pl.read_parquet(io.BytesIO(target.read_bytes()))
+        if suffix == ".npy":
+            return np.load(storage.local_copy(target), mmap_mode="r", allow_pickle=False)
+        if suffix == ".model.txt":
+            meta_path = path.with_name(path.name + ".model.json")
+            meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+            return ModelText(text=target.read_text(), metadata=meta)
+        if suffix == ".safetensors":
+            from safetensors.numpy import load
+
+            data = target.read_bytes()
+            # safetensors.numpy.load drops the metadata; it sits in the JSON header after an 8-byte length.
+            header_len = int.from_bytes(data[:8], "little")
+            meta = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
+            return TensorBundle(tensors=load(data), metadata=meta)
+        return json.loads(target.read_text())
+    raise FileNotFoundError(f"no stored value at {path} (looked for {', '.join(SUFFIXES)})")
+
+
+class ClimbIOManager(dg.UPathIOManager):
+    extension = None
+
+    def make_safe_partition_path(self, base_path: UPath, partition: str) -> UPath:
+        return base_path / validate_key(partition)
+
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        if obj is None:
+            return
+        target = write_value(path, obj)
+        context.add_output_metadata({"stored_at": dg.MetadataValue.path(str(target))})
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
+        return read_value(path)
+
+
+class ClimbIOManagerFactory(dg.ConfigurableIOManagerFactory):
+    """Stores assets under a local folder (default) or `s3://bucket/prefix` (production)."""
+
+    base_path: str
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> ClimbIOManager:
+        options = storage.s3_storage_options(self.s3_endpoint_url, self.s3_region)
+        return ClimbIOManager(base_path=storage.make_path(self.base_path, options))
