@@ -20,8 +20,8 @@ import numpy as np
 
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.search import (
-    PredictorConfig,
     PoolLookup,
+    PredictorConfig,
     default_strategy,
     fit_predictor,
     read_pool,
@@ -109,7 +109,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     targets = args.target or list(pool.targets)
     for t in targets:
         pool.target_scores(t)
-    result: dict[str, Any] = {"budget": args.budget, "seeds": args.seeds, "targets": len(targets), "pool": pool.size}
+    result: dict[str, Any] = {
+        "budget": args.budget,
+        "seeds": args.seeds,
+        "targets": len(targets),
+        "pool": pool.size,
+    }
     if args.budget is not None:
         names = [s.strip() for s in args.strategies.split(",") if s.strip()]
         for n in names:

@@ -8,10 +8,15 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ModelText:
-    """A model serialised as text (LightGBM `model_to_string`), with a JSON sidecar of metadata."""
+    """One or more models serialised as text (LightGBM `model_to_string`; an ensemble has several), with a
+    JSON sidecar of metadata."""
 
-    text: str
+    texts: tuple[str, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.texts or not all(isinstance(t, str) for t in self.texts):
+            raise ValueError("ModelText needs at least one model text")
 
 
 @dataclass(frozen=True)

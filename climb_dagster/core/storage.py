@@ -104,3 +104,34 @@ def local_copy(path: UPath) -> Path:
         path.fs.get(path.path, str(tmp))
         os.replace(tmp, target)
     return target
+
+
+def local_dir_copy(path: UPath) -> Path:
+    """A local folder with the files of `path` (one level deep, plus subfolders recursively when remote)."""
+    if is_local(path):
+        return Path(path.path)
+    marker = hashlib.sha256(str(path).encode()).hexdigest()[:24]
+    target = cache_dir() / f"dir-{marker}"
+    done = target / ".complete"
+    if not done.exists():
+        tmp = cache_dir() / f"dir-{marker}.tmp-{uuid.uuid4().hex[:8]}"
+        path.fs.get(path.path.rstrip("/") + "/", str(tmp), recursive=True)
+        (tmp / ".complete").write_text("ok")
+        if target.exists():
+            import shutil
+
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    return target
+
+
+def upload_dir(local: Path, path: UPath) -> None:
+    """Copy a local folder to `path` (a no-op copy when both are the same local folder)."""
+    if is_local(path):
+        import shutil
+
+        if Path(path.path).resolve() != local.resolve():
+            shutil.copytree(local, path.path, dirs_exist_ok=True)
+        return
+    for file in sorted(p for p in local.rglob("*") if p.is_file()):
+        atomic_write_bytes(path / file.relative_to(local).as_posix(), file.read_bytes())

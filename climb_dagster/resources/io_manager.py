@@ -4,7 +4,7 @@
 |----------------------------|-------------------------------|
 | polars.DataFrame           | .parquet (zstd)               |
 | numpy.ndarray              | .npy (loaded as a read-only memmap; remote files cached locally) |
-| ModelText (LightGBM, ...)  | .model.txt + .model.json      |
+| ModelText (LightGBM, ...)  | .model.txt (+ .model.<i>.txt per extra ensemble member) + .model.json |
 | TensorBundle               | .safetensors                  |
 | dict / list / str / number | .json                         |
 """
@@ -58,8 +58,12 @@ def write_value(path: UPath, obj: Any) -> UPath:
     elif suffix == ".npy":
         storage.atomic_write(target, lambda f: np.save(f, np.ascontiguousarray(obj), allow_pickle=False))
     elif suffix == ".model.txt":
-        storage.atomic_write_text(target.with_name(path.name + ".model.json"), json.dumps(obj.metadata, indent=1))
-        storage.atomic_write_text(target, obj.text)
+        for i, text in enumerate(obj.texts[1:], start=1):
+            storage.atomic_write_text(path.with_name(f"{path.name}.model.{i}.txt"), text)
+        sidecar = {"n_models": len(obj.texts), "metadata": obj.metadata}
+        storage.atomic_write_text(path.with_name(path.name + ".model.json"), json.dumps(sidecar, indent=1))
+        # The main file last: its presence marks the whole set as complete.
+        storage.atomic_write_text(target, obj.texts[0])
     elif suffix == ".safetensors":
         from safetensors.numpy import save
 
@@ -81,9 +85,9 @@ def read_value(path: UPath) -> Any:
         if suffix == ".npy":
             return np.load(storage.local_copy(target), mmap_mode="r", allow_pickle=False)
         if suffix == ".model.txt":
-            meta_path = path.with_name(path.name + ".model.json")
-            meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-            return ModelText(text=target.read_text(), metadata=meta)
+            sidecar = json.loads(path.with_name(path.name + ".model.json").read_text())
+            extra = [path.with_name(f"{path.name}.model.{i}.txt").read_text() for i in range(1, sidecar["n_models"])]
+            return ModelText(texts=(target.read_text(), *extra), metadata=sidecar["metadata"])
         if suffix == ".safetensors":
             from safetensors.numpy import load
 
@@ -94,6 +98,26 @@ def read_value(path: UPath) -> Any:
             return TensorBundle(tensors=load(data), metadata=meta)
         return json.loads(target.read_text())
     raise FileNotFoundError(f"no stored value at {path} (looked for {', '.join(SUFFIXES)})")
+
+
+LAZY = "climb/lazy"
+
+
+class StoredValue:
+    """A handle to a stored value, read only when `.load()` is called.
+
+    Inputs declared with `dg.AssetIn(metadata={LAZY: True})` receive these instead of values, so an asset
+    that fans in over every crawl drop holds one drop at a time (bounded memory).
+    """
+
+    def __init__(self, path: UPath) -> None:
+        self.path = path
+
+    def load(self) -> Any:
+        return read_value(self.path)
+
+    def __repr__(self) -> str:
+        return f"StoredValue({self.path})"
 
 
 class ClimbIOManager(dg.UPathIOManager):
@@ -109,6 +133,10 @@ class ClimbIOManager(dg.UPathIOManager):
         context.add_output_metadata({"stored_at": dg.MetadataValue.path(str(target))})
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
+        if (context.definition_metadata or {}).get(LAZY):
+            if not any(path.with_name(path.name + s).exists() for s in SUFFIXES):
+                raise FileNotFoundError(f"no stored value at {path}")
+            return StoredValue(path)
         return read_value(path)
 
 

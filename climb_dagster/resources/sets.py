@@ -13,6 +13,8 @@ from typing import Any
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.resources.io_manager import ClimbIOManagerFactory
 from climb_dagster.resources.landing import LandingZone
+from climb_dagster.resources.storage import ClimbStorage
+from climb_dagster.resources.tracking import MlflowTracker
 
 DEPLOYMENTS = ("local", "production")
 
@@ -62,4 +64,6 @@ def build_resources(deployment: str | None = None) -> dict[str, Any]:
     return {
         "io_manager": ClimbIOManagerFactory(base_path=s["storage"], s3_endpoint_url=s["endpoint"], s3_region=s["region"]),
         "landing": LandingZone(base=s["landing"], s3_endpoint_url=s["endpoint"], s3_region=s["region"]),
+        "storage": ClimbStorage(base_path=s["storage"], s3_endpoint_url=s["endpoint"], s3_region=s["region"]),
+        "tracker": MlflowTracker(tracking_uri=s["mlflow"]),
     }

@@ -37,9 +37,9 @@ def test_object_arrays_are_refused(base):
 def test_json_model_text_and_tensors(base):
     write_value(base / "cfg", {"a": [1, 2], "b": "x"})
     assert read_value(base / "cfg") == {"a": [1, 2], "b": "x"}
-    write_value(base / "model", ModelText("tree\n", {"direction": "minimize"}))
+    write_value(base / "model", ModelText(("tree0\n", "tree1\n"), {"direction": "minimize"}))
     model = read_value(base / "model")
-    assert model.text == "tree\n" and model.metadata == {"direction": "minimize"}
+    assert model.texts == ("tree0\n", "tree1\n") and model.metadata == {"direction": "minimize"}
     write_value(base / "w", TensorBundle({"c": np.ones((2, 2), np.float32)}, {"k": "v"}))
     bundle = read_value(base / "w")
     np.testing.assert_array_equal(bundle.tensors["c"], np.ones((2, 2)))
@@ -84,3 +84,29 @@ def test_io_manager_in_materialize(tmp_path):
     assert result.success
     assert (tmp_path / "table.parquet").exists()
     assert read_value(storage.make_path(tmp_path) / "total") == {"sum": 6}
+
+
+def test_lazy_inputs_are_handles(tmp_path):
+    import dagster as dg
+
+    from climb_dagster.resources.io_manager import LAZY, ClimbIOManagerFactory, StoredValue
+
+    parts = dg.StaticPartitionsDefinition(["a", "b"])
+
+    @dg.asset(partitions_def=parts)
+    def per_part(context) -> pl.DataFrame:
+        return pl.DataFrame({"p": [context.partition_key]})
+
+    seen = {}
+
+    @dg.asset(ins={"per_part": dg.AssetIn(metadata={LAZY: True})})
+    def fan_in(per_part: dict) -> dict:
+        seen.update({k: type(v) for k, v in per_part.items()})
+        return {k: v.load()["p"][0] for k, v in per_part.items()}
+
+    resources = {"io_manager": ClimbIOManagerFactory(base_path=str(tmp_path))}
+    for key in ("a", "b"):
+        assert dg.materialize([per_part], partition_key=key, resources=resources).success
+    assert dg.materialize([per_part, fan_in], selection=[fan_in], resources=resources).success
+    assert seen == {"a": StoredValue, "b": StoredValue}
+    assert read_value(storage.make_path(tmp_path) / "fan_in") == {"a": "a", "b": "b"}

@@ -26,15 +26,17 @@ def validate_mixtures(
     bad = ~np.isfinite(m)
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise ClimbInputError(f"{source}: row {r} column {c} has non-finite weight {m[r, c]}")
+        raise ClimbInputError(f"{source}: row {r} column {c} has non-finite weight {float(m[r, c])}")
     if (m < 0).any():
         r, c = np.argwhere(m < 0)[0]
-        raise ClimbInputError(f"{source}: row {r} column {c} has negative weight {m[r, c]}")
+        raise ClimbInputError(f"{source}: row {r} column {c} has negative weight {float(m[r, c])}")
     sums = m.sum(axis=1)
     off = np.abs(sums - 1.0) > atol
     if off.any():
         r = int(np.argmax(off))
-        raise ClimbInputError(f"{source}: row {r} weights sum to {sums[r]!r}, not 1 (tolerance {atol})")
+        raise ClimbInputError(
+            f"{source}: row {r} weights sum to {float(sums[r])!r}, not 1 (tolerance {atol})"
+        )
     return m
 
 
@@ -64,7 +66,9 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         if not self.concentrations or any(not (np.isfinite(c) and c > 0) for c in self.concentrations):
-            raise ClimbInputError(f"SamplingConfig.concentrations must be positive, got {self.concentrations}")
+            raise ClimbInputError(
+                f"SamplingConfig.concentrations must be positive, got {self.concentrations}"
+            )
         if self.cap is not None and not (0 < self.cap <= 1):
             raise ClimbInputError(f"SamplingConfig.cap must be in (0, 1], got {self.cap}")
         if not (0 <= self.min_weight < 1):
@@ -72,7 +76,9 @@ class SamplingConfig:
         if self.cap is not None and self.min_weight > self.cap:
             raise ClimbInputError(f"SamplingConfig.min_weight {self.min_weight} exceeds cap {self.cap}")
         if not (1 <= self.dedup_decimals <= 12):
-            raise ClimbInputError(f"SamplingConfig.dedup_decimals must be in [1, 12], got {self.dedup_decimals}")
+            raise ClimbInputError(
+                f"SamplingConfig.dedup_decimals must be in [1, 12], got {self.dedup_decimals}"
+            )
 
 
 def _apply_cap(m: np.ndarray, cap: float) -> tuple[np.ndarray, np.ndarray]:

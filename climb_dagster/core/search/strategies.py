@@ -74,7 +74,9 @@ class StrategyConfig:
         if self.final not in FINAL_PICKS:
             raise ClimbInputError(f"StrategyConfig.final must be one of {FINAL_PICKS}, got {self.final!r}")
         if self.name == "random" and self.final != "observed":
-            raise ClimbInputError(f"random search has no predictor; final must be 'observed', got {self.final!r}")
+            raise ClimbInputError(
+                f"random search has no predictor; final must be 'observed', got {self.final!r}"
+            )
         checks = {
             "budget": self.budget >= 1,
             "top_n_factor": self.top_n_factor >= 1,
@@ -139,7 +141,11 @@ def budget_split(total: int, ratios: tuple[float, ...] | list[float]) -> list[in
 
 
 def _empty_history(history_mixtures, history_scores, k: int) -> tuple[np.ndarray, np.ndarray]:
-    hm = np.asarray(history_mixtures, dtype=np.float64).reshape(-1, k) if history_mixtures is not None else None
+    hm = (
+        np.asarray(history_mixtures, dtype=np.float64).reshape(-1, k)
+        if history_mixtures is not None
+        else None
+    )
     hs = np.asarray(history_scores, dtype=np.float64).reshape(-1) if history_scores is not None else None
     hm = np.empty((0, k)) if hm is None else hm
     hs = np.empty(0) if hs is None else hs
@@ -209,7 +215,9 @@ def propose_round(
     """
     sizes = config.round_sizes()
     if not (0 <= round_index < len(sizes)):
-        raise ClimbInputError(f"round_index {round_index} out of range for {len(sizes)} rounds of {config.name}")
+        raise ClimbInputError(
+            f"round_index {round_index} out of range for {len(sizes)} rounds of {config.name}"
+        )
     n = sizes[round_index]
     p = validate_prior(prior)
     k = p.size
@@ -225,7 +233,9 @@ def propose_round(
         pool = validate_mixtures(candidates, k, source="candidates")
         pool = pool[_unevaluated(pool, hm)]
         if pool.shape[0] < n:
-            raise ClimbInputError(f"round {round_index} needs {n} mixtures but only {pool.shape[0]} candidates are left")
+            raise ClimbInputError(
+                f"round {round_index} needs {n} mixtures but only {pool.shape[0]} candidates are left"
+            )
 
     if round_index == 0 or config.name != "climb":
         if pool is not None:
@@ -311,7 +321,9 @@ class SearchResult:
 def _check_scores(scores: np.ndarray, n: int, round_index: int) -> np.ndarray:
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     if s.shape[0] != n:
-        raise ClimbInputError(f"evaluate returned {s.shape[0]} scores for {n} mixtures in round {round_index}")
+        raise ClimbInputError(
+            f"evaluate returned {s.shape[0]} scores for {n} mixtures in round {round_index}"
+        )
     bad = ~np.isfinite(s)
     if bad.any():
         i = int(np.argmax(bad))
@@ -359,7 +371,9 @@ def run_search(
         rounds += [r] * n
     final_pred = None
     if config.name == "regmix" or (config.name == "climb" and config.final != "observed"):
-        final_pred = fit_predictor(hm, hs, config.direction, _round_seed(seed, config.n_rounds), config.predictor)
+        final_pred = fit_predictor(
+            hm, hs, config.direction, _round_seed(seed, config.n_rounds), config.predictor
+        )
         predictors.append(final_pred)
     final = select_final(config, final_pred, hm, hs, seed, candidates, prior)
     return SearchResult(config, hm, hs, np.asarray(rounds), predictors, final)

@@ -64,8 +64,12 @@ def pack_entries(
         yield Unit(domain, source, f"{name}: {group[0][0]} – {group[-1][0]}", [b for _, b in group])
 
 
-def dictd_units(index: Path, dict_dz: Path, domain: str, source: str, unit_words: int = 1200) -> Iterator[Unit]:
+def dictd_units(
+    index: Path, dict_dz: Path, domain: str, source: str, unit_words: int = 1200
+) -> Iterator[Unit]:
     """Units of one dictd database on disk."""
-    entries = read_entries(index.read_text(encoding="utf-8", errors="replace"), gzip.decompress(dict_dz.read_bytes()))
+    entries = read_entries(
+        index.read_text(encoding="utf-8", errors="replace"), gzip.decompress(dict_dz.read_bytes())
+    )
     name = index.name.removesuffix(".index")
     yield from pack_entries(entries, domain, source, name, unit_words)

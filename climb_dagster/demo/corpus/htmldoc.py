@@ -27,6 +27,7 @@ _SKIP_CLASSES = {
     "index-cp", "index-vr", "index-fn", "summary-letter", "printfooter", "navigation",
 }  # fmt: skip
 _SKIP_IDS = {"banner", "search", "searchbox", "sidebar", "footer", "site-footer"}
+_SKIP_ROLES = {"navigation", "search"}
 _WS = re.compile(r"\s+")
 
 
@@ -73,10 +74,8 @@ class _Extractor(HTMLParser):
         if self._skip or tag in _VOID and tag != "br":
             return
         classes = set(a.get("class", "").split())
-        if tag in _SKIP_TAGS or classes & _SKIP_CLASSES or a.get("id", "") in _SKIP_IDS or a.get("role") in (
-            "navigation",
-            "search",
-        ):
+        skip = tag in _SKIP_TAGS or classes & _SKIP_CLASSES
+        if skip or a.get("id", "") in _SKIP_IDS or a.get("role", "") in _SKIP_ROLES:
             self._flush()
             self._skip = [tag, 0]
             return

@@ -31,9 +31,7 @@ def parse_info(text: str) -> list[tuple[str, list[str]]]:
         kept = [
             line
             for line in body_lines
-            if not _UNDERLINE.match(line.strip())
-            and not _MENU_ITEM.match(line)
-            and line.strip() != "* Menu:"
+            if not _UNDERLINE.match(line.strip()) and not _MENU_ITEM.match(line) and line.strip() != "* Menu:"
         ]
         paragraphs = split_paragraphs("\n".join(kept))
         if paragraphs:

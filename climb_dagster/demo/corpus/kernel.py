@@ -12,13 +12,15 @@ from climb_dagster.demo.corpus.unit import Unit
 
 # Section adornments, and reST directives/labels/field lists that are markup rather than text.
 _ADORNMENT = re.compile(r"^([=\-~^*#+`:.'\"_])\1{2,}$")
-_MARKUP = re.compile(r"^(\.\. (_[^:]+:|[a-z-]+::|SPDX)|:[a-z-]+:( |$))")
+_MARKUP = re.compile(r"^(\.\. (_[^:]+:|[\w:-]+::|SPDX)|:[a-z-]+:( |$))")
 
 
 def rst_paragraphs(text: str) -> list[str]:
     """Paragraphs of a reST/plain document with adornment lines and directive/label lines removed."""
     kept = [
-        line for line in text.split("\n") if not _ADORNMENT.match(line.strip()) and not _MARKUP.match(line.strip())
+        line
+        for line in text.split("\n")
+        if not _ADORNMENT.match(line.strip()) and not _MARKUP.match(line.strip())
     ]
     return split_paragraphs("\n".join(kept))
 

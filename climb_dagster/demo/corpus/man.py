@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -15,6 +16,9 @@ from climb_dagster.demo.corpus.unit import Unit
 
 # Fixed width and locale, so line wrapping (and so the text) does not depend on the terminal.
 _ENV = {"MANWIDTH": "80", "LC_ALL": "C.UTF-8", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+_BOX_DRAWING = re.compile(r"[\u2500-\u257f]")
 
 
 def package_man_pages(package: str) -> list[Path]:
@@ -44,12 +48,13 @@ def render_man_page(path: Path) -> str:
 
 def man_page_paragraphs(text: str) -> list[str]:
     """Paragraphs of a rendered page without its running header and footer lines."""
-    lines = [line for line in text.split("\n")]
+    lines = text.split("\n")
     nonblank = [i for i, line in enumerate(lines) if line.strip()]
     if len(nonblank) < 3:
         return []
-    body = lines[nonblank[0] + 1 : nonblank[-1]]
-    return split_paragraphs("\n".join(body))
+    body = "\n".join(lines[nonblank[0] + 1 : nonblank[-1]])
+    # tbl draws table borders with box-drawing characters; the cell text is what carries meaning.
+    return split_paragraphs(_BOX_DRAWING.sub(" ", body))
 
 
 def man_units(package: str, domain: str, workers: int = 4) -> Iterator[Unit]:

@@ -20,7 +20,9 @@ from climb_dagster.demo.corpus.unit import Unit
 _CHAPTER = re.compile(r'<chapter [^>]*osisID="([^"]+)"[^>]*/>')
 _BOOK_NAME = re.compile(r'<milestone n="([^"]+)" type="x-usfm-toc1"/>')
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.DOTALL)
-_BREAK = re.compile(r'<div [^>]*type="x-p"[^>]*/>|</row>|<lb/>|<div [^>]*type="(introduction|section)"[^>]*/>')
+_BREAK = re.compile(
+    r'<div [^>]*type="x-p"[^>]*/>|</row>|<lb/>|<div [^>]*type="(introduction|section)"[^>]*/>'
+)
 _TAG = re.compile(r"<[^>]+>")
 
 

@@ -24,18 +24,32 @@ class Unit:
 
 
 class MissingSourceError(RuntimeError):
-    """A Debian package the corpus is built from is not on this machine."""
+    """Debian packages the corpus is built from are not on this machine; the message says how to get them."""
 
-    def __init__(self, package: str, path: str) -> None:
-        if package in DOWNLOAD_ONLY:
-            how = (
-                f"mkdir -p /tmp/debs && cd /tmp/debs && apt-get download {package} && "
-                f"dpkg-deb -x {package}_*.deb {UNPACKED_ROOT}"
+    def __init__(self, package: str, path: str, *more: tuple[str, str]) -> None:
+        self.missing = [(package, path), *more]
+        packages = sorted({p for p, _ in self.missing})
+        lines = [f"missing Debian package {p!r} (no {w})" for p, w in self.missing]
+        install = [p for p in packages if p not in DOWNLOAD_ONLY]
+        download = [p for p in packages if p in DOWNLOAD_ONLY]
+        if install:
+            lines.append(
+                "install with:\n    apt-get update && apt-get install -y --no-install-recommends "
+                + " ".join(install)
             )
-        else:
-            how = f"apt-get update && apt-get install -y --no-install-recommends {package}"
-        super().__init__(f"missing Debian package {package!r} (no {path}); install it with:\n    {how}")
-        self.package = package
+        if download:
+            lines.append(
+                f"fetch and unpack (not installed: too big or needs R) with:\n    mkdir -p /tmp/debs && cd /tmp/debs"
+                f" && apt-get download {' '.join(download)} && for f in *.deb; do dpkg-deb -x $f {UNPACKED_ROOT}; done"
+            )
+        super().__init__("\n".join(lines))
+        self.packages = packages
+
+    @classmethod
+    def combine(cls, errors: Sequence[MissingSourceError]) -> MissingSourceError:
+        """One error listing the missing packages of all `errors`."""
+        pairs = [pair for err in errors for pair in err.missing]
+        return cls(*pairs[0], *pairs[1:])
 
 
 def locate(path: str, package: str, roots: Sequence[Path] = DEFAULT_ROOTS) -> Path:

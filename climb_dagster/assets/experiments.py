@@ -1,0 +1,91 @@
+"""Experiments: a validated config record per `experiments` partition, and its MLflow parent run."""
+
+# No `from __future__ import annotations`: Dagster reads Config annotations at decoration time.
+
+import dagster as dg
+
+from climb_dagster.core.experiment import ExperimentConfig, TargetConfig
+from climb_dagster.core.keys import validate_key
+from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
+from climb_dagster.partitions import experiments
+from climb_dagster.resources.experiment_tracking import experiment_run, try_track
+from climb_dagster.resources.tracking import MlflowTracker
+
+MAX_ROUNDS = 3
+
+
+class ExperimentSpec(dg.Config):
+    """What the UI's launchpad asks for when an experiment is created (defaults: the CPU demo)."""
+
+    target_kind: str = "documents_loss"
+    target_documents_path: str | None = None
+    target_mc_path: str | None = None
+    strategy: str = "climb"
+    rounds: list[int] = [6, 3, 2]
+    seed: int = 0
+    n_candidates: int = 20_000
+    top_n_factor: float = 4.0
+    proxy_d_model: int = 128
+    proxy_layers: int = 2
+    proxy_heads: int = 4
+    proxy_block_size: int = 128
+    proxy_batch_size: int = 16
+    proxy_steps: int = 48
+    proxy_lr: float = 3e-3
+    proxy_threads: int = 2
+
+    def build(self, name: str, vocab_size: int) -> ExperimentConfig:
+        model = ProxyModelConfig(
+            vocab_size=vocab_size,
+            d_model=self.proxy_d_model,
+            n_layers=self.proxy_layers,
+            n_heads=self.proxy_heads,
+            block_size=self.proxy_block_size,
+            d_ff=3 * self.proxy_d_model,
+        )
+        train = ProxyTrainConfig(
+            batch_size=self.proxy_batch_size,
+            steps=self.proxy_steps,
+            lr=self.proxy_lr,
+            warmup_steps=min(5, self.proxy_steps),
+            num_threads=self.proxy_threads,
+        )
+        return ExperimentConfig(
+            name=name,
+            target=TargetConfig(
+                kind=self.target_kind, documents_path=self.target_documents_path, mc_path=self.target_mc_path
+            ),
+            strategy=self.strategy,
+            rounds=tuple(self.rounds),
+            proxy=ProxyConfig(model=model, train=train),
+            seed=self.seed,
+            n_candidates=self.n_candidates,
+            top_n_factor=self.top_n_factor,
+        )
+
+
+@dg.asset(partitions_def=experiments, group_name="experiments", kinds={"json", "mlflow"})
+def experiment(
+    context: dg.AssetExecutionContext, config: ExperimentSpec, cluster_tokens: dict, tracker: MlflowTracker
+) -> dg.Output[dict]:
+    """The experiment's validated record: target, strategy, budget per round, proxy config, seed."""
+    name = validate_key(context.partition_key, "experiment name")
+    record = config.build(name, vocab_size=int(cluster_tokens["vocab_size"]))
+    if record.n_rounds > MAX_ROUNDS:
+        raise dg.Failure(f"experiment {name!r} asks for {record.n_rounds} rounds; this code location defines {MAX_ROUNDS}")
+    from climb_dagster.core.target_eval import check_target
+
+    check_target(record.target)
+    data = record.to_dict() | {"token_store": cluster_tokens["key"], "config_hash": record.content_hash()}
+    tracking = try_track(context.log.warning, "MLflow parent run", lambda: experiment_run(tracker, data))
+    return dg.Output(
+        data,
+        metadata={
+            "strategy": record.strategy,
+            "rounds": ":".join(map(str, record.rounds)),
+            "budget": record.budget,
+            "direction": record.target.direction,
+            "config_hash": data["config_hash"],
+            **tracking,
+        },
+    )

@@ -1,0 +1,152 @@
+"""Pieces of one bootstrapping round that the assets call: mixture tables, history, the proxy-run cache."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import polars as pl
+from upath import UPath
+
+from climb_dagster import schema
+from climb_dagster.core import storage
+from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.search.sampling import validate_mixtures
+
+RESULT_FILE = "result.json"
+
+
+def weight_columns(n_clusters: int) -> list[str]:
+    return [schema.weight_column(i) for i in range(n_clusters)]
+
+
+def mixtures_table(round_number: int, mixtures: np.ndarray, keys: list[str]) -> pl.DataFrame:
+    """One row per mixture: id, round, proxy run key and one weight column per super-cluster."""
+    mixtures = validate_mixtures(mixtures, mixtures.shape[1] if mixtures.ndim == 2 else 0, source=f"round {round_number}")
+    ids = [f"r{round_number}-{i:03d}" for i in range(mixtures.shape[0])]
+    frame = pl.DataFrame({schema.MIXTURE_ID: ids, "round": [round_number] * len(ids), "proxy_key": keys})
+    weights = pl.DataFrame(mixtures, schema=weight_columns(mixtures.shape[1]), orient="row")
+    return pl.concat([frame, weights], how="horizontal")
+
+
+def table_mixtures(df: pl.DataFrame) -> np.ndarray:
+    cols = sorted(c for c in df.columns if c.startswith("w_"))
+    if not cols:
+        raise ClimbInputError(f"mixtures table has no weight columns (w_000, ...): columns {df.columns}")
+    return df.select(cols).to_numpy().astype(np.float64)
+
+
+def history(evaluations: list[pl.DataFrame]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mixtures and scores of every successful proxy so far, plus the count of all proxies spent.
+
+    Failed (diverged) proxies consumed budget but carry no score: they are excluded from the fit.
+    """
+    frames = [f for f in evaluations if f.height]
+    if not frames:
+        return np.zeros((0, 0)), np.zeros(0), 0
+    all_rows = pl.concat(frames, how="diagonal_relaxed")
+    ok = all_rows.filter(pl.col("status") == "ok")
+    scores = ok[schema.SCORE].to_numpy().astype(np.float64)
+    if not np.isfinite(scores).all():
+        raise ClimbInputError("an evaluation marked ok has a non-finite score; refusing to fit on it")
+    return table_mixtures(ok), scores, all_rows.height
+
+
+class ProxyCache:
+    """Finished proxy runs keyed by hash(mixture, config, seed, data): `<root>/<key>/result.json` (+ model/).
+
+    result.json is written last, so its presence means the run (and its model files) is complete.
+    """
+
+    def __init__(self, root: UPath) -> None:
+        self.root = root
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        path = self.root / key / RESULT_FILE
+        if not path.exists():
+            return None
+        return json.loads(path.read_text())
+
+    def model_path(self, key: str) -> UPath:
+        return self.root / key / "model"
+
+    def put(self, key: str, record: dict[str, Any]) -> None:
+        storage.atomic_write_text(self.root / key / RESULT_FILE, json.dumps(record, indent=1, allow_nan=False))
+
+
+def run_proxy_job(
+    job: dict[str, Any],
+    store: Any,
+    proxy: Any,
+    seed: int,
+    evaluate: Any,
+    cache: ProxyCache,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Train (or reuse) the proxy of one mixture and score it on the target.
+
+    `job` holds mixture_id, proxy_key and weights; `evaluate(model) -> float` scores a trained model.
+    A finished run, failed or not, is cached under its key, so a re-execution never trains it again.
+    Returns the record stored in the cache plus `cached: bool`.
+    """
+    import math
+    import tempfile
+    from pathlib import Path
+
+    from climb_dagster.core.proxy.train import train_proxy
+
+    key = job["proxy_key"]
+    hit = cache.get(key)
+    if hit is not None:
+        return {**hit, "mixture_id": job[schema.MIXTURE_ID], "cached": True}
+    mixture = np.asarray(job["weights"], dtype=np.float64)
+    with tempfile.TemporaryDirectory(prefix="climb-proxy-") as tmp:
+        model_dir = Path(tmp) / "model"
+        result = train_proxy(store, mixture, proxy, seed, out_dir=model_dir, progress=progress)
+        score: float | None = None
+        status, reason = result.status, result.reason
+        if result.ok:
+            score = float(evaluate(result.model))
+            if not math.isfinite(score):
+                status, reason, score = "failed", f"target score is not finite ({score})", None
+            else:
+                storage.upload_dir(model_dir, cache.model_path(key))
+        record = {
+            "proxy_key": key,
+            "status": status,
+            "reason": reason,
+            schema.SCORE: score,
+            "train_loss": result.loss_last if result.loss_last is not None and math.isfinite(result.loss_last) else None,
+            "tokens": result.tokens,
+            "steps": result.steps,
+            "wall_s": round(result.wall_s, 3),
+            "tokens_per_s": round(result.tokens_per_s, 1),
+            "n_params": result.n_params,
+            "weights": [float(w) for w in mixture],
+        }
+    cache.put(key, record)
+    return {**record, "mixture_id": job[schema.MIXTURE_ID], "cached": False}
+
+
+def evaluations_table(records: list[dict[str, Any]], n_clusters: int) -> pl.DataFrame:
+    """The round's evaluations: one row per proxy with its weights, status, reason and score."""
+    columns = {
+        schema.MIXTURE_ID: pl.String,
+        "proxy_key": pl.String,
+        "status": pl.String,
+        "reason": pl.String,
+        schema.SCORE: pl.Float64,
+        "train_loss": pl.Float64,
+        "tokens": pl.Int64,
+        "wall_s": pl.Float64,
+        "cached": pl.Boolean,
+    }
+    rows = sorted(records, key=lambda r: r[schema.MIXTURE_ID])
+    base = pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema=columns)
+    weights = pl.DataFrame(
+        [r["weights"] for r in rows] if rows else np.zeros((0, n_clusters)),
+        schema={c: pl.Float64 for c in weight_columns(n_clusters)},
+        orient="row",
+    )
+    return pl.concat([base, weights], how="horizontal")

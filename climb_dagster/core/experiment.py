@@ -1,0 +1,128 @@
+"""An experiment: target objective + search strategy + budget split + proxy config, as one validated record."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.keys import validate_key
+from climb_dagster.core.proxy.config import ProxyConfig, content_hash
+from climb_dagster.core.search.strategies import STRATEGIES, StrategyConfig, budget_split, default_strategy
+
+TARGET_KINDS = ("documents_loss", "mc_accuracy", "combined")
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """What the proxies are scored on.
+
+    documents_loss: mean next-token loss on held-out target documents (Parquet/JSONL with a text column),
+    minimised. mc_accuracy: multiple-choice accuracy from an lm-evaluation-harness style JSONL (context,
+    choices, gold), maximised. combined: `loss_weight * loss - accuracy_weight * accuracy`, minimised.
+    """
+
+    kind: str = "documents_loss"
+    documents_path: str | None = None
+    mc_path: str | None = None
+    loss_weight: float = 1.0
+    accuracy_weight: float = 1.0
+    max_eval_windows: int = 64
+
+    def __post_init__(self) -> None:
+        if self.kind not in TARGET_KINDS:
+            raise ClimbInputError(f"unknown target kind {self.kind!r}; expected one of {TARGET_KINDS}")
+        if self.kind in ("documents_loss", "combined") and not self.documents_path:
+            raise ClimbInputError(f"target kind {self.kind!r} needs documents_path (held-out target documents)")
+        if self.kind in ("mc_accuracy", "combined") and not self.mc_path:
+            raise ClimbInputError(f"target kind {self.kind!r} needs mc_path (a JSONL of context/choices/gold)")
+        if self.max_eval_windows < 1:
+            raise ClimbInputError(f"max_eval_windows must be >= 1, got {self.max_eval_windows}")
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if self.kind == "mc_accuracy" else "minimize"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One CLIMB (or baseline) search. `rounds` gives the proxies per round, e.g. (6, 3, 2) or (64, 32, 16)."""
+
+    name: str
+    target: TargetConfig
+    strategy: str = "climb"
+    rounds: tuple[int, ...] = (6, 3, 2)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    seed: int = 0
+    n_candidates: int = 20_000
+    top_n_factor: float = 4.0
+
+    def __post_init__(self) -> None:
+        validate_key(self.name, "experiment name")
+        if self.strategy not in STRATEGIES:
+            raise ClimbInputError(f"unknown strategy {self.strategy!r}; expected one of {STRATEGIES}")
+        if not self.rounds or any(not isinstance(r, int) or r < 1 for r in self.rounds):
+            raise ClimbInputError(f"rounds must be positive integers (proxies per round), got {self.rounds!r}")
+        if self.strategy != "climb" and len(self.rounds) != 1:
+            # regmix and random are one-shot: one round spends the whole budget.
+            object.__setattr__(self, "rounds", (sum(self.rounds),))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ClimbInputError(f"seed must be an integer, got {self.seed!r}")
+        if self.n_candidates < 1:
+            raise ClimbInputError(f"n_candidates must be >= 1, got {self.n_candidates}")
+        self.strategy_config()  # validates the budget against the rounds
+
+    @property
+    def budget(self) -> int:
+        return sum(self.rounds)
+
+    @property
+    def n_rounds(self) -> int:
+        return len(self.rounds)
+
+    def strategy_config(self) -> StrategyConfig:
+        base = default_strategy(self.strategy, self.budget, self.target.direction)
+        kwargs: dict[str, Any] = {"n_candidates": self.n_candidates, "top_n_factor": self.top_n_factor}
+        if self.strategy == "climb":
+            kwargs["ratios"] = tuple(float(r) for r in self.rounds)
+        from dataclasses import replace
+
+        config = replace(base, **kwargs)
+        sizes = budget_split(config.budget, config.round_ratios)
+        if self.strategy == "climb" and tuple(sizes) != self.rounds:
+            raise ClimbInputError(f"budget split {sizes} does not reproduce rounds {self.rounds}")
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "target": asdict(self.target),
+            "strategy": self.strategy,
+            "rounds": list(self.rounds),
+            "proxy": self.proxy.to_dict(),
+            "seed": self.seed,
+            "n_candidates": self.n_candidates,
+            "top_n_factor": self.top_n_factor,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
+        try:
+            target = TargetConfig(**data["target"])
+            proxy = ProxyConfig.from_dict(data["proxy"]) if "proxy" in data else ProxyConfig()
+            rest = {k: v for k, v in data.items() if k not in ("target", "proxy", "budget", "ratios")}
+            if "budget" in data:
+                # A total budget split by ratios (paper 4:2:1); fewer proxies than rounds is refused here.
+                ratios = tuple(data.get("ratios", (4, 2, 1)))
+                rest["rounds"] = tuple(budget_split(int(data["budget"]), ratios))
+            elif "rounds" in rest:
+                rest["rounds"] = tuple(rest["rounds"])
+            return cls(target=target, proxy=proxy, **rest)
+        except KeyError as exc:
+            raise ClimbInputError(f"experiment config is missing {exc.args[0]!r}: {json.dumps(data)[:300]}") from exc
+        except TypeError as exc:
+            raise ClimbInputError(f"bad experiment config ({exc}): {json.dumps(data)[:300]}") from exc
+
+    def content_hash(self) -> str:
+        return content_hash(self.to_dict())

@@ -1,0 +1,270 @@
+"""Train one proxy LM on windows sampled from a mixture: AdamW, warmup + cosine, clipping, explicit seeds.
+
+Determinism: weights come from `seed`, windows from `seed + 1` (independent streams), the thread
+count from the config, and nothing reads the global RNG; the same (store, mixture, config, seed)
+gives the same losses bit-for-bit on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.proxy.config import ProxyConfig, ProxyTrainConfig, proxy_run_key
+from climb_dagster.core.proxy.sampler import sample_windows, validate_mixture
+from climb_dagster.core.proxy.tokens import TokenStore
+
+RUN_FILE = "proxy_run.json"
+# Callback(step, total_steps, loss): called at most ~20 times per run, never per step.
+Progress = Callable[[int, int, float], None]
+
+
+@dataclass
+class ProxyResult:
+    """Outcome of one proxy run. A diverged run has status "failed", a reason and no model."""
+
+    status: str
+    reason: str
+    run_key: str
+    steps: int
+    tokens: int
+    loss_first: float | None
+    loss_last: float | None
+    loss_min: float | None
+    loss_curve: list[tuple[int, float]]
+    wall_s: float
+    tokens_per_s: float
+    n_params: int
+    model_dir: str | None = None
+    model: Any = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary (no model object; NaN/inf losses become None)."""
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "run_key": self.run_key,
+            "steps": self.steps,
+            "tokens": self.tokens,
+            "loss_first": self.loss_first,
+            "loss_last": self.loss_last,
+            "loss_min": self.loss_min,
+            "loss_curve": [[s, v] for s, v in self.loss_curve],
+            "wall_s": self.wall_s,
+            "tokens_per_s": self.tokens_per_s,
+            "n_params": self.n_params,
+            "model_dir": self.model_dir,
+        }
+
+
+def lr_at(step: int, cfg: ProxyTrainConfig) -> float:
+    """Linear warmup over `warmup_steps`, then cosine from `lr` down to `min_lr_ratio * lr` at the last step."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    decay_steps = max(1, cfg.steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / decay_steps)
+    min_lr = cfg.lr * cfg.min_lr_ratio
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
+
+
+def make_optimizer(model: Any, cfg: ProxyTrainConfig) -> Any:
+    """AdamW with weight decay on 2-D parameters only (matrices and embeddings, not norms)."""
+    import torch
+
+    params = list({id(p): p for p in model.parameters() if p.requires_grad}.values())
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    # Fused AdamW: one kernel over all parameters per step (CPU support since torch 2.4).
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=True)
+
+
+def _downsample(losses: np.ndarray, points: int = 20) -> list[tuple[int, float]]:
+    """About `points` (step, mean loss over the preceding interval) pairs: a curve small enough for metadata."""
+    n = losses.size
+    if n == 0:
+        return []
+    edges = np.unique(np.linspace(0, n, min(points, n) + 1).astype(int))
+    return [(int(hi), float(losses[lo:hi].mean())) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def train_proxy(
+    store: TokenStore,
+    mixture: Sequence[float] | np.ndarray,
+    config: ProxyConfig,
+    seed: int,
+    out_dir: str | os.PathLike[str] | None = None,
+    init_from: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+    windows: np.ndarray | None = None,
+) -> ProxyResult:
+    """Train a proxy LM on `config.train.steps` batches of windows drawn from `mixture`.
+
+    Args:
+        init_from: a Hugging Face checkpoint directory to continue from instead of a fresh model.
+        out_dir: where to save the trained model in Hugging Face format (model.safetensors,
+            config.json, tokenizer files, proxy_run.json); written to a temp dir, then renamed.
+        windows: pre-sampled (steps * batch_size, block_size + 1) token windows, to train two trainers
+            on identical data (the bench); by default they are sampled from `mixture` with `seed + 1`.
+
+    A run whose loss becomes NaN/inf or explodes is returned with status "failed" and a reason.
+    """
+    import torch
+
+    from climb_dagster.core.proxy.model import build_model, check_compatible, count_params, load_model
+
+    mcfg, tcfg = config.model, config.train
+    w = validate_mixture(mixture, store.n_clusters)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ClimbInputError(f"seed must be an integer, got {seed!r}")
+    if store.vocab_size > mcfg.vocab_size:
+        raise ClimbInputError(
+            f"token store {store.path} has vocab_size {store.vocab_size} > ProxyModelConfig.vocab_size {mcfg.vocab_size}"
+        )
+    if tcfg.device == "cuda" and not torch.cuda.is_available():
+        raise ClimbInputError("ProxyTrainConfig.device='cuda' but CUDA is not available")
+    run_key = proxy_run_key(w.tolist(), config, seed, store.key())
+    n_windows = tcfg.steps * tcfg.batch_size
+    if windows is None:
+        windows = sample_windows(store, w, n_windows, mcfg.block_size, seed + 1)
+    elif windows.shape != (n_windows, mcfg.block_size + 1):
+        raise ClimbInputError(f"windows have shape {windows.shape}, expected {(n_windows, mcfg.block_size + 1)}")
+
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(tcfg.num_threads)
+    t0 = time.perf_counter()
+    try:
+        device = torch.device(tcfg.device)
+        if init_from is not None:
+            model = load_model(init_from)
+            check_compatible(model, mcfg, str(init_from))
+        else:
+            model = build_model(mcfg, seed, eod_id=store.eod_id)
+        model.to(device).train()
+        n_params = count_params(model)
+        data = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.int64)).to(device)
+        losses, status, reason, done = _loop(model, data, config, progress)
+    finally:
+        torch.set_num_threads(prev_threads)
+    wall = time.perf_counter() - t0
+
+    tokens = done * config.tokens_per_step
+    finite = losses[:done][np.isfinite(losses[:done])]
+    tail = losses[max(0, done - max(1, done // 10)) : done]
+    result = ProxyResult(
+        status=status,
+        reason=reason,
+        run_key=run_key,
+        steps=done,
+        tokens=tokens,
+        loss_first=float(losses[0]) if done and np.isfinite(losses[0]) else None,
+        loss_last=float(tail.mean()) if done and np.all(np.isfinite(tail)) else None,
+        loss_min=float(finite.min()) if finite.size else None,
+        loss_curve=[(s, v) for s, v in _downsample(losses[:done]) if math.isfinite(v)],
+        wall_s=wall,
+        tokens_per_s=tokens / wall if wall > 0 else 0.0,
+        n_params=n_params,
+        model=model if status == "ok" else None,
+    )
+    if status == "ok" and out_dir is not None:
+        result.model_dir = str(save_proxy(model, store, out_dir, result, config, w, seed))
+    return result
+
+
+def _loop(model: Any, data: Any, config: ProxyConfig, progress: Progress | None) -> tuple[np.ndarray, str, str, int]:
+    """The training loop proper; returns (per-step losses, status, reason, steps done)."""
+    import torch
+
+    from climb_dagster.core.proxy.loss import linear_cross_entropy
+
+    tcfg = config.train
+    steps, bs = tcfg.steps, tcfg.batch_size
+    vocab = config.model.vocab_size
+    limit = tcfg.divergence_factor * math.log(vocab)
+    opt = make_optimizer(model, tcfg)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    # Losses stay on the device and are read back only every `check_every` steps: no per-step sync.
+    loss_buf = torch.empty(steps, dtype=torch.float32, device=data.device)
+    report_every = max(1, steps // 20)
+    base = model.model  # the decoder; the LM head is fused into the loss (see loss.py)
+    head_weight = model.lm_head.weight
+    d_model = config.model.d_model
+    checked = 0
+    for step in range(steps):
+        lr = lr_at(step, tcfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = data[step * bs : (step + 1) * bs]
+        x, y = batch[:, :-1], batch[:, 1:]
+        hidden = base(input_ids=x, use_cache=False).last_hidden_state
+        loss = linear_cross_entropy(hidden.reshape(-1, d_model), head_weight, y.reshape(-1))
+        loss.backward()
+        if tcfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip, foreach=True)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss_buf[step] = loss.detach()
+        last = step == steps - 1
+        if (step + 1) % tcfg.check_every == 0 or last:
+            seen = loss_buf[checked : step + 1].cpu().numpy()
+            bad = np.flatnonzero(~np.isfinite(seen) | (seen > limit))
+            if bad.size:
+                at = checked + int(bad[0])
+                value = float(seen[bad[0]])
+                why = "non-finite" if not math.isfinite(value) else f"exploding (> {limit:.3g})"
+                out = loss_buf[: at + 1].cpu().numpy().astype(np.float64)
+                return out, "failed", f"diverged: {why} loss {value!r} at step {at}", at + 1
+            checked = step + 1
+        if progress is not None and ((step + 1) % report_every == 0 or last):
+            progress(step + 1, steps, float(loss_buf[step]))
+    return loss_buf.cpu().numpy().astype(np.float64), "ok", "", steps
+
+
+def save_proxy(
+    model: Any,
+    store: TokenStore,
+    out_dir: str | os.PathLike[str],
+    result: ProxyResult,
+    config: ProxyConfig,
+    mixture: np.ndarray,
+    seed: int,
+) -> Path:
+    """Save in Hugging Face format (+ tokenizer + proxy_run.json) via a temp dir renamed when complete."""
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    store.load_tokenizer().save_pretrained(str(tmp))
+    record = {
+        **result.to_dict(),
+        "model_dir": str(out),
+        "mixture": mixture.tolist(),
+        "seed": seed,
+        "config": config.to_dict(),
+        "token_store": str(store.path),
+        "token_store_key": store.key(),
+    }
+    (tmp / RUN_FILE).write_text(json.dumps(record, indent=1))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,63 @@
+"""Replay MLflow tracking from stored assets: `python -m climb_dagster.replay [--experiment NAME ...]`.
+
+After an MLflow outage the pipeline's results are already stored; this logs them (idempotently: runs are
+found by tags before being created) to the tracking server of the current deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from climb_dagster.assets.experiments import MAX_ROUNDS
+from climb_dagster.core import bootstrap, storage
+from climb_dagster.core.round_plots import weights_bar_png
+from climb_dagster.resources.experiment_tracking import experiment_run, track_final, track_round
+from climb_dagster.resources.io_manager import read_value
+from climb_dagster.resources.sets import settings
+from climb_dagster.resources.tracking import MlflowTracker
+
+
+def replay_experiment(root, tracker: MlflowTracker, name: str) -> dict[str, int]:
+    record = read_value(root / "experiment" / name)
+    experiment_run(tracker, record)
+    rounds = 0
+    for k in range(1, MAX_ROUNDS + 1):
+        try:
+            evals = read_value(root / f"round_{k}_proxy_evaluations" / name)
+            model = read_value(root / f"round_{k}_predictor" / name)
+        except FileNotFoundError:
+            break
+        if evals.height == 0:
+            continue
+        summary = {key: v for key, v in model.metadata.items() if key != "sidecar"}
+        plots = {f"round_{k}_weights.png": weights_bar_png(bootstrap.table_mixtures(evals), f"round {k} weights")}
+        track_round(tracker, record, k, evals, summary, model.texts[0], plots)
+        rounds += 1
+    try:
+        track_final(tracker, record, read_value(root / "final_mixture" / name))
+        final = 1
+    except FileNotFoundError:
+        final = 0
+    return {"rounds": rounds, "final": final}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m climb_dagster.replay", description=__doc__)
+    parser.add_argument("--experiment", action="append", help="experiment partition key (default: all stored)")
+    parser.add_argument("--tracking-uri", help="override MLFLOW_TRACKING_URI of the deployment")
+    args = parser.parse_args(argv)
+    s = settings()
+    root = storage.make_path(s["storage"], storage.s3_storage_options(s["endpoint"], s["region"]))
+    tracker = MlflowTracker(tracking_uri=args.tracking_uri or s["mlflow"])
+    names = args.experiment or sorted(
+        p.name.removesuffix(".json") for p in (root / "experiment").iterdir() if p.name.endswith(".json")
+    )
+    report = {name: replay_experiment(root, tracker, name) for name in names}
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Offline pools: reading RegMix-style CSVs, lookup evaluation, regret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.search import PoolLookup, read_pool, regret
+
+
+def _write(path: Path, header: list[str], rows: list[list[float]]) -> Path:
+    lines = [",".join(["index", *header])] + [
+        ",".join([str(i + 1), *map(str, r)]) for i, r in enumerate(rows)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "m1": _write(tmp_path / "train_mixture.csv", ["a", "b", "c"], [[0.5, 0.5, 0.0], [0.2, 0.3, 0.501]]),
+        "s1": _write(tmp_path / "train_loss.csv", ["t1", "t2"], [[3.0, 1.0], [2.0, 4.0]]),
+        "m2": _write(tmp_path / "test_mixture.csv", ["a", "b", "c"], [[0.0, 0.0, 1.0]]),
+        "s2": _write(tmp_path / "test_loss.csv", ["t1", "t2"], [[1.5, 0.5]]),
+    }
+
+
+def test_read_pool_concatenates_and_renormalises(files: dict[str, Path]) -> None:
+    pool = read_pool([files["m1"], files["m2"]], [files["s1"], files["s2"]])
+    assert pool.size == 3 and pool.domains == ("a", "b", "c") and pool.targets == ("t1", "t2")
+    assert np.allclose(pool.mixtures.sum(axis=1), 1.0, atol=1e-12)
+    assert pool.target_scores("t2").tolist() == [1.0, 4.0, 0.5]
+    with pytest.raises(ClimbInputError, match="'t3'"):
+        pool.target_scores("t3")
+
+
+def test_read_pool_errors_name_the_file(files: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ClimbInputError, match="as many mixture files"):
+        read_pool([files["m1"]], [])
+    with pytest.raises(ClimbInputError, match="has 2 rows but .*test_loss.csv has 1"):
+        read_pool([files["m1"]], [files["s2"]])
+    bad = _write(tmp_path / "bad.csv", ["a", "b", "c"], [[0.5, 0.6, 0.0], [0.2, 0.3, 0.5]])
+    with pytest.raises(ClimbInputError, match=r"bad.csv: row 0 weights sum to 1.1"):
+        read_pool([bad], [files["s1"]])
+    other = _write(tmp_path / "other.csv", ["a", "b", "x"], [[0.0, 0.0, 1.0]])
+    with pytest.raises(ClimbInputError, match="other.csv: weight columns"):
+        read_pool([files["m1"], other], [files["s1"], files["s2"]])
+    with pytest.raises(ClimbInputError, match="not found"):
+        read_pool([tmp_path / "nope.csv"], [files["s1"]])
+
+
+def test_lookup_and_regret(files: dict[str, Path]) -> None:
+    pool = read_pool([files["m1"], files["m2"]], [files["s1"], files["s2"]])
+    y = pool.target_scores("t1")
+    lookup = PoolLookup(pool.mixtures, y)
+    assert lookup(pool.mixtures[[2, 0]]).tolist() == [1.5, 3.0]
+    assert lookup.n_evaluated == 2
+    with pytest.raises(ClimbInputError, match="not in the pool"):
+        lookup(np.array([[1.0, 0.0, 0.0]]))
+    assert regret(2.0, y) == pytest.approx(0.5)
+    assert regret(2.0, y, "maximize") == pytest.approx(1.0)
+    assert regret(3.0, y, "maximize") == 0.0
