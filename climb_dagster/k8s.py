@@ -113,9 +113,13 @@ def _env_node_selector() -> dict[str, str] | None:
 
 
 # Embedding a crawl drop with MiniLM: one GPU, modest host memory (batches stream from storage).
-EMBEDDING_OP_TAGS: dict[str, Any] = gpu_op_tags(gpus=1, cpu="4", memory="24Gi", node_selector=_env_node_selector())
+EMBEDDING_OP_TAGS: dict[str, Any] = gpu_op_tags(
+    gpus=1, cpu="4", memory="24Gi", node_selector=_env_node_selector()
+)
 # One proxy LM training: one GPU, more host memory for the token memmaps of the mixture.
-PROXY_OP_TAGS: dict[str, Any] = gpu_op_tags(gpus=1, cpu="8", memory="48Gi", node_selector=_env_node_selector())
+PROXY_OP_TAGS: dict[str, Any] = gpu_op_tags(
+    gpus=1, cpu="8", memory="48Gi", node_selector=_env_node_selector()
+)
 # CPU-heavy steps (FAISS k-means on CPU, LightGBM predictor fits).
 CLUSTERING_OP_TAGS: dict[str, Any] = cpu_op_tags(cpu="8", memory="32Gi")
 
@@ -133,9 +137,13 @@ def k8s_executor_config(
     pods read S3 (and MLflow) credentials from the named Secrets and settings from the ConfigMap, the
     same names as infra/helm/values.yaml; namespace, image and service account come from the run.
     """
-    gpu_limit = max_gpu_steps if max_gpu_steps is not None else int(os.environ.get("CLIMB_MAX_GPU_STEPS", "4"))
+    gpu_limit = (
+        max_gpu_steps if max_gpu_steps is not None else int(os.environ.get("CLIMB_MAX_GPU_STEPS", "4"))
+    )
     if gpu_limit < 1 or max_concurrent < 1:
-        raise ValueError(f"limits must be >= 1, got max_concurrent={max_concurrent}, max_gpu_steps={gpu_limit}")
+        raise ValueError(
+            f"limits must be >= 1, got max_concurrent={max_concurrent}, max_gpu_steps={gpu_limit}"
+        )
     config: dict[str, Any] = {
         "max_concurrent": max_concurrent,
         "tag_concurrency_limits": [{"key": ACCELERATOR_TAG, "value": "gpu", "limit": gpu_limit}],

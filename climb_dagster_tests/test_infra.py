@@ -105,7 +105,9 @@ def test_production_dagster_yaml_holds_no_credentials():
     assert not re.search(r"(?i)(secret_access_key|aws_secret|password:\s*[^{\s])", text)
 
 
-def test_local_postgres_dagster_yaml_loads_as_instance_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_local_postgres_dagster_yaml_loads_as_instance_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     for name, value in DUMMY_PG_ENV.items():
         monkeypatch.setenv(name, value)
     home = tmp_path / "home"
@@ -128,7 +130,9 @@ def _job_defs(executor_def, op_tags=None):
     def cheap() -> int:
         return 2
 
-    job = dg.define_asset_job("embed_job", selection=[embeddings], executor_def=executor_def, tags=k8s.GPU_RUN_TAGS)
+    job = dg.define_asset_job(
+        "embed_job", selection=[embeddings], executor_def=executor_def, tags=k8s.GPU_RUN_TAGS
+    )
     return dg.Definitions(assets=[embeddings, cheap], jobs=[job])
 
 
@@ -173,7 +177,9 @@ def test_gpu_op_tags_render_into_a_kubernetes_job(tags):
     assert user_config.container_config["resources"]["limits"][k8s.GPU_RESOURCE] == 1
 
     spec = construct_dagster_k8s_job(
-        job_config=DagsterK8sJobConfig(job_image="climb-dagster:cuda", dagster_home="/opt/dagster/dagster_home"),
+        job_config=DagsterK8sJobConfig(
+            job_image="climb-dagster:cuda", dagster_home="/opt/dagster/dagster_home"
+        ),
         args=["dagster", "api", "execute_step"],
         job_name="dagster-step-embeddings",
         user_defined_k8s_config=user_config,
@@ -190,7 +196,9 @@ def test_op_tag_helpers_validate_their_arguments():
     cpu = k8s.cpu_op_tags(cpu=4, memory="16Gi", node_selector={"pool": "cpu"})
     assert k8s.GPU_RESOURCE not in cpu[k8s.K8S_CONFIG_TAG]["container_config"]["resources"]["limits"]
     assert cpu[k8s.K8S_CONFIG_TAG]["pod_spec_config"]["node_selector"] == {"pool": "cpu"}
-    two = k8s.gpu_op_tags(gpus=2, node_selector={"cloud.google.com/gke-accelerator": "nvidia-l4"}, tolerations=[])
+    two = k8s.gpu_op_tags(
+        gpus=2, node_selector={"cloud.google.com/gke-accelerator": "nvidia-l4"}, tolerations=[]
+    )
     assert two[k8s.K8S_CONFIG_TAG]["container_config"]["resources"]["limits"][k8s.GPU_RESOURCE] == 2
     assert two[k8s.K8S_CONFIG_TAG]["pod_spec_config"]["tolerations"] == []
     json.dumps(two)  # op tags must be JSON-serializable
@@ -203,12 +211,19 @@ def test_op_tag_helpers_validate_their_arguments():
         k8s.parse_node_selector("a=b,oops")
     # Callers get their own copies: mutating one must not change the shared constants.
     k8s.k8s_executor_config()["step_k8s_config"]["container_config"]["resources"]["requests"]["cpu"] = "99"
-    assert k8s.k8s_executor_config()["step_k8s_config"]["container_config"]["resources"]["requests"]["cpu"] == "1"
+    assert (
+        k8s.k8s_executor_config()["step_k8s_config"]["container_config"]["resources"]["requests"]["cpu"]
+        == "1"
+    )
 
 
 def test_k8s_module_imports_no_kubernetes_client():
-    code = "import sys, climb_dagster.k8s; print([m for m in ('dagster_k8s', 'kubernetes') if m in sys.modules])"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys, climb_dagster.k8s; print([m for m in ('dagster_k8s', 'kubernetes') if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
@@ -239,12 +254,14 @@ def test_compose_ports_bind_loopback_only():
 def test_compose_services_secrets_and_healthchecks():
     compose = _load(COMPOSE)
     services = compose["services"]
-    assert {"minio", "postgres", "mlflow", "climb-code", "dagster-webserver", "dagster-daemon"} <= set(services)
+    assert {"minio", "postgres", "mlflow", "climb-code", "dagster-webserver", "dagster-daemon"} <= set(
+        services
+    )
     for name, service in services.items():
         if name != "minio-init":  # a one-shot job
             assert "healthcheck" in service, f"service {name} has no healthcheck"
         env = service.get("environment") or {}
-        for key, value in (env.items() if isinstance(env, dict) else []):
+        for key, value in env.items() if isinstance(env, dict) else []:
             if re.search(r"PASSWORD|SECRET", key):
                 assert str(value).startswith("${"), f"service {name}: {key} must come from infra/.env"
     assert "infra/.env" in (REPO_ROOT / ".gitignore").read_text().split()
@@ -255,19 +272,20 @@ def test_compose_services_secrets_and_healthchecks():
 
 
 def _compose_command() -> list[str] | None:
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, timeout=30)
-        if probe.returncode == 0:
-            return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    return None
+    """`docker compose` (the v2 plugin). The retired Python `docker-compose` 1.x predates the Compose
+    Specification keys used here (top-level `name`), so it is not a valid judge of the file."""
+    if shutil.which("docker") is None:
+        return None
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, timeout=30)
+    return ["docker", "compose"] if probe.returncode == 0 else None
 
 
 def test_docker_compose_config_accepts_the_file():
     cmd = _compose_command()
     if cmd is None:
-        pytest.skip("neither the `docker compose` plugin nor `docker-compose` is installed (no Docker engine here)")
+        pytest.skip(
+            "the `docker compose` plugin is not installed here (docker CLI without plugins, no engine)"
+        )
     result = subprocess.run(
         [*cmd, "-f", str(COMPOSE), "--env-file", str(INFRA / "env.example"), "config", "-q"],
         capture_output=True,

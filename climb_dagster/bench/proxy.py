@@ -30,32 +30,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per run (both trainers)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per trainer; the best is kept")
     parser.add_argument("--batch-size", type=int, default=None, help="default: ProxyTrainConfig default")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (both sides); default: config")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (both sides); default: config"
+    )
     parser.add_argument("--vocab-size", type=int, default=4096)
-    parser.add_argument("--clusters", type=int, default=4, help="super-clusters the bench corpus is split into")
+    parser.add_argument(
+        "--clusters", type=int, default=8, help="super-clusters: groups (domains) mapped onto ids"
+    )
+    parser.add_argument(
+        "--tokenizer-docs", type=int, default=4000, help="documents sampled to train the tokenizer"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--corpus", default=None, help="parquet glob (text column) or text-file glob")
 
 
-def load_texts(pattern: str | None, max_docs: int = 20_000) -> tuple[list[str], str]:
-    """Real English text: the demo corpus when present, else the licence texts every Debian has."""
+def load_texts(pattern: str | None, max_docs: int = 20_000) -> tuple[list[str], list[str], str]:
+    """Real English text and a group label per text (the demo's domain, else the file), and the source glob.
+
+    The demo corpus when present, else the licence texts every Debian system has.
+    """
     for pat in [pattern] if pattern else [DEMO_GLOB, FALLBACK_GLOB]:
-        files = sorted(f for f in glob.glob(pat) if os.path.isfile(f))
+        # Empty files are skipped: the demo corpus may be being (re)written next to us.
+        files = sorted(f for f in glob.glob(pat) if os.path.isfile(f) and os.path.getsize(f) > 0)
         if not files:
             continue
         if files[0].endswith(".parquet"):
             import polars as pl
 
-            texts = pl.concat([pl.read_parquet(f, columns=["text"]) for f in files])["text"].to_list()
+            frames = [pl.read_parquet(f) for f in files]
+            df = pl.concat(
+                [
+                    f.select("text", pl.col("domain") if "domain" in f.columns else pl.lit(n).alias("domain"))
+                    for n, f in zip(files, frames, strict=True)
+                ]
+            )
+            pairs = list(zip(df["text"].to_list(), df["domain"].to_list(), strict=True))
         else:
-            texts = []
+            pairs = []
             for f in files:
                 with open(f, encoding="utf-8", errors="replace") as fh:
                     # Paragraphs as documents: the licence files are few but long.
-                    texts += [p for p in fh.read().split("\n\n") if len(p) > 40]
-        texts = [t for t in texts if t and t.strip()][:max_docs]
-        if texts:
-            return texts, pat
+                    pairs += [(p, f) for p in fh.read().split("\n\n") if len(p) > 40]
+        pairs = [(t, g) for t, g in pairs if t and t.strip()][:max_docs]
+        if pairs:
+            return [t for t, _ in pairs], [str(g) for _, g in pairs], pat
     raise SystemExit(f"no bench corpus found (tried {pattern or [DEMO_GLOB, FALLBACK_GLOB]})")
 
 
@@ -94,11 +112,11 @@ def run_hf_trainer(
     mean loss of the last 10% of steps.
     """
     import torch
-
-    from climb_dagster.core.proxy.model import build_model
     from torch.utils.data import Dataset, SequentialSampler
     from transformers import Trainer, TrainerCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from climb_dagster.core.proxy.model import build_model
 
     tcfg = config.train
     data = torch.from_numpy(windows[:, :-1].astype(np.int64))
@@ -183,18 +201,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     config = ProxyConfig(model=dataclasses.replace(base.model, vocab_size=args.vocab_size), train=train)
     threads = config.train.num_threads
-    texts, source = load_texts(args.corpus)
+    texts, groups, source = load_texts(args.corpus)
 
     with tempfile.TemporaryDirectory(prefix="climb-bench-proxy-") as tmp:
         t0 = time.perf_counter()
-        tok_dir = train_tokenizer(texts, Path(tmp) / "tok", vocab_size=args.vocab_size, seed=args.seed)
-        k = args.clusters
-        # Contiguous slices as super-clusters: enough structure for a mixture, no clustering needed.
-        batches = ((i * k // len(texts), texts[i : i + 1]) for i in range(len(texts)))
+        tok_dir = train_tokenizer(
+            texts, Path(tmp) / "tok", vocab_size=args.vocab_size, seed=args.seed, max_docs=args.tokenizer_docs
+        )
+        # Domains (or files) stand in for super-clusters: real structure for a mixture, no clustering needed.
+        names = sorted(set(groups))
+        k = min(args.clusters, len(names))
+        cluster_of = {g: i % k for i, g in enumerate(names)}
+        by_cluster: dict[int, list[str]] = {c: [] for c in range(k)}
+        for t, g in zip(texts, groups, strict=True):
+            by_cluster[cluster_of[g]].append(t)
+        batches = ((c, ts[i : i + 256]) for c, ts in by_cluster.items() for i in range(0, len(ts), 256))
         store = write_token_store(batches, tok_dir, Path(tmp) / "store", n_clusters=k)
         prep_s = time.perf_counter() - t0
         mixture = np.full(k, 1.0 / k)
-        windows = sample_windows(store, mixture, train.steps * train.batch_size, config.model.block_size, args.seed + 1)
+        windows = sample_windows(
+            store, mixture, train.steps * train.batch_size, config.model.block_size, args.seed + 1
+        )
 
         ours, hf = [], []
         for r in range(args.repeats):
@@ -204,7 +231,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit(f"our trainer failed: {res.reason}")
             ours.append({"wall_s": res.wall_s, "cpu_s": time.process_time() - c0, "loss_last": res.loss_last})
             c0 = time.process_time()
-            hf.append(run_hf_trainer(windows, config, args.seed, store.eod_id, threads, str(Path(tmp) / f"hf{r}")))
+            hf.append(
+                run_hf_trainer(windows, config, args.seed, store.eod_id, threads, str(Path(tmp) / f"hf{r}"))
+            )
             hf[-1]["cpu_s"] = time.process_time() - c0
         peak = measure_matmul_peak(threads)
 

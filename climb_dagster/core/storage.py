@@ -23,8 +23,6 @@ def s3_storage_options(
     """
     opts: dict[str, Any] = {
         "config_kwargs": {"retries": {"max_attempts": max_attempts, "mode": "standard"}},
-        # s3fs retries a few transient errors itself as well; keep it bounded.
-        "retries": max(1, max_attempts // 2),
     }
     client_kwargs: dict[str, Any] = {}
     if endpoint_url:

@@ -118,7 +118,8 @@ class MlflowTracker(dg.ConfigurableResource):
             booster = lightgbm.Booster(model_str=model_text)
             with tempfile.TemporaryDirectory() as tmp:
                 target = os.path.join(tmp, "model")
-                mlflow.lightgbm.save_model(booster, target)
+                # Explicit requirements: MLflow would otherwise infer them in a subprocess (seconds per call).
+                mlflow.lightgbm.save_model(booster, target, pip_requirements=[f"lightgbm=={lightgbm.__version__}"])
                 self._client().log_artifacts(run_id, target, artifact_path)
 
         self._retry("log LightGBM predictor", write)

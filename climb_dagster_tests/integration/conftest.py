@@ -42,7 +42,13 @@ DUMMY_AWS_ENV = {
     "AWS_DEFAULT_REGION": REGION,
     "AWS_EC2_METADATA_DISABLED": "true",
 }
-AWS_ENV_TO_CLEAR = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+AWS_ENV_TO_CLEAR = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+)
 
 
 def free_port() -> int:
@@ -57,7 +63,9 @@ def server_failed(message: str) -> None:
     pytest.fail(message, pytrace=False)
 
 
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str, alive: Callable[[], str | None]) -> float:
+def wait_until(
+    check: Callable[[], bool], timeout_s: float, what: str, alive: Callable[[], str | None]
+) -> float:
     """Poll `check` every 0.2 s for at most `timeout_s`. `alive` returns an error text when the server died.
 
     Returns the seconds waited; fails the test with the reason on timeout or death.
@@ -187,11 +195,20 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
         "--artifacts-destination", str(root / "artifacts"),
     ]  # fmt: skip
     # Job execution (a huey worker pool for GenAI jobs) is not used here and doubles the start time.
-    env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {
+        **os.environ,
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
     try:
 
@@ -337,7 +354,9 @@ def postgres_server() -> Iterator[Postgres]:
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         if initdb.returncode != 0:
-            server_failed(f"initdb failed ({initdb.returncode}): {initdb.stdout[-1500:]}{initdb.stderr[-1500:]}")
+            server_failed(
+                f"initdb failed ({initdb.returncode}): {initdb.stdout[-1500:]}{initdb.stderr[-1500:]}"
+            )
 
         last_error = ""
         for _attempt in range(3):  # a free port can be taken between probing and binding: retry

@@ -47,28 +47,41 @@ def _mlflow_client(url: str):
 
 @pytest.mark.timeout(240)
 def test_experiment_round_proxy_hierarchy(mlflow_server: MlflowServer, tmp_path):
-    tracker = MlflowTracker(tracking_uri=mlflow_server.url, experiment_name=f"climb-it-{uuid.uuid4().hex[:8]}")
+    tracker = MlflowTracker(
+        tracking_uri=mlflow_server.url, experiment_name=f"climb-it-{uuid.uuid4().hex[:8]}"
+    )
     exp = "exp-a"
 
     experiment_run = tracker.ensure_run("experiment", {EXPERIMENT: exp}, name=exp)
     # Idempotent: a re-executed step finds the run instead of creating another.
     assert tracker.ensure_run("experiment", {EXPERIMENT: exp}, name=exp) == experiment_run
-    round_run = tracker.ensure_run("round", {EXPERIMENT: exp, ROUND: "1"}, name="round-1", parent_run_id=experiment_run)
-    assert tracker.ensure_run("round", {EXPERIMENT: exp, ROUND: "1"}, "round-1", parent_run_id=experiment_run) == round_run
+    round_run = tracker.ensure_run(
+        "round", {EXPERIMENT: exp, ROUND: "1"}, name="round-1", parent_run_id=experiment_run
+    )
+    assert (
+        tracker.ensure_run("round", {EXPERIMENT: exp, ROUND: "1"}, "round-1", parent_run_id=experiment_run)
+        == round_run
+    )
     proxy_runs = {}
     for i in range(3):
         tags = {EXPERIMENT: exp, ROUND: "1", PROXY: f"m{i:03d}"}
         run_id = tracker.ensure_run("proxy", tags, name=f"proxy-m{i:03d}", parent_run_id=round_run)
-        tracker.log(run_id, params={"mixture_id": f"m{i:03d}", "seed": i}, metrics={"val_loss": 3.0 + 0.1 * i})
+        tracker.log(
+            run_id, params={"mixture_id": f"m{i:03d}", "seed": i}, metrics={"val_loss": 3.0 + 0.1 * i}
+        )
         # Re-logging the same params (a retried step) must not fail on MLflow's immutable params.
-        tracker.log(run_id, params={"mixture_id": f"m{i:03d}", "seed": i}, metrics={"val_loss": 3.0 + 0.1 * i})
+        tracker.log(
+            run_id, params={"mixture_id": f"m{i:03d}", "seed": i}, metrics={"val_loss": 3.0 + 0.1 * i}
+        )
         proxy_runs[run_id] = 3.0 + 0.1 * i
     assert len(proxy_runs) == 3
 
     booster, x = _tiny_booster()
     tracker.log(round_run, params={"n_proxies": 3}, metrics={"predictor_spearman": 0.9})
     tracker.log_lightgbm(round_run, booster.model_to_string())
-    tracker.log_artifact_bytes(round_run, "mixtures.json", json.dumps({"m000": [0.25] * 4}).encode(), "mixtures")
+    tracker.log_artifact_bytes(
+        round_run, "mixtures.json", json.dumps({"m000": [0.25] * 4}).encode(), "mixtures"
+    )
     for run_id in proxy_runs:
         tracker.finish(run_id)
     tracker.finish(round_run)
@@ -91,7 +104,9 @@ def test_experiment_round_proxy_hierarchy(mlflow_server: MlflowServer, tmp_path)
     top = client.search_runs([exp_id], filter_string=f"tags.`{KIND}` = 'experiment'")
     assert [r.info.run_id for r in top] == [experiment_run]
     assert PARENT not in top[0].data.tags
-    best = client.search_runs([exp_id], filter_string=f"tags.`{KIND}` = 'proxy'", order_by=["metrics.val_loss ASC"])
+    best = client.search_runs(
+        [exp_id], filter_string=f"tags.`{KIND}` = 'proxy'", order_by=["metrics.val_loss ASC"]
+    )
     assert best[0].data.metrics["val_loss"] == pytest.approx(3.0)
 
     # Artifacts went through the server (proxied), and the predictor loads back with the same predictions.
@@ -107,7 +122,10 @@ def test_experiment_round_proxy_hierarchy(mlflow_server: MlflowServer, tmp_path)
     reloaded = mlflow.lightgbm.load_model(local)
     np.testing.assert_allclose(reloaded.predict(x), booster.predict(x))
     mixtures = download_artifacts(
-        run_id=round_run, artifact_path="mixtures/mixtures.json", dst_path=str(tmp_path / "m"), tracking_uri=mlflow_server.url
+        run_id=round_run,
+        artifact_path="mixtures/mixtures.json",
+        dst_path=str(tmp_path / "m"),
+        tracking_uri=mlflow_server.url,
     )
     with open(mixtures) as f:
         assert json.load(f) == {"m000": [0.25] * 4}

@@ -68,7 +68,10 @@ def _query(pg: Postgres, dbname: str, sql: str, params: tuple = ()) -> list[tupl
 
 
 def test_materialization_run_and_events_are_in_postgres(
-    postgres_instance: dg.DagsterInstance, landed_local_drops: Path, postgres_server: Postgres, pg_database: str
+    postgres_instance: dg.DagsterInstance,
+    landed_local_drops: Path,
+    postgres_server: Postgres,
+    pg_database: str,
 ):
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
@@ -78,7 +81,9 @@ def test_materialization_run_and_events_are_in_postgres(
     resources = build_resources("local")
     run_ids = []
     for key in DROP_KEYS:
-        result = dg.materialize([raw_documents], partition_key=key, instance=postgres_instance, resources=resources)
+        result = dg.materialize(
+            [raw_documents], partition_key=key, instance=postgres_instance, resources=resources
+        )
         assert result.success
         run_ids.append(result.run_id)
 
@@ -120,7 +125,12 @@ def test_materialization_run_and_events_are_in_postgres(
 
 
 def test_cli_run_in_subprocesses_writes_to_postgres(
-    tmp_path: Path, pg_env: dict[str, str], landed_local_drops: Path, climb_home: Path, postgres_server: Postgres, pg_database: str
+    tmp_path: Path,
+    pg_env: dict[str, str],
+    landed_local_drops: Path,
+    climb_home: Path,
+    postgres_server: Postgres,
+    pg_database: str,
 ):
     """`dagster asset materialize` (multiprocess executor: the step runs in a child process) with
     DAGSTER_HOME on PostgreSQL, the way run workers in separate pods share one instance."""
@@ -168,7 +178,10 @@ def test_production_instance_config_loads_on_postgres(
         assert instance.run_launcher.job_namespace == "climb"
         assert "climb-s3" in instance.run_launcher.env_secrets
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
-        limits = {(t["key"], json.dumps(t.get("value"))): t["limit"] for t in instance.run_coordinator.get_run_queue_config().tag_concurrency_limits}
+        limits = {
+            (t["key"], json.dumps(t.get("value"))): t["limit"]
+            for t in instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
+        }
         assert limits[("climb/accelerator", '"gpu"')] == 2
         assert isinstance(instance.compute_log_manager, S3ComputeLogManager)
         assert instance.get_runs() == []  # storage reachable, schema created

@@ -52,7 +52,9 @@ def landed_drops(s3_server: S3Endpoint) -> str:
     prefix = s3_server.unique_prefix("ingest")
     client = s3_server.client()
     for key in DROP_KEYS:
-        client.put_object(Bucket=s3_server.bucket, Key=f"{prefix}/landing/{key}.parquet", Body=drop_parquet_bytes(key))
+        client.put_object(
+            Bucket=s3_server.bucket, Key=f"{prefix}/landing/{key}.parquet", Body=drop_parquet_bytes(key)
+        )
     return prefix
 
 
@@ -71,8 +73,12 @@ def test_raw_documents_on_s3_match_a_local_run(
     assert resources["landing"].list_drops() == list(DROP_KEYS)
 
     results = materialize_drops(resources)
-    stored_at = [r.asset_materializations_for_node("raw_documents")[0].metadata["stored_at"].value for r in results]
-    assert stored_at == [f"s3://{s3_server.bucket}/{prefix}/climb/raw_documents/{k}.parquet" for k in DROP_KEYS]
+    stored_at = [
+        r.asset_materializations_for_node("raw_documents")[0].metadata["stored_at"].value for r in results
+    ]
+    assert stored_at == [
+        f"s3://{s3_server.bucket}/{prefix}/climb/raw_documents/{k}.parquet" for k in DROP_KEYS
+    ]
 
     # The same drops through the local resource set.
     for name in _production_env(s3_server, prefix):
@@ -106,5 +112,6 @@ def test_rematerializing_a_drop_overwrites_in_place(
     materialize_drops(resources, keys=DROP_KEYS[:1])
     materialize_drops(resources, keys=DROP_KEYS[:1])
     listing = s3_server.client().list_objects_v2(Bucket=s3_server.bucket, Prefix=f"{landed_drops}/climb/")
-    assert [o["Key"] for o in listing["Contents"]] == [f"{landed_drops}/climb/raw_documents/{DROP_KEYS[0]}.parquet"]
-
+    assert [o["Key"] for o in listing["Contents"]] == [
+        f"{landed_drops}/climb/raw_documents/{DROP_KEYS[0]}.parquet"
+    ]

@@ -105,7 +105,9 @@ class ProxyTrainConfig:
         for name in ("batch_size", "steps", "num_threads", "check_every"):
             _positive_int("ProxyTrainConfig", name, getattr(self, name))
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int):
-            raise ClimbInputError(f"ProxyTrainConfig.warmup_steps must be an integer, got {self.warmup_steps!r}")
+            raise ClimbInputError(
+                f"ProxyTrainConfig.warmup_steps must be an integer, got {self.warmup_steps!r}"
+            )
         if not 0 <= self.warmup_steps <= self.steps:
             raise ClimbInputError(
                 f"ProxyTrainConfig.warmup_steps={self.warmup_steps} must be in [0, steps={self.steps}]"
@@ -173,7 +175,9 @@ class ProxyConfig:
         _positive_int("ProxyConfig", "token budget", tokens)
         steps = -(-tokens // self.tokens_per_step)
         warmup = min(self.train.warmup_steps, steps)
-        return dataclasses.replace(self, train=dataclasses.replace(self.train, steps=steps, warmup_steps=warmup))
+        return dataclasses.replace(
+            self, train=dataclasses.replace(self.train, steps=steps, warmup_steps=warmup)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model.to_dict(), "train": self.train.to_dict()}

@@ -58,5 +58,7 @@ def linear_cross_entropy(
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, hidden.shape[0], chunk_rows):
         logits = hidden[start : start + chunk_rows] @ weight.t()
-        total += torch.nn.functional.cross_entropy(logits, targets[start : start + chunk_rows], reduction="sum")
+        total += torch.nn.functional.cross_entropy(
+            logits, targets[start : start + chunk_rows], reduction="sum"
+        )
     return total / hidden.shape[0]

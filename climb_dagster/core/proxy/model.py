@@ -90,7 +90,9 @@ def check_compatible(model: LlamaForCausalLM, cfg: ProxyModelConfig, source: str
     want = {k: getattr(cfg, k) for k in got}
     if got != want:
         diff = {k: (got[k], want[k]) for k in got if got[k] != want[k]}
-        raise ClimbInputError(f"checkpoint {source} does not match the proxy config: (checkpoint, config) = {diff}")
+        raise ClimbInputError(
+            f"checkpoint {source} does not match the proxy config: (checkpoint, config) = {diff}"
+        )
 
 
 def count_params(model: torch.nn.Module) -> int:

@@ -13,32 +13,41 @@ from climb_dagster.core.proxy.tokens import TokenStore
 MIXTURE_TOLERANCE = 1e-6
 
 
-def validate_mixture(mixture: Sequence[float] | np.ndarray, n_clusters: int, what: str = "mixture") -> np.ndarray:
+def validate_mixture(
+    mixture: Sequence[float] | np.ndarray, n_clusters: int, what: str = "mixture"
+) -> np.ndarray:
     """Return the mixture as float64 after checking shape, finiteness, signs and sum (1 within 1e-6)."""
     try:
         w = np.asarray(mixture, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ClimbInputError(f"{what} is not a vector of numbers: {mixture!r}") from exc
     if w.ndim != 1 or w.shape[0] != n_clusters:
-        raise ClimbInputError(f"{what} has shape {w.shape}, expected ({n_clusters},) (one weight per super-cluster)")
+        raise ClimbInputError(
+            f"{what} has shape {w.shape}, expected ({n_clusters},) (one weight per super-cluster)"
+        )
     if not np.all(np.isfinite(w)):
-        raise ClimbInputError(f"{what} has non-finite weights at {np.flatnonzero(~np.isfinite(w)).tolist()}: {w.tolist()}")
+        raise ClimbInputError(
+            f"{what} has non-finite weights at {np.flatnonzero(~np.isfinite(w)).tolist()}: {w.tolist()}"
+        )
     if np.any(w < 0):
-        raise ClimbInputError(f"{what} has negative weights at {np.flatnonzero(w < 0).tolist()}: {w.tolist()}")
+        raise ClimbInputError(
+            f"{what} has negative weights at {np.flatnonzero(w < 0).tolist()}: {w.tolist()}"
+        )
     total = float(w.sum())
     if not math.isclose(total, 1.0, rel_tol=0.0, abs_tol=MIXTURE_TOLERANCE):
-        raise ClimbInputError(f"{what} weights sum to {total!r}, not 1 (tolerance {MIXTURE_TOLERANCE}): {w.tolist()}")
+        raise ClimbInputError(
+            f"{what} weights sum to {total:.9g}, not 1 (tolerance {MIXTURE_TOLERANCE}): {w.tolist()}"
+        )
     return w
 
 
-def sample_windows(
+def window_plan(
     store: TokenStore, mixture: Sequence[float] | np.ndarray, n_windows: int, block_size: int, seed: int
-) -> np.ndarray:
-    """`n_windows` windows of `block_size + 1` consecutive tokens, as an int64 array (n_windows, block_size+1).
+) -> tuple[np.ndarray, np.ndarray]:
+    """(super-cluster, start offset) of each of `n_windows` windows of `block_size + 1` tokens.
 
-    Each window's super-cluster is drawn from the mixture, then a uniform start offset inside that
-    cluster's token file; windows may span document boundaries (separated by the end-of-document token),
-    as in nanoGPT. Zero-weight clusters are never drawn. Reads only the memmapped slices it needs.
+    Each window's super-cluster is drawn from the mixture, then a uniform start inside that cluster's
+    token file. Zero-weight clusters are never drawn.
     """
     w = validate_mixture(mixture, store.n_clusters)
     if isinstance(n_windows, bool) or not isinstance(n_windows, int) or n_windows <= 0:
@@ -53,13 +62,28 @@ def sample_windows(
             f"(n_tokens={[store.n_tokens[c] for c in too_small]}) in {store.path}"
         )
     rng = np.random.default_rng(seed)
-    # Renormalise in float64 so np.random's own sum check never trips on a 1e-7 drift.
-    p = w / w.sum()
-    clusters = rng.choice(store.n_clusters, size=n_windows, p=p)
-    out = np.empty((n_windows, span), dtype=np.int64)
-    ar = np.arange(span)
-    for c in np.flatnonzero(np.bincount(clusters, minlength=store.n_clusters)).tolist():
+    # Renormalise in float64 so numpy's own sum check never trips on a 1e-7 drift.
+    clusters = rng.choice(store.n_clusters, size=n_windows, p=w / w.sum())
+    starts = np.zeros(n_windows, dtype=np.int64)
+    # Offsets drawn cluster by cluster in id order: a fixed order keeps the plan a function of the seed.
+    for c in np.unique(clusters).tolist():
         rows = np.flatnonzero(clusters == c)
-        starts = rng.integers(0, store.n_tokens[c] - span + 1, size=rows.size)
-        out[rows] = store.tokens[c][starts[:, None] + ar]
+        starts[rows] = rng.integers(0, store.n_tokens[c] - span + 1, size=rows.size)
+    return clusters, starts
+
+
+def sample_windows(
+    store: TokenStore, mixture: Sequence[float] | np.ndarray, n_windows: int, block_size: int, seed: int
+) -> np.ndarray:
+    """`n_windows` windows of `block_size + 1` consecutive tokens, as int64 (n_windows, block_size + 1).
+
+    Windows may span document boundaries (separated by the end-of-document token), as in nanoGPT.
+    Only the memmapped slices that are needed are read; no text is loaded.
+    """
+    clusters, starts = window_plan(store, mixture, n_windows, block_size, seed)
+    out = np.empty((n_windows, block_size + 1), dtype=np.int64)
+    ar = np.arange(block_size + 1)
+    for c in np.unique(clusters).tolist():
+        rows = np.flatnonzero(clusters == c)
+        out[rows] = store.tokens[c][starts[rows][:, None] + ar]
     return out

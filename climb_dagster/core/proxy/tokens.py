@@ -33,9 +33,7 @@ INDEX_FILE = "index.json"
 STORE_FORMAT = "climb-tokens-v1"
 
 
-def bounded_sample(
-    texts: Iterable[str], max_docs: int, max_doc_chars: int, seed: int
-) -> list[str]:
+def bounded_sample(texts: Iterable[str], max_docs: int, max_doc_chars: int, seed: int) -> list[str]:
     """A seeded uniform sample of at most `max_docs` texts (reservoir), each cut to `max_doc_chars`.
 
     Memory is bounded by `max_docs * max_doc_chars` whatever the corpus size.
@@ -73,7 +71,9 @@ def train_tokenizer(
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or not 300 <= vocab_size <= 2**32:
-        raise ClimbInputError(f"tokenizer vocab_size must be an integer >= 300 (bytes + specials), got {vocab_size!r}")
+        raise ClimbInputError(
+            f"tokenizer vocab_size must be an integer >= 300 (bytes + specials), got {vocab_size!r}"
+        )
     sample = [t for t in bounded_sample(texts, max_docs, max_doc_chars, seed) if t.strip()]
     if not sample:
         raise ClimbInputError("no non-empty text to train the tokenizer on")
@@ -143,7 +143,9 @@ def write_token_store(
     eod_id = backend.token_to_id(EOD_TOKEN)
     if eod_id is None:
         raise ClimbInputError(f"tokenizer in {tokenizer_dir} has no {EOD_TOKEN} token")
-    if n_clusters is not None and (isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or n_clusters <= 0):
+    if n_clusters is not None and (
+        isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or n_clusters <= 0
+    ):
         raise ClimbInputError(f"n_clusters must be a positive integer, got {n_clusters!r}")
 
     out = Path(out_dir)

@@ -145,7 +145,9 @@ def train_proxy(
     if windows is None:
         windows = sample_windows(store, w, n_windows, mcfg.block_size, seed + 1)
     elif windows.shape != (n_windows, mcfg.block_size + 1):
-        raise ClimbInputError(f"windows have shape {windows.shape}, expected {(n_windows, mcfg.block_size + 1)}")
+        raise ClimbInputError(
+            f"windows have shape {windows.shape}, expected {(n_windows, mcfg.block_size + 1)}"
+        )
 
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(tcfg.num_threads)
@@ -188,7 +190,9 @@ def train_proxy(
     return result
 
 
-def _loop(model: Any, data: Any, config: ProxyConfig, progress: Progress | None) -> tuple[np.ndarray, str, str, int]:
+def _loop(
+    model: Any, data: Any, config: ProxyConfig, progress: Progress | None
+) -> tuple[np.ndarray, str, str, int]:
     """The training loop proper; returns (per-step losses, status, reason, steps done)."""
     import torch
 

@@ -1,0 +1,158 @@
+"""Clustering stage on demo documents: embed -> k-means -> quality prune -> merge, scored against `domain`.
+
+`python -m climb_dagster.bench cluster --docs 3000` samples documents (seeded, across all demo drops),
+runs the stage with the pipeline defaults and prints NMI/ARI of the super-clusters against the hidden
+domain label (on documents whose cluster survived pruning), plus plain k-means at the true number of
+domains on the same embeddings as a reference, and timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from climb_dagster import schema
+from climb_dagster.core.errors import ClimbInputError
+
+DEMO_DATA = Path(__file__).resolve().parents[1] / "demo" / "data"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--docs", type=int, default=3000, help="documents sampled across the demo drops")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default=str(DEMO_DATA), help="folder with drop-*.parquet (needs `domain`)")
+    parser.add_argument("--k", type=int, default=None, help="K_init (default: default_n_clusters(docs))")
+    parser.add_argument("--superclusters", type=int, default=None, help="target count (default: MergeConfig)")
+    parser.add_argument("--linkage", default=None, help="ward|average|complete|single (default: MergeConfig)")
+    parser.add_argument("--threshold", type=float, default=None, help="quality threshold (default: PruneConfig)")
+    parser.add_argument("--model-path", default=None)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--cache-dir", default=None, help="reuse embeddings of identical runs (.npy)")
+
+
+def sample_demo(data: Path, n_docs: int, seed: int) -> pl.DataFrame:
+    """`n_docs` documents drawn uniformly over all drops, in drop/row order."""
+    files = sorted(data.glob("drop-*.parquet"))
+    if not files:
+        raise ClimbInputError(f"{data}: no drop-*.parquet files")
+    frames = [pl.read_parquet(f).with_columns(pl.lit(f.stem).alias(schema.DROP)) for f in files]
+    docs = pl.concat(frames, how="diagonal")
+    if schema.DOMAIN not in docs.columns:
+        raise ClimbInputError(f"{data}: the drops have no {schema.DOMAIN!r} column to score against")
+    if n_docs > docs.height:
+        raise ClimbInputError(f"--docs {n_docs}: the demo corpus has only {docs.height} documents")
+    idx = np.sort(np.random.default_rng(seed).choice(docs.height, size=n_docs, replace=False))
+    return docs[idx]
+
+
+def _embed(docs: pl.DataFrame, args: argparse.Namespace) -> tuple[np.ndarray, float, str]:
+    from climb_dagster.core.embedding import EmbedderConfig, SentenceEmbedder
+
+    embedder = SentenceEmbedder.load(EmbedderConfig(model_path=args.model_path, precision=args.precision))
+    cache = None
+    if args.cache_dir:
+        digest = hashlib.sha256(
+            "\n".join([str(embedder.spec.path), embedder.precision, *docs[schema.ID].to_list()]).encode()
+        ).hexdigest()[:16]
+        cache = Path(args.cache_dir) / f"embeddings-{digest}.npy"
+        if cache.is_file():
+            return np.load(cache, allow_pickle=False), 0.0, embedder.precision
+    t0 = time.perf_counter()
+    emb = embedder.embed(docs[schema.TEXT].to_list())
+    seconds = time.perf_counter() - t0
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, emb, allow_pickle=False)
+    return emb, seconds, embedder.precision
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    from climb_dagster.core.kmeans import KMeansConfig, assign_clusters, fit_centroids_on_arrays
+    from climb_dagster.core.quality import HeuristicRater, PruneConfig, prune_clusters, rate_documents
+    from climb_dagster.core.superclusters import (
+        MergeConfig,
+        cluster_quality_from_profile,
+        combine_profiles,
+        drop_profile,
+        merge_clusters,
+    )
+
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    docs = sample_demo(Path(args.data), args.docs, args.seed)
+    emb, timings["embed_s"], precision = _embed(docs, args)
+
+    # Drops stay separate arrays, as in the pipeline: the sample and the assignment go drop by drop.
+    drops = docs.get_column(schema.DROP).to_numpy()
+    keys = sorted(set(drops.tolist()))
+    arrays = {k: emb[drops == k] for k in keys}
+    kcfg = KMeansConfig(n_clusters=args.k, seed=args.seed)
+    t0 = time.perf_counter()
+    fit = fit_centroids_on_arrays(arrays, kcfg)
+    timings["kmeans_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    rater = HeuristicRater()
+    profiles = []
+    cluster = np.empty(docs.height, dtype=np.int32)
+    for key in keys:
+        rows = np.flatnonzero(drops == key)
+        a = assign_clusters(arrays[key], fit.centroids, kcfg)
+        cluster[rows] = a.cluster
+        q = rate_documents(rater, docs[rows])
+        profiles.append(drop_profile(docs[rows], a.cluster, a.distance, q))
+    timings["assign_and_rate_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    profile = combine_profiles(profiles)
+    quality = cluster_quality_from_profile(profile, len(fit.centroids))
+    prune_cfg = PruneConfig() if args.threshold is None else PruneConfig(threshold=args.threshold)
+    pruned = prune_clusters(quality, prune_cfg)
+    merge_kwargs: dict[str, Any] = {}
+    if args.superclusters is not None:
+        merge_kwargs["n_superclusters"] = args.superclusters
+    if args.linkage is not None:
+        merge_kwargs["linkage"] = args.linkage
+    mapping = merge_clusters(fit.centroids, pruned, MergeConfig(**merge_kwargs))
+    timings["prune_and_merge_s"] = time.perf_counter() - t0
+
+    lookup = np.full(len(fit.centroids), -1, dtype=np.int64)
+    lookup[mapping[schema.CLUSTER].to_numpy()] = mapping[schema.SUPER_CLUSTER].to_numpy()
+    sc = lookup[cluster]
+    kept = sc >= 0
+    domain = docs.get_column(schema.DOMAIN).to_numpy()
+
+    import faiss
+
+    n_domains = len(set(domain.tolist()))
+    ref = faiss.Kmeans(emb.shape[1], n_domains, niter=25, seed=args.seed, spherical=True, verbose=False)
+    ref.train(np.ascontiguousarray(emb))
+    ref_labels = ref.index.search(np.ascontiguousarray(emb), 1)[1][:, 0]
+    timings["total_s"] = time.perf_counter() - t_all
+
+    return {
+        "docs": int(docs.height),
+        "domains": n_domains,
+        "precision": precision,
+        "k_init": int(len(fit.centroids)),
+        "kmeans_sample": fit.n_sample,
+        "clusters_kept": int(pruned["kept"].sum()),
+        "docs_kept": int(kept.sum()),
+        "n_superclusters": int(mapping[schema.SUPER_CLUSTER].n_unique()),
+        "nmi": round(float(normalized_mutual_info_score(domain[kept], sc[kept])), 4),
+        "ari": round(float(adjusted_rand_score(domain[kept], sc[kept])), 4),
+        "reference_kmeans_true_k_nmi": round(float(normalized_mutual_info_score(domain, ref_labels)), 4),
+        "reference_kmeans_true_k_ari": round(float(adjusted_rand_score(domain, ref_labels)), 4),
+        **{k: round(v, 3) for k, v in timings.items()},
+        "embed_docs_per_s": round(docs.height / timings["embed_s"], 1) if timings["embed_s"] else None,
+    }

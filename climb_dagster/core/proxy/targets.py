@@ -1,0 +1,203 @@
+"""The target of the mixture search: which evaluators score a proxy, their weights and the direction.
+
+A component's value has a natural direction (loss: minimize, multiple-choice accuracy: maximize).
+The score is `sum(weight * value * sign)` with sign +1 where the component's natural direction is the
+target's direction and -1 otherwise, so e.g. a "minimize" target of loss + accuracy scores
+`loss - accuracy`: lower is better on both counts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.proxy.config import content_hash
+
+LOSS = "loss"
+MULTIPLE_CHOICE = "multiple_choice"
+NATURAL_DIRECTION = {LOSS: "minimize", MULTIPLE_CHOICE: "maximize"}
+DIRECTIONS = ("minimize", "maximize")
+
+
+@dataclass(frozen=True)
+class EvaluatorSpec:
+    """One evaluator: `kind` "loss" (path: .npy windows) or "multiple_choice" (path: JSONL)."""
+
+    kind: str
+    path: str
+    weight: float = 1.0
+    normalize: str = "char"
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        from climb_dagster.core.proxy.evaluate import NORMALIZATIONS
+
+        if self.kind not in NATURAL_DIRECTION:
+            raise ClimbInputError(
+                f"EvaluatorSpec.kind must be one of {sorted(NATURAL_DIRECTION)}, got {self.kind!r}"
+            )
+        if not isinstance(self.path, str) or not self.path:
+            raise ClimbInputError(f"EvaluatorSpec.path must be a non-empty string, got {self.path!r}")
+        w = self.weight
+        if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w <= 0:
+            raise ClimbInputError(f"EvaluatorSpec.weight must be a finite number > 0, got {w!r}")
+        if self.normalize not in NORMALIZATIONS:
+            raise ClimbInputError(
+                f"EvaluatorSpec.normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}"
+            )
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size <= 0:
+            raise ClimbInputError(
+                f"EvaluatorSpec.batch_size must be a positive integer, got {self.batch_size!r}"
+            )
+
+    @property
+    def natural_direction(self) -> str:
+        return NATURAL_DIRECTION[self.kind]
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{Path(self.path).name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "path": self.path,
+            "weight": float(self.weight),
+            "normalize": self.normalize,
+            "batch_size": self.batch_size,
+        }
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """Evaluators, their weights, and whether the combined score is to be minimized or maximized."""
+
+    evaluators: tuple[EvaluatorSpec, ...]
+    direction: str
+    name: str = "target"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.evaluators, tuple) or not self.evaluators:
+            raise ClimbInputError(f"TargetSpec.evaluators must be a non-empty tuple, got {self.evaluators!r}")
+        for e in self.evaluators:
+            if not isinstance(e, EvaluatorSpec):
+                raise ClimbInputError(f"TargetSpec.evaluators must hold EvaluatorSpec, got {e!r}")
+        if self.direction not in DIRECTIONS:
+            raise ClimbInputError(f"TargetSpec.direction must be one of {DIRECTIONS}, got {self.direction!r}")
+        names = [e.name for e in self.evaluators]
+        if len(set(names)) != len(names):
+            raise ClimbInputError(f"TargetSpec.evaluators repeat an evaluator: {names}")
+
+    @classmethod
+    def loss(cls, path: str | os.PathLike[str], name: str = "heldout_loss") -> TargetSpec:
+        return cls((EvaluatorSpec(LOSS, str(path)),), "minimize", name)
+
+    @classmethod
+    def multiple_choice(
+        cls, path: str | os.PathLike[str], normalize: str = "char", name: str = "multiple_choice"
+    ) -> TargetSpec:
+        return cls((EvaluatorSpec(MULTIPLE_CHOICE, str(path), normalize=normalize),), "maximize", name)
+
+    @classmethod
+    def combined(
+        cls, evaluators: Sequence[EvaluatorSpec], direction: str, name: str = "combined"
+    ) -> TargetSpec:
+        return cls(tuple(evaluators), direction, name)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TargetSpec:
+        try:
+            evaluators = tuple(EvaluatorSpec(**e) for e in data["evaluators"])
+            return cls(evaluators, data["direction"], data.get("name", "target"))
+        except (KeyError, TypeError) as exc:
+            raise ClimbInputError(f"bad target spec {dict(data)!r}: {exc}") from exc
+
+    def sign(self, evaluator: EvaluatorSpec) -> float:
+        return 1.0 if evaluator.natural_direction == self.direction else -1.0
+
+    def combine(self, values: Mapping[str, float]) -> float:
+        """The score from per-evaluator values keyed by `EvaluatorSpec.name`."""
+        return sum(e.weight * self.sign(e) * values[e.name] for e in self.evaluators)
+
+    def is_better(self, a: float, b: float) -> bool:
+        """Whether score `a` beats score `b` under this target's direction."""
+        return a < b if self.direction == "minimize" else a > b
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "direction": self.direction,
+            "evaluators": [e.to_dict() for e in self.evaluators],
+        }
+
+    def content_hash(self) -> str:
+        return content_hash(self.to_dict())
+
+    def check_files(self) -> None:
+        """Raise ClimbInputError naming the first evaluation file that is missing or empty."""
+        for e in self.evaluators:
+            p = Path(e.path)
+            if not p.is_file():
+                raise ClimbInputError(f"evaluation set for {e.kind} not found: {p}")
+            if p.stat().st_size == 0:
+                raise ClimbInputError(f"evaluation set for {e.kind} is empty: {p}")
+
+
+def evaluate_components(
+    model: Any, target: TargetSpec, tokenizer: Any = None, num_threads: int = 1
+) -> dict[str, float]:
+    """Each evaluator's raw value (loss in nats, accuracy in [0, 1]) keyed by `EvaluatorSpec.name`.
+
+    Args:
+        model: a LlamaForCausalLM, or a checkpoint directory (its tokenizer is loaded from it too).
+        tokenizer: needed for multiple choice when `model` is a module.
+        num_threads: torch intra-op threads while evaluating (restored afterwards).
+    """
+    import torch
+
+    from climb_dagster.core.proxy import evaluate as ev
+
+    if model is None:
+        raise ClimbInputError("no model to evaluate (a failed proxy run has none)")
+    target.check_files()
+    if isinstance(model, str | os.PathLike):
+        from climb_dagster.core.proxy.model import load_model
+        from climb_dagster.core.proxy.tokens import load_tokenizer
+
+        model_dir = Path(model)
+        model = load_model(model_dir)
+        if tokenizer is None and any(e.kind == MULTIPLE_CHOICE for e in target.evaluators):
+            tokenizer = load_tokenizer(model_dir)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        values: dict[str, float] = {}
+        for e in target.evaluators:
+            if e.kind == LOSS:
+                value = ev.eval_loss(model, ev.load_eval_windows(e.path), batch_size=e.batch_size)
+            else:
+                if tokenizer is None:
+                    raise ClimbInputError(
+                        f"evaluator {e.name} needs a tokenizer (pass tokenizer= or a model dir)"
+                    )
+                value = ev.eval_multiple_choice(
+                    model, tokenizer, ev.load_multiple_choice(e.path), e.normalize
+                )
+            if not math.isfinite(value):
+                raise ClimbInputError(
+                    f"evaluator {e.name} gave a non-finite value {value!r}: the model diverged"
+                )
+            values[e.name] = value
+        return values
+    finally:
+        torch.set_num_threads(prev)
+
+
+def evaluate_target(model: Any, target: TargetSpec, tokenizer: Any = None, num_threads: int = 1) -> float:
+    """The target score of `model` (see the module docstring for how components combine)."""
+    return target.combine(evaluate_components(model, target, tokenizer, num_threads))
