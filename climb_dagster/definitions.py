@@ -2,10 +2,22 @@
 
 import dagster as dg
 
+from climb_dagster.assets.clustering import CLUSTERING_ASSETS, CLUSTERING_CHECKS
+from climb_dagster.assets.experiments import experiment
+from climb_dagster.assets.final import final_mixture, mixture_export
 from climb_dagster.assets.ingest import raw_documents
+from climb_dagster.assets.rounds import ROUND_ASSETS
+from climb_dagster.assets.tokens import TOKEN_ASSETS
+from climb_dagster.automation.clustering import CLUSTERING_JOBS, CLUSTERING_SCHEDULES, CLUSTERING_SENSORS
+from climb_dagster.jobs import BOOTSTRAP_JOBS
+from climb_dagster.resources.embedding import default_embedder
 from climb_dagster.resources.sets import build_resources
 
 defs = dg.Definitions(
-    assets=[raw_documents],
-    resources=build_resources(),
+    assets=[raw_documents, *CLUSTERING_ASSETS, *TOKEN_ASSETS, experiment, *ROUND_ASSETS, final_mixture, mixture_export],
+    asset_checks=CLUSTERING_CHECKS,
+    jobs=[*CLUSTERING_JOBS, *BOOTSTRAP_JOBS],
+    sensors=CLUSTERING_SENSORS,
+    schedules=CLUSTERING_SCHEDULES,
+    resources={**build_resources(), "embedder": default_embedder()},
 )

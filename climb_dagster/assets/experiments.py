@@ -9,6 +9,7 @@ from climb_dagster.core.keys import validate_key
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.experiment_tracking import experiment_run, try_track
+from climb_dagster.resources.storage import ClimbStorage
 from climb_dagster.resources.tracking import MlflowTracker
 
 MAX_ROUNDS = 3
@@ -32,7 +33,7 @@ class ExperimentSpec(dg.Config):
     proxy_batch_size: int = 16
     proxy_steps: int = 48
     proxy_lr: float = 3e-3
-    proxy_threads: int = 2
+    proxy_threads: int = 1
 
     def build(self, name: str, vocab_size: int) -> ExperimentConfig:
         model = ProxyModelConfig(
@@ -66,17 +67,30 @@ class ExperimentSpec(dg.Config):
 
 @dg.asset(partitions_def=experiments, group_name="experiments", kinds={"json", "mlflow"})
 def experiment(
-    context: dg.AssetExecutionContext, config: ExperimentSpec, cluster_tokens: dict, tracker: MlflowTracker
+    context: dg.AssetExecutionContext,
+    config: ExperimentSpec,
+    cluster_tokens: dict,
+    tracker: MlflowTracker,
+    storage: ClimbStorage,
 ) -> dg.Output[dict]:
     """The experiment's validated record: target, strategy, budget per round, proxy config, seed."""
+    from climb_dagster.core.target_eval import check_target, open_token_store, prepare_target
+
     name = validate_key(context.partition_key, "experiment name")
     record = config.build(name, vocab_size=int(cluster_tokens["vocab_size"]))
     if record.n_rounds > MAX_ROUNDS:
         raise dg.Failure(f"experiment {name!r} asks for {record.n_rounds} rounds; this code location defines {MAX_ROUNDS}")
-    from climb_dagster.core.target_eval import check_target
-
-    check_target(record.target)
-    data = record.to_dict() | {"token_store": cluster_tokens["key"], "config_hash": record.content_hash()}
+    check_target(record.target, storage.options())
+    store = open_token_store(cluster_tokens["path"], storage.options())
+    target_spec = prepare_target(
+        record.target, store.path, record.proxy.model.block_size, storage.root() / "targets" / name, storage.options()
+    )
+    data = record.to_dict() | {
+        "token_store": cluster_tokens["key"],
+        "token_store_path": cluster_tokens["path"],
+        "target_spec": target_spec,
+        "config_hash": record.content_hash(),
+    }
     tracking = try_track(context.log.warning, "MLflow parent run", lambda: experiment_run(tracker, data))
     return dg.Output(
         data,

@@ -18,6 +18,7 @@ from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.core import bootstrap
 from climb_dagster.core.artifacts import ModelText
 from climb_dagster.core.experiment import ExperimentConfig
+from climb_dagster.core.tables import markdown_table
 from climb_dagster.core.round_plots import png_markdown, predicted_vs_actual_png, weights_bar_png
 from climb_dagster.k8s import PROXY_OP_TAGS
 from climb_dagster.partitions import experiments
@@ -38,7 +39,15 @@ def data_key(record: dict) -> str:
     """What besides mixture/config/seed determines a proxy's score: the token store and the target."""
     from climb_dagster.core.proxy.config import content_hash
 
-    return f"{record['token_store']}:{content_hash(record['target'])}"
+    return f"{record['token_store']}:{record['target_spec']['fingerprint']}:{content_hash(record['target_spec'])}"
+
+
+RECORD_EXTRAS = ("token_store", "token_store_path", "target_spec", "config_hash")
+
+
+def experiment_config(record: dict) -> ExperimentConfig:
+    """The ExperimentConfig of a stored record (which also carries derived fields)."""
+    return ExperimentConfig.from_dict({k: v for k, v in record.items() if k not in RECORD_EXTRAS})
 
 
 def load_predictor(model: ModelText):
@@ -90,7 +99,7 @@ def build_round(k: int) -> list:
         from climb_dagster.core.search.strategies import propose_round
 
         record = upstream["experiment"]
-        exp = ExperimentConfig.from_dict({k_: v for k_, v in record.items() if k_ not in ("token_store", "config_hash")})
+        exp = experiment_config(record)
         prior = prior_of(upstream["cluster_tokens"])
         if k > exp.n_rounds:
             empty = bootstrap.mixtures_table(k, np.zeros((0, prior.size)), [])
@@ -111,7 +120,7 @@ def build_round(k: int) -> list:
                 "active": True,
                 "dagster/row_count": table.height,
                 "seconds": round(time.perf_counter() - start, 3),
-                "mixtures": dg.MetadataValue.md(table.head(20).to_pandas().round(3).to_markdown(index=False)),
+                "mixtures": dg.MetadataValue.md(markdown_table(table, max_rows=20, decimals=3)),
                 "weights_plot": dg.MetadataValue.md(png_markdown(png, "weights")),
             },
         )
@@ -131,8 +140,10 @@ def build_round(k: int) -> list:
         from climb_dagster.core.target_eval import open_token_store, target_evaluator
 
         proxy = ProxyConfig.from_dict(record["proxy"])
-        store = open_token_store(tokens["path"], storage)
-        evaluate = target_evaluator(record, store)
+        store = open_token_store(tokens["path"], storage.options())
+        evaluate = target_evaluator(
+            record["target_spec"], store.load_tokenizer(), proxy.train.num_threads, storage.options()
+        )
         cache = bootstrap.ProxyCache(storage.root() / "proxy_runs")
 
         def progress(step: int, total: int, loss: float) -> None:
@@ -156,9 +167,7 @@ def build_round(k: int) -> list:
                 "reused_from_cache": int(table["cached"].sum()) if table.height else 0,
                 "train_seconds": float(table["wall_s"].sum()) if table.height else 0.0,
                 "evaluations": dg.MetadataValue.md(
-                    table.select(schema.MIXTURE_ID, "status", schema.SCORE, "train_loss", "cached")
-                    .to_pandas()
-                    .to_markdown(index=False)
+                    markdown_table(table.select(schema.MIXTURE_ID, "status", schema.SCORE, "train_loss", "cached"))
                 ),
             }
         )
@@ -275,7 +284,7 @@ def _unexplained_scores(evals: list[pl.DataFrame]) -> list[str]:
 
 
 def record_direction(record: dict) -> str:
-    return "maximize" if record["target"]["kind"] == "mc_accuracy" else "minimize"
+    return record["target_spec"]["direction"]
 
 
 ROUND_ASSETS = [a for k in range(1, MAX_ROUNDS + 1) for a in build_round(k)]

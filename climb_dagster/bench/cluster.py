@@ -31,9 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=None, help="K_init (default: default_n_clusters(docs))")
     parser.add_argument("--superclusters", type=int, default=None, help="target count (default: MergeConfig)")
     parser.add_argument("--linkage", default=None, help="ward|average|complete|single (default: MergeConfig)")
-    parser.add_argument("--threshold", type=float, default=None, help="quality threshold (default: PruneConfig)")
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="quality threshold (default: PruneConfig)"
+    )
     parser.add_argument("--model-path", default=None)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--max-windows", type=int, default=None, help="default: EmbedderConfig's")
     parser.add_argument("--cache-dir", default=None, help="reuse embeddings of identical runs (.npy)")
 
 
@@ -52,25 +55,35 @@ def sample_demo(data: Path, n_docs: int, seed: int) -> pl.DataFrame:
     return docs[idx]
 
 
-def _embed(docs: pl.DataFrame, args: argparse.Namespace) -> tuple[np.ndarray, float, str]:
+def _embed(docs: pl.DataFrame, args: argparse.Namespace) -> tuple[np.ndarray, float, str, int]:
     from climb_dagster.core.embedding import EmbedderConfig, SentenceEmbedder
 
-    embedder = SentenceEmbedder.load(EmbedderConfig(model_path=args.model_path, precision=args.precision))
+    extra = {} if args.max_windows is None else {"max_windows": args.max_windows}
+    embedder = SentenceEmbedder.load(
+        EmbedderConfig(model_path=args.model_path, precision=args.precision, **extra)
+    )
     cache = None
     if args.cache_dir:
         digest = hashlib.sha256(
-            "\n".join([str(embedder.spec.path), embedder.precision, *docs[schema.ID].to_list()]).encode()
+            "\n".join(
+                [
+                    str(embedder.spec.path),
+                    embedder.precision,
+                    str(embedder.config.max_windows),
+                    *docs[schema.ID].to_list(),
+                ]
+            ).encode()
         ).hexdigest()[:16]
         cache = Path(args.cache_dir) / f"embeddings-{digest}.npy"
         if cache.is_file():
-            return np.load(cache, allow_pickle=False), 0.0, embedder.precision
+            return np.load(cache, allow_pickle=False), 0.0, embedder.precision, embedder.config.max_windows
     t0 = time.perf_counter()
     emb = embedder.embed(docs[schema.TEXT].to_list())
     seconds = time.perf_counter() - t0
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, emb, allow_pickle=False)
-    return emb, seconds, embedder.precision
+    return emb, seconds, embedder.precision, embedder.config.max_windows
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -90,7 +103,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     docs = sample_demo(Path(args.data), args.docs, args.seed)
-    emb, timings["embed_s"], precision = _embed(docs, args)
+    emb, timings["embed_s"], precision, windows = _embed(docs, args)
 
     # Drops stay separate arrays, as in the pipeline: the sample and the assignment go drop by drop.
     drops = docs.get_column(schema.DROP).to_numpy()
@@ -144,6 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "docs": int(docs.height),
         "domains": n_domains,
         "precision": precision,
+        "max_windows": windows,
         "k_init": int(len(fit.centroids)),
         "kmeans_sample": fit.n_sample,
         "clusters_kept": int(pruned["kept"].sum()),

@@ -1,6 +1,7 @@
 """Offline regret of the search strategies on a pool of mixtures with known scores (e.g. RegMix's).
 
-    python -m climb_dagster.bench search --pool-mixtures train_mixture_1m.csv --pool-scores train_pile_loss_1m.csv \
+    python -m climb_dagster.bench search \
+        --pool-mixtures train_mixture_1m.csv --pool-scores train_pile_loss_1m.csv \
         --pool-mixtures test_mixture_1m.csv --pool-scores test_pile_loss_1m.csv --budget 56 --seeds 10
 
 Regret of a run = true score of its final mixture minus the pool's best (flipped with --maximize),
@@ -29,7 +30,7 @@ from climb_dagster.core.search import (
     run_search,
     spearman,
 )
-from climb_dagster.core.search.strategies import FINAL_PICKS, STRATEGIES, StrategyConfig
+from climb_dagster.core.search.strategies import FINAL_PICKS, INITIAL_DESIGNS, STRATEGIES, StrategyConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--climb-top-n", type=float, help="top-N factor for the next round")
     parser.add_argument("--climb-kappa", type=float, help="optimism in ensemble std")
     parser.add_argument("--climb-ratios", help="round ratios, e.g. 4,2,1")
+    parser.add_argument("--climb-design", choices=INITIAL_DESIGNS, help="round-0 design")
+    parser.add_argument(
+        "--climb-leaf-divisor", type=int, help="tiny-n leaf relaxation (1 = paper's 5 always)"
+    )
     parser.add_argument("--regmix-final", choices=FINAL_PICKS)
     parser.add_argument("--regmix-top-k", type=int)
 
@@ -60,8 +65,15 @@ def _strategy(name: str, budget: int, direction: str, args: argparse.Namespace) 
     if name == "climb":
         if args.climb_final:
             ch["final"] = args.climb_final
+        pred: dict[str, Any] = {}
         if args.climb_models:
-            ch["predictor"] = replace(cfg.predictor, n_models=args.climb_models)
+            pred["n_models"] = args.climb_models
+        if args.climb_leaf_divisor:
+            pred["leaf_rows_divisor"] = args.climb_leaf_divisor
+        if pred:
+            ch["predictor"] = replace(cfg.predictor, **pred)
+        if args.climb_design:
+            ch["initial_design"] = args.climb_design
         if args.climb_exploit is not None:
             ch["exploit_fraction"] = args.climb_exploit
         if args.climb_top_n is not None:
@@ -136,12 +148,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     rs.append(regret(lookup(res.final_mixture[None, :])[0], scores, direction))
                     observed_r.append(regret(res.scores[res.best_observed], scores, direction))
                 final_r += rs
-                per_target[t] = round(float(np.mean(rs)), 4)
+                per_target[t] = round(float(np.mean(rs)), 6)
             strategies[n] = {
-                "mean_regret": round(float(np.mean(final_r)), 4),
-                "median_regret": round(float(np.median(final_r)), 4),
-                "mean_best_observed_regret": round(float(np.mean(observed_r)), 4),
-                "stderr_regret": round(float(np.std(final_r) / np.sqrt(len(final_r))), 4),
+                "mean_regret": round(float(np.mean(final_r)), 6),
+                "median_regret": round(float(np.median(final_r)), 6),
+                "mean_best_observed_regret": round(float(np.mean(observed_r)), 6),
+                "stderr_regret": round(float(np.std(final_r) / np.sqrt(len(final_r))), 6),
                 "wall_s": round(time.perf_counter() - t0, 1),
             }
             if args.per_target:

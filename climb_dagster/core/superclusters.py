@@ -148,7 +148,11 @@ def drop_profile(
             raise ClimbInputError(f"{name} has {len(arr)} rows but the drop has {n} documents")
     if schema.TEXT not in docs.columns:
         raise ClimbInputError(f"documents lack column {schema.TEXT!r}; have {docs.columns}")
-    titles = docs.get_column(schema.TITLE) if schema.TITLE in docs.columns else pl.Series([None] * n, dtype=pl.String)
+    titles = (
+        docs.get_column(schema.TITLE)
+        if schema.TITLE in docs.columns
+        else pl.Series([None] * n, dtype=pl.String)
+    )
     frame = pl.DataFrame(
         {
             schema.CLUSTER: np.asarray(cluster, dtype=np.int32),
@@ -176,7 +180,11 @@ def drop_profile(
     terms = (
         frame.select(
             schema.CLUSTER,
-            pl.col(schema.TEXT).str.to_lowercase().str.extract_all(r"[a-z][a-z]{2,}").list.head(config.words_per_doc).alias(TERM),
+            pl.col(schema.TEXT)
+            .str.to_lowercase()
+            .str.extract_all(r"[a-z][a-z]{2,}")
+            .list.head(config.words_per_doc)
+            .alias(TERM),
         )
         .explode(TERM)
         .filter(pl.col(TERM).is_not_null() & ~pl.col(TERM).is_in(list(STOP_WORDS)))
@@ -184,7 +192,10 @@ def drop_profile(
         .agg(pl.len().cast(pl.Int64).alias(COUNT))
         .sort([schema.CLUSTER, COUNT, TERM], descending=[False, True, False])
         .group_by(schema.CLUSTER, maintain_order=True)
-        .agg(pl.col(TERM).head(config.terms_per_cluster).alias(TERMS), pl.col(COUNT).head(config.terms_per_cluster).alias(TERM_COUNTS))
+        .agg(
+            pl.col(TERM).head(config.terms_per_cluster).alias(TERMS),
+            pl.col(COUNT).head(config.terms_per_cluster).alias(TERM_COUNTS),
+        )
     )
     return base.join(terms, on=schema.CLUSTER, how="left").sort(schema.CLUSTER)
 
@@ -215,8 +226,14 @@ def combine_profiles(profiles: Iterable[pl.DataFrame], titles_per_cluster: int =
             .drop_nulls(TITLES)
             .rename({TITLES: schema.TITLE, TITLE_DISTANCES: schema.DISTANCE})
         )
-        clusters = c if clusters is None else pl.concat([clusters, c]).group_by(schema.CLUSTER).agg(pl.all().sum())
-        terms = t if terms is None else pl.concat([terms, t]).group_by(schema.CLUSTER, TERM).agg(pl.col(COUNT).sum())
+        clusters = (
+            c if clusters is None else pl.concat([clusters, c]).group_by(schema.CLUSTER).agg(pl.all().sum())
+        )
+        terms = (
+            t
+            if terms is None
+            else pl.concat([terms, t]).group_by(schema.CLUSTER, TERM).agg(pl.col(COUNT).sum())
+        )
         titles = (
             ti
             if titles is None
@@ -253,7 +270,9 @@ def c_tf_idf(terms: pl.DataFrame, class_column: str, top_n: int = 10) -> pl.Data
         terms.join(totals, on=class_column)
         .join(term_freq, on=TERM)
         .with_columns(
-            (pl.col(COUNT) / pl.col("class_total") * (1.0 + mean_total / pl.col("term_total")).log()).alias("w")
+            (pl.col(COUNT) / pl.col("class_total") * (1.0 + mean_total / pl.col("term_total")).log()).alias(
+                "w"
+            )
         )
         .sort([class_column, "w", TERM], descending=[False, True, False])
         .group_by(class_column, maintain_order=True)
@@ -282,7 +301,9 @@ def supercluster_stats(
         pl.col(N_DOCS).fill_null(0), pl.col(schema.N_TOKENS).fill_null(0)
     )
     terms = c_tf_idf(
-        profile.terms.join(mapping, on=schema.CLUSTER).group_by(sc, TERM).agg(pl.col(COUNT).sum()), sc, n_terms
+        profile.terms.join(mapping, on=schema.CLUSTER).group_by(sc, TERM).agg(pl.col(COUNT).sum()),
+        sc,
+        n_terms,
     )
     titles = (
         profile.titles.join(mapping, on=schema.CLUSTER)

@@ -1,4 +1,5 @@
-"""Lay out the demo's landing folder: seeded subsets of the committed demo drops."""
+"""Lay out the demo: a held-out target set of one domain, and seeded subsets of the demo drops that never
+contain a held-out page."""
 
 from __future__ import annotations
 
@@ -18,23 +19,40 @@ def demo_drop_files() -> list[Path]:
     return files
 
 
-def prepare_landing(landing: Path, docs_per_drop: int | None, seed: int = 0, exclude_titles: set[str] = frozenset()) -> dict[str, int]:
-    """Copy each demo drop (or a seeded sample of `docs_per_drop` documents) into `landing`.
+def _write(df: pl.DataFrame, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name("." + target.name + ".tmp")
+    df.write_parquet(tmp, compression="zstd")
+    tmp.replace(target)
 
-    Documents whose title is in `exclude_titles` are held out (the target's evaluation units never reach
-    training). Returns rows written per drop key.
-    """
-    landing.mkdir(parents=True, exist_ok=True)
+
+def prepare_target(out: Path, domain: str, max_docs: int, seed: int = 0) -> tuple[Path, set[str]]:
+    """Held-out documents of `domain` (whole pages, split by title) -> `out`; returns (path, held-out titles)."""
+    from climb_dagster.core.proxy.evaluate import split_by_title
+
+    docs = pl.concat([pl.read_parquet(f) for f in demo_drop_files()]).filter(pl.col(schema.DOMAIN) == domain)
+    if docs.height == 0:
+        raise ValueError(f"demo corpus has no domain {domain!r}")
+    _, heldout = split_by_title(docs.sort(schema.ID), heldout_fraction=0.15, seed=seed)
+    titles = set(heldout[schema.TITLE].to_list())
+    if heldout.height > max_docs:
+        heldout = heldout.sample(n=max_docs, seed=seed).sort(schema.ID)
+    _write(heldout, out)
+    return out, titles
+
+
+def prepare_landing(
+    landing: Path, docs_per_drop: int | None, seed: int = 0, exclude_titles: set[str] = frozenset()
+) -> dict[str, int]:
+    """Copy each demo drop (or a seeded sample of `docs_per_drop` documents) into `landing`, without the
+    documents whose title is held out for the target. Returns rows written per drop key."""
     written = {}
     for i, src in enumerate(demo_drop_files()):
         df = pl.read_parquet(src)
         if exclude_titles:
             df = df.filter(~pl.col(schema.TITLE).is_in(list(exclude_titles)))
         if docs_per_drop is not None and df.height > docs_per_drop:
-            df = df.sample(n=docs_per_drop, seed=seed + i, shuffle=False).sort(schema.ID)
-        target = landing / src.name
-        tmp = target.with_name("." + target.name + ".tmp")
-        df.write_parquet(tmp, compression="zstd")
-        tmp.replace(target)
+            df = df.sample(n=docs_per_drop, seed=seed + i).sort(schema.ID)
+        _write(df, landing / src.name)
         written[src.stem] = df.height
     return written

@@ -1,52 +1,110 @@
-"""The demo driver: lay out a landing folder, register drops, materialize every stage that exists."""
+"""The demo driver (`make demo`): lay out a landing folder and a target, then materialize the pipeline
+stage by stage with the same definitions the Dagster UI shows, and print the answer."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
 
 import dagster as dg
 
-from climb_dagster.demo.landing import prepare_landing
+DEMO_EXPERIMENT = "demo"
 
 
-def _materialize_drop_stage(defs: dg.Definitions, instance: dg.DagsterInstance, selection: str, keys: list[str]) -> None:
-    for key in keys:
-        result = dg.materialize(
-            list(defs.assets or []),
-            selection=selection,
-            partition_key=key,
-            instance=instance,
-            resources=defs.resources,
-        )
-        if not result.success:
-            raise RuntimeError(f"demo stage {selection!r} failed for drop {key}")
+def _run(defs: dg.Definitions, instance: dg.DagsterInstance, selection, partition_key=None, run_config=None) -> None:
+    result = dg.materialize(
+        list(defs.assets or []) + list(defs.asset_checks or []),
+        selection=selection,
+        partition_key=partition_key,
+        instance=instance,
+        resources=defs.resources,
+        run_config=run_config or {},
+        raise_on_error=True,
+    )
+    assert result.success
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m climb_dagster.demo")
-    parser.add_argument("--docs-per-drop", type=int, default=800, help="seeded subset of each demo drop (0 = all)")
+    parser.add_argument("--docs-per-drop", type=int, default=700, help="seeded subset of each demo drop (0 = all)")
+    parser.add_argument("--target-domain", default="postgres_docs")
+    parser.add_argument("--rounds", default="6,3,2", help="proxies per round")
+    parser.add_argument("--strategy", default="climb", choices=["climb", "regmix", "random"])
+    parser.add_argument("--experiment", default=DEMO_EXPERIMENT)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     os.environ.setdefault("CLIMB_HOME", os.path.abspath(".climb"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     home = Path(os.environ["CLIMB_HOME"])
-    start = time.perf_counter()
+    t0 = time.perf_counter()
 
+    from climb_dagster.automation.clustering import FULL_DROP_KEYS
+    from climb_dagster.demo.landing import prepare_landing, prepare_target
     from climb_dagster.definitions import defs
-    from climb_dagster.partitions import crawl_drops
+    from climb_dagster.jobs import EXPERIMENT_GROUPS
+    from climb_dagster.partitions import crawl_drops, experiments
 
+    target, held = prepare_target(home / "targets" / f"{args.target_domain}-heldout.parquet", args.target_domain, 120, args.seed)
     landing = Path(os.environ.get("CLIMB_LANDING_URL", home / "landing"))
-    written = prepare_landing(landing, args.docs_per_drop or None, seed=args.seed)
-    print(f"landing: {landing} <- {written}")
+    written = prepare_landing(landing, args.docs_per_drop or None, seed=args.seed, exclude_titles=held)
+    print(f"[demo] target: {target} ({len(held)} held-out pages of {args.target_domain}, never in training)")
+    print(f"[demo] landing: {landing} <- {written}")
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     keys = sorted(written)
     instance.add_dynamic_partitions(crawl_drops.name, keys)
-    _materialize_drop_stage(defs, instance, "raw_documents", keys)
-    print(f"raw_documents materialized for {keys} in {time.perf_counter() - start:.1f}s")
-    print(f"assets stored under {home / 'storage'}; browse them with `make ui` (Dagster at http://127.0.0.1:3000)")
+    stage_t = time.perf_counter()
+    embed_keys = [k for k in FULL_DROP_KEYS if k not in ("cluster_assignments", "cluster_profiles")]
+    for key in keys:
+        _run(defs, instance, embed_keys, key)
+    _run(defs, instance, ["cluster_centroids"])
+    for key in keys:
+        _run(defs, instance, ["cluster_assignments", "cluster_profiles"], key)
+    _run(defs, instance, dg.AssetSelection.groups("clustering") - dg.AssetSelection.assets(*FULL_DROP_KEYS, "cluster_centroids"))
+    print(f"[demo] clustering done in {time.perf_counter() - stage_t:.0f}s")
+
+    stage_t = time.perf_counter()
+    _run(defs, instance, dg.AssetSelection.groups("proxy_data"))
+    instance.add_dynamic_partitions(experiments.name, [args.experiment])
+    spec = {
+        "target_documents_path": str(target),
+        "strategy": args.strategy,
+        "rounds": [int(r) for r in args.rounds.split(",")],
+        "seed": args.seed,
+    }
+    _run(
+        defs,
+        instance,
+        dg.AssetSelection.groups(*EXPERIMENT_GROUPS),
+        args.experiment,
+        {"ops": {"experiment": {"config": spec}}},
+    )
+    print(f"[demo] bootstrapping done in {time.perf_counter() - stage_t:.0f}s")
+
+    from climb_dagster.resources.io_manager import read_value
+    from climb_dagster.resources.sets import settings
+
+    root = Path(settings()["storage"])
+    from climb_dagster.core import storage
+
+    final = read_value(storage.make_path(root) / "final_mixture" / args.experiment)
+    stats = read_value(storage.make_path(root) / "super_cluster_stats")
+    print(f"\n[demo] final mixture of experiment {args.experiment!r} ({final['strategy']}, target: held-out "
+          f"{args.target_domain} loss, {final['direction']}):")
+    print(f"{'super-cluster':>13}  {'found':>6}  {'natural':>7}  top terms")
+    terms = {row["super_cluster"]: row for row in stats.to_dicts()}
+    for i, (w, n) in enumerate(zip(final["weights"], final["natural"], strict=True)):
+        row = terms.get(i, {})
+        top = row.get("top_terms") or ""
+        top = ", ".join(top[:5]) if isinstance(top, list) else str(top)[:60]
+        print(f"{i:>13}  {w:>6.3f}  {n:>7.3f}  {top}")
+    print(json.dumps({k: final[k] for k in ("predicted_score", "predicted_natural_score", "best_observed_score",
+                                            "proxies_trained")}, indent=1))
+    print(f"\n[demo] total {time.perf_counter() - t0:.0f}s. Look at it:")
+    print("  make ui   -> Dagster http://127.0.0.1:3000 (assets, rounds, metadata plots) and MLflow http://127.0.0.1:5000")
+    print(f"  export: {root / 'exports' / args.experiment}/manifest.json")
     return 0

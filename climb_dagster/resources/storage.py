@@ -13,5 +13,8 @@ class ClimbStorage(dg.ConfigurableResource):
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
 
+    def options(self) -> dict:
+        return storage.s3_storage_options(self.s3_endpoint_url, self.s3_region)
+
     def root(self) -> UPath:
-        return storage.make_path(self.base_path, storage.s3_storage_options(self.s3_endpoint_url, self.s3_region))
+        return storage.make_path(self.base_path, self.options())

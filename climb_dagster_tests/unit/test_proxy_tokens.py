@@ -83,7 +83,9 @@ def test_store_round_trip_counts_dtype_and_index() -> None:
 
 
 def test_store_empty_cluster_and_bad_ids(tmp_path: Path) -> None:
-    s = write_token_store([(0, ["hello world"] * 3), (2, ["copyright notice"])], pc.tokenizer_dir(), tmp_path / "s")
+    s = write_token_store(
+        [(0, ["hello world"] * 3), (2, ["copyright notice"])], pc.tokenizer_dir(), tmp_path / "s"
+    )
     assert s.n_clusters == 3 and s.n_tokens[1] == 0 and s.n_docs == (3, 0, 1)
     with pytest.raises(ClimbInputError, match="out of range"):
         write_token_store([(5, ["x"])], pc.tokenizer_dir(), tmp_path / "t", n_clusters=2)
@@ -108,3 +110,16 @@ def test_token_dtype_widens_for_large_vocabularies() -> None:
     assert token_dtype(4096) == np.uint16
     assert token_dtype(65536) == np.uint16
     assert token_dtype(65537) == np.uint32
+
+
+def test_store_key_follows_content_and_malformed_index_is_named(tmp_path: Path) -> None:
+    # Same documents in another order: same counts, different content.
+    a = write_token_store([(0, ["copyright notice", "free software"])], pc.tokenizer_dir(), tmp_path / "a")
+    b = write_token_store([(0, ["free software", "copyright notice"])], pc.tokenizer_dir(), tmp_path / "b")
+    assert a.n_tokens == b.n_tokens and a.key() != b.key()
+    assert TokenStore.open(a.path).key() == a.key()
+    index = json.loads((b.path / "index.json").read_text())
+    del index["clusters"]["0"]["sha256"]
+    (b.path / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ClimbInputError, match=r"index.json: malformed index .*sha256"):
+        TokenStore.open(b.path)

@@ -70,7 +70,9 @@ def test_injected_nan_weights_fail_with_non_finite_reason(tmp_path: Path) -> Non
     with torch.no_grad():
         model.model.layers[0].mlp.down_proj.weight[0, 0] = float("nan")
     model.save_pretrained(tmp_path / "nan")
-    r = train_proxy(pc.store(), MIX, tiny(steps=6), seed=0, init_from=tmp_path / "nan", out_dir=tmp_path / "x")
+    r = train_proxy(
+        pc.store(), MIX, tiny(steps=6), seed=0, init_from=tmp_path / "nan", out_dir=tmp_path / "x"
+    )
     assert r.status == "failed" and "non-finite" in r.reason and "step 0" in r.reason
     assert not (tmp_path / "x").exists()
 
@@ -181,3 +183,16 @@ def test_config_dict_hash_and_budget() -> None:
     assert proxy_run_key(MIX, cfg, 0) != proxy_run_key(MIX, cfg, 1) != proxy_run_key([0.5, 0.5, 0.0], cfg, 1)
     with pytest.raises(ClimbInputError):
         proxy_run_key([math.nan, 1.0], cfg, 0)
+
+
+@pytest.mark.slow
+def test_default_config_is_deterministic_bit_for_bit() -> None:
+    cfg = ProxyConfig.default()
+    cfg = dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, steps=4, warmup_steps=2, check_every=2)
+    )
+    a = train_proxy(pc.store(), MIX, cfg, seed=11)
+    b = train_proxy(pc.store(), MIX, cfg, seed=11)
+    assert a.ok and a.loss_curve == b.loss_curve
+    for (name, pa), (_, pb) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
+        assert torch.equal(pa, pb), name

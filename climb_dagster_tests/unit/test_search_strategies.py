@@ -184,3 +184,22 @@ def test_config_is_frozen() -> None:
     with pytest.raises(AttributeError):
         cfg.budget = 3  # type: ignore[misc]
     assert replace(cfg, budget=3).round_sizes() == [1, 1, 1]
+
+
+def test_maximin_design_spreads_round_zero() -> None:
+    pool = sample_mixtures(300, K, seed=4)
+
+    def min_gap(m: np.ndarray) -> float:
+        d = np.abs(m[:, None, :] - m[None, :, :]).sum(axis=2)
+        return float(d[np.triu_indices(len(m), 1)].min())
+
+    spread = propose_round(_cfg(initial_design="maximin"), 0, None, None, K, seed=0, candidates=pool)
+    plain = propose_round(_cfg(), 0, None, None, K, seed=0, candidates=pool)
+    assert spread.shape == plain.shape == (16, K)
+    assert min_gap(spread) > min_gap(plain)
+    # Sampling mode draws its own candidates; still valid, distinct and seeded.
+    a = propose_round(_cfg(initial_design="maximin"), 0, None, None, K, seed=1)
+    b = propose_round(_cfg(initial_design="maximin"), 0, None, None, K, seed=1)
+    assert np.array_equal(a, b) and len({r.tobytes() for r in a}) == 16
+    with pytest.raises(ClimbInputError, match="'lhs'"):
+        _cfg(initial_design="lhs")

@@ -282,12 +282,14 @@ def build_multiple_choice(
     context_words: int = 40,
     continuation_words: int = 10,
     seed: int = 0,
+    distractor_texts: Sequence[str] | None = None,
 ) -> Path:
     """Write a multiple-choice JSONL from held-out documents: which continuation follows the passage?
 
     For each item a document and an offset are drawn; the context is `context_words` words of it and
     the gold choice the next `continuation_words` words; the distractors are spans of the same length
-    from other documents. Choices start with a space (harness convention). Seeded and deterministic.
+    from other documents of `texts`, or of `distractor_texts` when given (e.g. other domains: an easier
+    task that still separates weak proxies). Choices start with a space (harness convention). Seeded.
     """
     if n_choices < 2 or n_items <= 0 or context_words <= 0 or continuation_words <= 0:
         raise ClimbInputError(
@@ -301,6 +303,15 @@ def build_multiple_choice(
         raise ClimbInputError(
             f"only {len(eligible)} documents have >= {need} words; need {n_choices} to build {out_path}"
         )
+    if distractor_texts is None:
+        pool_words, pool = words, eligible
+    else:
+        pool_words = [t.split() for t in distractor_texts if isinstance(t, str)]
+        pool = [i for i, w in enumerate(pool_words) if len(w) >= continuation_words]
+        if len(pool) < n_choices - 1:
+            raise ClimbInputError(
+                f"only {len(pool)} distractor documents have >= {continuation_words} words; need {n_choices - 1}"
+            )
     rng = np.random.default_rng(seed)
     lines = []
     for _ in range(n_items):
@@ -309,11 +320,11 @@ def build_multiple_choice(
         start = int(rng.integers(len(w) - need + 1))
         context = " ".join(w[start : start + context_words])
         gold_text = " " + " ".join(w[start + context_words : start + need])
-        others = [i for i in eligible if i != doc]
+        others = [i for i in pool if i != doc] if distractor_texts is None else pool
         picks = rng.choice(len(others), size=n_choices - 1, replace=False)
         distractors = []
         for j in picks.tolist():
-            ow = words[others[j]]
+            ow = pool_words[others[j]]
             s = int(rng.integers(len(ow) - continuation_words + 1))
             distractors.append(" " + " ".join(ow[s : s + continuation_words]))
         gold = int(rng.integers(n_choices))

@@ -2,8 +2,8 @@
 
 With a 4096-token vocabulary and d_model 128, the head and its softmax are over half of a proxy step.
 Materialising the (batch*block, vocab) logits, then their log-softmax, then its gradient streams
-~100 MB through memory three times; computing the loss and both gradients chunk by chunk keeps each
-logits chunk in cache and needs one pass. Same FLOPs and the same math as
+~100 MB through memory several times; computing the loss and both gradients chunk by chunk keeps each
+logits chunk in cache, with one fused softmax pass over it. Same FLOPs and the same math as
 `F.cross_entropy(hidden @ weight.T, targets)`, in a fixed order, so it stays deterministic.
 """
 
@@ -20,21 +20,27 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, hidden, weight, targets, chunk_rows):  # type: ignore[override]
         n = hidden.shape[0]
         grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros_like(weight)
+        # Accumulated transposed, (d, vocab): h.T @ probs measured 2x faster than probs.T @ h on CPU.
+        grad_weight_t = weight.new_zeros((weight.shape[1], weight.shape[0]))
         total = hidden.new_zeros((), dtype=torch.float32)
+        rows = torch.arange(min(chunk_rows, n), device=hidden.device)
         for start in range(0, n, chunk_rows):
             h = hidden[start : start + chunk_rows]
             y = targets[start : start + chunk_rows]
             logits = h @ weight.t()
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, y[:, None]).squeeze(1)).sum()
-            # d(mean loss)/d(logits) = (softmax - onehot) / n, built in place in the logits buffer.
-            probs = logits.sub_(lse[:, None]).exp_()
-            probs[torch.arange(y.shape[0], device=y.device), y] -= 1.0
-            probs.mul_(1.0 / n)
+            top = logits.amax(dim=-1)
+            picked = logits.gather(1, y[:, None]).squeeze(1)
+            # One fused softmax pass instead of logsumexp + exp: the largest probability is exactly
+            # 1 / sum(exp(logits - top)), so logsumexp = top - log(max prob), which never underflows.
+            probs = torch.softmax(logits, dim=-1)
+            del logits
+            total += (top - probs.amax(dim=-1).log() - picked).sum()
+            # d(sum of losses)/d(logits) = softmax - onehot; the 1/n of the mean goes into the matmuls.
+            probs[rows[: y.shape[0]], y] -= 1.0
             torch.mm(probs, weight, out=grad_hidden[start : start + chunk_rows])
-            grad_weight.addmm_(probs.t(), h)
-        ctx.save_for_backward(grad_hidden, grad_weight)
+            grad_weight_t.addmm_(h.t(), probs, alpha=1.0 / n)
+        grad_hidden.mul_(1.0 / n)
+        ctx.save_for_backward(grad_hidden, grad_weight_t.t().contiguous())
         return total / n
 
     @staticmethod

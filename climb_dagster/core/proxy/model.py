@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -14,6 +16,17 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.proxy.config import ProxyModelConfig
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run a block with `n` torch intra-op threads, then restore the previous count."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
 
 
 def llama_config(cfg: ProxyModelConfig, eod_id: int = 0, pad_id: int = 1) -> LlamaConfig:

@@ -158,9 +158,8 @@ def evaluate_components(
         tokenizer: needed for multiple choice when `model` is a module.
         num_threads: torch intra-op threads while evaluating (restored afterwards).
     """
-    import torch
-
     from climb_dagster.core.proxy import evaluate as ev
+    from climb_dagster.core.proxy.model import torch_threads
 
     if model is None:
         raise ClimbInputError("no model to evaluate (a failed proxy run has none)")
@@ -173,9 +172,7 @@ def evaluate_components(
         model = load_model(model_dir)
         if tokenizer is None and any(e.kind == MULTIPLE_CHOICE for e in target.evaluators):
             tokenizer = load_tokenizer(model_dir)
-    prev = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
+    with torch_threads(num_threads):
         values: dict[str, float] = {}
         for e in target.evaluators:
             if e.kind == LOSS:
@@ -193,9 +190,7 @@ def evaluate_components(
                     f"evaluator {e.name} gave a non-finite value {value!r}: the model diverged"
                 )
             values[e.name] = value
-        return values
-    finally:
-        torch.set_num_threads(prev)
+    return values
 
 
 def evaluate_target(model: Any, target: TargetSpec, tokenizer: Any = None, num_threads: int = 1) -> float:

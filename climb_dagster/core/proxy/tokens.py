@@ -1,7 +1,8 @@
 """BPE tokenizer trained on the corpus, and super-clusters tokenized once into uint16/uint32 memmaps.
 
 Layout of a token store directory:
-    index.json            {"format", "vocab_size", "dtype", "eod_id", "tokenizer_sha256", "clusters": {...}}
+    index.json            {"format", "vocab_size", "dtype", "eod_id", "tokenizer_sha256",
+                           "clusters": {"0": {"file", "n_tokens", "n_docs", "dtype", "sha256"}, ...}}
     cluster_000.bin ...   raw token ids of one super-cluster, documents separated by the end-of-document id
     tokenizer.json, tokenizer_config.json, ...   the tokenizer, so the store is self-contained
 """
@@ -154,6 +155,7 @@ def write_token_store(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     handles: dict[int, Any] = {}
+    digests: dict[int, Any] = {}
     n_tokens: dict[int, int] = {}
     n_docs: dict[int, int] = {}
     try:
@@ -168,12 +170,15 @@ def write_token_store(
                 continue
             if cid not in handles:
                 handles[cid] = open(tmp / _cluster_file(cid), "wb")  # noqa: SIM115 (closed in finally)
+                digests[cid] = hashlib.sha256()
                 n_tokens[cid] = n_docs[cid] = 0
             encoded = backend.encode_batch_fast(texts, add_special_tokens=False)
             ids = [np.asarray(e.ids, dtype=dtype) for e in encoded]
             eod = np.array([eod_id], dtype=dtype)
             chunk = np.concatenate([part for doc in ids for part in (doc, eod)])
-            handles[cid].write(chunk.tobytes())
+            data = chunk.tobytes()
+            handles[cid].write(data)
+            digests[cid].update(data)
             n_tokens[cid] += int(chunk.size)
             n_docs[cid] += len(texts)
     finally:
@@ -194,6 +199,7 @@ def write_token_store(
             "n_tokens": n_tokens.get(cid, 0),
             "n_docs": n_docs.get(cid, 0),
             "dtype": dtype.name,
+            "sha256": digests[cid].hexdigest() if cid in digests else hashlib.sha256().hexdigest(),
         }
     tok.save_pretrained(str(tmp))
     index = {
@@ -215,7 +221,7 @@ def _cluster_file(cid: int) -> str:
     return f"cluster_{cid:03d}.bin"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TokenStore:
     """Read side of a token store: one read-only memmap per super-cluster, indexed 0..n_clusters-1."""
 
@@ -226,6 +232,7 @@ class TokenStore:
     tokenizer_sha256: str
     n_tokens: tuple[int, ...]
     n_docs: tuple[int, ...]
+    sha256: tuple[str, ...]
     tokens: tuple[np.ndarray, ...]
 
     @classmethod
@@ -240,11 +247,20 @@ class TokenStore:
             raise ClimbInputError(f"token store index {index_file} is not valid JSON: {exc}") from exc
         if index.get("format") != STORE_FORMAT:
             raise ClimbInputError(f"{index_file}: format {index.get('format')!r} is not {STORE_FORMAT!r}")
+        try:
+            return cls._from_index(p, index)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ClimbInputError):
+                raise
+            raise ClimbInputError(f"{index_file}: malformed index ({type(exc).__name__}: {exc})") from exc
+
+    @classmethod
+    def _from_index(cls, p: Path, index: dict[str, Any]) -> TokenStore:
         clusters = index["clusters"]
         ids = sorted(int(c) for c in clusters)
         if ids != list(range(len(ids))):
-            raise ClimbInputError(f"{index_file}: super-cluster ids {ids} are not 0..{len(ids) - 1}")
-        arrays, n_tokens, n_docs = [], [], []
+            raise ClimbInputError(f"{p / INDEX_FILE}: super-cluster ids {ids} are not 0..{len(ids) - 1}")
+        arrays, n_tokens, n_docs, digests = [], [], [], []
         for cid in ids:
             entry = clusters[str(cid)]
             dtype = np.dtype(entry["dtype"])
@@ -260,6 +276,7 @@ class TokenStore:
             arrays.append(np.memmap(file, dtype=dtype, mode="r") if n else np.empty(0, dtype=dtype))
             n_tokens.append(n)
             n_docs.append(int(entry["n_docs"]))
+            digests.append(str(entry["sha256"]))
         return cls(
             path=p,
             vocab_size=int(index["vocab_size"]),
@@ -268,6 +285,7 @@ class TokenStore:
             tokenizer_sha256=str(index["tokenizer_sha256"]),
             n_tokens=tuple(n_tokens),
             n_docs=tuple(n_docs),
+            sha256=tuple(digests),
             tokens=tuple(arrays),
         )
 
@@ -283,7 +301,7 @@ class TokenStore:
         return load_tokenizer(self.path)
 
     def key(self) -> str:
-        """Content key of the store (tokenizer + per-cluster counts), for caching proxy runs."""
+        """Content key of the store (tokenizer + every cluster file's sha256), for caching proxy runs."""
         from climb_dagster.core.proxy.config import content_hash
 
-        return content_hash({"tok": self.tokenizer_sha256, "n": list(self.n_tokens), "d": list(self.n_docs)})
+        return content_hash({"tok": self.tokenizer_sha256, "clusters": list(self.sha256)})

@@ -128,7 +128,13 @@ def train_proxy(
     """
     import torch
 
-    from climb_dagster.core.proxy.model import build_model, check_compatible, count_params, load_model
+    from climb_dagster.core.proxy.model import (
+        build_model,
+        check_compatible,
+        count_params,
+        load_model,
+        torch_threads,
+    )
 
     mcfg, tcfg = config.model, config.train
     w = validate_mixture(mixture, store.n_clusters)
@@ -149,10 +155,8 @@ def train_proxy(
             f"windows have shape {windows.shape}, expected {(n_windows, mcfg.block_size + 1)}"
         )
 
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(tcfg.num_threads)
     t0 = time.perf_counter()
-    try:
+    with torch_threads(tcfg.num_threads):
         device = torch.device(tcfg.device)
         if init_from is not None:
             model = load_model(init_from)
@@ -163,8 +167,6 @@ def train_proxy(
         n_params = count_params(model)
         data = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.int64)).to(device)
         losses, status, reason, done = _loop(model, data, config, progress)
-    finally:
-        torch.set_num_threads(prev_threads)
     wall = time.perf_counter() - t0
 
     tokens = done * config.tokens_per_step
@@ -238,7 +240,11 @@ def _loop(
             checked = step + 1
         if progress is not None and ((step + 1) % report_every == 0 or last):
             progress(step + 1, steps, float(loss_buf[step]))
-    return loss_buf.cpu().numpy().astype(np.float64), "ok", "", steps
+    losses = loss_buf.cpu().numpy().astype(np.float64)
+    # The last update is not seen by any loss: a NaN/inf gradient there would only show in the weights.
+    if not bool(torch.stack([p.detach().isfinite().all() for p in params]).all()):
+        return losses, "failed", f"diverged: non-finite weights after step {steps - 1}", steps
+    return losses, "ok", "", steps
 
 
 def save_proxy(

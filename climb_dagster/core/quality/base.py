@@ -38,7 +38,9 @@ def check_scores(scores: Any, n: int, rater: str) -> np.ndarray:
     bad = ~np.isfinite(out) | (out < MIN_SCORE - 1e-9) | (out > MAX_SCORE + 1e-9)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ClimbInputError(f"rater {rater!r} returned {out[i]!r} at row {i}: scores must lie in [1, 5]")
+        raise ClimbInputError(
+            f"rater {rater!r} returned {float(out[i])} at row {i}: scores must lie in [1, 5]"
+        )
     return out
 
 
@@ -46,7 +48,9 @@ def require_text(docs: pl.DataFrame, rater: str) -> pl.Series:
     if schema.TEXT not in docs.columns:
         raise ClimbInputError(f"rater {rater!r} needs column {schema.TEXT!r}; got {docs.columns}")
     if docs.schema[schema.TEXT] != pl.String:
-        raise ClimbInputError(f"rater {rater!r}: column {schema.TEXT!r} is {docs.schema[schema.TEXT]}, not String")
+        raise ClimbInputError(
+            f"rater {rater!r}: column {schema.TEXT!r} is {docs.schema[schema.TEXT]}, not String"
+        )
     return docs.get_column(schema.TEXT).fill_null("")
 
 
@@ -102,7 +106,9 @@ def _factory(name: str) -> RaterFactory:
             return getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
             raise ClimbInputError(f"rater {name!r}: cannot import ({exc})") from exc
-    raise ClimbInputError(f"rater {name!r} is not registered (known: {registered_raters()}); use 'module:Factory'")
+    raise ClimbInputError(
+        f"rater {name!r} is not registered (known: {registered_raters()}); use 'module:Factory'"
+    )
 
 
 def build_rater(specs: Sequence[RaterSpec]) -> QualityRater:

@@ -59,7 +59,9 @@ def label_values(labels: list[str], overrides: Mapping[str, float] | None, sourc
 class FastTextRater:
     """Expected label score under a fastText classifier."""
 
-    def __init__(self, model_path: str, label_scores: Mapping[str, float] | None = None, name: str = "fasttext"):
+    def __init__(
+        self, model_path: str, label_scores: Mapping[str, float] | None = None, name: str = "fasttext"
+    ):
         import fasttext
 
         path = Path(model_path)

@@ -51,24 +51,24 @@ def heuristic_features(texts: pl.Series) -> pl.DataFrame:
     """Per-document signals: words, mean word length, ratios of symbols, bullets, duplicates, ..."""
     text = pl.col("t")
     words = text.str.extract_all(r"\S+")
-    lines = text.str.split("\n").list.eval(pl.element().str.strip_chars()).list.eval(
-        pl.element().filter(pl.element() != "")
+    lines = (
+        text.str.split("\n")
+        .list.eval(pl.element().str.strip_chars())
+        .list.eval(pl.element().filter(pl.element() != ""))
     )
     n_lines = lines.list.len()
     line_share = lambda pattern: (  # noqa: E731
         lines.list.eval(pl.element().str.contains(pattern).cast(pl.Float64)).list.mean().fill_null(0.0)
     )
     non_space = text.str.count_matches(r"\S")
-    stop_hits = pl.sum_horizontal(
-        [text.str.contains(rf"(?i)\b{w}\b").cast(pl.Int32) for w in STOP_WORDS]
-    )
+    stop_hits = pl.sum_horizontal([text.str.contains(rf"(?i)\b{w}\b").cast(pl.Int32) for w in STOP_WORDS])
     frame = pl.DataFrame({"t": texts.fill_null("")})
     return frame.select(
         n_words=words.list.len(),
         mean_word_length=words.list.eval(pl.element().str.len_chars()).list.mean().fill_null(0.0),
-        symbol_word_ratio=(
-            text.str.count_matches(r"#|\.\.\.|…") / words.list.len().clip(lower_bound=1)
-        ).cast(pl.Float64),
+        symbol_word_ratio=(text.str.count_matches(r"#|\.\.\.|…") / words.list.len().clip(lower_bound=1)).cast(
+            pl.Float64
+        ),
         bullet_line_fraction=line_share(_BULLET),
         ellipsis_line_fraction=line_share(_ELLIPSIS),
         alpha_word_fraction=words.list.eval(pl.element().str.contains(r"\p{L}").cast(pl.Float64))
@@ -91,7 +91,9 @@ def heuristic_checks(features: pl.DataFrame, th: HeuristicThresholds) -> pl.Data
     c = pl.col
     return features.select(
         words_in_range=c("n_words").is_between(th.min_words, th.max_words),
-        word_length_in_range=c("mean_word_length").is_between(th.min_mean_word_length, th.max_mean_word_length),
+        word_length_in_range=c("mean_word_length").is_between(
+            th.min_mean_word_length, th.max_mean_word_length
+        ),
         few_symbols=c("symbol_word_ratio") <= th.max_symbol_word_ratio,
         few_bullets=c("bullet_line_fraction") <= th.max_bullet_line_fraction,
         few_ellipsis=c("ellipsis_line_fraction") <= th.max_ellipsis_line_fraction,
@@ -118,7 +120,9 @@ class HeuristicRater:
         weights = dict.fromkeys(checks.columns, 1.0)
         for check, weight in self.weights:
             if check not in weights:
-                raise ClimbInputError(f"heuristic weight for unknown check {check!r}; checks: {checks.columns}")
+                raise ClimbInputError(
+                    f"heuristic weight for unknown check {check!r}; checks: {checks.columns}"
+                )
             weights[check] = float(weight)
         total = sum(weights.values())
         if total <= 0:

@@ -38,7 +38,9 @@ def cluster_quality(clusters: np.ndarray, scores: np.ndarray, n_clusters: int) -
     if clusters.shape != scores.shape:
         raise ClimbInputError(f"{clusters.shape[0]} cluster ids but {scores.shape[0]} quality scores")
     if len(clusters) and (clusters.min() < 0 or clusters.max() >= n_clusters):
-        raise ClimbInputError(f"cluster ids span {clusters.min()}..{clusters.max()}, expected 0..{n_clusters - 1}")
+        raise ClimbInputError(
+            f"cluster ids span {clusters.min()}..{clusters.max()}, expected 0..{n_clusters - 1}"
+        )
     counts = np.bincount(clusters, minlength=n_clusters)
     sums = np.bincount(clusters, weights=scores, minlength=n_clusters)
     return quality_from_sums(counts, sums)
@@ -62,9 +64,9 @@ def prune_clusters(quality: pl.DataFrame, config: PruneConfig) -> pl.DataFrame:
         if col not in quality.columns:
             raise ClimbInputError(f"cluster quality table lacks column {col!r}; has {quality.columns}")
     out = quality.with_columns(
-        (
-            (pl.col(N_DOCS) >= config.min_docs) & (pl.col(QUALITY_MEAN) >= config.threshold)
-        ).fill_null(False).alias(KEPT)
+        ((pl.col(N_DOCS) >= config.min_docs) & (pl.col(QUALITY_MEAN) >= config.threshold))
+        .fill_null(False)
+        .alias(KEPT)
     )
     if not out.get_column(KEPT).any():
         best = out.filter(pl.col(N_DOCS) >= config.min_docs).get_column(QUALITY_MEAN).max()

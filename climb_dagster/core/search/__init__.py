@@ -20,6 +20,7 @@ from climb_dagster.core.search.strategies import (
     budget_split,
     default_strategy,
     propose_round,
+    round_seed,
     run_search,
     select_final,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "propose_round",
     "read_pool",
     "regret",
+    "round_seed",
     "run_search",
     "sample_mixtures",
     "select_final",

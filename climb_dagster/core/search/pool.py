@@ -67,7 +67,8 @@ def read_pool(mixture_paths: Sequence[str | Path], score_paths: Sequence[str | P
     """
     if len(mixture_paths) != len(score_paths) or not mixture_paths:
         raise ClimbInputError(
-            f"need as many mixture files as score files (>= 1), got {len(mixture_paths)} and {len(score_paths)}"
+            "need as many mixture files as score files (>= 1), "
+            f"got {len(mixture_paths)} and {len(score_paths)}"
         )
     mixes, scores, domains, targets = [], [], None, None
     for mp, sp in zip(mixture_paths, score_paths, strict=True):

@@ -43,6 +43,8 @@ class PredictorConfig:
     max_depth: int = 4
     num_leaves: int = 15
     min_data_in_leaf: int = 5
+    # Tiny histories: at most n_train // leaf_rows_divisor rows per leaf, so trees can still split.
+    leaf_rows_divisor: int = 12
     lambda_l1: float = 0.01
     lambda_l2: float = 0.1
     feature_fraction: float = 1.0
@@ -60,6 +62,7 @@ class PredictorConfig:
             "max_depth": self.max_depth >= 1,
             "num_leaves": self.num_leaves >= 2,
             "min_data_in_leaf": self.min_data_in_leaf >= 1,
+            "leaf_rows_divisor": self.leaf_rows_divisor >= 1,
             "lambda_l1": self.lambda_l1 >= 0,
             "lambda_l2": self.lambda_l2 >= 0,
             "feature_fraction": 0 < self.feature_fraction <= 1,
@@ -77,7 +80,7 @@ def lgb_params(config: PredictorConfig, n_train: int, seed: int) -> dict[str, An
         "learning_rate": config.learning_rate,
         "max_depth": config.max_depth,
         "num_leaves": config.num_leaves,
-        "min_data_in_leaf": max(1, min(config.min_data_in_leaf, n_train // 4)),
+        "min_data_in_leaf": max(1, min(config.min_data_in_leaf, n_train // config.leaf_rows_divisor)),
         "min_sum_hessian_in_leaf": 0.0,
         "min_data_in_bin": 1,
         "lambda_l1": config.lambda_l1,

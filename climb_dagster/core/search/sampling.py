@@ -164,15 +164,3 @@ def sample_mixtures(
             f"(K={p.size}, cap={config.cap}, min_weight={config.min_weight}); relax the constraints"
         )
     return out[:n]
-
-
-def perturb_mixtures(
-    centers: np.ndarray, n: int, concentration: float, seed: int | np.random.Generator
-) -> np.ndarray:
-    """Draw `n` mixtures near `centers` (Dirichlet(concentration * K * center + small floor)), round-robin."""
-    c = validate_mixtures(centers, source="centers")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    idx = np.arange(n) % c.shape[0]
-    alpha = concentration * c.shape[1] * c[idx] + 1e-2
-    g = rng.standard_gamma(alpha)
-    return g / g.sum(axis=1, keepdims=True)

@@ -18,8 +18,6 @@ from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.search.predictor import Predictor, PredictorConfig, check_direction, fit_predictor
 from climb_dagster.core.search.sampling import (
     SamplingConfig,
-    dedup_mixtures,
-    perturb_mixtures,
     sample_mixtures,
     validate_mixtures,
     validate_prior,
@@ -27,6 +25,7 @@ from climb_dagster.core.search.sampling import (
 
 STRATEGIES = ("climb", "regmix", "random")
 FINAL_PICKS = ("predicted", "observed", "top_k_mean", "trusted")
+INITIAL_DESIGNS = ("random", "maximin")
 # Pool rows and history are matched after rounding, so a history reloaded from Parquet still matches.
 MATCH_DECIMALS = 9
 
@@ -48,8 +47,9 @@ class StrategyConfig:
         final: how the final mixture is chosen (see `select_final`).
         top_k: number of predicted-best mixtures averaged by final="top_k_mean".
         n_candidates: candidates drawn per ranking in sampling mode (no pool).
-        local_fraction: share of sampling-mode candidates drawn around the best observed mixtures.
-        local_concentration: Dirichlet concentration of those local draws (higher = closer).
+        initial_design: round 0 as a uniform random draw, or "maximin": a greedy farthest-point
+            (L1) subset of the pool / of 20x as many Dirichlet draws, so the first predictor sees
+            the corners of the simplex as well as its middle.
     """
 
     name: str = "climb"
@@ -62,8 +62,7 @@ class StrategyConfig:
     final: str = "predicted"
     top_k: int = 1
     n_candidates: int = 100_000
-    local_fraction: float = 0.25
-    local_concentration: float = 50.0
+    initial_design: str = "random"
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
 
@@ -73,6 +72,10 @@ class StrategyConfig:
         check_direction(self.direction)
         if self.final not in FINAL_PICKS:
             raise ClimbInputError(f"StrategyConfig.final must be one of {FINAL_PICKS}, got {self.final!r}")
+        if self.initial_design not in INITIAL_DESIGNS:
+            raise ClimbInputError(
+                f"StrategyConfig.initial_design must be one of {INITIAL_DESIGNS}, got {self.initial_design!r}"
+            )
         if self.name == "random" and self.final != "observed":
             raise ClimbInputError(
                 f"random search has no predictor; final must be 'observed', got {self.final!r}"
@@ -84,8 +87,6 @@ class StrategyConfig:
             "kappa": np.isfinite(self.kappa),
             "top_k": self.top_k >= 1,
             "n_candidates": self.n_candidates >= 1,
-            "local_fraction": 0 <= self.local_fraction < 1,
-            "local_concentration": self.local_concentration > 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -113,6 +114,7 @@ def default_strategy(name: str, budget: int, direction: str = "minimize") -> Str
             direction=direction,
             final="observed",
             exploit_fraction=1.0,
+            initial_design="maximin",
             predictor=PredictorConfig(n_models=8),
         )
     if name == "regmix":
@@ -140,17 +142,16 @@ def budget_split(total: int, ratios: tuple[float, ...] | list[float]) -> list[in
     return [int(s) for s in sizes]
 
 
-def _empty_history(history_mixtures, history_scores, k: int) -> tuple[np.ndarray, np.ndarray]:
-    hm = (
-        np.asarray(history_mixtures, dtype=np.float64).reshape(-1, k)
-        if history_mixtures is not None
-        else None
-    )
-    hs = np.asarray(history_scores, dtype=np.float64).reshape(-1) if history_scores is not None else None
-    hm = np.empty((0, k)) if hm is None else hm
-    hs = np.empty(0) if hs is None else hs
-    if hm.shape[0] != hs.shape[0]:
-        raise ClimbInputError(f"history has {hm.shape[0]} mixtures but {hs.shape[0]} scores")
+def _history(
+    history_mixtures: np.ndarray | None, history_scores: np.ndarray | None, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """History as float arrays ([n, K], [n]); None or an empty array means nothing evaluated yet."""
+    hm = np.empty((0, k)) if history_mixtures is None else np.asarray(history_mixtures, dtype=np.float64)
+    hs = np.empty(0) if history_scores is None else np.asarray(history_scores, dtype=np.float64).reshape(-1)
+    if hm.size == 0:
+        hm = np.empty((0, k))
+    if hm.ndim != 2 or hm.shape[0] != hs.shape[0]:
+        raise ClimbInputError(f"history has mixtures of shape {hm.shape} but {hs.shape[0]} scores")
     if hm.shape[0]:
         validate_mixtures(hm, k, source="history mixtures")
     bad = ~np.isfinite(hs)
@@ -175,24 +176,26 @@ def _best_observed(hm: np.ndarray, hs: np.ndarray, direction: str) -> int:
     return int(np.argmin(hs) if direction == "minimize" else np.argmax(hs))
 
 
-def _order_observed(hs: np.ndarray, direction: str) -> np.ndarray:
-    return np.argsort(hs if direction == "minimize" else -hs, kind="stable")
-
-
 def _sampled_candidates(
-    config: StrategyConfig, prior: np.ndarray, hm: np.ndarray, hs: np.ndarray, rng: np.random.Generator
+    config: StrategyConfig, prior: np.ndarray, hm: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
-    """Sampling mode: fresh Dirichlet draws around the prior plus local draws around the best observed."""
-    n_local = int(config.local_fraction * config.n_candidates) if hs.size else 0
-    cands = sample_mixtures(config.n_candidates - n_local, prior, rng, config.sampling, exclude=hm)
-    if n_local:
-        top = hm[_order_observed(hs, config.direction)[: max(1, min(8, hs.size // 4))]]
-        local = perturb_mixtures(top, n_local, config.local_concentration, rng)
-        cands = dedup_mixtures(np.vstack([cands, local]), config.sampling.dedup_decimals, exclude=hm)
-    return cands
+    """Sampling mode: fresh Dirichlet draws around the prior, none near an evaluated mixture."""
+    return sample_mixtures(config.n_candidates, prior, rng, config.sampling, exclude=hm)
 
 
-def _round_seed(seed: int, round_index: int) -> int:
+def _maximin(cands: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy farthest-point subset (L1) from a random start: spreads round 0 over the candidates."""
+    chosen = [int(rng.integers(cands.shape[0]))]
+    dist = np.abs(cands - cands[chosen[0]]).sum(axis=1)
+    for _ in range(n - 1):
+        i = int(np.argmax(dist))
+        chosen.append(i)
+        dist = np.minimum(dist, np.abs(cands - cands[i]).sum(axis=1))
+    return np.asarray(chosen)
+
+
+def round_seed(seed: int, round_index: int) -> int:
+    """Seed of the predictor fitted before round `round_index` (== n_rounds: the final one)."""
     return int(np.random.default_rng([int(seed), int(round_index), 104729]).integers(2**31 - 1))
 
 
@@ -209,9 +212,10 @@ def propose_round(
     """Mixtures [n_round, K] to evaluate in round `round_index`, none already in the history.
 
     Round 0 (and every round of regmix/random) is a random draw: Dirichlet around `prior`, or a
-    uniform subset of `candidates` in pool mode. Later climb rounds rank fresh candidates with
-    `predictor` (fitted on the history here when not given) and take the predicted top
-    (`exploit_fraction`) plus a random draw from the rest of the top-N.
+    uniform subset of `candidates` in pool mode (`initial_design="maximin"` spreads it). Later
+    climb rounds rank fresh candidates with `predictor` (fitted on the history here when not
+    given) and take the predicted top (`exploit_fraction`) plus a random draw from the rest of
+    the top-N.
     """
     sizes = config.round_sizes()
     if not (0 <= round_index < len(sizes)):
@@ -221,11 +225,12 @@ def propose_round(
     n = sizes[round_index]
     p = validate_prior(prior)
     k = p.size
-    hm, hs = _empty_history(history_mixtures, history_scores, k)
+    hm, hs = _history(history_mixtures, history_scores, k)
     expected = sum(sizes[:round_index])
     if hm.shape[0] != expected:
         raise ClimbInputError(
-            f"round {round_index} of {config.name} expects {expected} evaluated mixtures in history, got {hm.shape[0]}"
+            f"round {round_index} of {config.name} expects {expected} evaluated mixtures in history, "
+            f"got {hm.shape[0]}"
         )
     rng = np.random.default_rng([int(seed), int(round_index)])
     pool = None
@@ -238,13 +243,16 @@ def propose_round(
             )
 
     if round_index == 0 or config.name != "climb":
+        if config.initial_design == "maximin":
+            cands = pool if pool is not None else sample_mixtures(20 * n, p, rng, config.sampling, exclude=hm)
+            return cands[_maximin(cands, n, rng)]
         if pool is not None:
             return pool[np.sort(rng.choice(pool.shape[0], n, replace=False))]
         return sample_mixtures(n, p, rng, config.sampling, exclude=hm)
 
     if predictor is None:
-        predictor = fit_predictor(hm, hs, config.direction, _round_seed(seed, round_index), config.predictor)
-    cands = pool if pool is not None else _sampled_candidates(config, p, hm, hs, rng)
+        predictor = fit_predictor(hm, hs, config.direction, round_seed(seed, round_index), config.predictor)
+    cands = pool if pool is not None else _sampled_candidates(config, p, hm, rng)
     order = predictor.rank(cands, config.kappa)
     n_top = min(cands.shape[0], max(n, math.ceil(config.top_n_factor * n)))
     n_exploit = int(round(config.exploit_fraction * n))
@@ -271,7 +279,7 @@ def select_final(
     """
     hm = np.asarray(history_mixtures, dtype=np.float64)
     k = hm.shape[1] if hm.ndim == 2 else validate_prior(prior).size
-    hm, hs = _empty_history(hm, history_scores, k)
+    hm, hs = _history(hm, history_scores, k)
     if config.final == "observed":
         return hm[_best_observed(hm, hs, config.direction)].copy()
     if predictor is None:
@@ -283,7 +291,7 @@ def select_final(
         if prior is None:
             raise ClimbInputError("select_final needs `prior` or `candidates` to rank fresh mixtures")
         rng = np.random.default_rng([int(seed), 1_000_003])
-        cands = np.vstack([hm, _sampled_candidates(config, validate_prior(prior), hm, hs, rng)])
+        cands = np.vstack([hm, _sampled_candidates(config, validate_prior(prior), hm, rng)])
     order = predictor.rank(cands)
     if config.final == "predicted":
         return cands[order[0]].copy()
@@ -345,7 +353,11 @@ def run_search(
     `prior` is the token-share prior or K (uniform); in pool mode it defaults to K of `candidates`.
     `evaluate` is called exactly once per round and `budget` times in total over distinct mixtures.
     """
-    config = strategy if isinstance(strategy, StrategyConfig) else default_strategy(strategy, budget or 1)
+    if not isinstance(strategy, StrategyConfig):
+        if budget is None:
+            raise ClimbInputError(f"run_search({strategy!r}) needs a budget")
+        strategy = default_strategy(strategy, budget)
+    config = strategy
     changes = {}
     if budget is not None:
         changes["budget"] = budget
@@ -363,7 +375,7 @@ def run_search(
     for r, n in enumerate(config.round_sizes()):
         pred = None
         if r > 0 and config.name == "climb":
-            pred = fit_predictor(hm, hs, config.direction, _round_seed(seed, r), config.predictor)
+            pred = fit_predictor(hm, hs, config.direction, round_seed(seed, r), config.predictor)
             predictors.append(pred)
         new = propose_round(config, r, hm, hs, prior, seed, candidates, pred)
         scores = _check_scores(evaluate(new), n, r)
@@ -372,7 +384,7 @@ def run_search(
     final_pred = None
     if config.name == "regmix" or (config.name == "climb" and config.final != "observed"):
         final_pred = fit_predictor(
-            hm, hs, config.direction, _round_seed(seed, config.n_rounds), config.predictor
+            hm, hs, config.direction, round_seed(seed, config.n_rounds), config.predictor
         )
         predictors.append(final_pred)
     final = select_final(config, final_pred, hm, hs, seed, candidates, prior)

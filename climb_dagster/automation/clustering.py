@@ -1,0 +1,136 @@
+"""Jobs, sensors and the schedule of the clustering stage.
+
+- `new_drops_sensor`: each new file in the landing zone becomes a `crawl_drops` partition and one run
+  of the per-drop assets for that key alone (embed + rate; + assign + profile once centroids exist).
+- `recluster_schedule` (weekly) runs `refit_centroids_job` on a fresh sample over all drops (the seed
+  comes from the tick's date, so a re-run of the same tick draws the same sample).
+- `reassign_sensor`: after centroids change, re-assigns and re-profiles every drop.
+- `merge_sensor`: once every drop's profile is newer than the centroids and something changed since
+  the last merge, re-prunes and re-merges (cluster_quality -> pruned_clusters -> super_clusters).
+"""
+
+import dagster as dg
+
+from climb_dagster.assets.clustering import CORPUS_KEYS
+from climb_dagster.partitions import crawl_drops
+from climb_dagster.resources.landing import LandingZone
+
+RAW = "raw_documents"
+EMBED_ONLY_KEYS = [RAW, "document_embeddings", "document_quality"]
+FULL_DROP_KEYS = [*EMBED_ONLY_KEYS, "cluster_assignments", "cluster_profiles"]
+REASSIGN_KEYS = ["cluster_assignments", "cluster_profiles"]
+CENTROIDS_KEY = dg.AssetKey("cluster_centroids")
+PROFILES_KEY = dg.AssetKey("cluster_profiles")
+MERGED_KEY = dg.AssetKey("super_clusters")
+
+drop_clustering_job = dg.define_asset_job(
+    "drop_clustering_job",
+    selection=dg.AssetSelection.assets(*FULL_DROP_KEYS),
+    description="Ingest, embed, rate, assign and profile one crawl drop.",
+)
+drop_embedding_job = dg.define_asset_job(
+    "drop_embedding_job",
+    selection=dg.AssetSelection.assets(*EMBED_ONLY_KEYS),
+    description="Ingest, embed and rate one crawl drop (before any centroids exist).",
+)
+reassign_drop_job = dg.define_asset_job(
+    "reassign_drop_job",
+    selection=dg.AssetSelection.assets(*REASSIGN_KEYS),
+    description="Re-assign one drop to the current centroids and rebuild its cluster profile.",
+)
+refit_centroids_job = dg.define_asset_job(
+    "refit_centroids_job",
+    selection=dg.AssetSelection.assets(CENTROIDS_KEY),
+    description="Refit k-means centroids on a fresh sample over all drops.",
+)
+merge_job = dg.define_asset_job(
+    "merge_clusters_job",
+    selection=dg.AssetSelection.assets(*CORPUS_KEYS),
+    description="Recompute cluster quality, prune, and merge into super-clusters.",
+)
+
+
+def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | None:
+    records = instance.fetch_materializations(key, limit=1).records
+    return records[0].storage_id if records else None
+
+
+@dg.sensor(
+    jobs=[drop_clustering_job, drop_embedding_job],
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+)
+def new_drops_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
+    """Register each new landing-zone drop as a partition and process that drop alone."""
+    known = set(context.instance.get_dynamic_partitions(crawl_drops.name))
+    new = [key for key in landing.list_drops() if key not in known]
+    if not new:
+        return dg.SensorResult(skip_reason=f"no new drops ({len(known)} known)")
+    # Without centroids a drop can only be embedded; the first refit then assigns every drop.
+    has_centroids = _latest_storage_id(context.instance, CENTROIDS_KEY) is not None
+    job = drop_clustering_job if has_centroids else drop_embedding_job
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=key, run_key=key, job_name=job.name) for key in new],
+        dynamic_partitions_requests=[crawl_drops.build_add_request(new)],
+    )
+
+
+@dg.sensor(job=reassign_drop_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+def reassign_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """After new centroids, re-assign every drop whose assignment predates them (one run per drop)."""
+    centroids_id = _latest_storage_id(context.instance, CENTROIDS_KEY)
+    if centroids_id is None:
+        return dg.SensorResult(skip_reason="no centroids yet")
+    latest = context.instance.get_latest_storage_id_by_partition(
+        dg.AssetKey("cluster_assignments"), dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    stale = [
+        key
+        for key in context.instance.get_dynamic_partitions(crawl_drops.name)
+        if latest.get(key, -1) < centroids_id
+    ]
+    if not stale:
+        return dg.SensorResult(skip_reason="every drop is assigned to the latest centroids")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=key, run_key=f"{key}@{centroids_id}") for key in stale]
+    )
+
+
+@dg.sensor(job=merge_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+def merge_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Re-prune and re-merge once every drop is profiled against the latest centroids."""
+    centroids_id = _latest_storage_id(context.instance, CENTROIDS_KEY)
+    if centroids_id is None:
+        return dg.SensorResult(skip_reason="no centroids yet")
+    drops = context.instance.get_dynamic_partitions(crawl_drops.name)
+    latest = context.instance.get_latest_storage_id_by_partition(
+        PROFILES_KEY, dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    waiting = [key for key in drops if latest.get(key, -1) < centroids_id]
+    if not drops or waiting:
+        return dg.SensorResult(skip_reason=f"waiting for profiles of {len(waiting)} drops")
+    newest = max(latest[key] for key in drops)
+    merged_id = _latest_storage_id(context.instance, MERGED_KEY)
+    if merged_id is not None and merged_id > newest:
+        return dg.SensorResult(skip_reason="super-clusters are up to date")
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"merge@{newest}")])
+
+
+@dg.schedule(
+    job=refit_centroids_job,
+    cron_schedule="0 3 * * 0",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def recluster_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Weekly refit of the centroids; reassign_sensor and merge_sensor carry the rest."""
+    when = context.scheduled_execution_time
+    seed = int(when.strftime("%Y%m%d")) if when is not None else 0
+    return dg.RunRequest(
+        run_key=f"recluster@{seed}",
+        run_config={"ops": {"cluster_centroids": {"config": {"seed": seed}}}},
+    )
+
+
+CLUSTERING_JOBS = [drop_clustering_job, drop_embedding_job, reassign_drop_job, refit_centroids_job, merge_job]
+CLUSTERING_SENSORS = [new_drops_sensor, reassign_sensor, merge_sensor]
+CLUSTERING_SCHEDULES = [recluster_schedule]

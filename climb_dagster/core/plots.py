@@ -1,0 +1,94 @@
+"""Clustering plots as PNG bytes (matplotlib Agg), and markdown that embeds them in Dagster metadata."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+
+import numpy as np
+
+from climb_dagster.core.errors import ClimbInputError
+
+
+def _figure(width: float, height: float):  # noqa: ANN202 - matplotlib types are imported lazily
+    from matplotlib.figure import Figure
+
+    # Figure() without pyplot: no global state, no GUI backend, safe in threads.
+    return Figure(figsize=(width, height), dpi=100)
+
+
+def _png(fig) -> bytes:  # noqa: ANN001
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def supercluster_sizes_png(n_docs: Sequence[int], labels: Sequence[str] | None = None) -> bytes:
+    """Bar plot of documents per super-cluster."""
+    sizes = np.asarray(n_docs)
+    if sizes.ndim != 1 or len(sizes) == 0:
+        raise ClimbInputError(f"need a non-empty 1-D list of sizes, got shape {sizes.shape}")
+    fig = _figure(max(4.0, 0.35 * len(sizes) + 2), 3.2)
+    ax = fig.add_subplot()
+    x = np.arange(len(sizes))
+    ax.bar(x, sizes, color="#4c72b0")
+    ax.set_xticks(x, labels if labels is not None else [str(i) for i in x], rotation=90, fontsize=7)
+    ax.set_xlabel("super-cluster")
+    ax.set_ylabel("documents")
+    ax.set_title("Documents per super-cluster")
+    return _png(fig)
+
+
+def pca_2d(points: np.ndarray) -> np.ndarray:
+    """Project rows onto their first two principal components ([n, 2]; zeros past the data's rank)."""
+    x = np.asarray(points, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    out = x @ vt[:2].T
+    if out.shape[1] < 2:
+        out = np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+    return out
+
+
+def centroid_map_png(centroids: np.ndarray, groups: np.ndarray, sizes: np.ndarray | None = None) -> bytes:
+    """2-D PCA map of cluster centroids coloured by super-cluster (-1 = pruned, grey crosses)."""
+    c = np.asarray(centroids)
+    g = np.asarray(groups)
+    if c.ndim != 2 or len(c) != len(g) or len(c) == 0:
+        raise ClimbInputError(f"centroids {c.shape} and groups {g.shape} do not match")
+    xy = pca_2d(c)
+    s = np.asarray(sizes, dtype=np.float64) if sizes is not None else np.ones(len(c))
+    area = 10 + 190 * s / max(float(s.max()), 1.0)
+    fig = _figure(5.5, 4.5)
+    ax = fig.add_subplot()
+    pruned = g < 0
+    if pruned.any():
+        ax.scatter(xy[pruned, 0], xy[pruned, 1], s=15, c="#aaaaaa", marker="x", label="pruned")
+    kept = ~pruned
+    if kept.any():
+        ax.scatter(
+            xy[kept, 0],
+            xy[kept, 1],
+            s=area[kept],
+            c=g[kept],
+            cmap="tab20",
+            alpha=0.75,
+            edgecolors="k",
+            linewidths=0.3,
+        )
+        for sc in np.unique(g[kept]):
+            cx, cy = xy[g == sc].mean(axis=0)
+            ax.annotate(str(int(sc)), (cx, cy), fontsize=7, ha="center", va="center", weight="bold")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title("Cluster centroids (PCA), numbered by super-cluster")
+    if pruned.any():
+        ax.legend(loc="best", fontsize=7)
+    return _png(fig)
+
+
+def png_markdown(png: bytes, alt: str) -> str:
+    """Markdown image with the PNG inline as a base64 data URI (Dagster metadata has no image type)."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"

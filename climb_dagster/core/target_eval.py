@@ -1,0 +1,99 @@
+"""Turn an experiment's target (held-out documents and/or a multiple-choice JSONL) into the evaluator every
+proxy is scored with, stored next to the assets so that step pods on other machines read the same files."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from upath import UPath
+
+from climb_dagster.core import storage
+from climb_dagster.core.corpus import CorpusConfig, read_drop
+from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.experiment import TargetConfig
+
+
+def _source(path: str, storage_options: dict[str, Any] | None) -> UPath:
+    p = storage.make_path(path, storage_options)
+    if not p.exists():
+        raise ClimbInputError(f"target evaluation set not found: {path}")
+    if p.is_file() and p.stat().st_size == 0:
+        raise ClimbInputError(f"target evaluation set is empty: {path}")
+    return p
+
+
+def check_target(target: TargetConfig, storage_options: dict[str, Any] | None = None) -> None:
+    """Fail early, naming the path, when an evaluation set is missing or empty."""
+    if target.documents_path:
+        _source(target.documents_path, storage_options)
+    if target.mc_path:
+        _source(target.mc_path, storage_options)
+
+
+def prepare_target(
+    target: TargetConfig,
+    tokenizer_dir: Path,
+    block_size: int,
+    out: UPath,
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Tokenize held-out documents into fixed windows and copy the MC set under `out`; return the
+    TargetSpec (as a dict) whose evaluator paths point there."""
+    from climb_dagster.core.proxy.evaluate import build_eval_windows, load_multiple_choice
+    from climb_dagster.core.proxy.targets import LOSS, MULTIPLE_CHOICE, EvaluatorSpec, TargetSpec
+
+    import hashlib
+
+    evaluators = []
+    digest = hashlib.sha256()
+    if target.documents_path:
+        src = _source(target.documents_path, storage_options)
+        docs, _ = read_drop(src, "target", CorpusConfig(id_column=None))
+        with tempfile.TemporaryDirectory() as tmp:
+            local = build_eval_windows(
+                docs["text"].to_list(), tokenizer_dir, Path(tmp) / "heldout.npy", block_size, target.max_eval_windows
+            )
+            windows = local.read_bytes()
+            digest.update(windows)
+            storage.atomic_write_bytes(out / "heldout_windows.npy", windows)
+        evaluators.append(EvaluatorSpec(LOSS, str(out / "heldout_windows.npy"), weight=target.loss_weight))
+    if target.mc_path:
+        src = _source(target.mc_path, storage_options)
+        data = src.read_bytes()
+        with tempfile.TemporaryDirectory() as tmp:
+            check = Path(tmp) / "mc.jsonl"
+            check.write_bytes(data)
+            items = load_multiple_choice(check)  # validates: names the file and line on bad rows
+        if not items:
+            raise ClimbInputError(f"target evaluation set is empty: {target.mc_path}")
+        digest.update(data)
+        storage.atomic_write_bytes(out / "multiple_choice.jsonl", data)
+        evaluators.append(
+            EvaluatorSpec(MULTIPLE_CHOICE, str(out / "multiple_choice.jsonl"), weight=target.accuracy_weight)
+        )
+    spec = TargetSpec(tuple(evaluators), target.direction, name=target.kind)
+    # The content of the evaluation files keys the proxy cache: new target data never reuses old scores.
+    return spec.to_dict() | {"fingerprint": digest.hexdigest()[:16]}
+
+
+def open_token_store(path: str, storage_options: dict[str, Any] | None = None):
+    from climb_dagster.core.proxy.tokens import TokenStore
+
+    return TokenStore.open(storage.local_dir_copy(storage.make_path(path, storage_options)))
+
+
+def target_evaluator(
+    spec: dict[str, Any], tokenizer: Any, num_threads: int, storage_options: dict[str, Any] | None = None
+) -> Callable[[Any], float]:
+    """`evaluate(model) -> score` with the evaluation files fetched to local disk once."""
+    from climb_dagster.core.proxy.targets import TargetSpec, evaluate_target
+
+    local = {k: v for k, v in spec.items() if k != "fingerprint"}
+    local["evaluators"] = [
+        {**e, "path": str(storage.local_copy(storage.make_path(e["path"], storage_options)))} for e in spec["evaluators"]
+    ]
+    target = TargetSpec.from_dict(local)
+    return lambda model: evaluate_target(model, target, tokenizer, num_threads)

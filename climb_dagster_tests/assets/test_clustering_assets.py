@@ -1,0 +1,221 @@
+"""Clustering assets end to end through the real IO manager, plus the sensors, jobs and schedule."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+
+from climb_dagster.assets.clustering import CLUSTERING_ASSETS, CLUSTERING_CHECKS
+from climb_dagster.assets.ingest import raw_documents
+from climb_dagster.automation.clustering import (
+    CLUSTERING_JOBS,
+    CLUSTERING_SCHEDULES,
+    CLUSTERING_SENSORS,
+    merge_sensor,
+    new_drops_sensor,
+    reassign_sensor,
+    recluster_schedule,
+)
+from climb_dagster.partitions import crawl_drops
+from climb_dagster.resources.embedding import EmbeddingModelResource, default_embedder
+from climb_dagster.resources.io_manager import ClimbIOManagerFactory
+from climb_dagster.resources.landing import LandingZone
+from climb_dagster_tests.unit.test_cluster_embedding import make_tiny_model
+
+TOPICS = {
+    "db": "The database query planner chooses an index scan when the table is large and the filter is selective.",
+    "bible": "And the Lord spake unto Moses, saying, speak unto the children of Israel, that they bring me an offering.",
+    "kernel": "The kernel scheduler preempts the running task when an interrupt arrives and a higher priority thread waits.",
+}
+ALL_ASSETS = [raw_documents, *CLUSTERING_ASSETS]
+
+
+def _write_drop(landing: Path, key: str, n_per_topic: int, offset: int) -> None:
+    rows = []
+    for topic, text in TOPICS.items():
+        for i in range(n_per_topic):
+            rows.append(
+                {"id": f"{key}-{topic}-{i}", "text": f"{text} Note {i + offset}.", "title": f"{topic} {i}"}
+            )
+    pl.DataFrame(rows).write_parquet(landing / f"{key}.parquet")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def setup(tmp_path: Path, tiny_model: Path) -> dict:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    _write_drop(landing, "drop-0001", 6, 0)
+    _write_drop(landing, "drop-0002", 4, 100)
+    resources = {
+        "io_manager": ClimbIOManagerFactory(base_path=str(tmp_path / "store")),
+        "landing": LandingZone(base=str(landing)),
+        "embedder": EmbeddingModelResource(
+            model_path=str(tiny_model), precision="fp32", progress_interval_s=0
+        ),
+    }
+    defs = dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=CLUSTERING_CHECKS,
+        jobs=CLUSTERING_JOBS,
+        sensors=CLUSTERING_SENSORS,
+        schedules=CLUSTERING_SCHEDULES,
+        resources=resources,
+    )
+    return {
+        "resources": resources,
+        "defs": defs,
+        "instance": dg.DagsterInstance.ephemeral(),
+        "store": tmp_path / "store",
+    }
+
+
+RUN_CONFIG = {
+    "ops": {
+        "cluster_centroids": {"config": {"n_clusters": 3, "seed": 0}},
+        "pruned_clusters": {"config": {"threshold": 1.0}},
+        "super_clusters": {"config": {"n_superclusters": 2}},
+    }
+}
+
+
+def _materialize(
+    setup: dict, selection: list[str], partition: str | None = None
+) -> dg.ExecuteInProcessResult:
+    config = {"ops": {k: v for k, v in RUN_CONFIG["ops"].items() if k in selection}}
+    return dg.materialize(
+        ALL_ASSETS + CLUSTERING_CHECKS,
+        selection=selection,
+        partition_key=partition,
+        instance=setup["instance"],
+        resources=setup["resources"],
+        run_config=config,
+    )
+
+
+def _meta(result: dg.ExecuteInProcessResult, key: str) -> dict:
+    mats = [m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey(key)]
+    return mats[-1].materialization.metadata
+
+
+def _sensor(setup: dict, sensor: dg.SensorDefinition) -> dg.SensorResult:
+    context = dg.build_sensor_context(
+        instance=setup["instance"],
+        definitions=setup["defs"],
+        resources={"landing": setup["resources"]["landing"]},
+    )
+    return sensor(context)
+
+
+def test_definitions_load(setup: dict) -> None:
+    dg.Definitions.validate_loadable(setup["defs"])
+    assert setup["defs"].resolve_job_def("drop_clustering_job") is not None
+    assert isinstance(default_embedder(), EmbeddingModelResource)
+
+
+def test_full_stage_new_drop_and_recluster(setup: dict) -> None:
+    instance = setup["instance"]
+    drops = ["drop-0001", "drop-0002"]
+
+    # 1. The landing sensor registers both drops and, with no centroids yet, only embeds them.
+    result = _sensor(setup, new_drops_sensor)
+    assert [r.partition_key for r in result.run_requests] == drops
+    assert [r.run_key for r in result.run_requests] == drops
+    assert {r.job_name for r in result.run_requests} == {"drop_embedding_job"}
+    assert result.dynamic_partitions_requests[0].partition_keys == drops
+    instance.add_dynamic_partitions(crawl_drops.name, drops)
+    assert _sensor(setup, new_drops_sensor).skip_reason
+    assert _sensor(setup, reassign_sensor).skip_reason.skip_message == "no centroids yet"
+
+    for key in drops:
+        r = _materialize(setup, ["raw_documents", "document_embeddings", "document_quality"], key)
+        assert r.success
+        meta = _meta(r, "document_embeddings")
+        assert meta["dagster/row_count"].value in (18, 12)
+        assert meta["tokens_per_s"].value > 0
+        emb = np.load(setup["store"] / "document_embeddings" / f"{key}.npy", allow_pickle=False)
+        assert emb.dtype == np.float32 and emb.shape[1] == 32
+
+    # 2. Centroids from a sample across both drops.
+    r = _materialize(setup, ["cluster_centroids"])
+    assert r.success
+    meta = _meta(r, "cluster_centroids")
+    assert meta["k_init"].value == 3 and meta["n_docs"].value == 30 and meta["drops"].value == 2
+    assert all(c.passed for c in r.get_asset_check_evaluations())
+
+    # 3. New centroids: every drop gets re-assigned, one run each.
+    result = _sensor(setup, reassign_sensor)
+    assert sorted(r.partition_key for r in result.run_requests) == drops
+    for key in drops:
+        r = _materialize(setup, ["cluster_assignments", "cluster_profiles"], key)
+        assert r.success
+        checks = r.get_asset_check_evaluations()
+        assert checks and all(c.passed for c in checks)
+        table = pl.read_parquet(setup["store"] / "cluster_assignments" / f"{key}.parquet")
+        assert table.columns == ["id", "cluster", "distance"] and table["cluster"].is_between(0, 2).all()
+    assert _sensor(setup, reassign_sensor).skip_reason
+
+    # 4. All drops profiled: the merge sensor fires once.
+    result = _sensor(setup, merge_sensor)
+    assert len(result.run_requests) == 1
+    r = _materialize(setup, ["cluster_quality", "pruned_clusters", "super_clusters", "super_cluster_stats"])
+    assert r.success
+    assert all(c.passed for c in r.get_asset_check_evaluations())
+    stats_meta = _meta(r, "super_cluster_stats")
+    assert stats_meta["documents"].value == 30
+    assert len(stats_meta["super_clusters"].value.records) == stats_meta["dagster/row_count"].value <= 2
+    assert "data:image/png;base64," in stats_meta["sizes_plot"].value
+    assert "data:image/png;base64," in _meta(r, "super_clusters")["centroid_map"].value
+    mapping = pl.read_parquet(setup["store"] / "super_clusters.parquet")
+    assert mapping.columns == ["cluster", "super_cluster"]
+    stats = pl.read_parquet(setup["store"] / "super_cluster_stats.parquet")
+    assert stats["n_docs"].sum() == 30 and stats["top_terms"].list.len().min() > 0
+    assert _sensor(setup, merge_sensor).skip_reason.skip_message == "super-clusters are up to date"
+
+    # 5. A new drop lands: registered and processed alone, with assignment since centroids exist.
+    _write_drop(Path(setup["resources"]["landing"].base), "drop-0003", 2, 200)
+    result = _sensor(setup, new_drops_sensor)
+    assert [(r.partition_key, r.job_name) for r in result.run_requests] == [
+        ("drop-0003", "drop_clustering_job")
+    ]
+    instance.add_dynamic_partitions(crawl_drops.name, ["drop-0003"])
+    sel = [
+        "raw_documents",
+        "document_embeddings",
+        "document_quality",
+        "cluster_assignments",
+        "cluster_profiles",
+    ]
+    assert _materialize(setup, sel, "drop-0003").success
+    assert len(_sensor(setup, merge_sensor).run_requests) == 1
+
+
+def test_recluster_schedule_seeds_from_tick_date() -> None:
+    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 29, 3, tzinfo=dt.UTC))
+    request = recluster_schedule(context)
+    assert request.run_config["ops"]["cluster_centroids"]["config"]["seed"] == 20261129
+    assert request.run_key == "recluster@20261129"
+
+
+def test_rater_config_errors_are_clear(setup: dict) -> None:
+    setup["instance"].add_dynamic_partitions(crawl_drops.name, ["drop-0001"])
+    with pytest.raises(Exception, match="not listed in raters"):
+        dg.materialize(
+            ALL_ASSETS,
+            selection=["raw_documents", "document_quality"],
+            partition_key="drop-0001",
+            instance=setup["instance"],
+            resources=setup["resources"],
+            run_config={
+                "ops": {"document_quality": {"config": {"rater_options": {"fasttext": {"model_path": "x"}}}}}
+            },
+        )
