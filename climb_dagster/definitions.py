@@ -10,7 +10,6 @@ from climb_dagster.assets.rounds import ROUND_ASSETS
 from climb_dagster.assets.tokens import TOKEN_ASSETS
 from climb_dagster.automation.clustering import CLUSTERING_JOBS, CLUSTERING_SCHEDULES, CLUSTERING_SENSORS
 from climb_dagster.jobs import BOOTSTRAP_JOBS
-from climb_dagster.resources.embedding import default_embedder
 from climb_dagster.resources.sets import build_resources
 
 defs = dg.Definitions(
@@ -19,5 +18,5 @@ defs = dg.Definitions(
     jobs=[*CLUSTERING_JOBS, *BOOTSTRAP_JOBS],
     sensors=CLUSTERING_SENSORS,
     schedules=CLUSTERING_SCHEDULES,
-    resources={**build_resources(), "embedder": default_embedder()},
+    resources=build_resources(),
 )

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.resources.embedding import default_embedder
 from climb_dagster.resources.io_manager import ClimbIOManagerFactory
 from climb_dagster.resources.landing import LandingZone
 from climb_dagster.resources.storage import ClimbStorage
@@ -66,4 +67,5 @@ def build_resources(deployment: str | None = None) -> dict[str, Any]:
         "landing": LandingZone(base=s["landing"], s3_endpoint_url=s["endpoint"], s3_region=s["region"]),
         "storage": ClimbStorage(base_path=s["storage"], s3_endpoint_url=s["endpoint"], s3_region=s["region"]),
         "tracker": MlflowTracker(tracking_uri=s["mlflow"]),
+        "embedder": default_embedder(),
     }

@@ -64,3 +64,35 @@ def test_lookup_and_regret(files: dict[str, Path]) -> None:
     assert regret(2.0, y) == pytest.approx(0.5)
     assert regret(2.0, y, "maximize") == pytest.approx(1.0)
     assert regret(3.0, y, "maximize") == 0.0
+
+
+def test_search_bench_on_a_tiny_pool_both_directions(tmp_path: Path) -> None:
+    """The bench reads paired CSVs, runs every strategy, and --maximize mirrors minimisation."""
+    import argparse
+
+    from climb_dagster.bench import search
+    from climb_dagster.core.search import sample_mixtures
+
+    m = sample_mixtures(60, 4, seed=0)
+    loss = 3.0 - np.log(m[:, 0] + 0.01) + m[:, 2]
+    names = ["a", "b", "c", "d"]
+    mix = _write(tmp_path / "mix.csv", names, m.tolist())
+    lo = _write(tmp_path / "loss.csv", ["t"], loss[:, None].tolist())
+    hi = _write(tmp_path / "acc.csv", ["t"], (-loss)[:, None].tolist())
+
+    def bench(scores: Path, *extra: str) -> dict:
+        parser = argparse.ArgumentParser()
+        search.add_arguments(parser)
+        argv = ["--pool-mixtures", str(mix), "--pool-scores", str(scores), "--budget", "14", "--seeds", "2"]
+        return search.run(parser.parse_args(argv + ["--climb-models", "2", *extra]))
+
+    a, b = bench(lo), bench(hi, "--maximize")
+    assert a["pool"] == 60 and a["targets"] == 1 and a["budget"] == 14
+    assert set(a["strategies"]) == {"climb", "regmix", "random"}
+    for name in a["strategies"]:
+        assert a["strategies"][name]["mean_regret"] >= 0
+        assert a["strategies"][name]["mean_regret"] == pytest.approx(
+            b["strategies"][name]["mean_regret"], abs=1e-5
+        )
+    with pytest.raises(ClimbInputError, match="'greedy'"):
+        bench(lo, "--strategies", "greedy")

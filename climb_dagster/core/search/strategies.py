@@ -26,6 +26,8 @@ from climb_dagster.core.search.sampling import (
 STRATEGIES = ("climb", "regmix", "random")
 FINAL_PICKS = ("predicted", "observed", "top_k_mean", "trusted")
 INITIAL_DESIGNS = ("random", "maximin")
+# Fewer evaluated rows than this and climb's later rounds fall back to the round-0 design.
+MIN_FIT_ROWS = 2
 # Pool rows and history are matched after rounding, so a history reloaded from Parquet still matches.
 MATCH_DECIMALS = 9
 
@@ -242,7 +244,7 @@ def propose_round(
                 f"round {round_index} needs {n} mixtures but only {pool.shape[0]} candidates are left"
             )
 
-    if round_index == 0 or config.name != "climb":
+    if round_index == 0 or config.name != "climb" or hm.shape[0] < MIN_FIT_ROWS:
         if config.initial_design == "maximin":
             cands = pool if pool is not None else sample_mixtures(20 * n, p, rng, config.sampling, exclude=hm)
             return cands[_maximin(cands, n, rng)]
@@ -374,18 +376,20 @@ def run_search(
     predictors: list[Predictor] = []
     for r, n in enumerate(config.round_sizes()):
         pred = None
-        if r > 0 and config.name == "climb":
+        if r > 0 and config.name == "climb" and hm.shape[0] >= MIN_FIT_ROWS:
             pred = fit_predictor(hm, hs, config.direction, round_seed(seed, r), config.predictor)
             predictors.append(pred)
         new = propose_round(config, r, hm, hs, prior, seed, candidates, pred)
         scores = _check_scores(evaluate(new), n, r)
         hm, hs = np.vstack([hm, new]), np.concatenate([hs, scores])
         rounds += [r] * n
-    final_pred = None
-    if config.name == "regmix" or (config.name == "climb" and config.final != "observed"):
+    final_pred, final_cfg = None, config
+    if hm.shape[0] < MIN_FIT_ROWS:
+        final_cfg = replace(config, final="observed")  # nothing to fit a predictor on
+    elif config.name == "regmix" or (config.name == "climb" and config.final != "observed"):
         final_pred = fit_predictor(
             hm, hs, config.direction, round_seed(seed, config.n_rounds), config.predictor
         )
         predictors.append(final_pred)
-    final = select_final(config, final_pred, hm, hs, seed, candidates, prior)
+    final = select_final(final_cfg, final_pred, hm, hs, seed, candidates, prior)
     return SearchResult(config, hm, hs, np.asarray(rounds), predictors, final)

@@ -1,0 +1,93 @@
+"""The bootstrapping stage materialized end to end on tiny proxies (one pipeline run shared by the tests)."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from climb_dagster.core import storage
+from climb_dagster.resources.io_manager import read_value
+from climb_dagster_tests.assets.bootstrap_fixture import TINY_EXPERIMENT, run_experiment, seed_clustered_corpus
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    home = tmp_path_factory.mktemp("climb")
+    mp.setenv("CLIMB_HOME", str(home))
+    mp.setenv("CLIMB_CACHE_DIR", str(home / "cache"))
+    mp.delenv("CLIMB_DEPLOYMENT", raising=False)
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    target = seed_clustered_corpus(home)
+    instance = dg.DagsterInstance.ephemeral()
+    spec = {**TINY_EXPERIMENT, "target_documents_path": str(target)}
+    first = run_experiment(instance, "tiny", spec)
+    yield {"home": home, "root": storage.make_path(home / "storage"), "instance": instance, "spec": spec, "first": first}
+    mp.undo()
+
+
+def _meta(result, asset: str) -> dict:
+    mats = result.asset_materializations_for_node(asset)
+    return {k: v.value for k, v in mats[0].metadata.items()}
+
+
+def test_rounds_final_and_export(pipeline):
+    root, result = pipeline["root"], pipeline["first"]
+    assert result.success
+    sizes = [read_value(root / f"round_{k}_mixtures" / "tiny").height for k in (1, 2, 3)]
+    assert sizes == [4, 2, 2]
+    evals = [read_value(root / f"round_{k}_proxy_evaluations" / "tiny") for k in (1, 2, 3)]
+    assert sum(e.height for e in evals) == 8
+    assert all((e["status"] == "ok").all() and np.isfinite(e["score"].to_numpy()).all() for e in evals)
+    keys = [k for e in evals for k in e["proxy_key"].to_list()]
+    assert len(set(keys)) == 8, "no mixture is evaluated twice"
+    final = read_value(root / "final_mixture" / "tiny")
+    w = np.asarray(final["weights"])
+    assert w.shape == (4,) and abs(w.sum() - 1) < 1e-9 and (w >= 0).all()
+    assert final["direction"] == "minimize" and final["proxies_trained"] == 8
+    predictor = read_value(root / "round_3_predictor" / "tiny")
+    assert predictor.texts[0].startswith("tree")
+    manifest = json.loads((root / "exports" / "tiny" / "manifest.json").read_text())
+    assert manifest["shards"] and manifest["tokens_sampled"] > 0
+    assert manifest["blend"]["megatron_data_path"].split()[0] == f"{w[w > 0][0]:.6f}"
+    checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert checks and all(c.passed for c in checks)
+
+
+def test_rerun_trains_nothing_again(pipeline):
+    again = run_experiment(pipeline["instance"], "tiny", pipeline["spec"])
+    assert again.success
+    for k in (1, 2, 3):
+        meta = _meta(again, f"round_{k}_proxy_evaluations")
+        assert meta["reused_from_cache"] == meta["dagster/row_count"]
+    root = pipeline["root"]
+    first = read_value(root / "final_mixture" / "tiny")
+    assert first["weights"] == read_value(root / "final_mixture" / "tiny")["weights"]
+
+
+def test_mlflow_holds_experiment_round_proxy_tree(pipeline):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{pipeline['home'] / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("climb")
+    runs = client.search_runs([exp.experiment_id], max_results=500)
+    by_kind: dict[str, list] = {}
+    for run in runs:
+        by_kind.setdefault(run.data.tags["climb.kind"], []).append(run)
+    parent = by_kind["experiment"]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    rounds = by_kind["round"]
+    assert sorted(r.data.tags["climb.round"] for r in rounds) == ["1", "2", "3"]
+    assert all(r.data.tags["mlflow.parentRunId"] == parent[0].info.run_id for r in rounds)
+    assert all("best_observed_score" in r.data.metrics for r in rounds)
+    round_ids = {r.info.run_id for r in rounds}
+    proxies = by_kind["proxy"]
+    assert len(proxies) == 8 and all(p.data.tags["mlflow.parentRunId"] in round_ids for p in proxies)
+    assert all("score" in p.data.metrics for p in proxies)
+    artifacts = [a.path for a in client.list_artifacts(rounds[0].info.run_id)]
+    assert "predictor" in artifacts and any(a.endswith("_evaluations.csv") for a in artifacts)
