@@ -13,7 +13,15 @@ from climb_dagster.jobs import BOOTSTRAP_JOBS
 from climb_dagster.resources.sets import build_resources
 
 defs = dg.Definitions(
-    assets=[raw_documents, *CLUSTERING_ASSETS, *TOKEN_ASSETS, experiment, *ROUND_ASSETS, final_mixture, mixture_export],
+    assets=[
+        raw_documents,
+        *CLUSTERING_ASSETS,
+        *TOKEN_ASSETS,
+        experiment,
+        *ROUND_ASSETS,
+        final_mixture,
+        mixture_export,
+    ],
     asset_checks=CLUSTERING_CHECKS,
     jobs=[*CLUSTERING_JOBS, *BOOTSTRAP_JOBS],
     sensors=CLUSTERING_SENSORS,

@@ -32,7 +32,9 @@ def replay_experiment(root, tracker: MlflowTracker, name: str) -> dict[str, int]
         if evals.height == 0:
             continue
         summary = {key: v for key, v in model.metadata.items() if key != "sidecar"}
-        plots = {f"round_{k}_weights.png": weights_bar_png(bootstrap.table_mixtures(evals), f"round {k} weights")}
+        plots = {
+            f"round_{k}_weights.png": weights_bar_png(bootstrap.table_mixtures(evals), f"round {k} weights")
+        }
         track_round(tracker, record, k, evals, summary, model.texts[0], plots)
         rounds += 1
     try:
@@ -45,7 +47,9 @@ def replay_experiment(root, tracker: MlflowTracker, name: str) -> dict[str, int]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m climb_dagster.replay", description=__doc__)
-    parser.add_argument("--experiment", action="append", help="experiment partition key (default: all stored)")
+    parser.add_argument(
+        "--experiment", action="append", help="experiment partition key (default: all stored)"
+    )
     parser.add_argument("--tracking-uri", help="override MLFLOW_TRACKING_URI of the deployment")
     args = parser.parse_args(argv)
     s = settings()

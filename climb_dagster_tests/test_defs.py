@@ -33,6 +33,8 @@ def test_definitions_import_is_light(climb_home):
         "heavy = [m for m in ('torch', 'faiss', 'transformers', 'lightgbm', 'sentence_transformers') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"heavy modules imported at definitions load: {out.stdout}"

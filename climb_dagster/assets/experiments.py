@@ -79,11 +79,17 @@ def experiment(
     name = validate_key(context.partition_key, "experiment name")
     record = config.build(name, vocab_size=int(cluster_tokens["vocab_size"]))
     if record.n_rounds > MAX_ROUNDS:
-        raise dg.Failure(f"experiment {name!r} asks for {record.n_rounds} rounds; this code location defines {MAX_ROUNDS}")
+        raise dg.Failure(
+            f"experiment {name!r} asks for {record.n_rounds} rounds; this code location defines {MAX_ROUNDS}"
+        )
     check_target(record.target, storage.options())
     store = open_token_store(cluster_tokens["path"], storage.options())
     target_spec = prepare_target(
-        record.target, store.path, record.proxy.model.block_size, storage.root() / "targets" / name, storage.options()
+        record.target,
+        store.path,
+        record.proxy.model.block_size,
+        storage.root() / "targets" / name,
+        storage.options(),
     )
     data = record.to_dict() | {
         "token_store": cluster_tokens["key"],

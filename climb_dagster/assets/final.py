@@ -14,8 +14,8 @@ from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.assets.rounds import experiment_config, load_predictor, prior_of, record_direction
 from climb_dagster.core import bootstrap
 from climb_dagster.core import storage as files
-from climb_dagster.core.tables import markdown_table
 from climb_dagster.core.round_plots import png_markdown, weights_bar_png
+from climb_dagster.core.tables import markdown_table
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.experiment_tracking import track_final, try_track
 from climb_dagster.resources.io_manager import LAZY
@@ -69,7 +69,9 @@ def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **u
         {"super_cluster": list(range(prior.size)), "final": weights.round(4), "natural": prior.round(4)}
     )
     png = weights_bar_png(np.vstack([weights]), f"{record['name']}: final mixture")
-    tracking = try_track(context.log.warning, "MLflow final mixture", lambda: track_final(tracker, record, final))
+    tracking = try_track(
+        context.log.warning, "MLflow final mixture", lambda: track_final(tracker, record, final)
+    )
     return dg.Output(
         final,
         metadata={
@@ -82,7 +84,6 @@ def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **u
             **tracking,
         },
     )
-
 
 
 class MixtureExportConfig(dg.Config):
@@ -125,7 +126,9 @@ def mixture_export(
     prefixes = [f"{cluster_tokens['path']}/cluster_{i:03d}" for i in range(n_super)]
     blend = export.blend_formats(weights, names, prefixes)
     rates = export.repeat_rates(weights, cluster_tokens["tokens"], config.token_budget)
-    tokenizer = load_tokenizer(files.local_dir_copy(files.make_path(proxy_tokenizer["path"], storage.options())))
+    tokenizer = load_tokenizer(
+        files.local_dir_copy(files.make_path(proxy_tokenizer["path"], storage.options()))
+    )
     out = storage.root() / "exports" / name
     mapping = super_clusters.select(schema.CLUSTER, schema.SUPER_CLUSTER)
     shards, buffer, got = [], [], np.zeros(n_super, dtype=np.int64)
@@ -149,8 +152,12 @@ def mixture_export(
             .drop(schema.CLUSTER)
             .sort(schema.ID)
         )
-        encoded = tokenizer.backend_tokenizer.encode_batch_fast(joined[schema.TEXT].to_list(), add_special_tokens=False)
-        joined = joined.with_columns(pl.Series(schema.N_TOKENS, [len(e.ids) + 1 for e in encoded], dtype=pl.Int64))
+        encoded = tokenizer.backend_tokenizer.encode_batch_fast(
+            joined[schema.TEXT].to_list(), add_special_tokens=False
+        )
+        joined = joined.with_columns(
+            pl.Series(schema.N_TOKENS, [len(e.ids) + 1 for e in encoded], dtype=pl.Int64)
+        )
         sampled = export.sample_documents(joined, rates, config.seed)
         np.add.at(got, sampled[schema.SUPER_CLUSTER].to_numpy(), sampled[schema.N_TOKENS].to_numpy())
         for start in range(0, sampled.height, config.shard_rows):
@@ -184,7 +191,12 @@ def mixture_export(
         }
     )
     return dg.Output(
-        {"path": str(out), "shards": [s["file"] for s in shards], "tokens_sampled": int(got.sum()), "blend": blend},
+        {
+            "path": str(out),
+            "shards": [s["file"] for s in shards],
+            "tokens_sampled": int(got.sum()),
+            "blend": blend,
+        },
         metadata={
             "tokens_sampled": int(got.sum()),
             "shards": len(shards),

@@ -3,7 +3,6 @@
 # No `from __future__ import annotations` in asset modules: Dagster resolves Config/resource parameters
 # from real annotations at decoration time.
 
-
 import time
 
 import dagster as dg
@@ -40,7 +39,9 @@ def raw_documents(
     if stats.rows_empty:
         context.log.warning(f"drop {key}: dropped {stats.rows_empty} empty documents")
     if stats.rows_truncated:
-        context.log.warning(f"drop {key}: truncated {stats.rows_truncated} documents to {config.max_chars} chars")
+        context.log.warning(
+            f"drop {key}: truncated {stats.rows_truncated} documents to {config.max_chars} chars"
+        )
     return dg.Output(
         docs,
         metadata={

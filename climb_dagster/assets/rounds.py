@@ -18,8 +18,8 @@ from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.core import bootstrap
 from climb_dagster.core.artifacts import ModelText
 from climb_dagster.core.experiment import ExperimentConfig
-from climb_dagster.core.tables import markdown_table
 from climb_dagster.core.round_plots import png_markdown, predicted_vs_actual_png, weights_bar_png
+from climb_dagster.core.tables import markdown_table
 from climb_dagster.k8s import PROXY_OP_TAGS
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.experiment_tracking import track_round, try_track
@@ -130,11 +130,17 @@ def build_round(k: int) -> list:
     def plan(mixtures_table: pl.DataFrame):
         weights = bootstrap.table_mixtures(mixtures_table) if mixtures_table.height else np.zeros((0, 0))
         for row, w in zip(mixtures_table.iter_rows(named=True), weights, strict=True):
-            job = {schema.MIXTURE_ID: row[schema.MIXTURE_ID], "proxy_key": row["proxy_key"], "weights": w.tolist()}
+            job = {
+                schema.MIXTURE_ID: row[schema.MIXTURE_ID],
+                "proxy_key": row["proxy_key"],
+                "weights": w.tolist(),
+            }
             yield dg.DynamicOutput(job, mapping_key=row[schema.MIXTURE_ID].replace("-", "_"))
 
     @dg.op(name=f"round_{k}_train_proxy", tags=PROXY_OP_TAGS)
-    def train(context: dg.OpExecutionContext, storage: ClimbStorage, record: dict, tokens: dict, job: dict) -> dict:
+    def train(
+        context: dg.OpExecutionContext, storage: ClimbStorage, record: dict, tokens: dict, job: dict
+    ) -> dict:
         """Train one proxy on one mixture (reused from the cache when this exact run already finished)."""
         from climb_dagster.core.proxy.config import ProxyConfig
         from climb_dagster.core.target_eval import open_token_store, target_evaluator
@@ -151,7 +157,9 @@ def build_round(k: int) -> list:
 
         result = bootstrap.run_proxy_job(job, store, proxy, int(record["seed"]), evaluate, cache, progress)
         verb = "reused" if result["cached"] else "trained"
-        context.log.info(f"{verb} proxy {job[schema.MIXTURE_ID]} ({result['status']}): score {result[schema.SCORE]}")
+        context.log.info(
+            f"{verb} proxy {job[schema.MIXTURE_ID]} ({result['status']}): score {result[schema.SCORE]}"
+        )
         return result
 
     @dg.op(name=f"round_{k}_collect_proxies")
@@ -167,7 +175,9 @@ def build_round(k: int) -> list:
                 "reused_from_cache": int(table["cached"].sum()) if table.height else 0,
                 "train_seconds": float(table["wall_s"].sum()) if table.height else 0.0,
                 "evaluations": dg.MetadataValue.md(
-                    markdown_table(table.select(schema.MIXTURE_ID, "status", schema.SCORE, "train_loss", "cached"))
+                    markdown_table(
+                        table.select(schema.MIXTURE_ID, "status", schema.SCORE, "train_loss", "cached")
+                    )
                 ),
             }
         )
@@ -189,7 +199,9 @@ def build_round(k: int) -> list:
         return collect(tokens, results.collect())
 
     pred_ins = {"experiment": dg.AssetIn("experiment")}
-    pred_ins |= {f"round_{j}_proxy_evaluations": dg.AssetIn(f"round_{j}_proxy_evaluations") for j in range(1, k + 1)}
+    pred_ins |= {
+        f"round_{j}_proxy_evaluations": dg.AssetIn(f"round_{j}_proxy_evaluations") for j in range(1, k + 1)
+    }
 
     @dg.asset(
         name=f"round_{k}_predictor",
@@ -197,27 +209,38 @@ def build_round(k: int) -> list:
         group_name=group,
         ins=pred_ins,
         kinds={"lightgbm", "mlflow"},
-        check_specs=[dg.AssetCheckSpec("evaluations_scores_finite", asset=f"round_{k}_predictor", blocking=True)],
+        check_specs=[
+            dg.AssetCheckSpec("evaluations_scores_finite", asset=f"round_{k}_predictor", blocking=True)
+        ],
     )
     def predictor(context: dg.AssetExecutionContext, tracker: MlflowTracker, **upstream):
         """LightGBM predictor fitted on every proxy evaluated so far (LightGBM text + CV Spearman)."""
         from climb_dagster.core.search.predictor import fit_predictor
+        from climb_dagster.core.search.strategies import round_seed
 
         record = upstream["experiment"]
+        strategy = experiment_config(record).strategy_config()
         direction = record_direction(record)
         evals = [upstream[f"round_{j}_proxy_evaluations"] for j in range(1, k + 1)]
         bad = _unexplained_scores(evals)
         if bad:
-            yield dg.AssetCheckResult(check_name="evaluations_scores_finite", passed=False, metadata={"rows": ", ".join(bad)})
+            yield dg.AssetCheckResult(
+                check_name="evaluations_scores_finite", passed=False, metadata={"rows": ", ".join(bad)}
+            )
             raise dg.Failure(f"round {k}: evaluations with a non-finite score not marked failed: {bad}")
         hm, hs, spent = bootstrap.history(evals)
         if hs.size < 2:
-            raise dg.Failure(f"round {k} of {record['name']}: only {hs.size} successful proxies; cannot fit a predictor")
+            raise dg.Failure(
+                f"round {k} of {record['name']}: only {hs.size} successful proxies; cannot fit a predictor"
+            )
         folds = min(CV_FOLDS, hs.size) if hs.size >= 4 else 0
         start = time.perf_counter()
-        fitted = fit_predictor(hm, hs, direction, int(record["seed"]) + k, cv_folds=folds)
+        # The same predictor config and seed as the search's own round (run_search), so both agree.
+        fitted = fit_predictor(
+            hm, hs, direction, round_seed(int(record["seed"]), k), strategy.predictor, cv_folds=folds
+        )
         texts, sidecar = fitted.to_strings()
-        cv = fitted.meta.get("cv_spearman") if hasattr(fitted, "meta") else None
+        cv = fitted.metadata.get("cv_spearman")
         in_sample = fitted.predict(hm)
         best_i = int(np.argmin(hs) if direction == "minimize" else np.argmax(hs))
         summary = {
@@ -237,7 +260,12 @@ def build_round(k: int) -> list:
                 context.log.warning,
                 f"MLflow round {k}",
                 lambda: track_round(
-                    tracker, record, k, this_round, summary, texts[0],
+                    tracker,
+                    record,
+                    k,
+                    this_round,
+                    summary,
+                    texts[0],
                     {f"round_{k}_weights.png": bars, f"round_{k}_predicted_vs_actual.png": scatter},
                 ),
             )
@@ -260,14 +288,24 @@ def _mixture_checks(table: pl.DataFrame, planned: int, n_clusters: int):
     """weights_valid: finite, >= 0, rows sum to 1 over all super-clusters; budget_respected: row count."""
     w = bootstrap.table_mixtures(table) if table.height else np.zeros((0, n_clusters))
     sums = w.sum(axis=1)
-    valid = bool(w.shape[1] == n_clusters and np.isfinite(w).all() and (w >= 0).all() and np.allclose(sums, 1, atol=1e-6))
+    valid = bool(
+        w.shape[1] == n_clusters
+        and np.isfinite(w).all()
+        and (w >= 0).all()
+        and np.allclose(sums, 1, atol=1e-6)
+    )
     yield dg.AssetCheckResult(
         check_name="weights_valid",
         passed=valid,
-        metadata={"n_clusters": w.shape[1], "max_abs_sum_error": float(np.abs(sums - 1).max()) if w.size else 0.0},
+        metadata={
+            "n_clusters": w.shape[1],
+            "max_abs_sum_error": float(np.abs(sums - 1).max()) if w.size else 0.0,
+        },
     )
     yield dg.AssetCheckResult(
-        check_name="budget_respected", passed=table.height == planned, metadata={"rows": table.height, "planned": planned}
+        check_name="budget_respected",
+        passed=table.height == planned,
+        metadata={"rows": table.height, "planned": planned},
     )
 
 

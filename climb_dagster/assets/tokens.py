@@ -34,7 +34,9 @@ def _texts(raw_documents: dict):
 
 
 @dg.asset(group_name=GROUP, ins={"raw_documents": dg.AssetIn(metadata=LAZY_IN)}, kinds={"huggingface"})
-def proxy_tokenizer(config: ProxyTokenizerConfig, storage: ClimbStorage, raw_documents: dict) -> dg.Output[dict]:
+def proxy_tokenizer(
+    config: ProxyTokenizerConfig, storage: ClimbStorage, raw_documents: dict
+) -> dg.Output[dict]:
     """Byte-level BPE tokenizer for the proxy LMs, trained on a bounded seeded sample of all drops."""
     from climb_dagster.core.proxy.tokens import TOKENIZER_FILE, train_tokenizer
 
@@ -103,7 +105,9 @@ def cluster_tokens(
         files.upload_dir(store.path, target)
         n_tokens, n_docs, vocab = list(store.n_tokens), list(store.n_docs), store.vocab_size
     seconds = time.perf_counter() - start
-    table = pl.DataFrame({schema.SUPER_CLUSTER: list(range(n_super)), "documents": n_docs, "tokens": n_tokens})
+    table = pl.DataFrame(
+        {schema.SUPER_CLUSTER: list(range(n_super)), "documents": n_docs, "tokens": n_tokens}
+    )
     return dg.Output(
         {"path": str(target), "key": key, "vocab_size": vocab, "tokens": n_tokens, "documents": n_docs},
         metadata={

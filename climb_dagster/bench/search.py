@@ -117,6 +117,8 @@ def _split_spearman(args: argparse.Namespace, direction: str) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     t_start = time.perf_counter()
     direction = "maximize" if args.maximize else "minimize"
+    if args.budget is None and not args.predictor_spearman:
+        raise ClimbInputError("give --budget (regret of the strategies) and/or --predictor-spearman")
     pool = read_pool(args.pool_mixtures, args.pool_scores)
     targets = args.target or list(pool.targets)
     for t in targets:

@@ -23,7 +23,9 @@ def weight_columns(n_clusters: int) -> list[str]:
 
 def mixtures_table(round_number: int, mixtures: np.ndarray, keys: list[str]) -> pl.DataFrame:
     """One row per mixture: id, round, proxy run key and one weight column per super-cluster."""
-    mixtures = validate_mixtures(mixtures, mixtures.shape[1] if mixtures.ndim == 2 else 0, source=f"round {round_number}")
+    mixtures = validate_mixtures(
+        mixtures, mixtures.shape[1] if mixtures.ndim == 2 else 0, source=f"round {round_number}"
+    )
     ids = [f"r{round_number}-{i:03d}" for i in range(mixtures.shape[0])]
     frame = pl.DataFrame({schema.MIXTURE_ID: ids, "round": [round_number] * len(ids), "proxy_key": keys})
     weights = pl.DataFrame(mixtures, schema=weight_columns(mixtures.shape[1]), orient="row")
@@ -72,7 +74,9 @@ class ProxyCache:
         return self.root / key / "model"
 
     def put(self, key: str, record: dict[str, Any]) -> None:
-        storage.atomic_write_text(self.root / key / RESULT_FILE, json.dumps(record, indent=1, allow_nan=False))
+        storage.atomic_write_text(
+            self.root / key / RESULT_FILE, json.dumps(record, indent=1, allow_nan=False)
+        )
 
 
 def run_proxy_job(
@@ -117,7 +121,9 @@ def run_proxy_job(
             "status": status,
             "reason": reason,
             schema.SCORE: score,
-            "train_loss": result.loss_last if result.loss_last is not None and math.isfinite(result.loss_last) else None,
+            "train_loss": result.loss_last
+            if result.loss_last is not None and math.isfinite(result.loss_last)
+            else None,
             "tokens": result.tokens,
             "steps": result.steps,
             "wall_s": round(result.wall_s, 3),

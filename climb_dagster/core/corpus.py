@@ -101,14 +101,18 @@ def _read_jsonl(path: UPath) -> pl.DataFrame:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ClimbInputError(
-                f"{path}: line {lineno}: invalid UTF-8 at byte {exc.start} ({line[exc.start:exc.start + 4]!r})"
+                f"{path}: line {lineno}: invalid UTF-8 at byte {exc.start} ({line[exc.start : exc.start + 4]!r})"
             ) from exc
         try:
             record = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ClimbInputError(f"{path}: line {lineno}: broken JSON ({exc.msg} at column {exc.colno})") from exc
+            raise ClimbInputError(
+                f"{path}: line {lineno}: broken JSON ({exc.msg} at column {exc.colno})"
+            ) from exc
         if not isinstance(record, dict):
-            raise ClimbInputError(f"{path}: line {lineno}: expected a JSON object, got {type(record).__name__}")
+            raise ClimbInputError(
+                f"{path}: line {lineno}: expected a JSON object, got {type(record).__name__}"
+            )
         rows.append(record)
     if not rows:
         return pl.DataFrame()
@@ -129,7 +133,9 @@ def _as_string(df: pl.DataFrame, column: str, path: UPath) -> pl.Series:
     raise ClimbInputError(f"{path}: column {column!r} must hold strings, found dtype {series.dtype}")
 
 
-def read_drop(path: UPath, drop_key: str, config: CorpusConfig = CorpusConfig()) -> tuple[pl.DataFrame, DropStats]:
+def read_drop(
+    path: UPath, drop_key: str, config: CorpusConfig = CorpusConfig()
+) -> tuple[pl.DataFrame, DropStats]:
     """Read one drop file and return (documents, stats).
 
     Output columns: id, text, title, source (+ passthrough columns present in the file).

@@ -2,10 +2,11 @@
 
 The model folder's own files decide pooling (1_Pooling/config.json), normalisation (a Normalize entry in
 modules.json), dense heads (Dense entries) and truncation (sentence_bert_config.json max_seq_length), so
-the vectors agree with `SentenceTransformer(path).encode`. Speed comes from sorting each chunk by token
-length, filling batches up to a token budget (little padding), `torch.inference_mode`, and a reduced
-precision chosen per device (bf16 on CPUs with native bf16 units, bf16/fp16 on CUDA).
-`precision="fp32"` keeps the exact path.
+with `max_windows=1` the vectors agree with `SentenceTransformer(path).encode`; the default reads two
+windows of a long document and averages them. Speed comes from sorting each chunk by token length,
+filling batches up to a token budget (little padding), `torch.inference_mode`, and a reduced precision
+chosen per device (bf16 on CPUs with native bf16 units, bf16/fp16 on CUDA). `precision="fp32"` with
+`max_windows=1` is the exact sentence-transformers path.
 """
 
 from __future__ import annotations

@@ -34,9 +34,13 @@ class TargetConfig:
         if self.kind not in TARGET_KINDS:
             raise ClimbInputError(f"unknown target kind {self.kind!r}; expected one of {TARGET_KINDS}")
         if self.kind in ("documents_loss", "combined") and not self.documents_path:
-            raise ClimbInputError(f"target kind {self.kind!r} needs documents_path (held-out target documents)")
+            raise ClimbInputError(
+                f"target kind {self.kind!r} needs documents_path (held-out target documents)"
+            )
         if self.kind in ("mc_accuracy", "combined") and not self.mc_path:
-            raise ClimbInputError(f"target kind {self.kind!r} needs mc_path (a JSONL of context/choices/gold)")
+            raise ClimbInputError(
+                f"target kind {self.kind!r} needs mc_path (a JSONL of context/choices/gold)"
+            )
         if self.max_eval_windows < 1:
             raise ClimbInputError(f"max_eval_windows must be >= 1, got {self.max_eval_windows}")
 
@@ -63,7 +67,9 @@ class ExperimentConfig:
         if self.strategy not in STRATEGIES:
             raise ClimbInputError(f"unknown strategy {self.strategy!r}; expected one of {STRATEGIES}")
         if not self.rounds or any(not isinstance(r, int) or r < 1 for r in self.rounds):
-            raise ClimbInputError(f"rounds must be positive integers (proxies per round), got {self.rounds!r}")
+            raise ClimbInputError(
+                f"rounds must be positive integers (proxies per round), got {self.rounds!r}"
+            )
         if self.strategy != "climb" and len(self.rounds) != 1:
             # regmix and random are one-shot: one round spends the whole budget.
             object.__setattr__(self, "rounds", (sum(self.rounds),))
@@ -120,7 +126,9 @@ class ExperimentConfig:
                 rest["rounds"] = tuple(rest["rounds"])
             return cls(target=target, proxy=proxy, **rest)
         except KeyError as exc:
-            raise ClimbInputError(f"experiment config is missing {exc.args[0]!r}: {json.dumps(data)[:300]}") from exc
+            raise ClimbInputError(
+                f"experiment config is missing {exc.args[0]!r}: {json.dumps(data)[:300]}"
+            ) from exc
         except TypeError as exc:
             raise ClimbInputError(f"bad experiment config ({exc}): {json.dumps(data)[:300]}") from exc
 

@@ -19,7 +19,9 @@ from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.search.sampling import validate_mixtures
 
 
-def blend_formats(weights: Sequence[float], names: Sequence[str], data_prefixes: Sequence[str]) -> dict[str, Any]:
+def blend_formats(
+    weights: Sequence[float], names: Sequence[str], data_prefixes: Sequence[str]
+) -> dict[str, Any]:
     """The mixture as JSON weights, a Megatron-LM/NeMo `--data-path` list and HF interleave probabilities."""
     w = validate_mixtures(np.asarray([weights], dtype=np.float64), len(names), source="final mixture")[0]
     if len(data_prefixes) != len(names):

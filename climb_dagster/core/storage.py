@@ -82,7 +82,9 @@ def atomic_write_text(path: UPath, text: str) -> None:
 
 def cache_dir() -> Path:
     """Local folder for copies of remote objects that must be memory-mapped."""
-    root = os.environ.get("CLIMB_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "climb-dagster")
+    root = os.environ.get("CLIMB_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "climb-dagster"
+    )
     Path(root).mkdir(parents=True, exist_ok=True)
     return Path(root)
 

@@ -42,10 +42,10 @@ def prepare_target(
 ) -> dict[str, Any]:
     """Tokenize held-out documents into fixed windows and copy the MC set under `out`; return the
     TargetSpec (as a dict) whose evaluator paths point there."""
+    import hashlib
+
     from climb_dagster.core.proxy.evaluate import build_eval_windows, load_multiple_choice
     from climb_dagster.core.proxy.targets import LOSS, MULTIPLE_CHOICE, EvaluatorSpec, TargetSpec
-
-    import hashlib
 
     evaluators = []
     digest = hashlib.sha256()
@@ -54,7 +54,11 @@ def prepare_target(
         docs, _ = read_drop(src, "target", CorpusConfig(id_column=None))
         with tempfile.TemporaryDirectory() as tmp:
             local = build_eval_windows(
-                docs["text"].to_list(), tokenizer_dir, Path(tmp) / "heldout.npy", block_size, target.max_eval_windows
+                docs["text"].to_list(),
+                tokenizer_dir,
+                Path(tmp) / "heldout.npy",
+                block_size,
+                target.max_eval_windows,
             )
             windows = local.read_bytes()
             digest.update(windows)
@@ -93,7 +97,8 @@ def target_evaluator(
 
     local = {k: v for k, v in spec.items() if k != "fingerprint"}
     local["evaluators"] = [
-        {**e, "path": str(storage.local_copy(storage.make_path(e["path"], storage_options)))} for e in spec["evaluators"]
+        {**e, "path": str(storage.local_copy(storage.make_path(e["path"], storage_options)))}
+        for e in spec["evaluators"]
     ]
     target = TargetSpec.from_dict(local)
     return lambda model: evaluate_target(model, target, tokenizer, num_threads)

@@ -15,7 +15,9 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 def demo_drop_files() -> list[Path]:
     files = sorted(DATA_DIR.glob("drop-*.parquet"))
     if not files:
-        raise FileNotFoundError(f"no demo drops under {DATA_DIR}; rebuild with `python -m climb_dagster.demo.corpus`")
+        raise FileNotFoundError(
+            f"no demo drops under {DATA_DIR}; rebuild with `python -m climb_dagster.demo.corpus`"
+        )
     return files
 
 

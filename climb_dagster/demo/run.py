@@ -14,7 +14,9 @@ import dagster as dg
 DEMO_EXPERIMENT = "demo"
 
 
-def _run(defs: dg.Definitions, instance: dg.DagsterInstance, selection, partition_key=None, run_config=None) -> None:
+def _run(
+    defs: dg.Definitions, instance: dg.DagsterInstance, selection, partition_key=None, run_config=None
+) -> None:
     result = dg.materialize(
         list(defs.assets or []) + list(defs.asset_checks or []),
         selection=selection,
@@ -29,7 +31,9 @@ def _run(defs: dg.Definitions, instance: dg.DagsterInstance, selection, partitio
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m climb_dagster.demo")
-    parser.add_argument("--docs-per-drop", type=int, default=700, help="seeded subset of each demo drop (0 = all)")
+    parser.add_argument(
+        "--docs-per-drop", type=int, default=700, help="seeded subset of each demo drop (0 = all)"
+    )
     parser.add_argument("--target-domain", default="postgres_docs")
     parser.add_argument("--rounds", default="6,3,2", help="proxies per round")
     parser.add_argument("--strategy", default="climb", choices=["climb", "regmix", "random"])
@@ -43,12 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
 
     from climb_dagster.automation.clustering import FULL_DROP_KEYS
-    from climb_dagster.demo.landing import prepare_landing, prepare_target
     from climb_dagster.definitions import defs
+    from climb_dagster.demo.landing import prepare_landing, prepare_target
     from climb_dagster.jobs import EXPERIMENT_GROUPS
     from climb_dagster.partitions import crawl_drops, experiments
 
-    target, held = prepare_target(home / "targets" / f"{args.target_domain}-heldout.parquet", args.target_domain, 120, args.seed)
+    target, held = prepare_target(
+        home / "targets" / f"{args.target_domain}-heldout.parquet", args.target_domain, 120, args.seed
+    )
     landing = Path(os.environ.get("CLIMB_LANDING_URL", home / "landing"))
     written = prepare_landing(landing, args.docs_per_drop or None, seed=args.seed, exclude_titles=held)
     print(f"[demo] target: {target} ({len(held)} held-out pages of {args.target_domain}, never in training)")
@@ -64,7 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     _run(defs, instance, ["cluster_centroids"])
     for key in keys:
         _run(defs, instance, ["cluster_assignments", "cluster_profiles"], key)
-    _run(defs, instance, dg.AssetSelection.groups("clustering") - dg.AssetSelection.assets(*FULL_DROP_KEYS, "cluster_centroids"))
+    _run(
+        defs,
+        instance,
+        dg.AssetSelection.groups("clustering")
+        - dg.AssetSelection.assets(*FULL_DROP_KEYS, "cluster_centroids"),
+    )
     print(f"[demo] clustering done in {time.perf_counter() - stage_t:.0f}s")
 
     stage_t = time.perf_counter()
@@ -93,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
     final = read_value(storage.make_path(root) / "final_mixture" / args.experiment)
     stats = read_value(storage.make_path(root) / "super_cluster_stats")
-    print(f"\n[demo] final mixture of experiment {args.experiment!r} ({final['strategy']}, target: held-out "
-          f"{args.target_domain} loss, {final['direction']}):")
+    print(
+        f"\n[demo] final mixture of experiment {args.experiment!r} ({final['strategy']}, target: held-out "
+        f"{args.target_domain} loss, {final['direction']}):"
+    )
     print(f"{'super-cluster':>13}  {'found':>6}  {'natural':>7}  top terms")
     terms = {row["super_cluster"]: row for row in stats.to_dicts()}
     for i, (w, n) in enumerate(zip(final["weights"], final["natural"], strict=True)):
@@ -102,9 +115,23 @@ def main(argv: list[str] | None = None) -> int:
         top = row.get("top_terms") or ""
         top = ", ".join(top[:5]) if isinstance(top, list) else str(top)[:60]
         print(f"{i:>13}  {w:>6.3f}  {n:>7.3f}  {top}")
-    print(json.dumps({k: final[k] for k in ("predicted_score", "predicted_natural_score", "best_observed_score",
-                                            "proxies_trained")}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: final[k]
+                for k in (
+                    "predicted_score",
+                    "predicted_natural_score",
+                    "best_observed_score",
+                    "proxies_trained",
+                )
+            },
+            indent=1,
+        )
+    )
     print(f"\n[demo] total {time.perf_counter() - t0:.0f}s. Look at it:")
-    print("  make ui   -> Dagster http://127.0.0.1:3000 (assets, rounds, metadata plots) and MLflow http://127.0.0.1:5000")
+    print(
+        "  make ui   -> Dagster http://127.0.0.1:3000 (assets, rounds, metadata plots) and MLflow http://127.0.0.1:5000"
+    )
     print(f"  export: {root / 'exports' / args.experiment}/manifest.json")
     return 0

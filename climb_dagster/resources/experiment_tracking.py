@@ -48,7 +48,10 @@ def _round_run(tracker: MlflowTracker, record: dict[str, Any], round_number: int
     parent = experiment_run(tracker, record)
     name = record["name"]
     return tracker.ensure_run(
-        "round", {EXPERIMENT: name, ROUND: str(round_number)}, name=f"{name}/round-{round_number}", parent_run_id=parent
+        "round",
+        {EXPERIMENT: name, ROUND: str(round_number)},
+        name=f"{name}/round-{round_number}",
+        parent_run_id=parent,
     )
 
 
@@ -65,7 +68,11 @@ def track_round(
     run_id = _round_run(tracker, record, round_number)
     tracker.log(
         run_id,
-        params={"round": round_number, "n_proxies": evaluations.height, "top_n_factor": record.get("top_n_factor")},
+        params={
+            "round": round_number,
+            "n_proxies": evaluations.height,
+            "top_n_factor": record.get("top_n_factor"),
+        },
         metrics={k: v for k, v in summary.items() if isinstance(v, int | float)},
     )
     buf = io.StringIO()
@@ -83,8 +90,13 @@ def track_round(
             name=row[schema.MIXTURE_ID],
             parent_run_id=run_id,
         )
-        metrics = {k: row[k] for k in (schema.SCORE, "train_loss", "tokens", "wall_s") if row.get(k) is not None}
-        params = {c: round(row[c], 6) for c in weight_cols} | {"status": row["status"], "mixture_id": row[schema.MIXTURE_ID]}
+        metrics = {
+            k: row[k] for k in (schema.SCORE, "train_loss", "tokens", "wall_s") if row.get(k) is not None
+        }
+        params = {c: round(row[c], 6) for c in weight_cols} | {
+            "status": row["status"],
+            "mixture_id": row[schema.MIXTURE_ID],
+        }
         if row.get("reason"):
             params["reason"] = row["reason"][:250]
         tracker.log(proxy_run, params=params, metrics=metrics)

@@ -86,7 +86,10 @@ def read_value(path: UPath) -> Any:
             return np.load(storage.local_copy(target), mmap_mode="r", allow_pickle=False)
         if suffix == ".model.txt":
             sidecar = json.loads(path.with_name(path.name + ".model.json").read_text())
-            extra = [path.with_name(f"{path.name}.model.{i}.txt").read_text() for i in range(1, sidecar["n_models"])]
+            extra = [
+                path.with_name(f"{path.name}.model.{i}.txt").read_text()
+                for i in range(1, sidecar["n_models"])
+            ]
             return ModelText(texts=(target.read_text(), *extra), metadata=sidecar["metadata"])
         if suffix == ".safetensors":
             from safetensors.numpy import load

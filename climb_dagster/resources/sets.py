@@ -43,7 +43,9 @@ def local_settings() -> dict[str, Any]:
 
 
 def production_settings() -> dict[str, Any]:
-    missing = [v for v in ("CLIMB_STORAGE_URL", "CLIMB_LANDING_URL", "MLFLOW_TRACKING_URI") if not os.environ.get(v)]
+    missing = [
+        v for v in ("CLIMB_STORAGE_URL", "CLIMB_LANDING_URL", "MLFLOW_TRACKING_URI") if not os.environ.get(v)
+    ]
     if missing:
         raise ClimbInputError(f"CLIMB_DEPLOYMENT=production needs the environment variables {missing}")
     return {
@@ -63,7 +65,9 @@ def settings(deployment: str | None = None) -> dict[str, Any]:
 def build_resources(deployment: str | None = None) -> dict[str, Any]:
     s = settings(deployment)
     return {
-        "io_manager": ClimbIOManagerFactory(base_path=s["storage"], s3_endpoint_url=s["endpoint"], s3_region=s["region"]),
+        "io_manager": ClimbIOManagerFactory(
+            base_path=s["storage"], s3_endpoint_url=s["endpoint"], s3_region=s["region"]
+        ),
         "landing": LandingZone(base=s["landing"], s3_endpoint_url=s["endpoint"], s3_region=s["region"]),
         "storage": ClimbStorage(base_path=s["storage"], s3_endpoint_url=s["endpoint"], s3_region=s["region"]),
         "tracker": MlflowTracker(tracking_uri=s["mlflow"]),

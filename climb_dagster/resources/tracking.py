@@ -85,7 +85,9 @@ class MlflowTracker(dg.ConfigurableResource):
 
         return self._retry(f"ensure {kind} run {name}", find_or_create)
 
-    def log(self, run_id: str, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None) -> None:
+    def log(
+        self, run_id: str, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None
+    ) -> None:
         from mlflow.entities import Metric, Param
 
         def write() -> None:
@@ -98,7 +100,9 @@ class MlflowTracker(dg.ConfigurableResource):
 
         self._retry(f"log to run {run_id}", write)
 
-    def log_artifact_bytes(self, run_id: str, name: str, data: bytes, artifact_path: str | None = None) -> None:
+    def log_artifact_bytes(
+        self, run_id: str, name: str, data: bytes, artifact_path: str | None = None
+    ) -> None:
         def write() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 path = os.path.join(tmp, name)
@@ -119,7 +123,9 @@ class MlflowTracker(dg.ConfigurableResource):
             with tempfile.TemporaryDirectory() as tmp:
                 target = os.path.join(tmp, "model")
                 # Explicit requirements: MLflow would otherwise infer them in a subprocess (seconds per call).
-                mlflow.lightgbm.save_model(booster, target, pip_requirements=[f"lightgbm=={lightgbm.__version__}"])
+                mlflow.lightgbm.save_model(
+                    booster, target, pip_requirements=[f"lightgbm=={lightgbm.__version__}"]
+                )
                 self._client().log_artifacts(run_id, target, artifact_path)
 
         self._retry("log LightGBM predictor", write)

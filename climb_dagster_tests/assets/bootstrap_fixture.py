@@ -39,15 +39,21 @@ def seed_clustered_corpus(home: Path, docs_per_domain: int = 40) -> Path:
     cluster_of = {d: i for i, d in enumerate(DOMAINS)}
     for i, part in enumerate([docs[::2], docs[1::2]]):
         key = f"drop-{i + 1:04d}"
-        write_value(root / "raw_documents" / key, part.select(schema.ID, schema.TEXT, schema.TITLE, schema.SOURCE))
+        write_value(
+            root / "raw_documents" / key, part.select(schema.ID, schema.TEXT, schema.TITLE, schema.SOURCE)
+        )
         clusters = [cluster_of[d] for d in part[schema.DOMAIN].to_list()]
         write_value(
             root / "cluster_assignments" / key,
-            pl.DataFrame({schema.ID: part[schema.ID], schema.CLUSTER: clusters, schema.DISTANCE: [0.1] * part.height}),
+            pl.DataFrame(
+                {schema.ID: part[schema.ID], schema.CLUSTER: clusters, schema.DISTANCE: [0.1] * part.height}
+            ),
         )
     mapping = pl.DataFrame({schema.CLUSTER: [0, 1, 2, 3], schema.SUPER_CLUSTER: [0, 1, 2, 3]})
     write_value(root / "super_clusters", mapping)
-    write_value(root / "super_cluster_stats", pl.DataFrame({schema.SUPER_CLUSTER: [0, 1, 2, 3], "top_terms": DOMAINS}))
+    write_value(
+        root / "super_cluster_stats", pl.DataFrame({schema.SUPER_CLUSTER: [0, 1, 2, 3], "top_terms": DOMAINS})
+    )
     path = home / "target.parquet"
     target.write_parquet(path)
     return path

@@ -10,7 +10,11 @@ import pytest
 
 from climb_dagster.core import storage
 from climb_dagster.resources.io_manager import read_value
-from climb_dagster_tests.assets.bootstrap_fixture import TINY_EXPERIMENT, run_experiment, seed_clustered_corpus
+from climb_dagster_tests.assets.bootstrap_fixture import (
+    TINY_EXPERIMENT,
+    run_experiment,
+    seed_clustered_corpus,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +31,13 @@ def pipeline(tmp_path_factory):
     instance = dg.DagsterInstance.ephemeral()
     spec = {**TINY_EXPERIMENT, "target_documents_path": str(target)}
     first = run_experiment(instance, "tiny", spec)
-    yield {"home": home, "root": storage.make_path(home / "storage"), "instance": instance, "spec": spec, "first": first}
+    yield {
+        "home": home,
+        "root": storage.make_path(home / "storage"),
+        "instance": instance,
+        "spec": spec,
+        "first": first,
+    }
     mp.undo()
 
 
@@ -55,7 +65,11 @@ def test_rounds_final_and_export(pipeline):
     manifest = json.loads((root / "exports" / "tiny" / "manifest.json").read_text())
     assert manifest["shards"] and manifest["tokens_sampled"] > 0
     assert manifest["blend"]["megatron_data_path"].split()[0] == f"{w[w > 0][0]:.6f}"
-    checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    checks = [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
     assert checks and all(c.passed for c in checks)
 
 

@@ -18,10 +18,14 @@ def _resources(tmp_path):
 def test_raw_documents_materializes_one_drop(tmp_path):
     landing = tmp_path / "landing"
     landing.mkdir()
-    pl.DataFrame({"id": ["a", "b", "c"], "text": ["one", " ", "three"]}).write_parquet(landing / "drop-0001.parquet")
+    pl.DataFrame({"id": ["a", "b", "c"], "text": ["one", " ", "three"]}).write_parquet(
+        landing / "drop-0001.parquet"
+    )
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(crawl_drops.name, ["drop-0001"])
-    result = dg.materialize([raw_documents], partition_key="drop-0001", instance=instance, resources=_resources(tmp_path))
+    result = dg.materialize(
+        [raw_documents], partition_key="drop-0001", instance=instance, resources=_resources(tmp_path)
+    )
     assert result.success
     meta = result.asset_materializations_for_node("raw_documents")[0].metadata
     assert meta["dagster/row_count"].value == 2
@@ -37,13 +41,21 @@ def test_raw_documents_bad_drop_fails_and_writes_nothing(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(crawl_drops.name, ["drop-0001"])
     with pytest.raises(Exception, match="text column 'text' not found"):
-        dg.materialize([raw_documents], partition_key="drop-0001", instance=instance, resources=_resources(tmp_path))
+        dg.materialize(
+            [raw_documents], partition_key="drop-0001", instance=instance, resources=_resources(tmp_path)
+        )
     assert not (tmp_path / "store" / "raw_documents").exists()
 
 
 def test_landing_lists_valid_drops_only(tmp_path):
     landing = tmp_path / "landing"
     landing.mkdir()
-    for name in ["drop-0002.parquet", "drop-0001.jsonl", "notes.txt", ".drop-0003.parquet.tmp-1", "bad key.parquet"]:
+    for name in [
+        "drop-0002.parquet",
+        "drop-0001.jsonl",
+        "notes.txt",
+        ".drop-0003.parquet.tmp-1",
+        "bad key.parquet",
+    ]:
         (landing / name).write_text("x")
     assert LandingZone(base=str(landing)).list_drops() == ["drop-0001", "drop-0002"]

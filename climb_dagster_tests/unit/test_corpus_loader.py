@@ -113,7 +113,9 @@ def test_non_string_text_column(tmp_path):
 
 
 def test_derived_ids(tmp_path):
-    docs, _ = read_drop(_parquet(tmp_path, pl.DataFrame({"text": ["a", "b"]})), "dx", CorpusConfig(id_column=None))
+    docs, _ = read_drop(
+        _parquet(tmp_path, pl.DataFrame({"text": ["a", "b"]})), "dx", CorpusConfig(id_column=None)
+    )
     assert docs["id"].to_list() == ["dx-0", "dx-1"]
 
 

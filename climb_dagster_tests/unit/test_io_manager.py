@@ -80,7 +80,9 @@ def test_io_manager_in_materialize(tmp_path):
     def total(table: pl.DataFrame) -> dict:
         return {"sum": int(table["a"].sum())}
 
-    result = dg.materialize([table, total], resources={"io_manager": ClimbIOManagerFactory(base_path=str(tmp_path))})
+    result = dg.materialize(
+        [table, total], resources={"io_manager": ClimbIOManagerFactory(base_path=str(tmp_path))}
+    )
     assert result.success
     assert (tmp_path / "table.parquet").exists()
     assert read_value(storage.make_path(tmp_path) / "total") == {"sum": 6}

@@ -9,7 +9,9 @@ def test_valid_keys(key):
     assert validate_key(key) == key
 
 
-@pytest.mark.parametrize("key", ["", "a/b", "..", "a..b", "../etc", "drop\n1", "drop\x00", "-lead", "x" * 200, "a b"])
+@pytest.mark.parametrize(
+    "key", ["", "a/b", "..", "a..b", "../etc", "drop\n1", "drop\x00", "-lead", "x" * 200, "a b"]
+)
 def test_invalid_keys_are_named(key):
     with pytest.raises(ClimbInputError) as info:
         validate_key(key, "crawl drop")

@@ -203,3 +203,13 @@ def test_maximin_design_spreads_round_zero() -> None:
     assert np.array_equal(a, b) and len({r.tobytes() for r in a}) == 16
     with pytest.raises(ClimbInputError, match="'lhs'"):
         _cfg(initial_design="lhs")
+
+
+@pytest.mark.parametrize(("name", "budget"), [("climb", 3), ("climb", 4), ("regmix", 1), ("regmix", 2)])
+def test_tiny_budgets_fall_back_instead_of_failing(name: str, budget: int) -> None:
+    # One evaluated mixture cannot train a predictor: later rounds and the final pick fall back.
+    ev = Counter()
+    res = run_search(_cfg(name, budget=budget, final="predicted"), ev, prior=K, seed=0)
+    assert ev.all.shape == (budget, K)
+    assert res.config.final == "predicted"
+    assert res.final_mixture.shape == (K,)

@@ -145,7 +145,8 @@ class Predictor:
     def predict_members(self, mixtures: np.ndarray) -> np.ndarray:
         """Predictions of every member, shape [n_models, n]."""
         x = self._x(mixtures)
-        return np.stack([b.predict(x, num_threads=1) for b in self.boosters])
+        threads = int(self.metadata.get("config", {}).get("num_threads", 1))
+        return np.stack([b.predict(x, num_threads=threads) for b in self.boosters])
 
     def predict(self, mixtures: np.ndarray) -> np.ndarray:
         return self.predict_members(mixtures).mean(axis=0)
