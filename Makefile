@@ -10,6 +10,7 @@ TORCH_SPEC ?= torch==2.13.0+cpu
 TORCH_INDEX ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export CLIMB_HOME ?= $(CURDIR)/.climb
 export DAGSTER_HOME ?= $(CLIMB_HOME)/dagster_home
 
@@ -30,9 +31,11 @@ demo: install
 	$(PY) -m climb_dagster.demo
 
 test: install
+	@mkdir -p $(DAGSTER_HOME)
 	$(PY) -m pytest
 
 test-fast: install
+	@mkdir -p $(DAGSTER_HOME)
 	$(PY) -m pytest -m "not slow and not integration"
 
 ui: install

@@ -42,6 +42,7 @@ from climb_dagster.core.superclusters import (
     merge_clusters,
     supercluster_stats,
 )
+from climb_dagster.k8s import EMBEDDING_OP_TAGS
 from climb_dagster.partitions import crawl_drops
 from climb_dagster.resources.embedding import EmbeddingModelResource
 from climb_dagster.resources.io_manager import LAZY
@@ -64,7 +65,7 @@ def _check_rows(name: str, n: int, docs: pl.DataFrame, key: str) -> None:
         raise ClimbInputError(f"drop {key}: {name} has {n} rows but raw_documents has {docs.height}")
 
 
-@dg.asset(partitions_def=crawl_drops, group_name=GROUP, kinds={"pytorch", "numpy"})
+@dg.asset(partitions_def=crawl_drops, group_name=GROUP, kinds={"pytorch", "numpy"}, op_tags=EMBEDDING_OP_TAGS)
 def document_embeddings(
     context: dg.AssetExecutionContext, raw_documents: pl.DataFrame, embedder: EmbeddingModelResource
 ) -> dg.Output[np.ndarray]:

@@ -12,6 +12,8 @@ from pathlib import Path
 import dagster as dg
 
 DEMO_EXPERIMENT = "demo"
+# The demo prints INFO (one line per proxy) rather than Dagster's DEBUG stream; the UI keeps everything.
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def _run(
@@ -23,7 +25,7 @@ def _run(
         partition_key=partition_key,
         instance=instance,
         resources=defs.resources,
-        run_config=run_config or {},
+        run_config={**QUIET, **(run_config or {})},
         raise_on_error=True,
     )
     assert result.success
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("CLIMB_HOME", os.path.abspath(".climb"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     home = Path(os.environ["CLIMB_HOME"])
     t0 = time.perf_counter()
 
@@ -96,14 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"[demo] bootstrapping done in {time.perf_counter() - stage_t:.0f}s")
 
+    from climb_dagster.core import storage
     from climb_dagster.resources.io_manager import read_value
     from climb_dagster.resources.sets import settings
 
-    root = Path(settings()["storage"])
-    from climb_dagster.core import storage
-
-    final = read_value(storage.make_path(root) / "final_mixture" / args.experiment)
-    stats = read_value(storage.make_path(root) / "super_cluster_stats")
+    root = storage.make_path(settings()["storage"])
+    final = read_value(root / "final_mixture" / args.experiment)
+    stats = read_value(root / "super_cluster_stats")
     print(
         f"\n[demo] final mixture of experiment {args.experiment!r} ({final['strategy']}, target: held-out "
         f"{args.target_domain} loss, {final['direction']}):"

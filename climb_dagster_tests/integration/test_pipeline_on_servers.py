@@ -1,0 +1,405 @@
+"""System test: the WHOLE pipeline with the production resource set against real servers — storage and
+landing on S3 (moto's server), tracking on a real `mlflow server` — compared with a local run of the same
+inputs and seeds, and read back the way a user would from a notebook (boto3 + polars, MlflowClient).
+
+One module fixture runs both pipelines (clustering with a tiny random BERT, proxy tokenizer and token store,
+one 3-round experiment with 8 tiny proxies, final mixture and export); the tests only read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from climb_dagster.core import storage
+from climb_dagster.resources.embedding import EmbeddingModelResource
+from climb_dagster.resources.io_manager import read_value
+from climb_dagster.resources.sets import build_resources
+from climb_dagster.resources.tracking import EXPERIMENT, KIND, PARENT, PROXY, ROUND, MlflowTracker
+from climb_dagster_tests.integration.conftest import MlflowServer, S3Endpoint
+from climb_dagster_tests.integration.pipeline_driver import (
+    EXPERIMENT_NAME,
+    EXPERIMENT_SPEC,
+    PIPELINE_DROPS,
+    pipeline_inputs,
+    run_pipeline,
+    write_local_landing,
+)
+from climb_dagster_tests.unit.test_cluster_embedding import make_tiny_model
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+
+EXP = EXPERIMENT_NAME
+ROUNDS = (1, 2, 3)
+# Columns of an evaluations table that depend on the machine or the storage location, not the computation:
+# wall_s is a timing; proxy_key hashes the target spec, whose evaluator paths live under the storage root.
+NON_DETERMINISTIC_EVAL_COLUMNS = ["wall_s", "proxy_key"]
+
+
+@dataclass
+class Runs:
+    s3: S3Endpoint
+    prefix: str
+    local_root: storage.UPath
+    local_result: dg.ExecuteInProcessResult
+    s3_result: dg.ExecuteInProcessResult
+    mlflow_url: str
+    s3_experiment: str
+    local_experiment: str
+    s3_cache: Path
+
+    @property
+    def climb_prefix(self) -> str:
+        return f"{self.prefix}/climb"
+
+    def get(self, key: str) -> bytes:
+        """An object under the S3 run's storage root, read with plain boto3."""
+        body = self.s3.client().get_object(Bucket=self.s3.bucket, Key=f"{self.climb_prefix}/{key}")["Body"]
+        return body.read()
+
+    def parquet(self, key: str) -> pl.DataFrame:
+        return pl.read_parquet(io.BytesIO(self.get(key)))
+
+    def json(self, key: str):
+        return json.loads(self.get(key))
+
+    def keys(self, under: str = "") -> list[str]:
+        client = self.s3.client()
+        paginator = client.get_paginator("list_objects_v2")
+        out = []
+        for page in paginator.paginate(Bucket=self.s3.bucket, Prefix=f"{self.climb_prefix}/{under}"):
+            out.extend(o["Key"].removeprefix(f"{self.climb_prefix}/") for o in page.get("Contents", []))
+        return sorted(out)
+
+    def local(self, key: str):
+        return read_value(self.local_root / key)
+
+
+def _tracker(url: str, experiment: str) -> MlflowTracker:
+    return MlflowTracker(tracking_uri=url, experiment_name=experiment, max_attempts=2, backoff_s=0.2)
+
+
+@pytest.fixture(scope="module")
+def runs(
+    s3_server: S3Endpoint, mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
+) -> Runs:
+    tmp = tmp_path_factory.mktemp("pipeline")
+    tiny = EmbeddingModelResource(
+        model_path=str(make_tiny_model(tmp / "tiny-bert")), precision="fp32", progress_interval_s=0
+    )
+    drops, target = pipeline_inputs()
+    prefix = s3_server.unique_prefix("pipeline")
+    client = s3_server.client()
+    for key, data in drops.items():
+        client.put_object(Bucket=s3_server.bucket, Key=f"{prefix}/landing/{key}.parquet", Body=data)
+    # The target lives on S3 too (step pods cannot see a laptop's disk); both runs read the same URL, so
+    # their experiment records (and config hashes) are identical.
+    client.put_object(Bucket=s3_server.bucket, Key=f"{prefix}/inputs/target.parquet", Body=target)
+    target_url = f"s3://{s3_server.bucket}/{prefix}/inputs/target.parquet"
+    suffix = uuid.uuid4().hex[:8]
+    s3_experiment, local_experiment = f"climb-s3-{suffix}", f"climb-local-{suffix}"
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("DAGSTER_HOME", raising=False)
+        # S3 run: production resources from the environment, as a run worker pod would build them.
+        mp.setenv("CLIMB_DEPLOYMENT", "production")
+        mp.setenv("CLIMB_STORAGE_URL", f"s3://{s3_server.bucket}/{prefix}/climb")
+        mp.setenv("CLIMB_LANDING_URL", f"s3://{s3_server.bucket}/{prefix}/landing")
+        mp.setenv("CLIMB_S3_ENDPOINT_URL", s3_server.url)
+        mp.setenv("CLIMB_S3_REGION", s3_server.region)
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+        s3_cache = tmp / "s3-cache"
+        mp.setenv("CLIMB_CACHE_DIR", str(s3_cache))
+        resources = build_resources("production")
+        assert resources["tracker"].tracking_uri == mlflow_server.url
+        assert resources["storage"].s3_endpoint_url == s3_server.url
+        # A fresh experiment name per session: the server is shared with other tests.
+        resources |= {"embedder": tiny, "tracker": _tracker(mlflow_server.url, s3_experiment)}
+        s3_result = run_pipeline(resources, dg.DagsterInstance.ephemeral(), target_url)
+
+        # Local run: same inputs and seeds, storage and landing on local disk (the target stays on S3).
+        home = tmp / "home"
+        mp.setenv("CLIMB_HOME", str(home))
+        mp.setenv("CLIMB_CACHE_DIR", str(tmp / "local-cache"))
+        for name in ("CLIMB_DEPLOYMENT", "CLIMB_STORAGE_URL", "CLIMB_LANDING_URL"):
+            mp.delenv(name)
+        write_local_landing(home / "landing", drops)
+        local = build_resources("local")
+        assert local["storage"].base_path == str(home / "storage")
+        local |= {"embedder": tiny, "tracker": _tracker(mlflow_server.url, local_experiment)}
+        local_result = run_pipeline(local, dg.DagsterInstance.ephemeral(), target_url)
+
+    return Runs(
+        s3=s3_server,
+        prefix=prefix,
+        local_root=storage.make_path(home / "storage"),
+        local_result=local_result,
+        s3_result=s3_result,
+        mlflow_url=mlflow_server.url,
+        s3_experiment=s3_experiment,
+        local_experiment=local_experiment,
+        s3_cache=s3_cache,
+    )
+
+
+# --------------------------------------------------------------------------------------------- storage
+
+
+def test_everything_is_stored_on_s3_and_nothing_locally(runs: Runs):
+    keys = runs.keys()
+    for drop in PIPELINE_DROPS:
+        for asset, ext in [
+            ("raw_documents", "parquet"),
+            ("document_embeddings", "npy"),
+            ("document_quality", "parquet"),
+            ("cluster_assignments", "parquet"),
+            ("cluster_profiles", "parquet"),
+        ]:
+            assert f"{asset}/{drop}.{ext}" in keys, asset
+    for name in ("super_clusters.parquet", "super_cluster_stats.parquet", "experiment/tiny-s3.json"):
+        assert name in keys
+    for k in ROUNDS:
+        for asset in ("mixtures", "proxy_evaluations"):
+            assert f"round_{k}_{asset}/{EXP}.parquet" in keys
+        assert f"round_{k}_predictor/{EXP}.model.txt" in keys
+    assert f"final_mixture/{EXP}.json" in keys
+    assert f"exports/{EXP}/manifest.json" in keys
+    assert any(k.startswith("proxy_runs/") and k.endswith("/result.json") for k in keys)
+    assert any(k.startswith("proxy_runs/") and "/model/" in k for k in keys)
+    assert any(k.startswith("cluster_tokens/") and k.endswith("/index.json") for k in keys)
+    assert f"targets/{EXP}/heldout_windows.npy" in keys
+    # All-or-nothing writes leave no temporary objects behind.
+    assert not [k for k in keys if ".tmp-" in k]
+    # And the production run wrote nothing to the local storage default.
+    assert not Path(".climb/storage/final_mixture").joinpath(f"{EXP}.json").exists()
+
+
+def test_clustering_matches_the_local_run(runs: Runs):
+    for drop in PIPELINE_DROPS:
+        assert_frame_equal(runs.parquet(f"raw_documents/{drop}.parquet"), runs.local(f"raw_documents/{drop}"))
+        remote = np.load(io.BytesIO(runs.get(f"document_embeddings/{drop}.npy")), allow_pickle=False)
+        np.testing.assert_array_equal(remote, np.asarray(runs.local(f"document_embeddings/{drop}")))
+        assert_frame_equal(
+            runs.parquet(f"cluster_assignments/{drop}.parquet"), runs.local(f"cluster_assignments/{drop}")
+        )
+    np.testing.assert_array_equal(
+        np.load(io.BytesIO(runs.get("cluster_centroids.npy"))), np.asarray(runs.local("cluster_centroids"))
+    )
+    mapping = runs.parquet("super_clusters.parquet")
+    assert mapping.columns == ["cluster", "super_cluster"]
+    assert mapping["super_cluster"].n_unique() == 3
+    assert_frame_equal(mapping, runs.local("super_clusters"))
+    assert_frame_equal(runs.parquet("super_cluster_stats.parquet"), runs.local("super_cluster_stats"))
+
+
+def test_proxy_data_matches_and_reads_through_the_local_cache(runs: Runs):
+    remote_tok = runs.s3_result  # noqa: F841 - the run above produced them
+    local_tokens = runs.local("cluster_tokens")
+    remote_tokens = runs.json("cluster_tokens.json")
+    assert remote_tokens["key"] == local_tokens["key"], "the token store's content hash differs"
+    assert remote_tokens["tokens"] == local_tokens["tokens"]
+    assert remote_tokens["documents"] == local_tokens["documents"]
+    assert remote_tokens["path"] == f"s3://{runs.s3.bucket}/{runs.climb_prefix}/cluster_tokens/{local_tokens['key']}"
+    assert runs.json("proxy_tokenizer.json")["sha256"] == runs.local("proxy_tokenizer")["sha256"]
+
+    # The token store and tokenizer were read through local copies (core/storage.py local_dir_copy), and
+    # the target windows through local_copy: each cached copy has the bytes of its S3 object.
+    cached_dirs = [p for p in runs.s3_cache.glob("dir-*") if (p / ".complete").exists()]
+    assert len(cached_dirs) == 2, sorted(p.name for p in runs.s3_cache.iterdir())
+    assert not list(runs.s3_cache.glob("*.tmp-*")), "an interrupted download was left in the cache"
+    store_prefix = f"cluster_tokens/{local_tokens['key']}/"
+    remote_files = [k.removeprefix(store_prefix) for k in runs.keys(store_prefix)]
+    store_dir = next(p for p in cached_dirs if (p / "index.json").exists())
+    local_files = sorted(
+        p.relative_to(store_dir).as_posix() for p in store_dir.rglob("*") if p.is_file() and p.name != ".complete"
+    )
+    assert local_files == remote_files
+    for name in remote_files:
+        assert (store_dir / name).read_bytes() == runs.get(store_prefix + name), name
+    windows = [p for p in runs.s3_cache.iterdir() if p.name.endswith("-heldout_windows.npy")]
+    assert len(windows) == 1
+    assert windows[0].read_bytes() == runs.get(f"targets/{EXP}/heldout_windows.npy")
+
+
+def _evals_remote(runs: Runs, k: int) -> pl.DataFrame:
+    return runs.parquet(f"round_{k}_proxy_evaluations/{EXP}.parquet")
+
+
+def test_rounds_match_the_local_run_exactly(runs: Runs):
+    remote_record = runs.json(f"experiment/{EXP}.json")
+    local_record = runs.local(f"experiment/{EXP}")
+    assert remote_record["config_hash"] == local_record["config_hash"]
+    assert remote_record["target_spec"]["fingerprint"] == local_record["target_spec"]["fingerprint"]
+    assert remote_record["token_store"] == local_record["token_store"]
+    for k in ROUNDS:
+        remote_mix = runs.parquet(f"round_{k}_mixtures/{EXP}.parquet")
+        local_mix = runs.local(f"round_{k}_mixtures/{EXP}")
+        assert remote_mix.height == EXPERIMENT_SPEC["rounds"][k - 1]
+        assert_frame_equal(remote_mix.drop("proxy_key"), local_mix.drop("proxy_key"))
+
+        remote_eval, local_eval = _evals_remote(runs, k), runs.local(f"round_{k}_proxy_evaluations/{EXP}")
+        assert (remote_eval["status"] == "ok").all() and not remote_eval["cached"].any()
+        assert remote_eval["proxy_key"].to_list() == remote_mix["proxy_key"].to_list()
+        # Same mixtures, same seed, same tokens, one thread: bit-identical proxy training and scores.
+        assert_frame_equal(
+            remote_eval.drop(NON_DETERMINISTIC_EVAL_COLUMNS), local_eval.drop(NON_DETERMINISTIC_EVAL_COLUMNS)
+        )
+
+        model = read_value(storage.make_path(
+            f"s3://{runs.s3.bucket}/{runs.climb_prefix}/round_{k}_predictor/{EXP}",
+            storage.s3_storage_options(runs.s3.url, runs.s3.region),
+        ))
+        local_model = runs.local(f"round_{k}_predictor/{EXP}")
+        assert runs.get(f"round_{k}_predictor/{EXP}.model.txt").decode() == model.texts[0]
+        assert model.texts == local_model.texts
+        assert model.metadata == local_model.metadata
+
+
+def test_final_mixture_and_export_match_the_local_run(runs: Runs):
+    final = runs.json(f"final_mixture/{EXP}.json")
+    local_final = runs.local(f"final_mixture/{EXP}")
+    assert final == local_final
+    w = np.asarray(final["weights"])
+    assert w.shape == (3,) and abs(w.sum() - 1) < 1e-9 and (w >= 0).all()
+    assert final["proxies_trained"] == final["proxies_successful"] == 8
+    scores = pl.concat([_evals_remote(runs, k) for k in ROUNDS])["score"]
+    assert final["best_observed_score"] == scores.min()
+
+    manifest = runs.json(f"exports/{EXP}/manifest.json")
+    local_manifest = json.loads((Path(runs.local_root.path) / "exports" / EXP / "manifest.json").read_text())
+    assert manifest["final_mixture"] == final
+    # The blend's data prefixes name each run's own token store location; everything else is equal.
+    remote_prefix = f"s3://{runs.s3.bucket}/{runs.climb_prefix}/"
+    local_prefix = runs.local_root.path.rstrip("/") + "/"
+    blend_text = json.dumps(manifest["blend"]).replace(remote_prefix, "<root>/")
+    assert json.loads(blend_text) == json.loads(json.dumps(local_manifest["blend"]).replace(local_prefix, "<root>/"))
+    assert {k: v for k, v in manifest.items() if k != "blend"} == {
+        k: v for k, v in local_manifest.items() if k != "blend"
+    }
+    assert manifest["shards"] and manifest["tokens_sampled"] > 0
+    for shard in manifest["shards"]:
+        remote = runs.parquet(f"exports/{EXP}/{shard['file']}")
+        assert remote.height == shard["rows"]
+        assert_frame_equal(remote, pl.read_parquet(Path(runs.local_root.path) / "exports" / EXP / shard["file"]))
+    assert runs.json(f"exports/{EXP}/blend.json") == manifest["blend"]
+
+
+# ---------------------------------------------------------------------------------------------- MLflow
+
+
+def _search(client, exp_id: str, kind: str, order_by=None):
+    return client.search_runs([exp_id], filter_string=f"tags.`{KIND}` = '{kind}'", order_by=order_by)
+
+
+def test_mlflow_server_holds_the_experiment_round_proxy_tree(runs: Runs, tmp_path: Path):
+    import mlflow
+    import mlflow.lightgbm
+    from mlflow.artifacts import download_artifacts
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=runs.mlflow_url)
+    exp_id = client.get_experiment_by_name(runs.s3_experiment).experiment_id
+
+    parents = _search(client, exp_id, "experiment")
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.data.tags[EXPERIMENT] == EXP and PARENT not in parent.data.tags
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["strategy"] == "climb" and parent.data.params["rounds"] == "4:2:2"
+    assert parent.data.params["seed"] == str(EXPERIMENT_SPEC["seed"])
+
+    # The fluent API a notebook would use, filtering by the tag the UI shows.
+    mlflow.set_tracking_uri(runs.mlflow_url)
+    try:
+        frame = mlflow.search_runs(
+            experiment_ids=[exp_id], filter_string=f"tags.`{KIND}` = 'round'", order_by=["tags.`climb.round` ASC"]
+        )
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert frame["tags.climb.round"].tolist() == ["1", "2", "3"]
+    assert set(frame[f"tags.{PARENT}"]) == {parent.info.run_id}
+
+    rounds = {r.data.tags[ROUND]: r for r in _search(client, exp_id, "round")}
+    assert sorted(rounds) == ["1", "2", "3"]
+    proxies = _search(client, exp_id, "proxy")
+    assert len(proxies) == 8
+    for k in ROUNDS:
+        run = rounds[str(k)]
+        assert run.data.tags[PARENT] == parent.info.run_id and run.info.status == "FINISHED"
+        model = runs.local(f"round_{k}_predictor/{EXP}")  # equal to the S3 one (test above)
+        for metric in ("best_observed_score", "predicted_best", "n_successful", "n_spent"):
+            assert run.data.metrics[metric] == pytest.approx(model.metadata[metric], rel=1e-12), metric
+        if model.metadata["cv_spearman"] is not None:
+            assert run.data.metrics["cv_spearman"] == pytest.approx(model.metadata["cv_spearman"], rel=1e-12)
+        assert k != 1 or "cv_spearman" in run.data.metrics, "round 1 has 4 proxies: cross-validated"
+        assert run.data.params["n_proxies"] == str(EXPERIMENT_SPEC["rounds"][k - 1])
+
+        evals = _evals_remote(runs, k)
+        mine = [p for p in proxies if p.data.tags[ROUND] == str(k)]
+        assert {p.data.tags[PROXY] for p in mine} == set(evals["proxy_key"])
+        score_of = dict(zip(evals["proxy_key"], evals["score"], strict=True))
+        for p in mine:
+            assert p.data.tags[PARENT] == run.info.run_id and p.info.status == "FINISHED"
+            assert p.data.metrics["score"] == score_of[p.data.tags[PROXY]]
+            assert p.data.params["status"] == "ok"
+
+        # The predictor artifact is an MLflow LightGBM model that predicts as the stored one does.
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "predictor")}
+        assert "predictor/MLmodel" in artifacts
+        assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
+            f"plots/round_{k}_weights.png",
+            f"plots/round_{k}_predicted_vs_actual.png",
+        }
+        loaded = mlflow.lightgbm.load_model(
+            download_artifacts(
+                run_id=run.info.run_id,
+                artifact_path="predictor",
+                dst_path=str(tmp_path / f"r{k}"),
+                tracking_uri=runs.mlflow_url,
+            )
+        )
+        import lightgbm
+
+        x = evals.select(sorted(c for c in evals.columns if c.startswith("w_"))).to_numpy()
+        np.testing.assert_array_equal(loaded.predict(x), lightgbm.Booster(model_str=model.texts[0]).predict(x))
+
+    best = _search(client, exp_id, "proxy", order_by=["metrics.score ASC"])[0]
+    final = runs.json(f"final_mixture/{EXP}.json")
+    assert best.data.metrics["score"] == final["best_observed_score"]
+    assert parent.data.metrics["predicted_score"] == final["predicted_score"]
+    assert parent.data.metrics["best_observed_score"] == final["best_observed_score"]
+    path = download_artifacts(
+        run_id=parent.info.run_id,
+        artifact_path="final_mixture.json",
+        dst_path=str(tmp_path / "final"),
+        tracking_uri=runs.mlflow_url,
+    )
+    assert json.loads(Path(path).read_text()) == final
+
+
+def test_local_run_logged_the_same_metrics(runs: Runs):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=runs.mlflow_url)
+
+    def metrics(experiment: str) -> dict:
+        exp_id = client.get_experiment_by_name(experiment).experiment_id
+        out = {}
+        for kind in ("experiment", "round", "proxy"):
+            for r in _search(client, exp_id, kind):
+                key = (kind, r.data.tags.get(ROUND), r.data.params.get("mixture_id"))
+                out[key] = {m: v for m, v in r.data.metrics.items() if m not in ("wall_s",)}
+        return out
+
+    assert metrics(runs.s3_experiment) == metrics(runs.local_experiment)
+    assert os.environ.get("CLIMB_DEPLOYMENT") != "production", "the fixture restored the environment"

@@ -1,0 +1,62 @@
+"""Shared pieces of the reliability tests: explicit resource sets, failure texts, storage listings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from climb_dagster.resources.embedding import default_embedder
+from climb_dagster.resources.io_manager import ClimbIOManagerFactory
+from climb_dagster.resources.landing import LandingZone
+from climb_dagster.resources.storage import ClimbStorage
+from climb_dagster.resources.tracking import MlflowTracker
+
+# Nothing listens on port 9 (discard) of the loopback: connections are refused at once.
+DEAD_MLFLOW = "http://127.0.0.1:9"
+
+
+def local_resources(home: Path, tracking_uri: str = DEAD_MLFLOW, **tracker: Any) -> dict[str, Any]:
+    """The local resource set under `home`, with a tracker that gives up fast when MLflow is down."""
+    tracker = {"max_attempts": 1, "backoff_s": 0.0, "http_timeout_s": 2, **tracker}
+    return {
+        "io_manager": ClimbIOManagerFactory(base_path=str(home / "storage")),
+        "landing": LandingZone(base=str(home / "landing")),
+        "storage": ClimbStorage(base_path=str(home / "storage")),
+        "tracker": MlflowTracker(tracking_uri=tracking_uri, **tracker),
+        "embedder": default_embedder(),
+    }
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    """Every step failure of a run, with the cause chain, as one string."""
+    texts = [
+        e.step_failure_data.error.to_string()
+        for e in result.all_events
+        if e.event_type_value == "STEP_FAILURE" and e.step_failure_data.error is not None
+    ]
+    assert texts, "the run was expected to fail a step"
+    return "\n".join(texts)
+
+
+def files_under(root: Path) -> list[str]:
+    """Relative paths of every file below `root` (empty when it does not exist)."""
+    if not root.exists():
+        return []
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def materialization_meta(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
+    mats = [m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey(asset)]
+    assert mats, f"{asset} was not materialized"
+    return {k: v.value for k, v in mats[-1].materialization.metadata.items()}
+
+
+def experiment_run_config(spec: dict, ops=("experiment", "mixture_export")) -> dict:
+    """Run config of the experiment pipeline, for the configurable assets among `ops`."""
+    config = {
+        "experiment": {"config": spec},
+        "mixture_export": {"config": {"token_budget": 20_000, "shard_rows": 50}},
+    }
+    return {"ops": {k: v for k, v in config.items() if k in ops}}
