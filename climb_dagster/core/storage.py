@@ -63,10 +63,13 @@ def atomic_write(path: UPath, write: Callable[[IO[bytes]], None]) -> None:
         if is_local(path):
             os.replace(tmp.path, path.path)
         else:
-            tmp.fs.mv(tmp.path, path.path)
+            # cp_file/rm_file act on exactly one key: mv/rm expand glob characters, and Dagster's step keys
+            # of mapped ops (`round_1_train_proxy[r1_000]`) are in the paths of intermediate outputs.
+            tmp.fs.cp_file(tmp.path, path.path)
+            tmp.fs.rm_file(tmp.path)
     except BaseException:
         try:
-            tmp.fs.rm(tmp.path)
+            tmp.fs.rm_file(tmp.path)
         except (FileNotFoundError, OSError):
             pass
         raise

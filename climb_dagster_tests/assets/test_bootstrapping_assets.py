@@ -105,3 +105,43 @@ def test_mlflow_holds_experiment_round_proxy_tree(pipeline):
     assert all("score" in p.data.metrics for p in proxies)
     artifacts = [a.path for a in client.list_artifacts(rounds[0].info.run_id)]
     assert "predictor" in artifacts and any(a.endswith("_evaluations.csv") for a in artifacts)
+
+
+def test_multiple_choice_target_is_maximized(pipeline):
+    """A second experiment on the same corpus with an lm-evaluation-harness style target (accuracy, maximize)."""
+    import polars as pl
+
+    from climb_dagster.core.proxy.evaluate import build_multiple_choice
+
+    home = pipeline["home"]
+    texts = pl.read_parquet(home / "target.parquet")["text"].to_list()
+    mc = build_multiple_choice(texts, home / "mc.jsonl", n_items=12, n_choices=3, seed=1)
+    spec = {**TINY_EXPERIMENT, "rounds": [3, 2, 1], "target_kind": "mc_accuracy", "target_mc_path": str(mc)}
+    result = run_experiment(pipeline["instance"], "tiny-mc", spec)
+    assert result.success
+    final = read_value(pipeline["root"] / "final_mixture" / "tiny-mc")
+    assert final["direction"] == "maximize"
+    evals = read_value(pipeline["root"] / "round_1_proxy_evaluations" / "tiny-mc")
+    scores = evals["score"].to_numpy()
+    assert ((scores >= 0) & (scores <= 1)).all()
+    # The best observed is the maximum accuracy, not the minimum.
+    all_scores = np.concatenate(
+        [
+            read_value(pipeline["root"] / f"round_{k}_proxy_evaluations" / "tiny-mc")["score"].to_numpy()
+            for k in (1, 2, 3)
+        ]
+    )
+    assert final["best_observed_score"] == all_scores.max()
+
+
+def test_unknown_target_kind_fails_before_training(pipeline):
+    spec = {
+        **TINY_EXPERIMENT,
+        "target_kind": "bleu",
+        "target_documents_path": str(pipeline["home"] / "target.parquet"),
+    }
+    result = run_experiment(pipeline["instance"], "tiny-bad", spec, raise_on_error=False)
+    assert not result.success
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    assert "unknown target kind 'bleu'" in failure.step_failure_data.error.cause.message
+    assert not (pipeline["root"] / "round_1_mixtures" / "tiny-bad.parquet").exists()
