@@ -24,7 +24,7 @@ def climb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("CLIMB_DEPLOYMENT", raising=False)
     monkeypatch.delenv("CLIMB_LANDING_URL", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    dagster_home = tmp_path / "dagster_home"
+    dagster_home = tmp_path / "climb_dagster_home"
     dagster_home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     return home
