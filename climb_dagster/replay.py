@@ -12,7 +12,7 @@ import sys
 
 from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.core import bootstrap, storage
-from climb_dagster.core.round_plots import weights_bar_png
+from climb_dagster.core.plots import weights_bar_png
 from climb_dagster.resources.experiment_tracking import experiment_run, track_final, track_round
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster.resources.sets import settings

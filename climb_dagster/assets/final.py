@@ -14,7 +14,7 @@ from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.assets.rounds import experiment_config, load_predictor, prior_of, record_direction
 from climb_dagster.core import bootstrap
 from climb_dagster.core import storage as files
-from climb_dagster.core.round_plots import png_markdown, weights_bar_png
+from climb_dagster.core.plots import png_markdown, weights_bar_png
 from climb_dagster.core.tables import markdown_table
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.experiment_tracking import track_final, try_track

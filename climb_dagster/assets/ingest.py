@@ -10,6 +10,7 @@ import polars as pl
 
 from climb_dagster import schema
 from climb_dagster.core.corpus import CorpusConfig, read_drop
+from climb_dagster.core.storage import storage_errors
 from climb_dagster.partitions import crawl_drops
 from climb_dagster.resources.landing import LandingZone
 
@@ -28,14 +29,16 @@ def raw_documents(
     """One crawl drop, schema-checked, with empty documents dropped and oversized ones truncated."""
     key = context.partition_key
     start = time.perf_counter()
-    path = landing.path_for(key)
     corpus_config = CorpusConfig(
         text_column=config.text_column,
         id_column=config.id_column,
         title_column=config.title_column,
         max_chars=config.max_chars,
     )
-    docs, stats = read_drop(path, key, corpus_config)
+    root = landing.root()
+    with storage_errors(root / key, f"reading crawl drop {key!r} from the landing zone at"):
+        path = landing.path_for(key)
+        docs, stats = read_drop(path, key, corpus_config)
     if stats.rows_empty:
         context.log.warning(f"drop {key}: dropped {stats.rows_empty} empty documents")
     if stats.rows_truncated:

@@ -18,7 +18,7 @@ from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.core import bootstrap
 from climb_dagster.core.artifacts import ModelText
 from climb_dagster.core.experiment import ExperimentConfig
-from climb_dagster.core.round_plots import png_markdown, predicted_vs_actual_png, weights_bar_png
+from climb_dagster.core.plots import png_markdown, predicted_vs_actual_png, weights_bar_png
 from climb_dagster.core.tables import markdown_table
 from climb_dagster.k8s import PROXY_OP_TAGS
 from climb_dagster.partitions import experiments

@@ -75,11 +75,10 @@ def drop_key_of(name: str) -> str | None:
 
 
 def _read_parquet(path: UPath) -> pl.DataFrame:
+    # Read the bytes outside the try: a storage failure (503, access denied) is not a corrupt file.
+    data = path.read_bytes()
     try:
-        data = path.read_bytes()
         return pl.read_parquet(io.BytesIO(data))
-    except FileNotFoundError:
-        raise
     except Exception as exc:  # polars/arrow raise several types for damaged files
         raise ClimbInputError(f"{path}: not a readable Parquet file (truncated or corrupt?): {exc}") from exc
 

@@ -92,3 +92,30 @@ def centroid_map_png(centroids: np.ndarray, groups: np.ndarray, sizes: np.ndarra
 def png_markdown(png: bytes, alt: str) -> str:
     """Markdown image with the PNG inline as a base64 data URI (Dagster metadata has no image type)."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+
+
+def weights_bar_png(mixtures: np.ndarray, title: str) -> bytes:
+    """Mean weight per super-cluster (bars) with the min-max range over the mixtures of a round."""
+    fig = _figure(5.0, 3.0)
+    ax = fig.subplots()
+    x = np.arange(mixtures.shape[1])
+    if mixtures.shape[0]:
+        ax.bar(x, mixtures.mean(axis=0), color="#4c72b0")
+        ax.vlines(x, mixtures.min(axis=0), mixtures.max(axis=0), color="#333333", linewidth=1)
+    ax.set_xlabel("super-cluster")
+    ax.set_ylabel("weight")
+    ax.set_title(title, fontsize=9)
+    return _png(fig)
+
+
+def predicted_vs_actual_png(predicted: np.ndarray, actual: np.ndarray, title: str) -> bytes:
+    fig = _figure(4.0, 3.5)
+    ax = fig.subplots()
+    ax.scatter(actual, predicted, s=14, color="#dd8452")
+    if actual.size:
+        lo, hi = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+        ax.plot([lo, hi], [lo, hi], color="#999999", linewidth=1)
+    ax.set_xlabel("actual score")
+    ax.set_ylabel("predicted score")
+    ax.set_title(title, fontsize=9)
+    return _png(fig)

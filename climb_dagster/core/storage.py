@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,6 +47,44 @@ def is_local(path: UPath) -> bool:
     return path.protocol in ("", "file", "local")
 
 
+class StorageError(OSError):
+    """A storage request failed (after the client's retries); the message names endpoint, bucket and path."""
+
+
+def describe_location(path: UPath) -> str:
+    """'s3://bucket/key (bucket 'bucket', endpoint http://...)' for remote paths, the path itself when local."""
+    if is_local(path):
+        return str(path)
+    options = getattr(path, "storage_options", None) or {}
+    endpoint = (options.get("client_kwargs") or {}).get("endpoint_url") or "the default AWS endpoint"
+    bucket = str(path.path).lstrip("/").split("/", 1)[0]
+    return f"{path} (bucket {bucket!r}, endpoint {endpoint})"
+
+
+def _remote_errors() -> tuple[type[BaseException], ...]:
+    """OSError (s3fs translates most S3 errors) plus botocore's own (dropped connections, endpoint errors)."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover - s3fs always brings botocore
+        return (OSError,)
+    return (OSError, BotoCoreError, ClientError)
+
+
+@contextmanager
+def storage_errors(path: UPath, action: str, keep: tuple[type[OSError], ...] = ()) -> Iterator[None]:
+    """Re-raise a remote storage failure (503 after retries, access denied, missing bucket, dropped
+    connections) as StorageError naming the action, the path, its bucket and the endpoint.
+    Exceptions of the types in `keep` pass unchanged."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except _remote_errors() as exc:
+        if is_local(path) or isinstance(exc, keep):
+            raise
+        raise StorageError(f"{action} {describe_location(path)} failed: {type(exc).__name__}: {exc}") from exc
+
+
 def _temp_sibling(path: UPath) -> UPath:
     return path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
 
@@ -55,7 +94,9 @@ def atomic_write(path: UPath, write: Callable[[IO[bytes]], None]) -> None:
 
     Readers therefore see either the previous object or the complete new one, never a partial file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if is_local(path):
+        # Object stores have no folders; s3fs's mkdir would even create a missing bucket.
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_sibling(path)
     try:
         with tmp.open("wb") as f:

@@ -22,6 +22,7 @@ from upath import UPath
 
 from climb_dagster.core import storage
 from climb_dagster.core.artifacts import ModelText, TensorBundle
+from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.keys import validate_key
 
 # Probe order on load: a value is stored with exactly one of these suffixes.
@@ -83,7 +84,12 @@ def read_value(path: UPath) -> Any:
         if suffix == ".parquet":
             return pl.read_parquet(io.BytesIO(target.read_bytes()))
         if suffix == ".npy":
-            return np.load(storage.local_copy(target), mmap_mode="r", allow_pickle=False)
+            try:
+                return np.load(storage.local_copy(target), mmap_mode="r", allow_pickle=False)
+            except ValueError as exc:  # an object array: loading it would unpickle (run) code
+                raise ClimbInputError(
+                    f"{target}: refusing to load a pickled object array (only numeric .npy is read): {exc}"
+                ) from exc
         if suffix == ".model.txt":
             sidecar = json.loads(path.with_name(path.name + ".model.json").read_text())
             extra = [
@@ -129,18 +135,25 @@ class ClimbIOManager(dg.UPathIOManager):
     def make_safe_partition_path(self, base_path: UPath, partition: str) -> UPath:
         return base_path / validate_key(partition)
 
+    def make_directory(self, path: UPath) -> None:
+        # Object stores have no folders, and s3fs's mkdir creates a missing *bucket*: only local folders.
+        if storage.is_local(path):
+            path.mkdir(parents=True, exist_ok=True)
+
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
         if obj is None:
             return
-        target = write_value(path, obj)
+        with storage.storage_errors(path, "writing asset value"):
+            target = write_value(path, obj)
         context.add_output_metadata({"stored_at": dg.MetadataValue.path(str(target))})
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
-        if (context.definition_metadata or {}).get(LAZY):
-            if not any(path.with_name(path.name + s).exists() for s in SUFFIXES):
-                raise FileNotFoundError(f"no stored value at {path}")
-            return StoredValue(path)
-        return read_value(path)
+        with storage.storage_errors(path, "reading asset value", keep=(FileNotFoundError,)):
+            if (context.definition_metadata or {}).get(LAZY):
+                if not any(path.with_name(path.name + s).exists() for s in SUFFIXES):
+                    raise FileNotFoundError(f"no stored value at {path}")
+                return StoredValue(path)
+            return read_value(path)
 
 
 class ClimbIOManagerFactory(dg.ConfigurableIOManagerFactory):
