@@ -13,9 +13,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-# The real servers of the system tests (moto S3, `mlflow server`), shared with the integration group.
-from climb_dagster_tests.integration.conftest import mlflow_server, s3_server  # noqa: F401
 from climb_dagster_tests.assets.bootstrap_fixture import TINY_EXPERIMENT, seed_clustered_corpus
+
+# The real S3 server of the system tests (moto on 127.0.0.1), shared with the integration group.
+from climb_dagster_tests.integration.conftest import s3_server  # noqa: F401
 from climb_dagster_tests.reliability.helpers import experiment_run_config, local_resources
 
 

@@ -181,7 +181,9 @@ def test_duplicate_ids_across_drops_refused_by_cluster_tokens(tmp_path: Path):
             pl.DataFrame({schema.ID: ids, schema.CLUSTER: [0] * 3, schema.DISTANCE: [0.1] * 3}),
         )
     write_value(base / "super_clusters", pl.DataFrame({schema.CLUSTER: [0], schema.SUPER_CLUSTER: [0]}))
-    write_value(base / "proxy_tokenizer", {"path": str(root / "no-tokenizer"), "sha256": "x", "vocab_size": 1})
+    write_value(
+        base / "proxy_tokenizer", {"path": str(root / "no-tokenizer"), "sha256": "x", "vocab_size": 1}
+    )
     before = files_under(root)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(crawl_drops.name, list(drops))
@@ -328,7 +330,9 @@ def test_bad_experiment_partition_key_refused(tiny_corpus: dict, key: str):
     before = files_under(tiny_corpus["home"])
     result = materialize_in(tiny_corpus, ["experiment"], key)
     assert not result.success
-    assert "invalid experiment name" in failure_text(result) or "invalid partition key" in failure_text(result)
+    assert "invalid experiment name" in failure_text(result) or "invalid partition key" in failure_text(
+        result
+    )
     assert files_under(tiny_corpus["home"]) == before
 
 

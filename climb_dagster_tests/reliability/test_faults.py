@@ -19,7 +19,7 @@ from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster_tests.assets.bootstrap_fixture import seed_clustered_corpus
 from climb_dagster_tests.conftest import REPO_ROOT
-from climb_dagster_tests.reliability.conftest import all_assets, materialize_in
+from climb_dagster_tests.reliability.conftest import CANARY, CANARY_ENV, all_assets, materialize_in
 from climb_dagster_tests.reliability.helpers import (
     experiment_run_config,
     failure_text,
@@ -80,8 +80,9 @@ def test_sigkill_mid_round_then_resume_reuses_finished_proxies(clean_run: dict, 
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     try:
         killed = [
-            r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.STARTED and r.tags.get(
-                "dagster/partition") == "tiny"
+            r
+            for r in instance.get_runs()
+            if r.status == dg.DagsterRunStatus.STARTED and r.tags.get("dagster/partition") == "tiny"
         ]
         assert len(killed) == 1, "the killed run stays STARTED in the instance"
         instance.report_run_failed(killed[0])
@@ -122,11 +123,18 @@ def test_sigkill_mid_round_then_resume_reuses_finished_proxies(clean_run: dict, 
 # --------------------------------------------------------------------------- MLflow down, then replay
 
 
+@pytest.mark.slow
 def test_mlflow_down_results_stored_then_replayed(
     clean_run: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     result = clean_run["result"]
-    for asset in ("experiment", "round_1_predictor", "round_2_predictor", "round_3_predictor", "final_mixture"):
+    for asset in (
+        "experiment",
+        "round_1_predictor",
+        "round_2_predictor",
+        "round_3_predictor",
+        "final_mixture",
+    ):
         assert materialization_meta(result, asset)["mlflow"] == "pending replay", asset
     logs = clean_run["instance"].all_logs(result.run_id)
     pending = [e.user_message for e in logs if "python -m climb_dagster.replay" in e.user_message]
@@ -142,6 +150,8 @@ def test_mlflow_down_results_stored_then_replayed(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("CLIMB_HOME", str(clean_run["home"]))
     monkeypatch.delenv("CLIMB_DEPLOYMENT", raising=False)
+    for key, value in CANARY_ENV.items():  # secrets in the environment must not reach MLflow
+        monkeypatch.setenv(key, value)
     assert replay.main(["--experiment", "base", "--tracking-uri", uri]) == 0
     assert replay.main(["--experiment", "base", "--tracking-uri", uri]) == 0  # idempotent
 
@@ -165,6 +175,8 @@ def test_mlflow_down_results_stored_then_replayed(
     )
     assert np.allclose(scores, stored)
     assert parent.data.metrics["best_observed_score"] == final["best_observed_score"]
+    logged = [json.dumps([r.data.params, r.data.tags, r.info.run_name]) for r in runs]
+    assert not any(CANARY in text for text in logged), "a credential reached MLflow params/tags"
 
 
 # ------------------------------------------------------------------------------------ diverged proxy
@@ -201,9 +213,7 @@ def test_diverged_proxy_recorded_failed_and_excluded(tiny_corpus: dict, monkeypa
     meta = materialization_meta(result, "round_1_predictor")
     assert meta["n_successful"] == 3 and meta["n_spent"] == 4
     # The failed run is cached as failed: a re-execution does not train it again.
-    cached = json.loads(
-        (tiny_corpus["root"] / "proxy_runs" / row["proxy_key"] / "result.json").read_text()
-    )
+    cached = json.loads((tiny_corpus["root"] / "proxy_runs" / row["proxy_key"] / "result.json").read_text())
     assert cached["status"] == "failed" and cached["reason"] == row["reason"]
     logs = tiny_corpus["instance"].all_logs(result.run_id)
     assert any("failed and is excluded" in e.user_message for e in logs)
@@ -219,3 +229,49 @@ def test_history_refuses_a_non_finite_score_marked_ok():
     )
     with pytest.raises(ClimbInputError, match="non-finite score"):
         bootstrap.history([table])
+
+
+@pytest.mark.timeout(60)
+def test_mlflow_uri_that_accepts_but_never_answers(monkeypatch: pytest.MonkeyPatch):
+    """A tracking server that accepts connections and then stays silent: tracking gives up after the
+    HTTP timeout and the asset records `pending replay` instead of hanging the run."""
+    import socket
+    import threading
+
+    from climb_dagster.resources.experiment_tracking import experiment_run, try_track
+    from climb_dagster.resources.tracking import MlflowTracker
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_hold() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_and_hold, daemon=True)
+    thread.start()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    tracker = MlflowTracker(tracking_uri=url, max_attempts=2, backoff_s=0.0)
+    record = {"name": "silent", "strategy": "climb", "rounds": [1], "seed": 0, "target": {"kind": "x"}}
+    warned: list[str] = []
+    start = time.monotonic()
+    try:
+        meta = try_track(warned.append, "MLflow parent run", lambda: experiment_run(tracker, record))
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        server.close()
+    assert meta == {"mlflow": "pending replay"}
+    assert time.monotonic() - start < 30
+    assert len(warned) == 1 and url in warned[0] and "python -m climb_dagster.replay" in warned[0]
