@@ -36,10 +36,19 @@ def prior_of(cluster_tokens: dict) -> np.ndarray:
 
 
 def data_key(record: dict) -> str:
-    """What besides mixture/config/seed determines a proxy's score: the token store and the target."""
+    """What besides mixture/config/seed determines a proxy's score: the token store and the target.
+
+    The target enters by content (its fingerprint) and by how it is scored, never by where its files are
+    stored, so the same data on another storage root or under another experiment name reuses cached proxies.
+    """
     from climb_dagster.core.proxy.config import content_hash
 
-    return f"{record['token_store']}:{record['target_spec']['fingerprint']}:{content_hash(record['target_spec'])}"
+    spec = record["target_spec"]
+    scoring = {
+        "direction": spec["direction"],
+        "evaluators": [{k: v for k, v in e.items() if k != "path"} for e in spec["evaluators"]],
+    }
+    return f"{record['token_store']}:{spec['fingerprint']}:{content_hash(scoring)}"
 
 
 RECORD_EXTRAS = ("token_store", "token_store_path", "target_spec", "config_hash")

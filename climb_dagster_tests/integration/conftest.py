@@ -142,6 +142,11 @@ def s3_server() -> Iterator[S3Endpoint]:
         mp.setenv("AWS_CONFIG_FILE", nowhere)
         mp.setenv("AWS_SHARED_CREDENTIALS_FILE", nowhere)
 
+        # moto serves through werkzeug in this process: one INFO log line per request would be captured by
+        # pytest for every test (thousands for a pipeline run) and bury the failure output.
+        import logging
+
+        mp.setattr(logging.getLogger("werkzeug"), "level", logging.WARNING)
         server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
         try:
             server.start()

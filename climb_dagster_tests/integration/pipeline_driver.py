@@ -115,25 +115,24 @@ def run_bootstrapping(
     target_path: str,
     name: str = EXPERIMENT_NAME,
     proxy_data: bool = True,
+    groups: list[str] | None = None,
 ) -> dg.ExecuteInProcessResult:
+    """Proxy data (unless `proxy_data` is False), then the experiment's groups (default: all of them)."""
     from climb_dagster.jobs import EXPERIMENT_GROUPS
     from climb_dagster.partitions import experiments
 
     if proxy_data:
-        _materialize(resources, instance, dg.AssetSelection.groups("proxy_data"), run_config={"ops": TOKENIZER_CONFIG})
+        _materialize(
+            resources, instance, dg.AssetSelection.groups("proxy_data"), run_config={"ops": TOKENIZER_CONFIG}
+        )
     instance.add_dynamic_partitions(experiments.name, [name])
-    return _materialize(
-        resources,
-        instance,
-        dg.AssetSelection.groups(*EXPERIMENT_GROUPS),
-        name,
-        {
-            "ops": {
-                "experiment": {"config": {**EXPERIMENT_SPEC, "target_documents_path": target_path}},
-                "mixture_export": {"config": EXPORT_CONFIG},
-            }
-        },
-    )
+    groups = groups or EXPERIMENT_GROUPS
+    ops: dict[str, Any] = {
+        "experiment": {"config": {**EXPERIMENT_SPEC, "target_documents_path": target_path}}
+    }
+    if "final" in groups:
+        ops["mixture_export"] = {"config": EXPORT_CONFIG}
+    return _materialize(resources, instance, dg.AssetSelection.groups(*groups), name, {"ops": ops})
 
 
 def run_pipeline(

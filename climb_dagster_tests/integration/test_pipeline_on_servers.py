@@ -3,7 +3,12 @@ landing on S3 (moto's server), tracking on a real `mlflow server` — compared w
 inputs and seeds, and read back the way a user would from a notebook (boto3 + polars, MlflowClient).
 
 One module fixture runs both pipelines (clustering with a tiny random BERT, proxy tokenizer and token store,
-one 3-round experiment with 8 tiny proxies, final mixture and export); the tests only read.
+one 3-round experiment with 8 tiny proxies, final mixture and export) plus a second materialization of the
+experiment's round 1 on S3 (proxy cache hits, MLflow runs found again, not duplicated); the tests only read.
+
+Every computed value is compared for exact equality with the local run. What differs is named where it is
+compared: paths under each storage root, wall-clock timings, and the proxy keys (they hash the target
+spec, whose evaluator paths live under the storage root; see test_rounds_match_the_local_run_exactly).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from climb_dagster.core import storage
+from climb_dagster.assets.rounds import data_key
+from climb_dagster.core import bootstrap, storage
+from climb_dagster.core.proxy.config import ProxyConfig, proxy_run_key
 from climb_dagster.resources.embedding import EmbeddingModelResource
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster.resources.sets import build_resources
@@ -32,6 +39,7 @@ from climb_dagster_tests.integration.pipeline_driver import (
     EXPERIMENT_SPEC,
     PIPELINE_DROPS,
     pipeline_inputs,
+    run_bootstrapping,
     run_pipeline,
     write_local_landing,
 )
@@ -42,8 +50,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300
 EXP = EXPERIMENT_NAME
 ROUNDS = (1, 2, 3)
 # Columns of an evaluations table that depend on the machine or the storage location, not the computation:
-# wall_s is a timing; proxy_key hashes the target spec, whose evaluator paths live under the storage root.
-NON_DETERMINISTIC_EVAL_COLUMNS = ["wall_s", "proxy_key"]
+# wall_s is a timing; cached is True in round 1 on S3, which was materialized a second time (see test_rerun_...).
+RUN_SPECIFIC_EVAL_COLUMNS = ["wall_s", "cached"]
 
 
 @dataclass
@@ -53,10 +61,12 @@ class Runs:
     local_root: storage.UPath
     local_result: dg.ExecuteInProcessResult
     s3_result: dg.ExecuteInProcessResult
+    s3_rerun: dg.ExecuteInProcessResult
     mlflow_url: str
     s3_experiment: str
     local_experiment: str
     s3_cache: Path
+    tmp: Path
 
     @property
     def climb_prefix(self) -> str:
@@ -111,6 +121,8 @@ def runs(
 
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("DAGSTER_HOME", raising=False)
+        # The local default home: the production run must leave it untouched (no storage, no mlflow.db).
+        mp.setenv("CLIMB_HOME", str(tmp / "unused-home"))
         # S3 run: production resources from the environment, as a run worker pod would build them.
         mp.setenv("CLIMB_DEPLOYMENT", "production")
         mp.setenv("CLIMB_STORAGE_URL", f"s3://{s3_server.bucket}/{prefix}/climb")
@@ -125,7 +137,13 @@ def runs(
         assert resources["storage"].s3_endpoint_url == s3_server.url
         # A fresh experiment name per session: the server is shared with other tests.
         resources |= {"embedder": tiny, "tracker": _tracker(mlflow_server.url, s3_experiment)}
-        s3_result = run_pipeline(resources, dg.DagsterInstance.ephemeral(), target_url)
+        s3_instance = dg.DagsterInstance.ephemeral()
+        s3_result = run_pipeline(resources, s3_instance, target_url)
+        # The experiment and its round 1 again: every proxy comes from the proxy cache on S3, and the
+        # MLflow runs are found again instead of duplicated.
+        s3_rerun = run_bootstrapping(
+            resources, s3_instance, target_url, proxy_data=False, groups=["experiments", "round_1"]
+        )
 
         # Local run: same inputs and seeds, storage and landing on local disk (the target stays on S3).
         home = tmp / "home"
@@ -145,10 +163,12 @@ def runs(
         local_root=storage.make_path(home / "storage"),
         local_result=local_result,
         s3_result=s3_result,
+        s3_rerun=s3_rerun,
         mlflow_url=mlflow_server.url,
         s3_experiment=s3_experiment,
         local_experiment=local_experiment,
         s3_cache=s3_cache,
+        tmp=tmp,
     )
 
 
@@ -166,7 +186,7 @@ def test_everything_is_stored_on_s3_and_nothing_locally(runs: Runs):
             ("cluster_profiles", "parquet"),
         ]:
             assert f"{asset}/{drop}.{ext}" in keys, asset
-    for name in ("super_clusters.parquet", "super_cluster_stats.parquet", "experiment/tiny-s3.json"):
+    for name in ("super_clusters.parquet", "super_cluster_stats.parquet", f"experiment/{EXP}.json"):
         assert name in keys
     for k in ROUNDS:
         for asset in ("mixtures", "proxy_evaluations"):
@@ -180,8 +200,8 @@ def test_everything_is_stored_on_s3_and_nothing_locally(runs: Runs):
     assert f"targets/{EXP}/heldout_windows.npy" in keys
     # All-or-nothing writes leave no temporary objects behind.
     assert not [k for k in keys if ".tmp-" in k]
-    # And the production run wrote nothing to the local storage default.
-    assert not Path(".climb/storage/final_mixture").joinpath(f"{EXP}.json").exists()
+    # And the production run wrote nothing under the local default home.
+    assert not (runs.tmp / "unused-home").exists()
 
 
 def test_clustering_matches_the_local_run(runs: Runs):
@@ -192,9 +212,13 @@ def test_clustering_matches_the_local_run(runs: Runs):
         assert_frame_equal(
             runs.parquet(f"cluster_assignments/{drop}.parquet"), runs.local(f"cluster_assignments/{drop}")
         )
-    np.testing.assert_array_equal(
-        np.load(io.BytesIO(runs.get("cluster_centroids.npy"))), np.asarray(runs.local("cluster_centroids"))
-    )
+    from safetensors.numpy import load
+
+    remote_centroids = load(runs.get("cluster_centroids.safetensors"))
+    local_centroids = runs.local("cluster_centroids").tensors
+    assert sorted(remote_centroids) == sorted(local_centroids)
+    for name, array in remote_centroids.items():
+        np.testing.assert_array_equal(array, local_centroids[name])
     mapping = runs.parquet("super_clusters.parquet")
     assert mapping.columns == ["cluster", "super_cluster"]
     assert mapping["super_cluster"].n_unique() == 3
@@ -203,13 +227,15 @@ def test_clustering_matches_the_local_run(runs: Runs):
 
 
 def test_proxy_data_matches_and_reads_through_the_local_cache(runs: Runs):
-    remote_tok = runs.s3_result  # noqa: F841 - the run above produced them
     local_tokens = runs.local("cluster_tokens")
     remote_tokens = runs.json("cluster_tokens.json")
     assert remote_tokens["key"] == local_tokens["key"], "the token store's content hash differs"
     assert remote_tokens["tokens"] == local_tokens["tokens"]
     assert remote_tokens["documents"] == local_tokens["documents"]
-    assert remote_tokens["path"] == f"s3://{runs.s3.bucket}/{runs.climb_prefix}/cluster_tokens/{local_tokens['key']}"
+    assert (
+        remote_tokens["path"]
+        == f"s3://{runs.s3.bucket}/{runs.climb_prefix}/cluster_tokens/{local_tokens['key']}"
+    )
     assert runs.json("proxy_tokenizer.json")["sha256"] == runs.local("proxy_tokenizer")["sha256"]
 
     # The token store and tokenizer were read through local copies (core/storage.py local_dir_copy), and
@@ -221,7 +247,9 @@ def test_proxy_data_matches_and_reads_through_the_local_cache(runs: Runs):
     remote_files = [k.removeprefix(store_prefix) for k in runs.keys(store_prefix)]
     store_dir = next(p for p in cached_dirs if (p / "index.json").exists())
     local_files = sorted(
-        p.relative_to(store_dir).as_posix() for p in store_dir.rglob("*") if p.is_file() and p.name != ".complete"
+        p.relative_to(store_dir).as_posix()
+        for p in store_dir.rglob("*")
+        if p.is_file() and p.name != ".complete"
     )
     assert local_files == remote_files
     for name in remote_files:
@@ -229,6 +257,37 @@ def test_proxy_data_matches_and_reads_through_the_local_cache(runs: Runs):
     windows = [p for p in runs.s3_cache.iterdir() if p.name.endswith("-heldout_windows.npy")]
     assert len(windows) == 1
     assert windows[0].read_bytes() == runs.get(f"targets/{EXP}/heldout_windows.npy")
+
+
+def test_proxy_checkpoints_on_s3_load_through_the_local_cache(
+    runs: Runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A proxy checkpoint stored on S3 fetched with local_dir_copy (as a later analysis would) loads, and
+    holds the same weights as the local run's checkpoint of the same mixture."""
+    from safetensors.numpy import load_file
+
+    from climb_dagster.core.proxy.model import load_model
+
+    monkeypatch.setenv("CLIMB_CACHE_DIR", str(tmp_path / "cache"))
+    remote_key = _evals_remote(runs, 1)["proxy_key"][0]
+    local_key = runs.local(f"round_1_proxy_evaluations/{EXP}")["proxy_key"][0]
+    remote = storage.make_path(
+        f"s3://{runs.s3.bucket}/{runs.climb_prefix}/proxy_runs/{remote_key}/model",
+        storage.s3_storage_options(runs.s3.url, runs.s3.region),
+    )
+    fetched = storage.local_dir_copy(remote)
+    assert storage.local_dir_copy(remote) == fetched  # the second call is a cache hit
+    local_dir = Path(runs.local_root.path) / "proxy_runs" / local_key / "model"
+    names = sorted(p.name for p in fetched.iterdir() if p.name != ".complete")
+    assert names == sorted(p.name for p in local_dir.iterdir())
+    remote_weights, local_weights = (load_file(d / "model.safetensors") for d in (fetched, local_dir))
+    assert sorted(remote_weights) == sorted(local_weights)
+    for name, array in remote_weights.items():
+        np.testing.assert_array_equal(array, local_weights[name], err_msg=name)
+    model = load_model(fetched)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    run = json.loads((fetched / "proxy_run.json").read_text())
+    assert run["status"] == "ok" and run["steps"] == EXPERIMENT_SPEC["proxy_steps"]
 
 
 def _evals_remote(runs: Runs, k: int) -> pl.DataFrame:
@@ -241,24 +300,54 @@ def test_rounds_match_the_local_run_exactly(runs: Runs):
     assert remote_record["config_hash"] == local_record["config_hash"]
     assert remote_record["target_spec"]["fingerprint"] == local_record["target_spec"]["fingerprint"]
     assert remote_record["token_store"] == local_record["token_store"]
+    # The records differ only where they name the storage root: the token store and evaluator paths.
+    remote_spec, local_spec = remote_record["target_spec"], local_record["target_spec"]
+    assert remote_spec["evaluators"][0]["path"] == (
+        f"s3://{runs.s3.bucket}/{runs.climb_prefix}/targets/{EXP}/heldout_windows.npy"
+    )
+    relocated = {
+        **remote_record,
+        "token_store_path": local_record["token_store_path"],
+        "target_spec": {
+            **remote_spec,
+            "evaluators": [
+                {**e, "path": local_e["path"]}
+                for e, local_e in zip(remote_spec["evaluators"], local_spec["evaluators"], strict=True)
+            ],
+        },
+    }
+    assert relocated == local_record
     for k in ROUNDS:
         remote_mix = runs.parquet(f"round_{k}_mixtures/{EXP}.parquet")
         local_mix = runs.local(f"round_{k}_mixtures/{EXP}")
         assert remote_mix.height == EXPERIMENT_SPEC["rounds"][k - 1]
-        assert_frame_equal(remote_mix.drop("proxy_key"), local_mix.drop("proxy_key"))
+        # proxy_key = hash(mixture, proxy config, seed, data_key(record)); data_key takes the target by
+        # content, not by location, so the S3 run and the local run key (and could share) the same proxies.
+        assert_frame_equal(remote_mix, local_mix)
+        weights = bootstrap.table_mixtures(remote_mix)
+        proxy = ProxyConfig.from_dict(remote_record["proxy"])
+        seed = remote_record["seed"]
+        assert [proxy_run_key(w.tolist(), proxy, seed, data_key(remote_record)) for w in weights] == (
+            remote_mix["proxy_key"].to_list()
+        )
+        assert [proxy_run_key(w.tolist(), proxy, seed, data_key(relocated)) for w in weights] == (
+            local_mix["proxy_key"].to_list()
+        )
 
         remote_eval, local_eval = _evals_remote(runs, k), runs.local(f"round_{k}_proxy_evaluations/{EXP}")
-        assert (remote_eval["status"] == "ok").all() and not remote_eval["cached"].any()
+        assert (remote_eval["status"] == "ok").all() and not local_eval["cached"].any()
         assert remote_eval["proxy_key"].to_list() == remote_mix["proxy_key"].to_list()
         # Same mixtures, same seed, same tokens, one thread: bit-identical proxy training and scores.
         assert_frame_equal(
-            remote_eval.drop(NON_DETERMINISTIC_EVAL_COLUMNS), local_eval.drop(NON_DETERMINISTIC_EVAL_COLUMNS)
+            remote_eval.drop(RUN_SPECIFIC_EVAL_COLUMNS), local_eval.drop(RUN_SPECIFIC_EVAL_COLUMNS)
         )
 
-        model = read_value(storage.make_path(
-            f"s3://{runs.s3.bucket}/{runs.climb_prefix}/round_{k}_predictor/{EXP}",
-            storage.s3_storage_options(runs.s3.url, runs.s3.region),
-        ))
+        model = read_value(
+            storage.make_path(
+                f"s3://{runs.s3.bucket}/{runs.climb_prefix}/round_{k}_predictor/{EXP}",
+                storage.s3_storage_options(runs.s3.url, runs.s3.region),
+            )
+        )
         local_model = runs.local(f"round_{k}_predictor/{EXP}")
         assert runs.get(f"round_{k}_predictor/{EXP}.model.txt").decode() == model.texts[0]
         assert model.texts == local_model.texts
@@ -282,7 +371,9 @@ def test_final_mixture_and_export_match_the_local_run(runs: Runs):
     remote_prefix = f"s3://{runs.s3.bucket}/{runs.climb_prefix}/"
     local_prefix = runs.local_root.path.rstrip("/") + "/"
     blend_text = json.dumps(manifest["blend"]).replace(remote_prefix, "<root>/")
-    assert json.loads(blend_text) == json.loads(json.dumps(local_manifest["blend"]).replace(local_prefix, "<root>/"))
+    assert json.loads(blend_text) == json.loads(
+        json.dumps(local_manifest["blend"]).replace(local_prefix, "<root>/")
+    )
     assert {k: v for k, v in manifest.items() if k != "blend"} == {
         k: v for k, v in local_manifest.items() if k != "blend"
     }
@@ -290,8 +381,34 @@ def test_final_mixture_and_export_match_the_local_run(runs: Runs):
     for shard in manifest["shards"]:
         remote = runs.parquet(f"exports/{EXP}/{shard['file']}")
         assert remote.height == shard["rows"]
-        assert_frame_equal(remote, pl.read_parquet(Path(runs.local_root.path) / "exports" / EXP / shard["file"]))
+        assert_frame_equal(
+            remote, pl.read_parquet(Path(runs.local_root.path) / "exports" / EXP / shard["file"])
+        )
     assert runs.json(f"exports/{EXP}/blend.json") == manifest["blend"]
+
+
+def test_rerun_on_s3_reuses_every_proxy_from_the_s3_cache(runs: Runs):
+    def meta(result, asset):
+        return {k: v.value for k, v in result.asset_materializations_for_node(asset)[0].metadata.items()}
+
+    first, again = (meta(r, "round_1_proxy_evaluations") for r in (runs.s3_result, runs.s3_rerun))
+    assert first["reused_from_cache"] == 0
+    assert again["reused_from_cache"] == again["dagster/row_count"] == EXPERIMENT_SPEC["rounds"][0]
+    evals = _evals_remote(runs, 1)  # the rerun's table: cached rows carry the first run's records
+    assert evals["cached"].all()
+    assert not _evals_remote(runs, 2)["cached"].any()
+    assert_frame_equal(
+        evals.drop(RUN_SPECIFIC_EVAL_COLUMNS),
+        runs.local(f"round_1_proxy_evaluations/{EXP}").drop(RUN_SPECIFIC_EVAL_COLUMNS),
+    )
+    # The refitted predictor is the same model.
+    assert (
+        runs.get(f"round_1_predictor/{EXP}.model.txt").decode()
+        == runs.local(f"round_1_predictor/{EXP}").texts[0]
+    )
+    # One result.json per proxy: nothing was trained (or stored) twice.
+    results = [k for k in runs.keys("proxy_runs/") if k.endswith("/result.json")]
+    assert len(results) == 8
 
 
 # ---------------------------------------------------------------------------------------------- MLflow
@@ -322,7 +439,9 @@ def test_mlflow_server_holds_the_experiment_round_proxy_tree(runs: Runs, tmp_pat
     mlflow.set_tracking_uri(runs.mlflow_url)
     try:
         frame = mlflow.search_runs(
-            experiment_ids=[exp_id], filter_string=f"tags.`{KIND}` = 'round'", order_by=["tags.`climb.round` ASC"]
+            experiment_ids=[exp_id],
+            filter_string=f"tags.`{KIND}` = 'round'",
+            order_by=["tags.`climb.round` ASC"],
         )
     finally:
         mlflow.set_tracking_uri(None)
@@ -371,7 +490,9 @@ def test_mlflow_server_holds_the_experiment_round_proxy_tree(runs: Runs, tmp_pat
         import lightgbm
 
         x = evals.select(sorted(c for c in evals.columns if c.startswith("w_"))).to_numpy()
-        np.testing.assert_array_equal(loaded.predict(x), lightgbm.Booster(model_str=model.texts[0]).predict(x))
+        np.testing.assert_array_equal(
+            loaded.predict(x), lightgbm.Booster(model_str=model.texts[0]).predict(x)
+        )
 
     best = _search(client, exp_id, "proxy", order_by=["metrics.score ASC"])[0]
     final = runs.json(f"final_mixture/{EXP}.json")

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +20,13 @@ import pytest
 from climb_dagster.assets.ingest import raw_documents
 from climb_dagster.partitions import crawl_drops
 from climb_dagster.resources.sets import build_resources
+from climb_dagster_tests.assets.bootstrap_fixture import (
+    TINY_EXPERIMENT,
+    run_experiment,
+    seed_clustered_corpus,
+)
 from climb_dagster_tests.conftest import REPO_ROOT
-from climb_dagster_tests.integration.conftest import Postgres
+from climb_dagster_tests.integration.conftest import MlflowServer, Postgres
 from climb_dagster_tests.integration.drops import DROP_KEYS, drop_parquet_bytes
 from climb_dagster_tests.integration.instance_config import (
     PRODUCTION_PLACEHOLDER_ENV,
@@ -50,7 +56,7 @@ def landed_local_drops(climb_home: Path) -> Path:
 
 @pytest.fixture
 def postgres_instance(tmp_path: Path, pg_env: dict[str, str]) -> Iterator[dg.DagsterInstance]:
-    instance = dg.DagsterInstance.from_config(str(local_postgres_instance_dir(tmp_path / "dagster_home")))
+    instance = dg.DagsterInstance.from_config(str(local_postgres_instance_dir(tmp_path / "pg_dagster_home")))
     try:
         yield instance
     finally:
@@ -134,7 +140,7 @@ def test_cli_run_in_subprocesses_writes_to_postgres(
 ):
     """`dagster asset materialize` (multiprocess executor: the step runs in a child process) with
     DAGSTER_HOME on PostgreSQL, the way run workers in separate pods share one instance."""
-    home = local_postgres_instance_dir(tmp_path / "dagster_home")
+    home = local_postgres_instance_dir(tmp_path / "pg_dagster_home")
     instance = dg.DagsterInstance.from_config(str(home))
     try:
         instance.add_dynamic_partitions(crawl_drops.name, [DROP_KEYS[1]])
@@ -187,3 +193,67 @@ def test_production_instance_config_loads_on_postgres(
         assert instance.get_runs() == []  # storage reachable, schema created
     finally:
         instance.dispose()
+
+
+@pytest.mark.slow
+def test_bootstrapping_run_events_are_in_postgres(
+    postgres_instance: dg.DagsterInstance,
+    climb_home: Path,
+    postgres_server: Postgres,
+    pg_database: str,
+    mlflow_server: MlflowServer,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """One experiment (proxy data + 3 rounds + final) materialized on the Postgres instance: the mapped
+    proxy-training steps of round_1_proxy_evaluations and its materialization are rows in event_logs."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    target = seed_clustered_corpus(climb_home)
+    result = run_experiment(
+        postgres_instance, name, {**TINY_EXPERIMENT, "target_documents_path": str(target)}
+    )
+    assert result.success
+
+    runs = _query(
+        postgres_server,
+        pg_database,
+        "SELECT run_id, status, partition FROM runs WHERE run_id = %s",
+        (result.run_id,),
+    )
+    assert runs == [(result.run_id, "SUCCESS", name)]
+    events = _query(
+        postgres_server,
+        pg_database,
+        "SELECT dagster_event_type, step_key, asset_key, partition FROM event_logs "
+        "WHERE run_id = %s AND step_key LIKE 'round_1_proxy_evaluations.%%' ORDER BY id",
+        (result.run_id,),
+    )
+    succeeded = {e[1] for e in events if e[0] == "STEP_SUCCESS"}
+    trains = {f"round_1_proxy_evaluations.round_1_train_proxy[r1_{i:03d}]" for i in range(4)}
+    assert (
+        trains
+        | {
+            "round_1_proxy_evaluations.round_1_plan_proxies",
+            "round_1_proxy_evaluations.round_1_collect_proxies",
+        }
+        == succeeded
+    )
+    materialized = [e for e in events if e[0] == "ASSET_MATERIALIZATION"]
+    assert [(json.loads(e[2]), e[3]) for e in materialized] == [(["round_1_proxy_evaluations"], name)]
+    # Read back through Dagster's API from a second instance on the same database.
+    other = dg.DagsterInstance.from_config(str(Path(postgres_instance.root_directory)))
+    try:
+
+        def latest(asset: str):
+            found = other.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[name]), limit=1
+            ).records
+            assert len(found) == 1, asset
+            return found[0]
+
+        evals = latest("round_1_proxy_evaluations")
+        assert evals.run_id == result.run_id
+        assert evals.asset_materialization.metadata["dagster/row_count"].value == 4
+        assert latest("final_mixture").run_id == result.run_id
+    finally:
+        other.dispose()

@@ -115,3 +115,22 @@ def test_rematerializing_a_drop_overwrites_in_place(
     assert [o["Key"] for o in listing["Contents"]] == [
         f"{landed_drops}/climb/raw_documents/{DROP_KEYS[0]}.parquet"
     ]
+
+
+def test_atomic_write_to_a_key_with_glob_characters(s3_server: S3Endpoint):
+    """Dagster stores a mapped op's output under its step key, e.g. `round_1_train_proxy[r1_000]`:
+    the rename onto the final key must not read `[...]` as a glob pattern (s3fs mv/rm do)."""
+    from climb_dagster.core import storage
+
+    prefix = s3_server.unique_prefix("glob")
+    root = storage.make_path(
+        f"s3://{s3_server.bucket}/{prefix}", storage.s3_storage_options(s3_server.url, s3_server.region)
+    )
+    target = root / "run-1" / "round_1_proxy_evaluations.round_1_train_proxy[r1_000]" / "result.json"
+    storage.atomic_write_text(target, '{"ok": true}')
+    storage.atomic_write_text(target, '{"ok": 2}')  # overwrite in place
+    listing = s3_server.client().list_objects_v2(Bucket=s3_server.bucket, Prefix=f"{prefix}/")
+    assert [o["Key"] for o in listing["Contents"]] == [
+        f"{prefix}/run-1/round_1_proxy_evaluations.round_1_train_proxy[r1_000]/result.json"
+    ]
+    assert target.read_text() == '{"ok": 2}'
