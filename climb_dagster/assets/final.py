@@ -87,7 +87,10 @@ def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **u
 
 
 class MixtureExportConfig(dg.Config):
-    token_budget: int = 2_000_000
+    # 0 = as many tokens as the kept corpus holds (the mixture re-weights it; small clusters repeat).
+    token_budget: int = 0
+    # Repeat no super-cluster more than this many times; its surplus weight is then not met (say so).
+    max_repeat: float = 4.0
     shard_rows: int = 5_000
     seed: int = 0
 
@@ -125,7 +128,15 @@ def mixture_export(
     names = [f"super_cluster_{i:03d}" for i in range(n_super)]
     prefixes = [f"{cluster_tokens['path']}/cluster_{i:03d}" for i in range(n_super)]
     blend = export.blend_formats(weights, names, prefixes)
-    rates = export.repeat_rates(weights, cluster_tokens["tokens"], config.token_budget)
+    budget = config.token_budget or int(sum(cluster_tokens["tokens"]))
+    rates = export.repeat_rates(weights, cluster_tokens["tokens"], budget)
+    capped = rates > config.max_repeat
+    if capped.any():
+        context.log.warning(
+            f"super-clusters {np.flatnonzero(capped).tolist()} would repeat up to {rates.max():.1f}x to meet the "
+            f"budget of {budget} tokens; capped at {config.max_repeat}x (raise max_repeat or lower token_budget)"
+        )
+        rates = np.minimum(rates, config.max_repeat)
     tokenizer = load_tokenizer(
         files.local_dir_copy(files.make_path(proxy_tokenizer["path"], storage.options()))
     )
@@ -168,7 +179,8 @@ def mixture_export(
     titles = super_cluster_stats.select(schema.SUPER_CLUSTER, pl.exclude(schema.SUPER_CLUSTER)).to_dicts()
     manifest = {
         "experiment": name,
-        "token_budget": config.token_budget,
+        "token_budget": budget,
+        "max_repeat": config.max_repeat,
         "tokens_sampled": int(got.sum()),
         "tokens_per_super_cluster": got.tolist(),
         "repeat_rates": [round(float(r), 6) for r in rates],
@@ -185,7 +197,7 @@ def mixture_export(
         {
             "super_cluster": list(range(n_super)),
             "weight": weights.round(4),
-            "target_tokens": (weights * config.token_budget).round().astype(np.int64),
+            "target_tokens": (weights * budget).round().astype(np.int64),
             "sampled_tokens": got,
             "repeat_rate": rates.round(3),
         }
