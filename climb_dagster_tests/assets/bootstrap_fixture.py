@@ -59,26 +59,37 @@ def seed_clustered_corpus(home: Path, docs_per_domain: int = 40) -> Path:
     return path
 
 
-def run_experiment(instance: dg.DagsterInstance, name: str, spec: dict, raise_on_error: bool = True):
-    """Materialize proxy data + one experiment with the code location's own asset definitions."""
+def all_assets() -> list:
     from climb_dagster.definitions import defs
-    from climb_dagster.jobs import EXPERIMENT_GROUPS
-    from climb_dagster.partitions import crawl_drops, experiments
+
+    return list(defs.assets) + list(defs.asset_checks or [])
+
+
+def materialize_proxy_data(instance: dg.DagsterInstance, resources: dict) -> None:
+    """Register the two drops and materialize the proxy tokenizer (vocab 512) and the token store."""
+    from climb_dagster.partitions import crawl_drops
 
     instance.add_dynamic_partitions(crawl_drops.name, ["drop-0001", "drop-0002"])
-    instance.add_dynamic_partitions(experiments.name, [name])
-    assets = list(defs.assets)
-    resources = build_resources()
-    tok = dg.materialize(
-        assets,
+    result = dg.materialize(
+        all_assets(),
         selection=dg.AssetSelection.groups("proxy_data"),
         instance=instance,
         resources=resources,
         run_config={"ops": {"proxy_tokenizer": {"config": {"vocab_size": 512}}}},
     )
-    assert tok.success
+    assert result.success
+
+
+def run_experiment(instance: dg.DagsterInstance, name: str, spec: dict, raise_on_error: bool = True):
+    """Materialize proxy data + one experiment with the code location's own asset definitions."""
+    from climb_dagster.jobs import EXPERIMENT_GROUPS
+    from climb_dagster.partitions import experiments
+
+    resources = build_resources()
+    materialize_proxy_data(instance, resources)
+    instance.add_dynamic_partitions(experiments.name, [name])
     return dg.materialize(
-        assets,
+        all_assets(),
         selection=dg.AssetSelection.groups(*EXPERIMENT_GROUPS),
         partition_key=name,
         instance=instance,

@@ -14,6 +14,7 @@ import dagster as dg
 import polars as pl
 
 from climb_dagster import schema
+from climb_dagster_tests.assets.bootstrap_fixture import TINY_EXPERIMENT
 from climb_dagster_tests.conftest import DEMO_DATA
 
 PIPELINE_DROPS = ("drop-0001", "drop-0002")
@@ -25,19 +26,7 @@ CLUSTERING_CONFIG = {
     "super_clusters": {"config": {"n_superclusters": 3}},
 }
 TOKENIZER_CONFIG = {"proxy_tokenizer": {"config": {"vocab_size": 512}}}
-EXPERIMENT_SPEC = {
-    "strategy": "climb",
-    "rounds": [4, 2, 2],
-    "seed": 3,
-    "n_candidates": 2000,
-    "proxy_d_model": 32,
-    "proxy_layers": 1,
-    "proxy_heads": 2,
-    "proxy_block_size": 32,
-    "proxy_batch_size": 8,
-    "proxy_steps": 12,
-    "proxy_lr": 0.01,
-}
+EXPERIMENT_SPEC = {**TINY_EXPERIMENT, "seed": 3}
 EXPORT_CONFIG = {"token_budget": 20_000, "shard_rows": 50}
 
 

@@ -18,8 +18,8 @@ def main() -> int:
     home, name, spec, delay = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), float(sys.argv[4])
     import climb_dagster.core.proxy.train as train
     from climb_dagster.jobs import EXPERIMENT_GROUPS
-    from climb_dagster.partitions import crawl_drops, experiments
-    from climb_dagster_tests.reliability.conftest import all_assets
+    from climb_dagster.partitions import experiments
+    from climb_dagster_tests.assets.bootstrap_fixture import all_assets, materialize_proxy_data
     from climb_dagster_tests.reliability.helpers import experiment_run_config, local_resources
 
     real = train.train_proxy
@@ -31,17 +31,9 @@ def main() -> int:
 
     train.train_proxy = slow
     instance = dg.DagsterInstance.get()  # DAGSTER_HOME: runs survive this process
-    instance.add_dynamic_partitions(crawl_drops.name, ["drop-0001", "drop-0002"])
     instance.add_dynamic_partitions(experiments.name, [name])
     resources = local_resources(home)
-    tok = dg.materialize(
-        all_assets(),
-        selection=dg.AssetSelection.groups("proxy_data"),
-        instance=instance,
-        resources=resources,
-        run_config={"ops": {"proxy_tokenizer": {"config": {"vocab_size": 512}}}},
-    )
-    assert tok.success
+    materialize_proxy_data(instance, resources)
     print("proxy data ready", flush=True)
     result = dg.materialize(
         all_assets(),

@@ -13,39 +13,30 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from climb_dagster_tests.assets.bootstrap_fixture import TINY_EXPERIMENT, seed_clustered_corpus
+from climb_dagster_tests.assets.bootstrap_fixture import (
+    TINY_EXPERIMENT,
+    all_assets,
+    materialize_proxy_data,
+    seed_clustered_corpus,
+)
 
 # The real S3 server of the system tests (moto on 127.0.0.1), shared with the integration group.
 from climb_dagster_tests.integration.conftest import s3_server  # noqa: F401
 from climb_dagster_tests.reliability.helpers import experiment_run_config, local_resources
 
 
-def all_assets() -> list:
-    from climb_dagster.definitions import defs
-
-    return list(defs.assets) + list(defs.asset_checks or [])
-
-
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    from climb_dagster.partitions import crawl_drops, experiments
+    from climb_dagster.partitions import experiments
 
     home = tmp_path_factory.mktemp("tiny-corpus")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CLIMB_CACHE_DIR", str(home / "cache"))
         target = seed_clustered_corpus(home)
         instance = dg.DagsterInstance.ephemeral()
-        instance.add_dynamic_partitions(crawl_drops.name, ["drop-0001", "drop-0002"])
         instance.add_dynamic_partitions(experiments.name, ["base"])
         resources = local_resources(home)
-        tok = dg.materialize(
-            all_assets(),
-            selection=dg.AssetSelection.groups("proxy_data"),
-            instance=instance,
-            resources=resources,
-            run_config={"ops": {"proxy_tokenizer": {"config": {"vocab_size": 512}}}},
-        )
-        assert tok.success
+        materialize_proxy_data(instance, resources)
         spec = {**TINY_EXPERIMENT, "target_documents_path": str(target)}
         exp = dg.materialize(
             all_assets(),
