@@ -63,26 +63,25 @@ def proxy_tokenizer(
     )
 
 
-def check_ids_unique_across_drops(raw_documents: dict) -> None:
-    """Refuse a document id that appears in two drops (each drop alone is checked at ingestion)."""
+def _cluster_batches(raw_documents: dict, cluster_assignments: dict, mapping: pl.DataFrame, log):
+    """(super_cluster, texts) per drop and super-cluster; documents of pruned clusters are left out.
+
+    Each drop is read once, and its ids are checked against the drops before it on the way: an id in two
+    drops is refused (each drop alone is checked at ingestion). The store is written to a temporary folder,
+    so a refusal part-way leaves nothing behind.
+    """
     from climb_dagster.core.errors import ClimbInputError
 
     first_drop: dict[str, str] = {}
     for key in sorted(raw_documents):
-        ids = raw_documents[key].load().get_column(schema.ID).to_list()
-        for doc_id in ids:
+        docs = raw_documents[key].load().select(schema.ID, schema.TEXT)
+        for doc_id in docs.get_column(schema.ID).to_list():
             seen = first_drop.setdefault(doc_id, key)
             if seen != key:
                 raise ClimbInputError(
                     f"duplicate document id {doc_id!r} in crawl drops {seen!r} and {key!r}: ids must be "
                     "unique across drops (fix or drop one of them, then rematerialize raw_documents)"
                 )
-
-
-def _cluster_batches(raw_documents: dict, cluster_assignments: dict, mapping: pl.DataFrame, log):
-    """(super_cluster, texts) per drop and super-cluster; documents of pruned clusters are left out."""
-    for key in sorted(raw_documents):
-        docs = raw_documents[key].load().select(schema.ID, schema.TEXT)
         assigned = cluster_assignments[key].load().select(schema.ID, schema.CLUSTER)
         joined = docs.join(assigned, on=schema.ID, how="inner").join(mapping, on=schema.CLUSTER, how="inner")
         log(f"drop {key}: {joined.height}/{docs.height} documents in kept clusters")
@@ -110,7 +109,6 @@ def cluster_tokens(
     from climb_dagster.core.proxy.tokens import write_token_store
 
     start = time.perf_counter()
-    check_ids_unique_across_drops(raw_documents)
     mapping = super_clusters.select(schema.CLUSTER, schema.SUPER_CLUSTER)
     n_super = int(mapping[schema.SUPER_CLUSTER].max()) + 1
     tokenizer_dir = files.local_dir_copy(files.make_path(proxy_tokenizer["path"], storage.options()))

@@ -21,6 +21,7 @@ from climb_dagster_tests.reliability.conftest import all_assets, materialize_in
 from climb_dagster_tests.reliability.helpers import (
     failure_text,
     files_under,
+    fit_centroids,
     local_resources,
     materialization_meta,
 )
@@ -181,9 +182,13 @@ def test_duplicate_ids_across_drops_refused_by_cluster_tokens(tmp_path: Path):
             pl.DataFrame({schema.ID: ids, schema.CLUSTER: [0] * 3, schema.DISTANCE: [0.1] * 3}),
         )
     write_value(base / "super_clusters", pl.DataFrame({schema.CLUSTER: [0], schema.SUPER_CLUSTER: [0]}))
-    write_value(
-        base / "proxy_tokenizer", {"path": str(root / "no-tokenizer"), "sha256": "x", "vocab_size": 1}
+    from climb_dagster.core.proxy.tokens import train_tokenizer
+
+    # Drops are read once, while tokenizing: the tokenizer must exist for the refusal to be reached.
+    tok = train_tokenizer(
+        ["some text to learn a few merges from"] * 4, tmp_path / "tokenizer", vocab_size=300
     )
+    write_value(base / "proxy_tokenizer", {"path": str(tok), "sha256": "x", "vocab_size": 300})
     before = files_under(root)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(crawl_drops.name, list(drops))
@@ -208,16 +213,7 @@ def test_k_init_larger_than_document_count(tmp_path: Path):
     rng = np.random.default_rng(0)
     for key in ("drop-0001", "drop-0002"):
         write_value(base / "document_embeddings" / key, rng.standard_normal((5, 8)).astype(np.float32))
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(crawl_drops.name, ["drop-0001", "drop-0002"])
-    result = dg.materialize(
-        all_assets(),
-        selection=["cluster_centroids"],
-        instance=instance,
-        resources=local_resources(home),
-        run_config={"ops": {"cluster_centroids": {"config": {"n_clusters": 50}}}},
-        raise_on_error=False,
-    )
+    result = fit_centroids(home, n_clusters=50)
     assert not result.success
     assert "n_docs=10 is smaller than n_clusters (K_init)=50" in failure_text(result)
     assert not any(f.startswith("cluster_centroids") for f in files_under(home / "storage"))
