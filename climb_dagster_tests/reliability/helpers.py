@@ -60,3 +60,20 @@ def experiment_run_config(spec: dict, ops=("experiment", "mixture_export")) -> d
         "mixture_export": {"config": {"token_budget": 20_000, "shard_rows": 50}},
     }
     return {"ops": {k: v for k, v in config.items() if k in ops}}
+
+
+def fit_centroids(home: Path, n_clusters: int) -> dg.ExecuteInProcessResult:
+    """Materialize cluster_centroids over the embeddings already stored for drop-0001 and drop-0002."""
+    from climb_dagster.partitions import crawl_drops
+    from climb_dagster_tests.assets.bootstrap_fixture import all_assets
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(crawl_drops.name, ["drop-0001", "drop-0002"])
+    return dg.materialize(
+        all_assets(),
+        selection=["cluster_centroids"],
+        instance=instance,
+        resources=local_resources(home),
+        run_config={"ops": {"cluster_centroids": {"config": {"n_clusters": n_clusters}}}},
+        raise_on_error=False,
+    )

@@ -153,7 +153,7 @@ def test_io_manager_refuses_a_planted_pickle(tmp_path: Path):
 
 def test_io_manager_refuses_pickle_in_a_materialization(tmp_path: Path):
     """Downstream of a planted object array, the run fails with the file named and nothing runs."""
-    from climb_dagster_tests.reliability.helpers import failure_text, local_resources
+    from climb_dagster_tests.reliability.helpers import failure_text, fit_centroids
 
     marker = tmp_path / "pwned"
     home = tmp_path / "climb"
@@ -161,19 +161,7 @@ def test_io_manager_refuses_pickle_in_a_materialization(tmp_path: Path):
     emb.mkdir(parents=True)
     for key in ("drop-0001", "drop-0002"):
         np.save(emb / f"{key}.npy", np.array([_Payload(marker)] * 3, dtype=object), allow_pickle=True)
-    from climb_dagster.partitions import crawl_drops
-    from climb_dagster_tests.reliability.conftest import all_assets
-
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(crawl_drops.name, ["drop-0001", "drop-0002"])
-    result = dg.materialize(
-        all_assets(),
-        selection=["cluster_centroids"],
-        instance=instance,
-        resources=local_resources(home),
-        run_config={"ops": {"cluster_centroids": {"config": {"n_clusters": 2}}}},
-        raise_on_error=False,
-    )
+    result = fit_centroids(home, n_clusters=2)
     assert not result.success
     assert "drop-0001.npy: refusing to load a pickled object array" in failure_text(result)
     assert not marker.exists()
