@@ -15,7 +15,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from climb_dagster import schema
+from climb_dagster.core import schema
 from climb_dagster.core.artifacts import TensorBundle
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.kmeans import KMeansConfig, assign_clusters, fit_centroids

@@ -9,10 +9,9 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from climb_dagster import schema
 from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.assets.rounds import experiment_config, load_predictor, prior_of, record_direction
-from climb_dagster.core import bootstrap
+from climb_dagster.core import bootstrap, schema
 from climb_dagster.core import storage as files
 from climb_dagster.core.plots import png_markdown, weights_bar_png
 from climb_dagster.core.tables import markdown_table
@@ -66,7 +65,7 @@ def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **u
         "config_hash": record["config_hash"],
     }
     table = pl.DataFrame(
-        {"super_cluster": list(range(prior.size)), "final": weights.round(4), "natural": prior.round(4)}
+        {schema.SUPER_CLUSTER: list(range(prior.size)), "final": weights.round(4), "natural": prior.round(4)}
     )
     png = weights_bar_png(np.vstack([weights]), f"{record['name']}: final mixture")
     tracking = try_track(
@@ -195,7 +194,7 @@ def mixture_export(
     files.atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, default=str))
     table = pl.DataFrame(
         {
-            "super_cluster": list(range(n_super)),
+            schema.SUPER_CLUSTER: list(range(n_super)),
             "weight": weights.round(4),
             "target_tokens": (weights * budget).round().astype(np.int64),
             "sampled_tokens": got,

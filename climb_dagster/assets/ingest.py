@@ -8,7 +8,7 @@ import time
 import dagster as dg
 import polars as pl
 
-from climb_dagster import schema
+from climb_dagster.core import schema
 from climb_dagster.core.corpus import CorpusConfig, read_drop
 from climb_dagster.core.storage import storage_errors
 from climb_dagster.partitions import crawl_drops

@@ -13,9 +13,8 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from climb_dagster import schema
 from climb_dagster.assets.experiments import MAX_ROUNDS
-from climb_dagster.core import bootstrap
+from climb_dagster.core import bootstrap, schema
 from climb_dagster.core.artifacts import ModelText
 from climb_dagster.core.experiment import ExperimentConfig
 from climb_dagster.core.plots import png_markdown, predicted_vs_actual_png, weights_bar_png
@@ -31,7 +30,7 @@ CV_FOLDS = 5
 
 def prior_of(cluster_tokens: dict) -> np.ndarray:
     """Natural mixture: each super-cluster's share of the training tokens."""
-    tokens = np.asarray(cluster_tokens["tokens"], dtype=np.float64)
+    tokens = np.asarray(cluster_tokens[schema.TOKENS], dtype=np.float64)
     return tokens / tokens.sum()
 
 
@@ -41,7 +40,7 @@ def data_key(record: dict) -> str:
     The target enters by content (its fingerprint) and by how it is scored, never by where its files are
     stored, so the same data on another storage root or under another experiment name reuses cached proxies.
     """
-    from climb_dagster.core.proxy.config import content_hash
+    from climb_dagster.core.hashing import content_hash
 
     spec = record["target_spec"]
     scoring = {
@@ -73,7 +72,7 @@ def _history_for_proposal(evals: list[pl.DataFrame], direction: str) -> tuple[np
         return None, None
     rows = pl.concat(frames, how="diagonal_relaxed")
     scores = rows[schema.SCORE].to_numpy().astype(np.float64)
-    ok = np.isfinite(scores) & (rows["status"] == "ok").to_numpy()
+    ok = np.isfinite(scores) & (rows[schema.STATUS] == schema.OK).to_numpy()
     if ok.any():
         worst = scores[ok].max() if direction == "minimize" else scores[ok].min()
         scores = np.where(ok, scores, worst)
@@ -104,7 +103,8 @@ def build_round(k: int) -> list:
     )
     def mixtures(context: dg.AssetExecutionContext, **upstream):
         """Mixtures to train proxies on in this round (round 1: Dirichlet around the token shares)."""
-        from climb_dagster.core.proxy.config import ProxyConfig, proxy_run_key
+        from climb_dagster.core.hashing import proxy_run_key
+        from climb_dagster.core.proxy.config import ProxyConfig
         from climb_dagster.core.search.strategies import propose_round
 
         record = upstream["experiment"]
@@ -141,8 +141,8 @@ def build_round(k: int) -> list:
         for row, w in zip(mixtures_table.iter_rows(named=True), weights, strict=True):
             job = {
                 schema.MIXTURE_ID: row[schema.MIXTURE_ID],
-                "proxy_key": row["proxy_key"],
-                "weights": w.tolist(),
+                schema.PROXY_KEY: row[schema.PROXY_KEY],
+                schema.WEIGHTS: w.tolist(),
             }
             yield dg.DynamicOutput(job, mapping_key=row[schema.MIXTURE_ID].replace("-", "_"))
 
@@ -165,7 +165,7 @@ def build_round(k: int) -> list:
             context.log.debug(f"{job[schema.MIXTURE_ID]}: step {step}/{total} loss {loss:.3f}")
 
         result = bootstrap.run_proxy_job(job, store, proxy, int(record["seed"]), evaluate, cache, progress)
-        verb = "reused" if result["cached"] else "trained"
+        verb = "reused" if result[schema.CACHED] else "trained"
         context.log.info(
             f"{verb} proxy {job[schema.MIXTURE_ID]} ({result['status']}): score {result[schema.SCORE]}"
         )
@@ -173,19 +173,21 @@ def build_round(k: int) -> list:
 
     @dg.op(name=f"round_{k}_collect_proxies")
     def collect(context: dg.OpExecutionContext, tokens: dict, results: list) -> pl.DataFrame:
-        table = bootstrap.evaluations_table(results, len(tokens["tokens"]))
-        failed = table.filter(pl.col("status") != "ok")
+        table = bootstrap.evaluations_table(results, len(tokens[schema.TOKENS]))
+        failed = table.filter(pl.col(schema.STATUS) != schema.OK)
         for row in failed.iter_rows(named=True):
             context.log.warning(f"proxy {row[schema.MIXTURE_ID]} failed and is excluded: {row['reason']}")
         context.add_output_metadata(
             {
                 "dagster/row_count": table.height,
                 "failed": failed.height,
-                "reused_from_cache": int(table["cached"].sum()) if table.height else 0,
-                "train_seconds": float(table["wall_s"].sum()) if table.height else 0.0,
+                "reused_from_cache": int(table[schema.CACHED].sum()) if table.height else 0,
+                "train_seconds": float(table[schema.WALL_S].sum()) if table.height else 0.0,
                 "evaluations": dg.MetadataValue.md(
                     markdown_table(
-                        table.select(schema.MIXTURE_ID, "status", schema.SCORE, "train_loss", "cached")
+                        table.select(
+                            schema.MIXTURE_ID, schema.STATUS, schema.SCORE, schema.TRAIN_LOSS, schema.CACHED
+                        )
                     )
                 ),
             }
@@ -325,7 +327,9 @@ def _unexplained_scores(evals: list[pl.DataFrame]) -> list[str]:
         for row in frame.iter_rows(named=True):
             score = row[schema.SCORE]
             finite = score is not None and np.isfinite(score)
-            if (row["status"] == "ok" and not finite) or (row["status"] != "ok" and not row["reason"]):
+            if (row[schema.STATUS] == schema.OK and not finite) or (
+                row[schema.STATUS] != schema.OK and not row[schema.REASON]
+            ):
                 bad.append(row[schema.MIXTURE_ID])
     return bad
 

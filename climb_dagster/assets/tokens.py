@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from climb_dagster import schema
+from climb_dagster.core import schema
 from climb_dagster.core import storage as files
 from climb_dagster.core.tables import markdown_table
 from climb_dagster.resources.io_manager import LAZY
@@ -121,7 +121,7 @@ def cluster_tokens(
         n_tokens, n_docs, vocab = list(store.n_tokens), list(store.n_docs), store.vocab_size
     seconds = time.perf_counter() - start
     table = pl.DataFrame(
-        {schema.SUPER_CLUSTER: list(range(n_super)), "documents": n_docs, "tokens": n_tokens}
+        {schema.SUPER_CLUSTER: list(range(n_super)), schema.DOCUMENTS: n_docs, schema.TOKENS: n_tokens}
     )
     return dg.Output(
         {"path": str(target), "key": key, "vocab_size": vocab, "tokens": n_tokens, "documents": n_docs},

@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.hashing import content_hash
 from climb_dagster.core.keys import validate_key
-from climb_dagster.core.proxy.config import ProxyConfig, content_hash
+from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.search.strategies import STRATEGIES, StrategyConfig, budget_split, default_strategy
 
 TARGET_KINDS = ("documents_loss", "mc_accuracy", "combined")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from climb_dagster import schema
+from climb_dagster.core import schema
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.search.sampling import validate_mixtures
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from climb_dagster import schema
+from climb_dagster.core import schema
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.quality.pruning import KEPT, N_DOCS, QUALITY_MEAN, quality_from_sums
 

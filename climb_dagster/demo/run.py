@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"[demo] bootstrapping done in {time.perf_counter() - stage_t:.0f}s")
 
-    from climb_dagster.core import storage
+    from climb_dagster.core import schema, storage
     from climb_dagster.resources.io_manager import read_value
     from climb_dagster.resources.sets import settings
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.target_domain} loss, {final['direction']}):"
     )
     print(f"{'super-cluster':>13}  {'found':>6}  {'natural':>7}  top terms")
-    terms = {row["super_cluster"]: row for row in stats.to_dicts()}
+    terms = {row[schema.SUPER_CLUSTER]: row for row in stats.to_dicts()}
     for i, (w, n) in enumerate(zip(final["weights"], final["natural"], strict=True)):
         row = terms.get(i, {})
         top = row.get("top_terms") or ""

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from climb_dagster import schema
+from climb_dagster.core import schema
 from climb_dagster.resources.tracking import EXPERIMENT, PROXY, ROUND, MlflowTracker, TrackingUnavailable
 
 log = logging.getLogger(__name__)
@@ -82,25 +82,27 @@ def track_round(
         tracker.log_artifact_bytes(run_id, name, png, artifact_path="plots")
     if predictor_text:
         tracker.log_lightgbm(run_id, predictor_text)
-    weight_cols = [c for c in evaluations.columns if c.startswith("w_")]
+    weight_cols = schema.weight_columns_of(evaluations.columns)
     for row in evaluations.iter_rows(named=True):
         proxy_run = tracker.ensure_run(
             "proxy",
-            {EXPERIMENT: record["name"], ROUND: str(round_number), PROXY: row["proxy_key"]},
+            {EXPERIMENT: record["name"], ROUND: str(round_number), PROXY: row[schema.PROXY_KEY]},
             name=row[schema.MIXTURE_ID],
             parent_run_id=run_id,
         )
         metrics = {
-            k: row[k] for k in (schema.SCORE, "train_loss", "tokens", "wall_s") if row.get(k) is not None
+            k: row[k]
+            for k in (schema.SCORE, schema.TRAIN_LOSS, schema.TOKENS, schema.WALL_S)
+            if row.get(k) is not None
         }
         params = {c: round(row[c], 6) for c in weight_cols} | {
-            "status": row["status"],
-            "mixture_id": row[schema.MIXTURE_ID],
+            schema.STATUS: row[schema.STATUS],
+            schema.MIXTURE_ID: row[schema.MIXTURE_ID],
         }
-        if row.get("reason"):
-            params["reason"] = row["reason"][:250]
+        if row.get(schema.REASON):
+            params[schema.REASON] = row[schema.REASON][:250]
         tracker.log(proxy_run, params=params, metrics=metrics)
-        tracker.finish(proxy_run, "FINISHED" if row["status"] == "ok" else "FAILED")
+        tracker.finish(proxy_run, "FINISHED" if row[schema.STATUS] == schema.OK else "FAILED")
     tracker.finish(run_id)
     return run_id
 

@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from climb_dagster import schema
+from climb_dagster.core import schema
 from climb_dagster_tests.assets.bootstrap_fixture import TINY_EXPERIMENT
 from climb_dagster_tests.conftest import DEMO_DATA
 

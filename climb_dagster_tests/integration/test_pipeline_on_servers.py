@@ -27,8 +27,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from climb_dagster.assets.rounds import data_key
-from climb_dagster.core import bootstrap, storage
-from climb_dagster.core.proxy.config import ProxyConfig, proxy_run_key
+from climb_dagster.core import bootstrap, schema, storage
+from climb_dagster.core.hashing import proxy_run_key
+from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.resources.embedding import EmbeddingModelResource
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster.resources.sets import build_resources
@@ -489,7 +490,7 @@ def test_mlflow_server_holds_the_experiment_round_proxy_tree(runs: Runs, tmp_pat
         )
         import lightgbm
 
-        x = evals.select(sorted(c for c in evals.columns if c.startswith("w_"))).to_numpy()
+        x = evals.select(schema.weight_columns_of(evals.columns)).to_numpy()
         np.testing.assert_array_equal(
             loaded.predict(x), lightgbm.Booster(model_str=model.texts[0]).predict(x)
         )

@@ -11,8 +11,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from climb_dagster import schema
 from climb_dagster.assets.ingest import raw_documents
+from climb_dagster.core import schema
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.experiment import ExperimentConfig
 from climb_dagster.partitions import crawl_drops

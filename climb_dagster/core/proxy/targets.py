@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.proxy.config import content_hash
+from climb_dagster.core.hashing import content_hash
 
 LOSS = "loss"
 MULTIPLE_CHOICE = "multiple_choice"
