@@ -13,6 +13,7 @@ from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.assets.rounds import experiment_config, load_predictor, prior_of, record_direction
 from climb_dagster.core import bootstrap, schema
 from climb_dagster.core import storage as files
+from climb_dagster.core.direction import Direction
 from climb_dagster.core.plots import png_markdown, weights_bar_png
 from climb_dagster.core.tables import markdown_table
 from climb_dagster.partitions import experiments
@@ -47,7 +48,7 @@ def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **u
     predictor = load_predictor(predictor_text)
     weights = select_final(exp.strategy_config(), predictor, hm, hs, exp.seed, prior=prior)
     direction = record_direction(record)
-    best_i = int(np.argmin(hs) if direction == "minimize" else np.argmax(hs))
+    best_i = Direction.parse(direction).argbest(hs)
     uniform = np.full(prior.size, 1.0 / prior.size)
     predicted = predictor.predict(np.vstack([weights, prior, uniform]))
     final = {

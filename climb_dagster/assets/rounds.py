@@ -16,6 +16,7 @@ import polars as pl
 from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.core import bootstrap, schema
 from climb_dagster.core.artifacts import ModelText
+from climb_dagster.core.direction import Direction
 from climb_dagster.core.experiment import ExperimentConfig
 from climb_dagster.core.plots import png_markdown, predicted_vs_actual_png, weights_bar_png
 from climb_dagster.core.tables import markdown_table
@@ -74,7 +75,7 @@ def _history_for_proposal(evals: list[pl.DataFrame], direction: str) -> tuple[np
     scores = rows[schema.SCORE].to_numpy().astype(np.float64)
     ok = np.isfinite(scores) & (rows[schema.STATUS] == schema.OK).to_numpy()
     if ok.any():
-        worst = scores[ok].max() if direction == "minimize" else scores[ok].min()
+        worst = Direction.parse(direction).worst(scores[ok])
         scores = np.where(ok, scores, worst)
     return bootstrap.table_mixtures(rows), scores
 
@@ -253,7 +254,7 @@ def build_round(k: int) -> list:
         texts, sidecar = fitted.to_strings()
         cv = fitted.metadata.get("cv_spearman")
         in_sample = fitted.predict(hm)
-        best_i = int(np.argmin(hs) if direction == "minimize" else np.argmax(hs))
+        best_i = Direction.parse(direction).argbest(hs)
         summary = {
             "best_observed_score": float(hs[best_i]),
             "cv_spearman": None if cv is None or not np.isfinite(cv) else float(cv),

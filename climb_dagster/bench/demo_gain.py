@@ -11,6 +11,8 @@ import time
 
 import numpy as np
 
+from climb_dagster.core.direction import Direction
+
 SEED_OFFSET = 10_000  # never one of the search's own seeds
 
 
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> dict:
             scores[name].append(float(evaluate(result.model)) if result.ok else float("nan"))
     direction = record["target_spec"]["direction"]
     mean = {name: float(np.mean(v)) for name, v in scores.items()}
-    better = (lambda a, b: a < b) if direction == "minimize" else (lambda a, b: a > b)
+    better = Direction.parse(direction).better
     return {
         "direction": direction,
         "found": mean["found"],

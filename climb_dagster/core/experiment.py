@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from climb_dagster.core.direction import Direction
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.hashing import content_hash
 from climb_dagster.core.keys import validate_key
@@ -46,8 +47,8 @@ class TargetConfig:
             raise ClimbInputError(f"max_eval_windows must be >= 1, got {self.max_eval_windows}")
 
     @property
-    def direction(self) -> str:
-        return "maximize" if self.kind == "mc_accuracy" else "minimize"
+    def direction(self) -> Direction:
+        return Direction.MAXIMIZE if self.kind == "mc_accuracy" else Direction.MINIMIZE
 
 
 @dataclass(frozen=True)
