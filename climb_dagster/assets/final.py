@@ -10,11 +10,11 @@ import numpy as np
 import polars as pl
 
 from climb_dagster.assets.experiments import MAX_ROUNDS
-from climb_dagster.assets.rounds import experiment_config, load_predictor, prior_of, record_direction
+from climb_dagster.assets.rounds import load_predictor
 from climb_dagster.core import bootstrap, schema
 from climb_dagster.core import storage as files
-from climb_dagster.core.direction import Direction
 from climb_dagster.core.plots import png_markdown, weights_bar_png
+from climb_dagster.core.records import FinalMixture, TokenStoreRef
 from climb_dagster.core.tables import markdown_table
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.experiment_tracking import track_final, try_track
@@ -36,49 +36,51 @@ EVAL_KEYS = [f"round_{j}_proxy_evaluations" for j in range(1, MAX_ROUNDS + 1)]
     },
     kinds={"json", "mlflow"},
 )
-def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **upstream) -> dg.Output[dict]:
+def final_mixture(
+    context: dg.AssetExecutionContext, tracker: MlflowTracker, **upstream
+) -> dg.Output[FinalMixture]:
     """The selected mixture over super-clusters, beside the natural token-share mixture."""
     from climb_dagster.core.search.strategies import select_final
 
     record, predictor_text = upstream["experiment"], upstream["predictor"]
-    exp = experiment_config(record)
-    prior = prior_of(upstream["cluster_tokens"])
+    exp = record.config
+    prior = upstream["cluster_tokens"].prior()
     evals = [upstream[key] for key in EVAL_KEYS]
     hm, hs, spent = bootstrap.history(evals)
     predictor = load_predictor(predictor_text)
     weights = select_final(exp.strategy_config(), predictor, hm, hs, exp.seed, prior=prior)
-    direction = record_direction(record)
-    best_i = Direction.parse(direction).argbest(hs)
+    direction = record.direction
+    best_i = direction.argbest(hs)
     uniform = np.full(prior.size, 1.0 / prior.size)
     predicted = predictor.predict(np.vstack([weights, prior, uniform]))
-    final = {
-        "experiment": record["name"],
-        "strategy": record["strategy"],
-        "direction": direction,
-        "weights": [float(w) for w in weights],
-        "natural": [float(w) for w in prior],
-        "predicted_score": float(predicted[0]),
-        "predicted_natural_score": float(predicted[1]),
-        "predicted_uniform_score": float(predicted[2]),
-        "best_observed_score": float(hs[best_i]),
-        "proxies_trained": int(spent),
-        "proxies_successful": int(hs.size),
-        "config_hash": record["config_hash"],
-    }
+    final = FinalMixture(
+        experiment=record.name,
+        strategy=exp.strategy,
+        direction=str(direction),
+        weights=tuple(float(w) for w in weights),
+        natural=tuple(float(w) for w in prior),
+        predicted_score=float(predicted[0]),
+        predicted_natural_score=float(predicted[1]),
+        predicted_uniform_score=float(predicted[2]),
+        best_observed_score=float(hs[best_i]),
+        proxies_trained=int(spent),
+        proxies_successful=int(hs.size),
+        config_hash=record.config_hash,
+    )
     table = pl.DataFrame(
         {schema.SUPER_CLUSTER: list(range(prior.size)), "final": weights.round(4), "natural": prior.round(4)}
     )
-    png = weights_bar_png(np.vstack([weights]), f"{record['name']}: final mixture")
+    png = weights_bar_png(np.vstack([weights]), f"{record.name}: final mixture")
     tracking = try_track(
         context.log.warning, "MLflow final mixture", lambda: track_final(tracker, record, final)
     )
     return dg.Output(
         final,
         metadata={
-            "predicted_score": final["predicted_score"],
-            "predicted_natural_score": final["predicted_natural_score"],
-            "best_observed_score": final["best_observed_score"],
-            "proxies_trained": final["proxies_trained"],
+            "predicted_score": final.predicted_score,
+            "predicted_natural_score": final.predicted_natural_score,
+            "best_observed_score": final.best_observed_score,
+            "proxies_trained": final.proxies_trained,
             "final_vs_natural": dg.MetadataValue.md(markdown_table(table)),
             "final_plot": dg.MetadataValue.md(png_markdown(png, "final mixture")),
             **tracking,
@@ -109,8 +111,8 @@ def mixture_export(
     context: dg.AssetExecutionContext,
     config: MixtureExportConfig,
     storage: ClimbStorage,
-    final_mixture: dict,
-    cluster_tokens: dict,
+    final_mixture: FinalMixture,
+    cluster_tokens: TokenStoreRef,
     proxy_tokenizer: dict,
     super_clusters: pl.DataFrame,
     super_cluster_stats: pl.DataFrame,
@@ -123,13 +125,13 @@ def mixture_export(
     from climb_dagster.core.proxy.tokens import load_tokenizer
 
     name = context.partition_key
-    weights = np.asarray(final_mixture["weights"])
+    weights = np.asarray(final_mixture.weights)
     n_super = weights.size
     names = [f"super_cluster_{i:03d}" for i in range(n_super)]
-    prefixes = [f"{cluster_tokens['path']}/cluster_{i:03d}" for i in range(n_super)]
+    prefixes = [f"{cluster_tokens.path}/cluster_{i:03d}" for i in range(n_super)]
     blend = export.blend_formats(weights, names, prefixes)
-    budget = config.token_budget or int(sum(cluster_tokens["tokens"]))
-    rates = export.repeat_rates(weights, cluster_tokens["tokens"], budget)
+    budget = config.token_budget or int(sum(cluster_tokens.tokens))
+    rates = export.repeat_rates(weights, cluster_tokens.tokens, budget)
     capped = rates > config.max_repeat
     if capped.any():
         context.log.warning(
@@ -188,7 +190,7 @@ def mixture_export(
         "blend": blend,
         "super_clusters": titles,
         "seed": config.seed,
-        "final_mixture": final_mixture,
+        "final_mixture": final_mixture.to_dict(),
     }
     files.atomic_write_text(out / "blend.json", json.dumps(blend, indent=1))
     # The manifest last: its presence marks the export as complete.

@@ -17,8 +17,8 @@ from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.core import bootstrap, schema
 from climb_dagster.core.artifacts import ModelText
 from climb_dagster.core.direction import Direction
-from climb_dagster.core.experiment import ExperimentConfig
 from climb_dagster.core.plots import png_markdown, predicted_vs_actual_png, weights_bar_png
+from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
 from climb_dagster.core.tables import markdown_table
 from climb_dagster.k8s import PROXY_OP_TAGS
 from climb_dagster.partitions import experiments
@@ -27,36 +27,6 @@ from climb_dagster.resources.storage import ClimbStorage
 from climb_dagster.resources.tracking import MlflowTracker
 
 CV_FOLDS = 5
-
-
-def prior_of(cluster_tokens: dict) -> np.ndarray:
-    """Natural mixture: each super-cluster's share of the training tokens."""
-    tokens = np.asarray(cluster_tokens[schema.TOKENS], dtype=np.float64)
-    return tokens / tokens.sum()
-
-
-def data_key(record: dict) -> str:
-    """What besides mixture/config/seed determines a proxy's score: the token store and the target.
-
-    The target enters by content (its fingerprint) and by how it is scored, never by where its files are
-    stored, so the same data on another storage root or under another experiment name reuses cached proxies.
-    """
-    from climb_dagster.core.hashing import content_hash
-
-    spec = record["target_spec"]
-    scoring = {
-        "direction": spec["direction"],
-        "evaluators": [{k: v for k, v in e.items() if k != "path"} for e in spec["evaluators"]],
-    }
-    return f"{record['token_store']}:{spec['fingerprint']}:{content_hash(scoring)}"
-
-
-RECORD_EXTRAS = ("token_store", "token_store_path", "target_spec", "config_hash")
-
-
-def experiment_config(record: dict) -> ExperimentConfig:
-    """The ExperimentConfig of a stored record (which also carries derived fields)."""
-    return ExperimentConfig.from_dict({k: v for k, v in record.items() if k not in RECORD_EXTRAS})
 
 
 def load_predictor(model: ModelText):
@@ -105,12 +75,11 @@ def build_round(k: int) -> list:
     def mixtures(context: dg.AssetExecutionContext, **upstream):
         """Mixtures to train proxies on in this round (round 1: Dirichlet around the token shares)."""
         from climb_dagster.core.hashing import proxy_run_key
-        from climb_dagster.core.proxy.config import ProxyConfig
         from climb_dagster.core.search.strategies import propose_round
 
         record = upstream["experiment"]
-        exp = experiment_config(record)
-        prior = prior_of(upstream["cluster_tokens"])
+        exp = record.config
+        prior = upstream["cluster_tokens"].prior()
         if k > exp.n_rounds:
             empty = bootstrap.mixtures_table(k, np.zeros((0, prior.size)), [])
             yield dg.Output(empty, metadata={"active": False, "dagster/row_count": 0})
@@ -120,10 +89,9 @@ def build_round(k: int) -> list:
         predictor = load_predictor(upstream["predictor"]) if k > 1 and exp.strategy == "climb" else None
         start = time.perf_counter()
         proposed = propose_round(exp.strategy_config(), k - 1, hm, hs, prior, exp.seed, predictor=predictor)
-        proxy = ProxyConfig.from_dict(record["proxy"])
-        keys = [proxy_run_key(m.tolist(), proxy, exp.seed, data_key(record)) for m in proposed]
+        keys = [proxy_run_key(m.tolist(), record.proxy, exp.seed, record.data_key()) for m in proposed]
         table = bootstrap.mixtures_table(k, proposed, keys)
-        png = weights_bar_png(proposed, f"{record['name']} round {k}: weights")
+        png = weights_bar_png(proposed, f"{record.name} round {k}: weights")
         yield dg.Output(
             table,
             metadata={
@@ -149,23 +117,26 @@ def build_round(k: int) -> list:
 
     @dg.op(name=f"round_{k}_train_proxy", tags=PROXY_OP_TAGS)
     def train(
-        context: dg.OpExecutionContext, storage: ClimbStorage, record: dict, tokens: dict, job: dict
+        context: dg.OpExecutionContext,
+        storage: ClimbStorage,
+        record: ExperimentRecord,
+        tokens: TokenStoreRef,
+        job: dict,
     ) -> dict:
         """Train one proxy on one mixture (reused from the cache when this exact run already finished)."""
-        from climb_dagster.core.proxy.config import ProxyConfig
         from climb_dagster.core.target_eval import open_token_store, target_evaluator
 
-        proxy = ProxyConfig.from_dict(record["proxy"])
-        store = open_token_store(tokens["path"], storage.options())
+        proxy = record.proxy
+        store = open_token_store(tokens.path, storage.options())
         evaluate = target_evaluator(
-            record["target_spec"], store.load_tokenizer(), proxy.train.num_threads, storage.options()
+            record.target_spec, store.load_tokenizer(), proxy.train.num_threads, storage.options()
         )
         cache = bootstrap.ProxyCache(storage.root() / "proxy_runs")
 
         def progress(step: int, total: int, loss: float) -> None:
             context.log.debug(f"{job[schema.MIXTURE_ID]}: step {step}/{total} loss {loss:.3f}")
 
-        result = bootstrap.run_proxy_job(job, store, proxy, int(record["seed"]), evaluate, cache, progress)
+        result = bootstrap.run_proxy_job(job, store, proxy, record.seed, evaluate, cache, progress)
         verb = "reused" if result[schema.CACHED] else "trained"
         context.log.info(
             f"{verb} proxy {job[schema.MIXTURE_ID]} ({result['status']}): score {result[schema.SCORE]}"
@@ -173,8 +144,8 @@ def build_round(k: int) -> list:
         return result
 
     @dg.op(name=f"round_{k}_collect_proxies")
-    def collect(context: dg.OpExecutionContext, tokens: dict, results: list) -> pl.DataFrame:
-        table = bootstrap.evaluations_table(results, len(tokens[schema.TOKENS]))
+    def collect(context: dg.OpExecutionContext, tokens: TokenStoreRef, results: list) -> pl.DataFrame:
+        table = bootstrap.evaluations_table(results, tokens.n_clusters)
         failed = table.filter(pl.col(schema.STATUS) != schema.OK)
         for row in failed.iter_rows(named=True):
             context.log.warning(f"proxy {row[schema.MIXTURE_ID]} failed and is excluded: {row['reason']}")
@@ -231,8 +202,8 @@ def build_round(k: int) -> list:
         from climb_dagster.core.search.strategies import round_seed
 
         record = upstream["experiment"]
-        strategy = experiment_config(record).strategy_config()
-        direction = record_direction(record)
+        strategy = record.config.strategy_config()
+        direction = record.direction
         evals = [upstream[f"round_{j}_proxy_evaluations"] for j in range(1, k + 1)]
         bad = _unexplained_scores(evals)
         if bad:
@@ -243,18 +214,18 @@ def build_round(k: int) -> list:
         hm, hs, spent = bootstrap.history(evals)
         if hs.size < 2:
             raise dg.Failure(
-                f"round {k} of {record['name']}: only {hs.size} successful proxies; cannot fit a predictor"
+                f"round {k} of {record.name}: only {hs.size} successful proxies; cannot fit a predictor"
             )
         folds = min(CV_FOLDS, hs.size) if hs.size >= 4 else 0
         start = time.perf_counter()
         # The same predictor config and seed as the search's own round (run_search), so both agree.
         fitted = fit_predictor(
-            hm, hs, direction, round_seed(int(record["seed"]), k), strategy.predictor, cv_folds=folds
+            hm, hs, direction, round_seed(record.seed, k), strategy.predictor, cv_folds=folds
         )
         texts, sidecar = fitted.to_strings()
         cv = fitted.metadata.get("cv_spearman")
         in_sample = fitted.predict(hm)
-        best_i = Direction.parse(direction).argbest(hs)
+        best_i = direction.argbest(hs)
         summary = {
             "best_observed_score": float(hs[best_i]),
             "cv_spearman": None if cv is None or not np.isfinite(cv) else float(cv),
@@ -262,7 +233,7 @@ def build_round(k: int) -> list:
             "n_successful": int(hs.size),
             "n_spent": int(spent),
         }
-        scatter = predicted_vs_actual_png(in_sample, hs, f"{record['name']} round {k}: in-sample fit")
+        scatter = predicted_vs_actual_png(in_sample, hs, f"{record.name} round {k}: in-sample fit")
         this_round = evals[-1]
         active = this_round.height > 0
         tracking = {}
@@ -333,10 +304,6 @@ def _unexplained_scores(evals: list[pl.DataFrame]) -> list[str]:
             ):
                 bad.append(row[schema.MIXTURE_ID])
     return bad
-
-
-def record_direction(record: dict) -> str:
-    return record["target_spec"]["direction"]
 
 
 ROUND_ASSETS = [a for k in range(1, MAX_ROUNDS + 1) for a in build_round(k)]

@@ -13,6 +13,7 @@ import polars as pl
 
 from climb_dagster.core import schema
 from climb_dagster.core import storage as files
+from climb_dagster.core.records import TokenStoreRef
 from climb_dagster.core.tables import markdown_table
 from climb_dagster.resources.io_manager import LAZY
 from climb_dagster.resources.storage import ClimbStorage
@@ -104,7 +105,7 @@ def cluster_tokens(
     super_clusters: pl.DataFrame,
     raw_documents: dict,
     cluster_assignments: dict,
-) -> dg.Output[dict]:
+) -> dg.Output[TokenStoreRef]:
     """Each super-cluster tokenized once into a uint16/uint32 memmap file plus an index."""
     from climb_dagster.core.proxy.tokens import write_token_store
 
@@ -124,7 +125,7 @@ def cluster_tokens(
         {schema.SUPER_CLUSTER: list(range(n_super)), schema.DOCUMENTS: n_docs, schema.TOKENS: n_tokens}
     )
     return dg.Output(
-        {"path": str(target), "key": key, "vocab_size": vocab, "tokens": n_tokens, "documents": n_docs},
+        TokenStoreRef(str(target), key, vocab, tuple(n_tokens), tuple(n_docs)),
         metadata={
             "total_tokens": int(sum(n_tokens)),
             "n_superclusters": n_super,

@@ -107,12 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     final = read_value(root / "final_mixture" / args.experiment)
     stats = read_value(root / "super_cluster_stats")
     print(
-        f"\n[demo] final mixture of experiment {args.experiment!r} ({final['strategy']}, target: held-out "
-        f"{args.target_domain} loss, {final['direction']}):"
+        f"\n[demo] final mixture of experiment {args.experiment!r} ({final.strategy}, target: held-out "
+        f"{args.target_domain} loss, {final.direction}):"
     )
     print(f"{'super-cluster':>13}  {'found':>6}  {'natural':>7}  top terms")
     terms = {row[schema.SUPER_CLUSTER]: row for row in stats.to_dicts()}
-    for i, (w, n) in enumerate(zip(final["weights"], final["natural"], strict=True)):
+    for i, (w, n) in enumerate(zip(final.weights, final.natural, strict=True)):
         row = terms.get(i, {})
         top = row.get("top_terms") or ""
         top = ", ".join(top[:5]) if isinstance(top, list) else str(top)[:60]
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         json.dumps(
             {
-                k: final[k]
+                k: getattr(final, k)
                 for k in (
                     "predicted_score",
                     "predicted_natural_score",

@@ -112,8 +112,8 @@ def test_sigkill_mid_round_then_resume_reuses_finished_proxies(clean_run: dict, 
     # Same seeds, same data: the final mixture equals the uninterrupted run's, exactly.
     reference = read_value(clean_run["root"] / "final_mixture" / "base")
     resumed = read_value(root / "final_mixture" / "tiny")
-    assert resumed["weights"] == reference["weights"]
-    assert resumed["best_observed_score"] == reference["best_observed_score"]
+    assert resumed.weights == reference.weights
+    assert resumed.best_observed_score == reference.best_observed_score
     for k in (1, 2, 3):
         a = read_value(root / f"round_{k}_proxy_evaluations" / "tiny")["score"].to_list()
         b = read_value(clean_run["root"] / f"round_{k}_proxy_evaluations" / "base")["score"].to_list()
@@ -141,7 +141,7 @@ def test_mlflow_down_results_stored_then_replayed(
     assert len(pending) >= 5 and all("127.0.0.1:9" in m for m in pending)
     root = clean_run["root"]
     final = read_value(root / "final_mixture" / "base")
-    assert len(final["weights"]) == 4, "results are stored although MLflow was down"
+    assert len(final.weights) == 4, "results are stored although MLflow was down"
 
     from mlflow.tracking import MlflowClient
 
@@ -174,7 +174,7 @@ def test_mlflow_down_results_stored_then_replayed(
         s for k in (1, 2, 3) for s in read_value(root / f"round_{k}_proxy_evaluations" / "base")["score"]
     )
     assert np.allclose(scores, stored)
-    assert parent.data.metrics["best_observed_score"] == final["best_observed_score"]
+    assert parent.data.metrics["best_observed_score"] == final.best_observed_score
     logged = [json.dumps([r.data.params, r.data.tags, r.info.run_name]) for r in runs]
     assert not any(CANARY in text for text in logged), "a credential reached MLflow params/tags"
 
