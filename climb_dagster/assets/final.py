@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from climb_dagster.assets.experiments import MAX_ROUNDS
-from climb_dagster.assets.rounds import load_predictor
+from climb_dagster.core.rounds import load_predictor
 from climb_dagster.core import bootstrap, schema
 from climb_dagster.core import storage as files
 from climb_dagster.core.plots import png_markdown, weights_bar_png
