@@ -2,19 +2,17 @@
 
 # No `from __future__ import annotations`: Dagster reads annotations at decoration time.
 
-import io
-import json
-
 import dagster as dg
 import numpy as np
 import polars as pl
 
 from climb_dagster.assets.experiments import MAX_ROUNDS
-from climb_dagster.core.rounds import load_predictor
 from climb_dagster.core import bootstrap, schema
 from climb_dagster.core import storage as files
+from climb_dagster.core.configs import core_config
 from climb_dagster.core.plots import png_markdown, weights_bar_png
 from climb_dagster.core.records import FinalMixture, TokenStoreRef
+from climb_dagster.core.rounds import load_predictor
 from climb_dagster.core.tables import markdown_table
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.experiment_tracking import track_final, try_track
@@ -89,6 +87,8 @@ def final_mixture(
 
 
 class MixtureExportConfig(dg.Config):
+    """The fields of core.export.ExportConfig (validated there)."""
+
     # 0 = as many tokens as the kept corpus holds (the mixture re-weights it; small clusters repeat).
     token_budget: int = 0
     # Repeat no super-cluster more than this many times; its surplus weight is then not met (say so).
@@ -122,98 +122,55 @@ def mixture_export(
     """Blend weights (JSON, Megatron/NeMo --data-path, HF interleave) and a sampled training set
     at a token budget, as Parquet shards with a manifest (like ClimbMix)."""
     from climb_dagster.core import export
+    from climb_dagster.core.documents import kept_documents
     from climb_dagster.core.proxy.tokens import load_tokenizer
 
     name = context.partition_key
-    weights = np.asarray(final_mixture.weights)
-    n_super = weights.size
+    settings = core_config(export.ExportConfig, config)
+    plan = export.plan_export(final_mixture.weights, cluster_tokens.tokens, settings)
+    weights, n_super = plan.weights, plan.weights.size
     names = [f"super_cluster_{i:03d}" for i in range(n_super)]
     prefixes = [f"{cluster_tokens.path}/cluster_{i:03d}" for i in range(n_super)]
     blend = export.blend_formats(weights, names, prefixes)
-    budget = config.token_budget or int(sum(cluster_tokens.tokens))
-    rates = export.repeat_rates(weights, cluster_tokens.tokens, budget)
-    capped = rates > config.max_repeat
-    if capped.any():
+    if plan.capped:
         context.log.warning(
-            f"super-clusters {np.flatnonzero(capped).tolist()} would repeat up to {rates.max():.1f}x to meet the "
-            f"budget of {budget} tokens; capped at {config.max_repeat}x (raise max_repeat or lower token_budget)"
+            f"super-clusters {list(plan.capped)} would repeat up to {plan.uncapped_max_rate:.1f}x to meet the "
+            f"budget of {plan.token_budget} tokens; capped at {settings.max_repeat}x (raise max_repeat or lower "
+            "token_budget)"
         )
-        rates = np.minimum(rates, config.max_repeat)
     tokenizer = load_tokenizer(
         files.local_dir_copy(files.make_path(proxy_tokenizer["path"], storage.options()))
     )
     out = storage.root() / "exports" / name
-    mapping = super_clusters.select(schema.CLUSTER, schema.SUPER_CLUSTER)
-    shards, buffer, got = [], [], np.zeros(n_super, dtype=np.int64)
-
-    def flush() -> None:
-        if not buffer:
-            return
-        frame = pl.concat(buffer)
-        buffer.clear()
-        shard = out / f"train-{len(shards):05d}.parquet"
-        blob = io.BytesIO()
-        frame.write_parquet(blob, compression="zstd")
-        files.atomic_write_bytes(shard, blob.getvalue())
-        shards.append({"file": shard.name, "rows": frame.height, "tokens": int(frame[schema.N_TOKENS].sum())})
-
-    for key in sorted(raw_documents):
-        docs = raw_documents[key].load().select(schema.ID, schema.TEXT)
-        joined = (
-            docs.join(cluster_assignments[key].load().select(schema.ID, schema.CLUSTER), on=schema.ID)
-            .join(mapping, on=schema.CLUSTER)
-            .drop(schema.CLUSTER)
-            .sort(schema.ID)
-        )
-        encoded = tokenizer.backend_tokenizer.encode_batch_fast(
-            joined[schema.TEXT].to_list(), add_special_tokens=False
-        )
-        joined = joined.with_columns(
-            pl.Series(schema.N_TOKENS, [len(e.ids) + 1 for e in encoded], dtype=pl.Int64)
-        )
-        sampled = export.sample_documents(joined, rates, config.seed)
-        np.add.at(got, sampled[schema.SUPER_CLUSTER].to_numpy(), sampled[schema.N_TOKENS].to_numpy())
-        for start in range(0, sampled.height, config.shard_rows):
-            buffer.append(sampled.slice(start, config.shard_rows))
-            if sum(b.height for b in buffer) >= config.shard_rows:
-                flush()
-    flush()
-    titles = super_cluster_stats.select(schema.SUPER_CLUSTER, pl.exclude(schema.SUPER_CLUSTER)).to_dicts()
-    manifest = {
+    drops = kept_documents(raw_documents, cluster_assignments, super_clusters)
+    about = {
         "experiment": name,
-        "token_budget": budget,
-        "max_repeat": config.max_repeat,
-        "tokens_sampled": int(got.sum()),
-        "tokens_per_super_cluster": got.tolist(),
-        "repeat_rates": [round(float(r), 6) for r in rates],
-        "shards": shards,
-        "blend": blend,
-        "super_clusters": titles,
-        "seed": config.seed,
+        "super_clusters": super_cluster_stats.select(
+            schema.SUPER_CLUSTER, pl.exclude(schema.SUPER_CLUSTER)
+        ).to_dicts(),
         "final_mixture": final_mixture.to_dict(),
     }
-    files.atomic_write_text(out / "blend.json", json.dumps(blend, indent=1))
-    # The manifest last: its presence marks the export as complete.
-    files.atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, default=str))
+    manifest = export.write_export(out, (d.documents for d in drops), tokenizer, plan, settings, blend, about)
+    got = np.asarray(manifest["tokens_per_super_cluster"], dtype=np.int64)
     table = pl.DataFrame(
         {
             schema.SUPER_CLUSTER: list(range(n_super)),
             "weight": weights.round(4),
-            "target_tokens": (weights * budget).round().astype(np.int64),
+            "target_tokens": (weights * plan.token_budget).round().astype(np.int64),
             "sampled_tokens": got,
-            "repeat_rate": rates.round(3),
+            "repeat_rate": plan.rates.round(3),
         }
     )
     return dg.Output(
         {
             "path": str(out),
-            "shards": [s["file"] for s in shards],
-            "tokens_sampled": int(got.sum()),
+            "shards": [s["file"] for s in manifest["shards"]],
+            "tokens_sampled": manifest["tokens_sampled"],
             "blend": blend,
         },
         metadata={
-            "tokens_sampled": int(got.sum()),
-            "shards": len(shards),
+            "tokens_sampled": manifest["tokens_sampled"],
+            "shards": len(manifest["shards"]),
             "export_path": dg.MetadataValue.path(str(out)),
             "megatron_data_path": blend["megatron_data_path"],
             "per_super_cluster": dg.MetadataValue.md(markdown_table(table)),
