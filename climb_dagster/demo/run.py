@@ -46,19 +46,21 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CLIMB_HOME", os.path.abspath(".climb"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    home = Path(os.environ["CLIMB_HOME"])
+    from climb_dagster.core.settings import Settings
+
+    env = Settings.from_env()
+    home = Path(env.home)
     t0 = time.perf_counter()
 
-    from climb_dagster.automation.clustering import FULL_DROP_KEYS
     from climb_dagster.definitions import defs
     from climb_dagster.demo.landing import prepare_landing, prepare_target
-    from climb_dagster.jobs import EXPERIMENT_GROUPS
+    from climb_dagster.jobs import EXPERIMENT_GROUPS, FULL_DROP_KEYS
     from climb_dagster.partitions import crawl_drops, experiments
 
     target, held = prepare_target(
         home / "targets" / f"{args.target_domain}-heldout.parquet", args.target_domain, 120, args.seed
     )
-    landing = Path(os.environ.get("CLIMB_LANDING_URL", home / "landing"))
+    landing = Path(env.local_landing())
     written = prepare_landing(landing, args.docs_per_drop or None, seed=args.seed, exclude_titles=held)
     print(f"[demo] target: {target} ({len(held)} held-out pages of {args.target_domain}, never in training)")
     print(f"[demo] landing: {landing} <- {written}")

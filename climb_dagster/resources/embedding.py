@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
 
 import dagster as dg
 
 from climb_dagster.core.embedding import EmbedderConfig, SentenceEmbedder
+from climb_dagster.core.settings import Settings
 
 _CACHE: dict[EmbedderConfig, SentenceEmbedder] = {}
 _LOCK = threading.Lock()
@@ -58,8 +58,7 @@ class EmbeddingModelResource(dg.ConfigurableResource):
 
 def default_embedder() -> EmbeddingModelResource:
     """The resource for `definitions.py`; CLIMB_EMBED_MODEL_PATH / _DEVICE / _PRECISION override defaults."""
+    env = Settings.from_env()
     return EmbeddingModelResource(
-        model_path=os.environ.get("CLIMB_EMBED_MODEL_PATH") or None,
-        device=os.environ.get("CLIMB_EMBED_DEVICE", "auto"),
-        precision=os.environ.get("CLIMB_EMBED_PRECISION", "auto"),
+        model_path=env.embed_model_path, device=env.embed_device, precision=env.embed_precision
     )
