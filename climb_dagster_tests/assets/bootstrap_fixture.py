@@ -11,7 +11,7 @@ import polars as pl
 from climb_dagster.core import schema, storage
 from climb_dagster.resources.io_manager import write_value
 from climb_dagster.resources.sets import build_resources
-from climb_dagster_tests.conftest import DEMO_DATA
+from climb_dagster_tests.paths import DEMO_DATA
 
 DOMAINS = ["postgres_docs", "literature", "religious", "lexicon"]
 TINY_EXPERIMENT = {

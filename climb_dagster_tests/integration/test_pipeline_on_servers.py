@@ -33,7 +33,6 @@ from climb_dagster.resources.embedding import EmbeddingModelResource
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster.resources.sets import build_resources
 from climb_dagster.resources.tracking import EXPERIMENT, KIND, PARENT, PROXY, ROUND, MlflowTracker
-from climb_dagster_tests.integration.conftest import MlflowServer, S3Endpoint
 from climb_dagster_tests.integration.pipeline_driver import (
     EXPERIMENT_NAME,
     EXPERIMENT_SPEC,
@@ -43,6 +42,7 @@ from climb_dagster_tests.integration.pipeline_driver import (
     run_pipeline,
     write_local_landing,
 )
+from climb_dagster_tests.integration.servers import MlflowServer, S3Endpoint
 from climb_dagster_tests.unit.test_cluster_embedding import make_tiny_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]

@@ -17,14 +17,16 @@ import pytest
 
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.resources.io_manager import read_value
-from climb_dagster_tests.assets.bootstrap_fixture import seed_clustered_corpus
-from climb_dagster_tests.conftest import REPO_ROOT
-from climb_dagster_tests.reliability.conftest import CANARY, CANARY_ENV, all_assets, materialize_in
+from climb_dagster_tests.assets.bootstrap_fixture import all_assets, seed_clustered_corpus
+from climb_dagster_tests.paths import REPO_ROOT
 from climb_dagster_tests.reliability.helpers import (
+    CANARY,
+    CANARY_ENV,
     experiment_run_config,
     failure_text,
     local_resources,
     materialization_meta,
+    materialize_in,
 )
 
 # ----------------------------------------------------------------------------------- SIGKILL / resume
