@@ -546,6 +546,5 @@ CLUSTERING_CHECKS = [
     no_empty_super_cluster,
     enough_documents_kept,
 ]
-# Asset keys per role, for jobs and sensors.
-PER_DROP_KEYS = ["document_embeddings", "document_quality", "cluster_assignments", "cluster_profiles"]
+# The corpus-wide assets that merge_clusters_job recomputes.
 CORPUS_KEYS = ["cluster_quality", "pruned_clusters", "super_clusters", "super_cluster_stats"]

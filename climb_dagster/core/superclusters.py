@@ -128,11 +128,6 @@ class ProfileConfig:
                 raise ClimbInputError(f"{name}={getattr(self, name)!r}: must be >= 1")
 
 
-def word_counts(texts: pl.Series) -> np.ndarray:
-    """Whitespace-separated words per text: the token count used in the stats."""
-    return texts.fill_null("").str.count_matches(r"\S+").to_numpy().astype(np.int64)
-
-
 def drop_profile(
     docs: pl.DataFrame,
     cluster: np.ndarray,
