@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def core_config(cls: type[T], source: Any, **extra: Any) -> T:
+def core_config(cls: type[T], source: Any, exclude: Iterable[str] = (), **extra: Any) -> T:
     """`cls(**fields of source, **extra)`: `source` is a pydantic model (Dagster Config) or a mapping.
 
-    A field the core config lacks fails here with the field's name, so the two cannot drift apart silently.
+    `exclude` names the source's fields that are not the core config's (the asset uses them itself). Any
+    other field the core config lacks fails here with its name, so the two cannot drift apart silently.
     """
     values: Mapping[str, Any] = source.model_dump() if hasattr(source, "model_dump") else dict(source)
-    return cls(**values, **extra)
+    skip = set(exclude)
+    return cls(**{k: v for k, v in values.items() if k not in skip}, **extra)

@@ -6,6 +6,7 @@ import threading
 
 import dagster as dg
 
+from climb_dagster.core.configs import core_config
 from climb_dagster.core.embedding import EmbedderConfig, SentenceEmbedder
 from climb_dagster.core.settings import Settings
 
@@ -34,18 +35,7 @@ class EmbeddingModelResource(dg.ConfigurableResource):
     progress_interval_s: float = 10.0
 
     def embedder_config(self) -> EmbedderConfig:
-        return EmbedderConfig(
-            model_path=self.model_path,
-            device=self.device,
-            precision=self.precision,
-            token_budget=self.token_budget,
-            max_batch_size=self.max_batch_size,
-            max_length=self.max_length,
-            max_windows=self.max_windows,
-            num_threads=self.num_threads,
-            trust_remote_code=self.trust_remote_code,
-            progress_interval_s=self.progress_interval_s,
-        )
+        return core_config(EmbedderConfig, self)
 
     def load(self) -> SentenceEmbedder:
         """The loaded model; loaded once per process and config (runs reuse it under in-process executors)."""
