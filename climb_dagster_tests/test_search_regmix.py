@@ -18,7 +18,6 @@ TARGETS = [
 ]
 
 
-
 def require_pool(pool: Path, environ: Mapping[str, str]) -> None:
     """Skip when the pool is absent on a developer machine; under CI (env CI set) fail instead, so the
     benchmark cannot silently stop running."""
