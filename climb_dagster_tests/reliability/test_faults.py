@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.experiment import ExperimentConfig, TargetConfig
+from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster_tests.assets.bootstrap_fixture import all_assets, seed_clustered_corpus
 from climb_dagster_tests.paths import REPO_ROOT
@@ -263,7 +265,11 @@ def test_mlflow_uri_that_accepts_but_never_answers(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     url = f"http://127.0.0.1:{server.getsockname()[1]}"
     tracker = MlflowTracker(tracking_uri=url, max_attempts=2, backoff_s=0.0)
-    record = {"name": "silent", "strategy": "climb", "rounds": [1], "seed": 0, "target": {"kind": "x"}}
+    config = ExperimentConfig(name="silent", target=TargetConfig(documents_path="t.parquet"))
+    store = TokenStoreRef("/s/cluster_tokens/k", "k", 512, (1,), (1,))
+    record = ExperimentRecord.prepare(
+        config, store, {"direction": "minimize", "evaluators": [], "fingerprint": "f"}
+    )
     warned: list[str] = []
     start = time.monotonic()
     try:
