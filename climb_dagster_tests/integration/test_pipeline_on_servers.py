@@ -509,17 +509,17 @@ def test_mlflow_server_holds_the_experiment_round_proxy_tree(runs: Runs, tmp_pat
         )
 
     best = _search(client, exp_id, "proxy", order_by=["metrics.score ASC"])[0]
-    final = runs.json(f"final_mixture/{EXP}.json")
-    assert best.data.metrics["score"] == final["best_observed_score"]
-    assert parent.data.metrics["predicted_score"] == final["predicted_score"]
-    assert parent.data.metrics["best_observed_score"] == final["best_observed_score"]
+    final = runs.remote(f"final_mixture/{EXP}")
+    assert best.data.metrics["score"] == final.best_observed_score
+    assert parent.data.metrics["predicted_score"] == final.predicted_score
+    assert parent.data.metrics["best_observed_score"] == final.best_observed_score
     path = download_artifacts(
         run_id=parent.info.run_id,
         artifact_path="final_mixture.json",
         dst_path=str(tmp_path / "final"),
         tracking_uri=runs.mlflow_url,
     )
-    assert json.loads(Path(path).read_text()) == final
+    assert json.loads(Path(path).read_text()) == final.to_dict()
 
 
 def test_local_run_logged_the_same_metrics(runs: Runs):
