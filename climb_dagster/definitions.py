@@ -4,7 +4,7 @@ import dagster as dg
 
 from climb_dagster.assets.clustering import CLUSTERING_ASSETS, CLUSTERING_CHECKS
 from climb_dagster.assets.experiments import experiment
-from climb_dagster.assets.final import final_mixture, mixture_export
+from climb_dagster.assets.final import FINAL_CHECKS, final_mixture, mixture_export
 from climb_dagster.assets.ingest import raw_documents
 from climb_dagster.assets.rounds import ROUND_ASSETS
 from climb_dagster.assets.tokens import TOKEN_ASSETS
@@ -22,7 +22,7 @@ defs = dg.Definitions(
         final_mixture,
         mixture_export,
     ],
-    asset_checks=CLUSTERING_CHECKS,
+    asset_checks=[*CLUSTERING_CHECKS, *FINAL_CHECKS],
     jobs=JOBS,
     sensors=CLUSTERING_SENSORS,
     schedules=CLUSTERING_SCHEDULES,

@@ -2,6 +2,8 @@
 
 # No `from __future__ import annotations`: Dagster reads annotations at decoration time.
 
+import warnings
+
 import dagster as dg
 import numpy as np
 import polars as pl
@@ -91,10 +93,15 @@ class MixtureExportConfig(dg.Config):
 
     # 0 = as many tokens as the kept corpus holds (the mixture re-weights it; small clusters repeat).
     token_budget: int = 0
-    # Repeat no super-cluster more than this many times; its surplus weight is then not met (say so).
+    # Repeat no super-cluster more than this many times.
     max_repeat: float = 4.0
+    # Shrink the budget until every share holds within max_repeat (False: keep it; capped shares starve).
+    fit_budget: bool = True
     shard_rows: int = 5_000
     seed: int = 0
+    # The mixture_meets_shares check: largest |realized - target| share, and "error" or "warn" beyond it.
+    share_tolerance: float = 0.02
+    share_severity: str = "error"
 
 
 @dg.asset(
@@ -158,6 +165,8 @@ def mixture_export(
             "weight": weights.round(4),
             "target_tokens": (weights * plan.token_budget).round().astype(np.int64),
             "sampled_tokens": got,
+            "target_share": manifest["target_share"],
+            "realized_share": manifest["realized_share"],
             "repeat_rate": plan.rates.round(3),
         }
     )
@@ -167,12 +176,54 @@ def mixture_export(
             "shards": [s["file"] for s in manifest["shards"]],
             "tokens_sampled": manifest["tokens_sampled"],
             "blend": blend,
+            "share_check": manifest["share_check"],
         },
         metadata={
             "tokens_sampled": manifest["tokens_sampled"],
+            "token_budget": plan.token_budget,
+            "max_share_difference": manifest["share_check"]["max_abs_difference"],
             "shards": len(manifest["shards"]),
             "export_path": dg.MetadataValue.path(str(out)),
             "megatron_data_path": blend["megatron_data_path"],
             "per_super_cluster": dg.MetadataValue.md(markdown_table(table)),
         },
     )
+
+
+def _experiment_check(**kwargs) -> object:
+    # Partitioned asset checks are a Dagster "preview" feature (1.13); keep its warning out of every load.
+    def decorate(fn):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dg.PreviewWarning)
+            return dg.asset_check(partitions_def=experiments, **kwargs)(fn)
+
+    return decorate
+
+
+@_experiment_check(asset=mixture_export)
+def mixture_meets_shares(mixture_export: dict) -> dg.AssetCheckResult:
+    """The export's realized token share per super-cluster is within the tolerance of the mixture's."""
+    from climb_dagster.core.export import ShareReport
+
+    report = ShareReport.from_dict(mixture_export["share_check"])
+    severity = dg.AssetCheckSeverity.WARN if report.severity == "warn" else dg.AssetCheckSeverity.ERROR
+    table = pl.DataFrame(
+        {
+            schema.SUPER_CLUSTER: list(range(len(report.target))),
+            "target_share": list(report.target),
+            "realized_share": list(report.realized),
+        }
+    )
+    return dg.AssetCheckResult(
+        passed=report.passed,
+        severity=severity,
+        metadata={
+            "max_abs_difference": round(report.max_abs_difference, 6),
+            "tolerance": report.tolerance,
+            "off_target": dg.MetadataValue.json(list(report.off_target)),
+            "shares": dg.MetadataValue.md(markdown_table(table)),
+        },
+    )
+
+
+FINAL_CHECKS = [mixture_meets_shares]
