@@ -96,3 +96,66 @@ def test_search_bench_on_a_tiny_pool_both_directions(tmp_path: Path) -> None:
         )
     with pytest.raises(ClimbInputError, match="'greedy'"):
         bench(lo, "--strategies", "greedy")
+
+
+def test_composite_targets(files: dict[str, Path]) -> None:
+    from climb_dagster.core.search import parse_composite
+
+    pool = read_pool([files["m1"], files["m2"]], [files["s1"], files["s2"]])
+    assert parse_composite("avg=mean(*)", pool.targets) == ("avg", {"t1": 0.5, "t2": 0.5})
+    assert parse_composite("w = 0.25*t1 + 0.75*t2", pool.targets) == ("w", {"t1": 0.25, "t2": 0.75})
+    both = pool.with_composite(*parse_composite("w=0.25*t1+0.75*t2", pool.targets))
+    assert both.targets == ("t1", "t2", "w")
+    np.testing.assert_allclose(both.target_scores("w"), [1.5, 3.5, 0.75])
+    with pytest.raises(ClimbInputError, match=r"\['t9'\] are not score columns"):
+        parse_composite("x=mean(t1,t9)", pool.targets)
+    with pytest.raises(ClimbInputError, match="weight 'a' is not a number"):
+        parse_composite("x=a*t1", pool.targets)
+    with pytest.raises(ClimbInputError, match="clashes"):
+        pool.with_composite("t1", {"t2": 1.0})
+
+
+def test_search_bench_tunes_on_one_pool_and_reports_on_another(tmp_path: Path) -> None:
+    import argparse
+
+    from climb_dagster.bench import search
+    from climb_dagster.core.search import sample_mixtures
+
+    names = ["a", "b", "c", "d"]
+    paths = {}
+    for split, seed in (("tune", 0), ("report", 1)):
+        m = sample_mixtures(40, 4, seed=seed)
+        scores = np.column_stack([3.0 - np.log(m[:, 0] + 0.01), 2.0 + m[:, 2]])
+        paths[split] = (
+            _write(tmp_path / f"{split}_mix.csv", names, m.tolist()),
+            _write(tmp_path / f"{split}_loss.csv", ["t1", "t2"], scores.tolist()),
+        )
+    parser = argparse.ArgumentParser()
+    search.add_arguments(parser)
+    argv = ["--pool-mixtures", str(paths["report"][0]), "--pool-scores", str(paths["report"][1])]
+    argv += ["--tune-mixtures", str(paths["tune"][0]), "--tune-scores", str(paths["tune"][1])]
+    argv += ["--tune", "final=observed,predicted", "--tune", "models=1,2", "--budget", "10", "--seeds", "2"]
+    argv += ["--composite", "avg=mean(*)", "--regmix-climb-predictor"]
+    out = search.run(parser.parse_args(argv))
+    tuning = out["tuning"]
+    assert tuning["pool"] == 40 and len(tuning["grid"]) == 4
+    assert tuning["seeds"] == [search.TUNE_SEED_SHIFT, search.TUNE_SEED_SHIFT + 1]
+    best = min(tuning["grid"], key=lambda g: g["mean_regret"])
+    assert tuning["chosen"] == best["setting"] and set(best["setting"]) == {"climb_final", "climb_models"}
+    assert out["targets"] == 3 and set(out["strategies"]) == {
+        "climb",
+        "regmix",
+        "random",
+        "regmix_climb_predictor",
+    }
+    for result in out["strategies"].values():
+        assert set(result["per_target"]) == {"t1", "t2", "avg"}
+        assert all(r["mean_regret"] >= 0 and r["stderr_regret"] >= 0 for r in result["per_target"].values())
+    args = parser.parse_args(argv)
+    ablation = search._strategy("regmix_climb_predictor", 10, "minimize", args)
+    assert (
+        ablation.name == "regmix"
+        and ablation.predictor == search._strategy("climb", 10, "minimize", args).predictor
+    )
+    with pytest.raises(ClimbInputError, match="--tune 'speed=1'"):
+        search.run(parser.parse_args([*argv, "--tune", "speed=1"]))

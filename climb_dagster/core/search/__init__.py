@@ -1,6 +1,6 @@
 """Mixture search: sampling on the simplex, the LightGBM predictor, strategies and offline pools."""
 
-from climb_dagster.core.search.pool import MixturePool, PoolLookup, read_pool, regret
+from climb_dagster.core.search.pool import MixturePool, PoolLookup, parse_composite, read_pool, regret
 from climb_dagster.core.search.predictor import (
     Predictor,
     PredictorConfig,
@@ -38,6 +38,7 @@ __all__ = [
     "dedup_mixtures",
     "default_strategy",
     "fit_predictor",
+    "parse_composite",
     "propose_round",
     "read_pool",
     "regret",

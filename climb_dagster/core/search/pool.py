@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,49 @@ class MixturePool:
         if target not in self.targets:
             raise ClimbInputError(f"target {target!r} is not a score column; have {list(self.targets)}")
         return self.scores[:, self.targets.index(target)]
+
+    def with_composite(self, name: str, weights: Mapping[str, float]) -> MixturePool:
+        """This pool plus a score column `name` = sum of weight * column (see `parse_composite`)."""
+        if name in self.targets:
+            raise ClimbInputError(f"composite target {name!r} clashes with a score column of the pool")
+        column = sum(w * self.target_scores(t) for t, w in weights.items())
+        return MixturePool(
+            self.mixtures, np.column_stack([self.scores, column]), self.domains, (*self.targets, name)
+        )
+
+
+def parse_composite(spec: str, targets: Sequence[str]) -> tuple[str, dict[str, float]]:
+    """`NAME=mean(COL,COL,...)`, `NAME=mean(*)` (every column) or `NAME=W*COL+W*COL` (a weighted sum)
+    -> (NAME, {column: weight}). Columns must be score columns of the pool."""
+    name, sep, body = spec.partition("=")
+    name, body = name.strip(), body.strip()
+    if not sep or not name or not body:
+        raise ClimbInputError(f"composite target {spec!r}: expected NAME=mean(COL,...) or NAME=W*COL+W*COL")
+    if body.startswith("mean(") and body.endswith(")"):
+        cols = [c.strip() for c in body[5:-1].split(",") if c.strip()]
+        cols = list(targets) if cols == ["*"] else cols
+        weights = {c: 1.0 / len(cols) for c in cols} if cols else {}
+    else:
+        weights = {}
+        for term in body.split("+"):
+            w, star, col = term.partition("*")
+            try:
+                weight = float(w)
+            except ValueError:
+                raise ClimbInputError(
+                    f"composite target {spec!r}: weight {w.strip()!r} is not a number"
+                ) from None
+            if not star or not col.strip():
+                raise ClimbInputError(f"composite target {spec!r}: term {term.strip()!r} is not W*COL")
+            weights[col.strip()] = weights.get(col.strip(), 0.0) + weight
+    if not weights:
+        raise ClimbInputError(f"composite target {spec!r} names no columns")
+    unknown = [c for c in weights if c not in targets]
+    if unknown:
+        raise ClimbInputError(
+            f"composite target {spec!r}: {unknown} are not score columns; have {list(targets)}"
+        )
+    return name, weights
 
 
 def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
