@@ -17,6 +17,7 @@ BENCHES = {
     "embed": "climb_dagster.bench.embed",
     "proxy": "climb_dagster.bench.proxy",
     "demo-gain": "climb_dagster.bench.demo_gain",
+    "e2e": "climb_dagster.bench.e2e",
 }
 
 

@@ -90,59 +90,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    from climb_dagster.core.kmeans import KMeansConfig, assign_clusters, fit_centroids_on_arrays
-    from climb_dagster.core.quality import HeuristicRater, PruneConfig, prune_clusters, rate_documents
-    from climb_dagster.core.superclusters import (
-        MergeConfig,
-        cluster_quality_from_profile,
-        combine_profiles,
-        drop_profile,
-        merge_clusters,
-    )
+    from climb_dagster.core.clustering_stage import cluster_documents
+    from climb_dagster.core.kmeans import KMeansConfig
+    from climb_dagster.core.quality import PruneConfig
+    from climb_dagster.core.superclusters import MergeConfig
 
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     docs = sample_demo(Path(args.data), args.docs, args.seed)
     emb, timings["embed_s"], precision, windows = _embed(docs, args)
-
-    # Drops stay separate arrays, as in the pipeline: the sample and the assignment go drop by drop.
-    drops = docs.get_column(schema.DROP).to_numpy()
-    keys = sorted(set(drops.tolist()))
-    arrays = {k: emb[drops == k] for k in keys}
-    kcfg = KMeansConfig(n_clusters=args.k, seed=args.seed)
-    t0 = time.perf_counter()
-    fit = fit_centroids_on_arrays(arrays, kcfg)
-    timings["kmeans_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    rater = HeuristicRater()
-    profiles = []
-    cluster = np.empty(docs.height, dtype=np.int32)
-    for key in keys:
-        rows = np.flatnonzero(drops == key)
-        a = assign_clusters(arrays[key], fit.centroids, kcfg)
-        cluster[rows] = a.cluster
-        q = rate_documents(rater, docs[rows])
-        profiles.append(drop_profile(docs[rows], a.cluster, a.distance, q))
-    timings["assign_and_rate_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    profile = combine_profiles(profiles)
-    quality = cluster_quality_from_profile(profile, len(fit.centroids))
     prune_cfg = PruneConfig() if args.threshold is None else PruneConfig(threshold=args.threshold)
-    pruned = prune_clusters(quality, prune_cfg)
     merge_kwargs: dict[str, Any] = {}
     if args.superclusters is not None:
         merge_kwargs["n_superclusters"] = args.superclusters
     if args.linkage is not None:
         merge_kwargs["linkage"] = args.linkage
-    mapping = merge_clusters(fit.centroids, pruned, MergeConfig(**merge_kwargs))
-    timings["prune_and_merge_s"] = time.perf_counter() - t0
-
-    lookup = np.full(len(fit.centroids), -1, dtype=np.int64)
-    lookup[mapping[schema.CLUSTER].to_numpy()] = mapping[schema.SUPER_CLUSTER].to_numpy()
-    sc = lookup[cluster]
-    kept = sc >= 0
+    stage = cluster_documents(
+        docs, emb, KMeansConfig(n_clusters=args.k, seed=args.seed), prune_cfg, MergeConfig(**merge_kwargs)
+    )
+    timings.update(stage.timings)
+    sc, kept = stage.super_cluster, stage.kept
     domain = docs.get_column(schema.DOMAIN).to_numpy()
 
     import faiss
@@ -158,11 +125,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "domains": n_domains,
         "precision": precision,
         "max_windows": windows,
-        "k_init": int(len(fit.centroids)),
-        "kmeans_sample": fit.n_sample,
-        "clusters_kept": int(pruned["kept"].sum()),
+        "k_init": int(len(stage.centroids)),
+        "kmeans_sample": stage.n_sample,
+        "clusters_kept": stage.clusters_kept,
         "docs_kept": int(kept.sum()),
-        "n_superclusters": int(mapping[schema.SUPER_CLUSTER].n_unique()),
+        "n_superclusters": stage.n_superclusters,
         "nmi": round(float(normalized_mutual_info_score(domain[kept], sc[kept])), 4),
         "ari": round(float(adjusted_rand_score(domain[kept], sc[kept])), 4),
         "reference_kmeans_true_k_nmi": round(float(normalized_mutual_info_score(domain, ref_labels)), 4),

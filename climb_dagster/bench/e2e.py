@@ -1,0 +1,288 @@
+"""End to end on real proxies: does the search find a better mixture than random search and RegMix at the
+same proxy budget, on documents it never saw?
+
+    python -m climb_dagster.bench e2e --docs 3000 --budget 24 --seeds 3
+
+The demo corpus is sampled, the target domain's held-out pages are split by title into a validation split
+(the score every search proxy gets) and a test split (used only to score the final mixtures), and every
+held-out title is removed from the training side. The training documents are embedded, clustered, pruned and
+merged (core/clustering_stage), tokenized into a per-super-cluster token store, and each strategy runs
+`--seeds` searches of `--budget` proxies each. Each search's final mixture is retrained with fresh seeds and
+scored on the test split. Prints one JSON object: direction, budget, seeds, per strategy the test mean, its
+standard error over search seeds and the validation mean, climb's out-of-fold predictor Spearman per round
+(mean over seeds), and the wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from climb_dagster.bench.cluster import DEMO_DATA, sample_demo
+from climb_dagster.core import schema
+from climb_dagster.core.direction import Direction
+from climb_dagster.core.errors import ClimbInputError
+
+STRATEGIES = ("climb", "random", "regmix")
+# Proxy seeds: a search's proxies share one seed (same initialisation: mixtures differ, not luck); final
+# mixtures are retrained with seeds no search used.
+PROXY_SEED = 1_000
+FRESH_SEED = 20_000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=str(DEMO_DATA), help="folder with drop-*.parquet")
+    parser.add_argument("--docs", type=int, default=3000, help="documents sampled across the demo drops")
+    parser.add_argument("--target-domain", default="postgres_docs")
+    parser.add_argument("--heldout-fraction", type=float, default=0.3, help="of the target domain, by title")
+    parser.add_argument("--budget", type=int, default=24, help="proxies per search, equal for every strategy")
+    parser.add_argument("--seeds", type=int, default=3, help="search seeds per strategy")
+    parser.add_argument("--final-seeds", type=int, default=2, help="fresh retrains of each final mixture")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--ratios", default="4,2,1", help="climb's per-round budget split")
+    parser.add_argument("--candidates", type=int, default=20_000, help="Dirichlet draws ranked per round")
+    parser.add_argument("--k", type=int, default=None, help="K_init (default: default_n_clusters(docs))")
+    parser.add_argument("--superclusters", type=int, default=10)
+    parser.add_argument("--proxy", choices=["default", "tiny"], default="default")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="proxy training steps (default: the config's)"
+    )
+    parser.add_argument("--max-eval-windows", type=int, default=256, help="per split")
+    parser.add_argument("--model-path", default=None, help="embedding model (default: the shipped MiniLM)")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--max-windows", type=int, default=None, help="embedding windows per document")
+    parser.add_argument("--cache-dir", default=None, help="reuse embeddings of identical runs (.npy)")
+    parser.add_argument("--seed", type=int, default=0, help="corpus sample, split and clustering seed")
+    parser.add_argument(
+        "--workdir", default=None, help="where the token store and windows go (default: temp)"
+    )
+
+
+@dataclass(frozen=True)
+class Lab:
+    """What every search of one e2e run shares: the token store, the proxy recipe and the two targets."""
+
+    store: Any
+    proxy: Any
+    val: Any
+    test: Any
+    n_superclusters: int
+    docs: dict[str, int]
+    val_windows: Path
+    test_windows: Path
+
+
+def build_lab(args: argparse.Namespace, work: Path) -> tuple[Lab, Any]:
+    """Corpus -> target split -> clustering -> token store and validation/test windows. Returns the lab
+    and the split (for the leak checks)."""
+    from climb_dagster.bench.cluster import _embed
+    from climb_dagster.core.clustering_stage import cluster_documents
+    from climb_dagster.core.kmeans import KMeansConfig
+    from climb_dagster.core.proxy.config import ProxyConfig
+    from climb_dagster.core.proxy.evaluate import build_eval_windows
+    from climb_dagster.core.proxy.targets import TargetSpec
+    from climb_dagster.core.proxy.tokens import train_tokenizer, write_token_store
+    from climb_dagster.core.quality import PruneConfig
+    from climb_dagster.core.superclusters import MergeConfig
+    from climb_dagster.core.target_split import split_target
+
+    docs = sample_demo(Path(args.data), args.docs, args.seed)
+    split = split_target(docs, args.target_domain, args.heldout_fraction, seed=args.seed)
+    train = split.train
+    emb, _, _, _ = _embed(train, args)
+    stage = cluster_documents(
+        train,
+        emb,
+        KMeansConfig(n_clusters=args.k, seed=args.seed),
+        PruneConfig(),
+        MergeConfig(n_superclusters=args.superclusters),
+    )
+    kept = train.filter(pl.Series(stage.kept)).with_columns(
+        pl.Series(schema.SUPER_CLUSTER, stage.super_cluster[stage.kept])
+    )
+    proxy = ProxyConfig.tiny() if args.proxy == "tiny" else ProxyConfig.default()
+    if args.steps is not None:
+        proxy = replace(proxy, train=replace(proxy.train, steps=args.steps))
+    tok_dir = train_tokenizer(
+        kept[schema.TEXT].to_list(), work / "tokenizer", proxy.model.vocab_size, args.seed
+    )
+    batches = (
+        (int(sc), group[schema.TEXT].to_list())
+        for (sc,), group in kept.sort(schema.ID).group_by(schema.SUPER_CLUSTER, maintain_order=True)
+    )
+    store = write_token_store(batches, tok_dir, work / "store", n_clusters=stage.n_superclusters)
+    block = proxy.model.block_size
+    windows = {}
+    for name, frame in (("val", split.val), ("test", split.test)):
+        path = work / f"{name}_windows.npy"
+        build_eval_windows(frame[schema.TEXT].to_list(), tok_dir, path, block, args.max_eval_windows)
+        windows[name] = path
+    lab = Lab(
+        store=store,
+        proxy=proxy,
+        val=TargetSpec.loss(windows["val"], "val_loss"),
+        test=TargetSpec.loss(windows["test"], "test_loss"),
+        n_superclusters=stage.n_superclusters,
+        docs={
+            "sampled": docs.height,
+            "train": train.height,
+            "kept": kept.height,
+            "val": split.val.height,
+            "test": split.test.height,
+        },
+        val_windows=windows["val"],
+        test_windows=windows["test"],
+    )
+    return lab, split
+
+
+def proxy_scores(lab: Lab, mixture: np.ndarray, seed: int, targets: list[Any]) -> list[float]:
+    """Train one proxy on `mixture` and score it on each target (NaN when the run diverged)."""
+    from climb_dagster.core.proxy.targets import evaluate_target
+    from climb_dagster.core.proxy.train import train_proxy
+
+    result = train_proxy(lab.store, mixture, lab.proxy, seed)
+    if not result.ok:
+        return [float("nan")] * len(targets)
+    return [float(evaluate_target(result.model, t, num_threads=lab.proxy.train.num_threads)) for t in targets]
+
+
+class ValidationLab:
+    """`evaluate(mixtures) -> validation scores` for searches, with one cache across strategies (random and
+    RegMix draw the same first round from the same seed) keyed by (mixture, proxy seed)."""
+
+    def __init__(self, lab: Lab, score: Callable[[np.ndarray, int], float] | None = None) -> None:
+        self.lab = lab
+        self.cache: dict[tuple[bytes, int], float] = {}
+        self.trained = 0
+        self.failed = 0
+        self._score = score or (lambda m, s: proxy_scores(lab, m, s, [lab.val])[0])
+
+    def evaluator(self, proxy_seed: int) -> Callable[[np.ndarray], np.ndarray]:
+        seen: list[float] = []
+
+        def evaluate(mixtures: np.ndarray) -> np.ndarray:
+            out = []
+            for m in np.asarray(mixtures, dtype=np.float64):
+                key = (np.round(m, 9).tobytes(), proxy_seed)
+                if key not in self.cache:
+                    self.cache[key] = self._score(m, proxy_seed)
+                    self.trained += 1
+                out.append(self.cache[key])
+            scores = np.asarray(out)
+            bad = ~np.isfinite(scores)
+            self.failed += int(bad.sum())
+            finite = [*seen, *scores[~bad].tolist()]
+            if bad.any():
+                if not finite:
+                    raise ClimbInputError("every proxy of the first round diverged; no score to search on")
+                # A diverged proxy counts as the worst score seen, as in the pipeline's history.
+                scores[bad] = Direction.MINIMIZE.worst(np.asarray(finite))
+            seen.extend(scores.tolist())
+            return scores
+
+        return evaluate
+
+
+def strategy_config(name: str, budget: int, ratios: tuple[float, ...], candidates: int) -> Any:
+    from climb_dagster.core.search import default_strategy
+
+    cfg = replace(default_strategy(name, budget, Direction.MINIMIZE), n_candidates=candidates)
+    return replace(cfg, ratios=ratios) if name == "climb" else cfg
+
+
+def oof_by_round(result: Any) -> list[float | None]:
+    """Out-of-fold Spearman of the climb predictor on the history after each round."""
+    from climb_dagster.core.rounds import cv_folds
+    from climb_dagster.core.search import cross_val_spearman, round_seed
+
+    out: list[float | None] = []
+    for r in range(int(result.rounds.max()) + 1):
+        upto = result.rounds <= r
+        folds = cv_folds(int(upto.sum()))
+        if folds < 2:
+            out.append(None)
+            continue
+        cv = cross_val_spearman(
+            result.mixtures[upto], result.scores[upto], result.config.predictor, round_seed(0, r + 1), folds
+        )
+        out.append(float(cv) if np.isfinite(cv) else None)
+    return out
+
+
+def _stderr(values: list[float]) -> float:
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+def run_e2e(args: argparse.Namespace, lab: Lab, validation: ValidationLab) -> dict[str, Any]:
+    """Every strategy's searches and final retrains on a built lab."""
+    from climb_dagster.core.search import run_search
+
+    names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown:
+        raise ClimbInputError(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
+    ratios = tuple(float(x) for x in args.ratios.split(","))
+    prior = np.asarray(lab.store.n_tokens, dtype=np.float64)
+    prior = prior / prior.sum()
+    strategies: dict[str, Any] = {}
+    oof: list[list[float | None]] = []
+    for name in names:
+        cfg = strategy_config(name, args.budget, ratios, args.candidates)
+        test, val, evaluated, finals = [], [], [], []
+        for s in range(args.seeds):
+            result = run_search(cfg, validation.evaluator(PROXY_SEED + s), prior=prior, seed=s)
+            evaluated.append(int(result.scores.size))
+            if name == "climb":
+                oof.append(oof_by_round(result))
+            fresh = [
+                proxy_scores(lab, result.final_mixture, FRESH_SEED + 100 * s + j, [lab.test, lab.val])
+                for j in range(args.final_seeds)
+            ]
+            test.append(float(np.nanmean([f[0] for f in fresh])))
+            val.append(float(np.nanmean([f[1] for f in fresh])))
+            finals.append([round(float(w), 4) for w in result.final_mixture])
+        strategies[name] = {
+            "test_mean": float(np.mean(test)),
+            "test_stderr": _stderr(test),
+            "val_mean": float(np.mean(val)),
+            "test_per_seed": test,
+            "proxies_per_search": evaluated,
+            "final_mixtures": finals,
+        }
+    by_round = []
+    for r in range(max((len(o) for o in oof), default=0)):
+        values = [o[r] for o in oof if r < len(o) and o[r] is not None]
+        by_round.append(round(float(np.mean(values)), 4) if values else None)
+    return {"strategies": strategies, "oof_spearman_by_round": by_round}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="climb-e2e-") as tmp:
+        work = Path(args.workdir) if args.workdir else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        lab, _ = build_lab(args, work)
+        validation = ValidationLab(lab)
+        out = run_e2e(args, lab, validation)
+    return {
+        "direction": str(Direction.MINIMIZE),
+        "budget": args.budget,
+        "seeds": args.seeds,
+        **out,
+        "final_seeds": args.final_seeds,
+        "n_superclusters": lab.n_superclusters,
+        "docs": lab.docs,
+        "proxies_trained": validation.trained,
+        "proxies_failed": validation.failed,
+        "proxy_tokens": lab.proxy.token_budget,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
