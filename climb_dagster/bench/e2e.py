@@ -36,6 +36,8 @@ STRATEGIES = ("climb", "random", "regmix")
 # mixtures are retrained with seeds no search used.
 PROXY_SEED = 1_000
 FRESH_SEED = 20_000
+# The second evaluation of the noise-aware final pick uses proxy seeds this far from the search's.
+SECOND_SEED = 500
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-windows", type=int, default=None, help="embedding windows per document")
     parser.add_argument("--cache-dir", default=None, help="reuse embeddings of identical runs (.npy)")
     parser.add_argument("--seed", type=int, default=0, help="corpus sample, split and clustering seed")
+    parser.add_argument(
+        "--compare-final-picks",
+        action="store_true",
+        help="also score climb's predicted best, best observed and re-evaluated top (--reeval-top) picks",
+    )
+    parser.add_argument("--reeval-top", type=int, default=3, help="mixtures re-evaluated with a second seed")
     parser.add_argument(
         "--workdir", default=None, help="where the token store and windows go (default: temp)"
     )
@@ -157,14 +165,19 @@ def proxy_scores(lab: Lab, mixture: np.ndarray, seed: int, targets: list[Any]) -
 
 class ValidationLab:
     """`evaluate(mixtures) -> validation scores` for searches, with one cache across strategies (random and
-    RegMix draw the same first round from the same seed) keyed by (mixture, proxy seed)."""
+    RegMix draw the same first round from the same seed) keyed by (mixture, proxy seed).
 
-    def __init__(self, lab: Lab, score: Callable[[np.ndarray, int], float] | None = None) -> None:
-        self.lab = lab
+    `score(mixture, proxy_seed)` trains one proxy and returns its validation score (NaN: diverged)."""
+
+    def __init__(self, score: Callable[[np.ndarray, int], float]) -> None:
         self.cache: dict[tuple[bytes, int], float] = {}
         self.trained = 0
         self.failed = 0
-        self._score = score or (lambda m, s: proxy_scores(lab, m, s, [lab.val])[0])
+        self._score = score
+
+    @classmethod
+    def of(cls, lab: Lab) -> ValidationLab:
+        return cls(lambda m, s: proxy_scores(lab, m, s, [lab.val])[0])
 
     def evaluator(self, proxy_seed: int) -> Callable[[np.ndarray], np.ndarray]:
         seen: list[float] = []
@@ -218,6 +231,30 @@ def oof_by_round(result: Any) -> list[float | None]:
     return out
 
 
+def final_picks(
+    result: Any, validation: ValidationLab, seed: int, prior: np.ndarray, top: int
+) -> dict[str, np.ndarray]:
+    """climb's final mixture chosen three ways: the predictor's best (the paper), the best observed proxy,
+    and the best mean after re-evaluating the `top` best observed with a second proxy seed."""
+    from climb_dagster.core.search import fit_predictor, round_seed, select_final
+    from climb_dagster.core.search.strategies import reevaluated_best
+
+    cfg = result.config
+    predictor = fit_predictor(
+        result.mixtures, result.scores, cfg.direction, round_seed(seed, cfg.n_rounds), cfg.predictor
+    )
+    predicted = select_final(
+        replace(cfg, final="predicted"), predictor, result.mixtures, result.scores, seed, prior=prior
+    )
+    again = validation.evaluator(PROXY_SEED + SECOND_SEED + seed)
+    reevaluated, _ = reevaluated_best(result.mixtures, result.scores, again, top, cfg.direction)
+    return {
+        "predicted": predicted,
+        "observed": result.mixtures[result.best_observed].copy(),
+        f"reeval_top{top}": reevaluated,
+    }
+
+
 def _stderr(values: list[float]) -> float:
     return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
@@ -234,7 +271,16 @@ def run_e2e(args: argparse.Namespace, lab: Lab, validation: ValidationLab) -> di
     prior = np.asarray(lab.store.n_tokens, dtype=np.float64)
     prior = prior / prior.sum()
     strategies: dict[str, Any] = {}
+    picks: dict[str, dict[str, list[float]]] = {}
     oof: list[list[float | None]] = []
+
+    def retrain(mixture: np.ndarray, s: int) -> tuple[float, float]:
+        fresh = [
+            proxy_scores(lab, mixture, FRESH_SEED + 100 * s + j, [lab.test, lab.val])
+            for j in range(args.final_seeds)
+        ]
+        return float(np.nanmean([f[0] for f in fresh])), float(np.nanmean([f[1] for f in fresh]))
+
     for name in names:
         cfg = strategy_config(name, args.budget, ratios, args.candidates)
         test, val, evaluated, finals = [], [], [], []
@@ -243,13 +289,16 @@ def run_e2e(args: argparse.Namespace, lab: Lab, validation: ValidationLab) -> di
             evaluated.append(int(result.scores.size))
             if name == "climb":
                 oof.append(oof_by_round(result))
-            fresh = [
-                proxy_scores(lab, result.final_mixture, FRESH_SEED + 100 * s + j, [lab.test, lab.val])
-                for j in range(args.final_seeds)
-            ]
-            test.append(float(np.nanmean([f[0] for f in fresh])))
-            val.append(float(np.nanmean([f[1] for f in fresh])))
+            t, v = retrain(result.final_mixture, s)
+            test.append(t)
+            val.append(v)
             finals.append([round(float(w), 4) for w in result.final_mixture])
+            if name == "climb" and args.compare_final_picks:
+                for pick, mixture in final_picks(result, validation, s, prior, args.reeval_top).items():
+                    t, v = retrain(mixture, s)
+                    picks.setdefault(pick, {"test": [], "val": []})
+                    picks[pick]["test"].append(t)
+                    picks[pick]["val"].append(v)
         strategies[name] = {
             "test_mean": float(np.mean(test)),
             "test_stderr": _stderr(test),
@@ -262,7 +311,18 @@ def run_e2e(args: argparse.Namespace, lab: Lab, validation: ValidationLab) -> di
     for r in range(max((len(o) for o in oof), default=0)):
         values = [o[r] for o in oof if r < len(o) and o[r] is not None]
         by_round.append(round(float(np.mean(values)), 4) if values else None)
-    return {"strategies": strategies, "oof_spearman_by_round": by_round}
+    out: dict[str, Any] = {"strategies": strategies, "oof_spearman_by_round": by_round}
+    if picks:
+        out["climb_final_picks"] = {
+            pick: {
+                "test_mean": float(np.mean(v["test"])),
+                "test_stderr": _stderr(v["test"]),
+                "val_mean": float(np.mean(v["val"])),
+            }
+            for pick, v in picks.items()
+        }
+        out["climb_final_picks"]["reeval_extra_proxies_per_search"] = args.reeval_top
+    return out
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -271,7 +331,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         work = Path(args.workdir) if args.workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         lab, _ = build_lab(args, work)
-        validation = ValidationLab(lab)
+        validation = ValidationLab.of(lab)
         out = run_e2e(args, lab, validation)
     return {
         "direction": str(Direction.MINIMIZE),

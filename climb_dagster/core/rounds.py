@@ -85,3 +85,22 @@ def predictor_summary(
         "n_spent": int(spent),
     }
     return summary, in_sample
+
+
+def round_progress(summaries: list[dict[str, Any]], direction: Direction) -> list[dict[str, Any]]:
+    """Per round, from its predictor summary: the best observed score so far, the predictor's out-of-fold
+    Spearman, and whether the round improved on the best before it (None for round 1)."""
+    out: list[dict[str, Any]] = []
+    previous = None
+    for k, summary in enumerate(summaries, start=1):
+        best = float(summary["best_observed_score"])
+        out.append(
+            {
+                "round": k,
+                "best_observed": best,
+                "oof_spearman": summary.get("cv_spearman"),
+                "improved": None if previous is None else direction.better(best, previous),
+            }
+        )
+        previous = best
+    return out

@@ -28,19 +28,24 @@ def _write(df: pl.DataFrame, target: Path) -> None:
     tmp.replace(target)
 
 
-def prepare_target(out: Path, domain: str, max_docs: int, seed: int = 0) -> tuple[Path, set[str]]:
-    """Held-out documents of `domain` (whole pages, split by title) -> `out`; returns (path, held-out titles)."""
-    from climb_dagster.core.proxy.evaluate import split_by_title
+def test_path(target: Path) -> Path:
+    """Where prepare_target writes the test split beside the validation split `target`."""
+    return target.with_name(target.stem + "-test" + target.suffix)
 
-    docs = pl.concat([pl.read_parquet(f) for f in demo_drop_files()]).filter(pl.col(schema.DOMAIN) == domain)
-    if docs.height == 0:
-        raise ValueError(f"demo corpus has no domain {domain!r}")
-    _, heldout = split_by_title(docs.sort(schema.ID), heldout_fraction=0.15, seed=seed)
-    titles = set(heldout[schema.TITLE].to_list())
-    if heldout.height > max_docs:
-        heldout = heldout.sample(n=max_docs, seed=seed).sort(schema.ID)
-    _write(heldout, out)
-    return out, titles
+
+def prepare_target(out: Path, domain: str, max_docs: int, seed: int = 0) -> tuple[Path, set[str]]:
+    """Held-out pages of `domain`, split by title into a validation split -> `out` (the experiment's target:
+    what the search sees) and a test split -> `test_path(out)` (what `bench demo-gain` reports). Returns
+    (out, every held-out title); neither split ever reaches training."""
+    from climb_dagster.core.target_split import split_target
+
+    docs = pl.concat([pl.read_parquet(f) for f in demo_drop_files()])
+    split = split_target(docs, domain, heldout_fraction=0.3, test_share=0.5, seed=seed)
+    for frame, path in ((split.val, out), (split.test, test_path(out))):
+        if frame.height > max_docs:
+            frame = frame.sample(n=max_docs, seed=seed).sort(schema.ID)
+        _write(frame, path)
+    return out, split.held_titles()
 
 
 def prepare_landing(

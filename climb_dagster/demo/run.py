@@ -31,6 +31,24 @@ def _run(
     assert result.success
 
 
+def _print_rounds(root, experiment: str) -> None:
+    """Per round: best observed score so far, the predictor's out-of-fold Spearman, whether it improved."""
+    from climb_dagster.core.rounds import round_progress
+    from climb_dagster.resources.io_manager import read_value
+
+    record = read_value(root / "experiment" / experiment)
+    summaries = [
+        dict(read_value(root / f"round_{k}_predictor" / experiment).metadata)
+        for k in range(1, record.config.n_rounds + 1)
+    ]
+    print(f"\n[demo] rounds of {experiment!r} ({record.direction}):")
+    print(f"{'round':>5}  {'best observed':>13}  {'OOF Spearman':>12}  improved")
+    for row in round_progress(summaries, record.direction):
+        oof = "-" if row["oof_spearman"] is None else f"{row['oof_spearman']:.3f}"
+        improved = {None: "-", True: "yes", False: "no"}[row["improved"]]
+        print(f"{row['round']:>5}  {row['best_observed']:>13.4f}  {oof:>12}  {improved}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m climb_dagster.demo")
     parser.add_argument(
@@ -53,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
 
     from climb_dagster.definitions import defs
-    from climb_dagster.demo.landing import prepare_landing, prepare_target
+    from climb_dagster.demo.landing import prepare_landing, prepare_target, test_path
     from climb_dagster.jobs import EXPERIMENT_GROUPS, FULL_DROP_KEYS
     from climb_dagster.partitions import crawl_drops, experiments
 
@@ -62,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     landing = Path(env.local_landing())
     written = prepare_landing(landing, args.docs_per_drop or None, seed=args.seed, exclude_titles=held)
-    print(f"[demo] target: {target} ({len(held)} held-out pages of {args.target_domain}, never in training)")
+    print(
+        f"[demo] target: {target} (validation, searched) and {test_path(target)} (test, for bench demo-gain): "
+        f"{len(held)} held-out titles of {args.target_domain}, never in training"
+    )
     print(f"[demo] landing: {landing} <- {written}")
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
@@ -107,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
     root = storage.make_path(settings()["storage"])
     final = read_value(root / "final_mixture" / args.experiment)
+    _print_rounds(root, args.experiment)
     stats = read_value(root / "super_cluster_stats")
     print(
         f"\n[demo] final mixture of experiment {args.experiment!r} ({final.strategy}, target: held-out "

@@ -152,3 +152,45 @@ def test_unknown_target_kind_fails_before_training(pipeline):
     failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
     assert "unknown target kind 'bleu'" in failure.step_failure_data.error.cause.message
     assert not (pipeline["root"] / "round_1_mixtures" / "tiny-bad.parquet").exists()
+
+
+def test_demo_prints_each_round_best_observed_oof_spearman_and_improvement(pipeline, capsys):
+    from climb_dagster.demo.run import _print_rounds
+
+    _print_rounds(pipeline["root"], "tiny")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "round" in lines[1] and "OOF Spearman" in lines[1] and "improved" in lines[1]
+    rows = [line.split() for line in lines[2:]]
+    assert [r[0] for r in rows] == ["1", "2", "3"] and rows[0][3] == "-"
+    assert all(r[3] in {"yes", "no"} for r in rows[1:])
+    best = [float(r[1]) for r in rows]
+    assert best == sorted(best, reverse=True), "the best observed loss never gets worse"
+
+
+def test_demo_gain_scores_on_the_test_split_beside_random_and_regmix(pipeline):
+    import argparse
+
+    import polars as pl
+
+    from climb_dagster.bench import demo_gain
+    from climb_dagster.demo.landing import DATA_DIR, test_path
+    from climb_dagster_tests.assets.bootstrap_fixture import TINY_EXPERIMENT
+
+    # Test pages from the other drop: the tiny experiment trained and searched on drop-0001 only.
+    test = pl.read_parquet(DATA_DIR / "drop-0002.parquet").filter(pl.col("domain") == "postgres_docs").head(8)
+    test.write_parquet(test_path(pipeline["home"] / "target.parquet"))
+    parser = argparse.ArgumentParser()
+    demo_gain.add_arguments(parser)
+    out = demo_gain.demo_gain(
+        pipeline["root"], None, parser.parse_args(["--experiment", "tiny", "--seeds", "1"])
+    )
+    assert out["split"] == "test" and out["test_documents"].endswith("target-test.parquet")
+    assert set(out["test"]) == {"found", "natural", "uniform", "random", "regmix"}
+    assert all(np.isfinite(v) for v in out["test"].values()) and set(out["val"]) == set(out["test"])
+    assert (
+        out["budget"] == sum(TINY_EXPERIMENT["rounds"])
+        and 0 < out["baseline_proxies_trained"] <= 2 * out["budget"]
+    )
+    assert {"found_beats_random", "found_beats_regmix", "found_beats_natural"} <= set(out)
+    # The test score is not the validation score: another set of documents.
+    assert out["test"]["found"] != out["val"]["found"]

@@ -82,8 +82,9 @@ def test_the_test_split_never_reaches_search_or_training(lab):
 def test_e2e_runs_every_strategy_at_equal_budget(lab):
     from climb_dagster.bench import e2e
 
-    validation = e2e.ValidationLab(lab["lab"])
-    out = e2e.run_e2e(lab["args"], lab["lab"], validation)
+    validation = e2e.ValidationLab.of(lab["lab"])
+    args = argparse.Namespace(**{**vars(lab["args"]), "compare_final_picks": True, "reeval_top": 2})
+    out = e2e.run_e2e(args, lab["lab"], validation)
     s = out["strategies"]
     assert set(s) == {"climb", "random", "regmix"}
     for result in s.values():
@@ -92,8 +93,14 @@ def test_e2e_runs_every_strategy_at_equal_budget(lab):
         assert result["test_stderr"] == 0.0 and len(result["final_mixtures"]) == 1
     # climb's three rounds (3, 2, 1 proxies): out-of-fold Spearman once 4 proxies are scored.
     assert len(out["oof_spearman_by_round"]) == 3 and out["oof_spearman_by_round"][0] is None
-    # random and RegMix draw the same first round from the same seed: trained once, shared.
-    assert validation.trained < 3 * 6
+    # random and RegMix draw the same first round from the same seed: trained once, shared. The
+    # re-evaluation trains 2 more proxies (another seed).
+    assert validation.trained < 3 * 6 + 2
+    picks = out["climb_final_picks"]
+    assert set(picks) == {"predicted", "observed", "reeval_top2", "reeval_extra_proxies_per_search"}
+    assert all(np.isfinite(picks[p]["test_mean"]) for p in ("predicted", "observed", "reeval_top2"))
+    # climb's default final pick is the best observed: the same test score as the strategy's.
+    assert picks["observed"]["test_mean"] == s["climb"]["test_mean"]
 
 
 def test_e2e_cli_prints_the_report(lab, capsys):

@@ -63,3 +63,18 @@ def test_timer_runs_until_its_block_ends():
     first = live.seconds
     time.sleep(0.005)
     assert live.seconds > first
+
+
+def test_round_progress_says_which_round_improved():
+    from climb_dagster.core.direction import Direction
+    from climb_dagster.core.rounds import round_progress
+
+    summaries = [
+        {"best_observed_score": 5.0, "cv_spearman": None},
+        {"best_observed_score": 5.0, "cv_spearman": -0.3},
+        {"best_observed_score": 4.5, "cv_spearman": 0.6},
+    ]
+    rows = round_progress(summaries, Direction.MINIMIZE)
+    assert [r["improved"] for r in rows] == [None, False, True]
+    assert [r["oof_spearman"] for r in rows] == [None, -0.3, 0.6] and rows[2]["best_observed"] == 4.5
+    assert [r["improved"] for r in round_progress(summaries, Direction.MAXIMIZE)] == [None, False, False]

@@ -213,3 +213,26 @@ def test_tiny_budgets_fall_back_instead_of_failing(name: str, budget: int) -> No
     assert ev.all.shape == (budget, K)
     assert res.config.final == "predicted"
     assert res.final_mixture.shape == (K,)
+
+
+def test_reevaluated_best_undoes_a_lucky_draw():
+    from climb_dagster.core.search.strategies import reevaluated_best
+
+    hm = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0], [0.2, 0.8]])
+    # Row 0 was lucky once (1.0); its second draw is 3.0. Row 1 is truly 1.5 both times.
+    hs = np.array([1.0, 1.5, 2.0, 4.0])
+    truth = {0: 3.0, 1: 1.5, 2: 2.0, 3: 4.0}
+    asked = []
+
+    def again(m):
+        asked.append(m.copy())
+        return np.array([truth[int(np.flatnonzero((hm == row).all(axis=1))[0])] for row in m])
+
+    pick, second = reevaluated_best(hm, hs, again, top=3, direction="minimize")
+    np.testing.assert_array_equal(pick, hm[1])
+    assert second.tolist() == [3.0, 1.5, 2.0] and asked[0].shape == (3, 2)
+    # Maximizing, the same scores flip: the best three are rows 3, 2, 1.
+    pick, _ = reevaluated_best(hm, hs, again, top=3, direction="maximize")
+    np.testing.assert_array_equal(pick, hm[3])
+    with pytest.raises(ClimbInputError, match="top must be >= 1"):
+        reevaluated_best(hm, hs, again, top=0, direction="minimize")
