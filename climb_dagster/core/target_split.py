@@ -21,7 +21,9 @@ class TargetSplit:
     test: pl.DataFrame
 
     def held_titles(self) -> set[str]:
-        return set(self.val[schema.TITLE].to_list()) | set(self.test[schema.TITLE].to_list())
+        return set(self.val[schema.TITLE].drop_nulls().to_list()) | set(
+            self.test[schema.TITLE].drop_nulls().to_list()
+        )
 
 
 def split_target(
