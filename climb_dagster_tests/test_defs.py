@@ -39,6 +39,7 @@ CHECKS = {
     ("cluster_centroids", "centroids_are_finite"),
     ("pruned_clusters", "enough_documents_kept"),
     ("super_cluster_stats", "no_empty_super_cluster"),
+    ("mixture_export", "mixture_meets_shares"),
     *((f"round_{k}_mixtures", name) for k in (1, 2, 3) for name in ("weights_valid", "budget_respected")),
     *((f"round_{k}_predictor", "evaluations_scores_finite") for k in (1, 2, 3)),
 }
