@@ -89,6 +89,15 @@ class ProxyTrainConfig:
             `ln(vocab_size)`) marks the run as diverged, like a NaN/inf loss does.
         check_every: how often (steps) the loss is checked for divergence; checking needs a host sync.
         device: "cpu" or "cuda".
+        precision: "auto" (fp32 on CPU; bf16 autocast on CUDA, fp16 + loss scaling where the GPU has no
+            bf16), "fp32", "bf16" or "fp16". Master weights and optimizer state stay fp32 in every mode.
+        compile: "auto" (torch.compile on CUDA, eager on CPU), "on" or "off". A compilation failure falls
+            back to eager and the run goes on.
+        activation_checkpointing: recompute each layer's activations in the backward pass (for
+            350M-class proxies whose activations do not fit).
+        pack_size: proxies trained together as one batched model (see pack.py); 0 picks a size from the
+            device's memory (`auto_pack_size`). Not part of a run's key: a packed member equals its
+            separate run.
     """
 
     batch_size: int = 16
@@ -105,6 +114,10 @@ class ProxyTrainConfig:
     divergence_factor: float = 3.0
     check_every: int = 8
     device: str = "cpu"
+    precision: str = "auto"
+    compile: str = "auto"
+    activation_checkpointing: bool = False
+    pack_size: int = 0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "steps", "num_threads", "check_every"):
@@ -130,27 +143,67 @@ class ProxyTrainConfig:
         _finite("ProxyTrainConfig", "divergence_factor", self.divergence_factor, 1.0, 1e9, lo_open=True)
         if self.device not in ("cpu", "cuda"):
             raise ClimbInputError(f"ProxyTrainConfig.device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ClimbInputError(
+                f"ProxyTrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}"
+            )
+        if self.compile not in ("auto", "on", "off"):
+            raise ClimbInputError(
+                f"ProxyTrainConfig.compile must be 'auto', 'on' or 'off', got {self.compile!r}"
+            )
+        if not isinstance(self.activation_checkpointing, bool):
+            raise ClimbInputError(
+                f"ProxyTrainConfig.activation_checkpointing must be a bool, got {self.activation_checkpointing!r}"
+            )
+        if isinstance(self.pack_size, bool) or not isinstance(self.pack_size, int) or self.pack_size < 0:
+            raise ClimbInputError(
+                f"ProxyTrainConfig.pack_size must be an integer >= 0 (0 = automatic), got {self.pack_size!r}"
+            )
 
     @classmethod
     def tiny(cls) -> ProxyTrainConfig:
         return cls(batch_size=8, steps=30, lr=1e-2, warmup_steps=3, check_every=5)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Fields added after the first release are left out at their defaults, so that the keys of
+        # runs cached before them stay valid.
+        return {
+            k: v for k, v in dataclasses.asdict(self).items() if k not in LATER_DEFAULTS or v != LATER_DEFAULTS[k]
+        }
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LATER_DEFAULTS: dict[str, Any] = {
+    "precision": "auto",
+    "compile": "auto",
+    "activation_checkpointing": False,
+    "pack_size": 0,
+}
 
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    """Everything that determines a proxy run besides the data, the mixture and the seed."""
+    """Everything that determines a proxy run besides the data, the mixture and the seed.
+
+    Args:
+        base_model: a Hugging Face checkpoint (local directory or `s3://...`) every proxy continues
+            pre-training from instead of a fresh seeded init (the paper's setting). Its location is part
+            of the run key: keep checkpoints immutable (a new version gets a new path).
+    """
 
     model: ProxyModelConfig = field(default_factory=ProxyModelConfig)
     train: ProxyTrainConfig = field(default_factory=ProxyTrainConfig)
+    base_model: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ProxyModelConfig):
             raise ClimbInputError(f"ProxyConfig.model must be a ProxyModelConfig, got {self.model!r}")
         if not isinstance(self.train, ProxyTrainConfig):
             raise ClimbInputError(f"ProxyConfig.train must be a ProxyTrainConfig, got {self.train!r}")
+        if self.base_model is not None and (not isinstance(self.base_model, str) or not self.base_model):
+            raise ClimbInputError(
+                f"ProxyConfig.base_model must be a checkpoint path or s3:// URL, got {self.base_model!r}"
+            )
 
     @classmethod
     def default(cls) -> ProxyConfig:
@@ -163,7 +216,11 @@ class ProxyConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProxyConfig:
         try:
-            return cls(model=ProxyModelConfig(**data["model"]), train=ProxyTrainConfig(**data["train"]))
+            return cls(
+                model=ProxyModelConfig(**data["model"]),
+                train=ProxyTrainConfig(**data["train"]),
+                base_model=data.get("base_model"),
+            )
         except (KeyError, TypeError) as exc:
             raise ClimbInputError(f"bad proxy config {dict(data)!r}: {exc}") from exc
 
@@ -185,7 +242,16 @@ class ProxyConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model.to_dict(), "train": self.train.to_dict()}
+        out = {"model": self.model.to_dict(), "train": self.train.to_dict()}
+        if self.base_model is not None:
+            out["base_model"] = self.base_model
+        return out
+
+    def run_dict(self) -> dict[str, Any]:
+        """What keys a run: everything but how many proxies share the device (`pack_size`)."""
+        out = self.to_dict()
+        out["train"] = {k: v for k, v in out["train"].items() if k != "pack_size"}
+        return out
 
     def content_hash(self) -> str:
         return content_hash(self.to_dict())
@@ -204,4 +270,4 @@ def proxy_run_key(mixture: Sequence[float], config: ProxyConfig, seed: int, data
     weights = [float(w) for w in mixture]
     if not all(math.isfinite(w) for w in weights):
         raise ClimbInputError(f"mixture weights must be finite, got {weights}")
-    return content_hash({"mixture": weights, "config": config.to_dict(), "seed": seed, "data": data_key})
+    return content_hash({"mixture": weights, "config": config.run_dict(), "seed": seed, "data": data_key})

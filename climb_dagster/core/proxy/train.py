@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyTrainConfig, proxy_run_key
 from climb_dagster.core.proxy.sampler import sample_windows, validate_mixture
 from climb_dagster.core.proxy.tokens import TokenStore
+
+if TYPE_CHECKING:
+    from climb_dagster.core.proxy import runtime
 
 RUN_FILE = "proxy_run.json"
 # Callback(step, total_steps, loss): called at most ~20 times per run, never per step.
@@ -47,6 +50,8 @@ class ProxyResult:
     n_params: int
     model_dir: str | None = None
     model: Any = field(default=None, repr=False)
+    # Every step's loss (not in to_dict: the curve above is the summary that gets stored).
+    step_losses: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -126,8 +131,7 @@ def train_proxy(
 
     A run whose loss becomes NaN/inf or explodes is returned with status "failed" and a reason.
     """
-    import torch
-
+    from climb_dagster.core.proxy import runtime
     from climb_dagster.core.proxy.model import (
         build_model,
         check_compatible,
@@ -144,8 +148,6 @@ def train_proxy(
         raise ClimbInputError(
             f"token store {store.path} has vocab_size {store.vocab_size} > ProxyModelConfig.vocab_size {mcfg.vocab_size}"
         )
-    if tcfg.device == "cuda" and not torch.cuda.is_available():
-        raise ClimbInputError("ProxyTrainConfig.device='cuda' but CUDA is not available")
     run_key = proxy_run_key(w.tolist(), config, seed, store.key())
     n_windows = tcfg.steps * tcfg.batch_size
     if windows is None:
@@ -157,22 +159,55 @@ def train_proxy(
 
     t0 = time.perf_counter()
     with torch_threads(tcfg.num_threads):
-        device = torch.device(tcfg.device)
-        if init_from is not None:
-            model = load_model(init_from)
-            check_compatible(model, mcfg, str(init_from))
+        rt = runtime.resolve(tcfg)
+        base_dir = checkpoint_dir(init_from if init_from is not None else config.base_model)
+        if base_dir is not None:
+            model = load_model(base_dir)
+            check_compatible(model, mcfg, str(init_from or config.base_model))
         else:
             model = build_model(mcfg, seed, eod_id=store.eod_id)
-        model.to(device).train()
+        model.to(rt.device).train()
         n_params = count_params(model)
-        data = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.int64)).to(device)
-        losses, status, reason, done = _loop(model, data, config, progress)
+        losses, status, reason, done = _loop(model, windows, config, rt, progress)
     wall = time.perf_counter() - t0
+    result = summarize(losses, status, reason, done, run_key, config, wall, n_params)
+    if status == "ok":
+        result.model = model
+        if out_dir is not None:
+            result.model_dir = str(save_proxy(model, store, out_dir, result, config, w, seed))
+    return result
 
+
+def checkpoint_dir(location: str | os.PathLike[str] | None) -> Path | None:
+    """A local directory holding the checkpoint at `location` (a path, or an s3:// URL fetched once)."""
+    if location is None:
+        return None
+    text = str(location)
+    if "://" not in text:
+        return Path(text)
+    from climb_dagster.core import storage
+
+    path = storage.make_path(text)
+    if not path.exists():
+        raise ClimbInputError(f"base checkpoint not found: {text}")
+    return storage.local_dir_copy(path)
+
+
+def summarize(
+    losses: np.ndarray,
+    status: str,
+    reason: str,
+    done: int,
+    run_key: str,
+    config: ProxyConfig,
+    wall: float,
+    n_params: int,
+) -> ProxyResult:
+    """The ProxyResult of a run from its per-step losses (the model is attached by the caller)."""
     tokens = done * config.tokens_per_step
     finite = losses[:done][np.isfinite(losses[:done])]
     tail = losses[max(0, done - max(1, done // 10)) : done]
-    result = ProxyResult(
+    return ProxyResult(
         status=status,
         reason=reason,
         run_key=run_key,
@@ -185,58 +220,89 @@ def train_proxy(
         wall_s=wall,
         tokens_per_s=tokens / wall if wall > 0 else 0.0,
         n_params=n_params,
-        model=model if status == "ok" else None,
+        step_losses=losses[:done],
     )
-    if status == "ok" and out_dir is not None:
-        result.model_dir = str(save_proxy(model, store, out_dir, result, config, w, seed))
-    return result
+
+
+def divergence_limit(config: ProxyConfig) -> float:
+    return config.train.divergence_factor * math.log(config.model.vocab_size)
+
+
+def first_divergence(seen: np.ndarray, offset: int, limit: float) -> tuple[int, str] | None:
+    """(step, reason) of the first non-finite or exploding loss in `seen` (losses from step `offset`)."""
+    bad = np.flatnonzero(~np.isfinite(seen) | (seen > limit))
+    if not bad.size:
+        return None
+    value = float(seen[bad[0]])
+    why = "non-finite" if not math.isfinite(value) else f"exploding (> {limit:.3g})"
+    at = offset + int(bad[0])
+    return at, f"diverged: {why} loss {value!r} at step {at}"
+
+
+def step_loss(model: Any, x: Any, y: Any, fused_head: bool) -> Any:
+    """Mean next-token loss of one batch. CPU: the chunked fused head (loss.py); CUDA: plain logits +
+    cross-entropy, which torch.compile fuses and which runs in the autocast dtype."""
+    import torch
+
+    hidden = model.model(input_ids=x, use_cache=False).last_hidden_state
+    weight = model.lm_head.weight
+    if fused_head:
+        from climb_dagster.core.proxy.loss import linear_cross_entropy
+
+        return linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), weight, y.reshape(-1))
+    logits = hidden @ weight.t()
+    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
 
 
 def _loop(
-    model: Any, data: Any, config: ProxyConfig, progress: Progress | None
+    model: Any, windows: np.ndarray, config: ProxyConfig, rt: runtime.Runtime, progress: Progress | None
 ) -> tuple[np.ndarray, str, str, int]:
     """The training loop proper; returns (per-step losses, status, reason, steps done)."""
     import torch
 
-    from climb_dagster.core.proxy.loss import linear_cross_entropy
+    from climb_dagster.core.proxy import runtime
 
     tcfg = config.train
-    steps, bs = tcfg.steps, tcfg.batch_size
-    vocab = config.model.vocab_size
-    limit = tcfg.divergence_factor * math.log(vocab)
+    steps = tcfg.steps
+    limit = divergence_limit(config)
     opt = make_optimizer(model, tcfg)
+    scaler = rt.grad_scaler()
     params = [p for g in opt.param_groups for p in g["params"]]
+    if tcfg.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    forward = runtime.CompiledStep(lambda x, y: step_loss(model, x, y, not rt.cuda), rt.compile)
+    batches = runtime.Batches(windows, rt.device, tcfg.batch_size)
     # Losses stay on the device and are read back only every `check_every` steps: no per-step sync.
-    loss_buf = torch.empty(steps, dtype=torch.float32, device=data.device)
+    loss_buf = torch.empty(steps, dtype=torch.float32, device=rt.device)
     report_every = max(1, steps // 20)
-    base = model.model  # the decoder; the LM head is fused into the loss (see loss.py)
-    head_weight = model.lm_head.weight
-    d_model = config.model.d_model
     checked = 0
     for step in range(steps):
         lr = lr_at(step, tcfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = data[step * bs : (step + 1) * bs]
-        x, y = batch[:, :-1], batch[:, 1:]
-        hidden = base(input_ids=x, use_cache=False).last_hidden_state
-        loss = linear_cross_entropy(hidden.reshape(-1, d_model), head_weight, y.reshape(-1))
-        loss.backward()
+        x, y = batches.get(step)
+        with rt.autocast():
+            loss = forward(x, y)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+        else:
+            loss.backward()
         if tcfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip, foreach=True)
-        opt.step()
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
         opt.zero_grad(set_to_none=True)
         loss_buf[step] = loss.detach()
         last = step == steps - 1
         if (step + 1) % tcfg.check_every == 0 or last:
-            seen = loss_buf[checked : step + 1].cpu().numpy()
-            bad = np.flatnonzero(~np.isfinite(seen) | (seen > limit))
-            if bad.size:
-                at = checked + int(bad[0])
-                value = float(seen[bad[0]])
-                why = "non-finite" if not math.isfinite(value) else f"exploding (> {limit:.3g})"
-                out = loss_buf[: at + 1].cpu().numpy().astype(np.float64)
-                return out, "failed", f"diverged: {why} loss {value!r} at step {at}", at + 1
+            hit = first_divergence(loss_buf[checked : step + 1].cpu().numpy(), checked, limit)
+            if hit is not None:
+                at, why = hit
+                return loss_buf[: at + 1].cpu().numpy().astype(np.float64), "failed", why, at + 1
             checked = step + 1
         if progress is not None and ((step + 1) % report_every == 0 or last):
             progress(step + 1, steps, float(loss_buf[step]))
