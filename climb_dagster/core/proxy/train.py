@@ -86,13 +86,16 @@ def lr_at(step: int, cfg: ProxyTrainConfig) -> float:
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
 
 
-def make_optimizer(model: Any, cfg: ProxyTrainConfig) -> Any:
-    """AdamW with weight decay on 2-D parameters only (matrices and embeddings, not norms)."""
+def make_optimizer(model: Any, cfg: ProxyTrainConfig, member_dims: int = 0) -> Any:
+    """AdamW with weight decay on 2-D parameters only (matrices and embeddings, not norms).
+
+    member_dims: leading dimensions that index pack members (pack.py), not counted as matrix dimensions.
+    """
     import torch
 
     params = list({id(p): p for p in model.parameters() if p.requires_grad}.values())
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
+    decay = [p for p in params if p.ndim - member_dims >= 2]
+    no_decay = [p for p in params if p.ndim - member_dims < 2]
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
