@@ -1,5 +1,6 @@
 """CLIMB's bootstrapping rounds as assets built by a factory: per round k (experiments partitions)
-round_k_mixtures -> round_k_proxy_evaluations (one mapped step per proxy) -> round_k_predictor.
+round_k_mixtures -> round_k_proxy_evaluations (one mapped step per proxy, or per pack of proxies trained as
+one batched model when the proxy pack size is above 1) -> round_k_predictor.
 
 Rounds beyond an experiment's own count (regmix/random use one) materialize empty tables and refit the
 same predictor, so every experiment has the same asset graph.
@@ -136,44 +137,63 @@ def build_round(k: int) -> list:
         yield from _mixture_checks(table, exp.rounds[k - 1], prior.size)
 
     @dg.op(name=f"round_{k}_plan_proxies", out=dg.DynamicOut(dict))
-    def plan(mixtures_table: pl.DataFrame):
+    def plan(mixtures_table: pl.DataFrame, record: dict):
+        """One mapped step per proxy, or per pack of proxies when the pack size is above 1."""
+        from climb_dagster.core.proxy.config import ProxyConfig, auto_pack_size
+
         weights = bootstrap.table_mixtures(mixtures_table) if mixtures_table.height else np.zeros((0, 0))
-        for row, w in zip(mixtures_table.iter_rows(named=True), weights, strict=True):
-            job = {
-                schema.MIXTURE_ID: row[schema.MIXTURE_ID],
-                "proxy_key": row["proxy_key"],
-                "weights": w.tolist(),
-            }
-            yield dg.DynamicOutput(job, mapping_key=row[schema.MIXTURE_ID].replace("-", "_"))
+        jobs = [
+            {schema.MIXTURE_ID: row[schema.MIXTURE_ID], "proxy_key": row["proxy_key"], "weights": w.tolist()}
+            for row, w in zip(mixtures_table.iter_rows(named=True), weights, strict=True)
+        ]
+        size = auto_pack_size(ProxyConfig.from_dict(record["proxy"]))
+        if size <= 1:
+            for job in jobs:
+                yield dg.DynamicOutput(job, mapping_key=job[schema.MIXTURE_ID].replace("-", "_"))
+            return
+        for start in range(0, len(jobs), size):
+            yield dg.DynamicOutput(
+                {"pack": jobs[start : start + size]}, mapping_key=f"pack_{start // size:03d}"
+            )
 
     @dg.op(name=f"round_{k}_train_proxy", tags=PROXY_OP_TAGS)
     def train(
         context: dg.OpExecutionContext, storage: ClimbStorage, record: dict, tokens: dict, job: dict
-    ) -> dict:
-        """Train one proxy on one mixture (reused from the cache when this exact run already finished)."""
+    ) -> list:
+        """Train one proxy, or one pack of proxies as one batched model, on its mixture(s); runs that
+        already finished are reused from the cache. One record per proxy."""
         from climb_dagster.core.proxy.config import ProxyConfig
-        from climb_dagster.core.target_eval import open_token_store, target_evaluator
+        from climb_dagster.core.target_eval import open_token_store, target_evaluator, target_pack_evaluator
 
         proxy = ProxyConfig.from_dict(record["proxy"])
         store = open_token_store(tokens["path"], storage.options())
-        evaluate = target_evaluator(
-            record["target_spec"], store.load_tokenizer(), proxy.train.num_threads, storage.options()
-        )
         cache = bootstrap.ProxyCache(storage.root() / "proxy_runs")
+        name = job[schema.MIXTURE_ID] if "pack" not in job else f"pack of {len(job['pack'])}"
+        args = (record["target_spec"], store.load_tokenizer(), proxy.train.num_threads, storage.options())
 
         def progress(step: int, total: int, loss: float) -> None:
-            context.log.debug(f"{job[schema.MIXTURE_ID]}: step {step}/{total} loss {loss:.3f}")
+            context.log.debug(f"{name}: step {step}/{total} loss {loss:.3f}")
 
-        result = bootstrap.run_proxy_job(job, store, proxy, int(record["seed"]), evaluate, cache, progress)
-        verb = "reused" if result["cached"] else "trained"
-        context.log.info(
-            f"{verb} proxy {job[schema.MIXTURE_ID]} ({result['status']}): score {result[schema.SCORE]}"
-        )
-        return result
+        seed = int(record["seed"])
+        if "pack" in job:
+            evaluate_many = target_pack_evaluator(*args)
+            results = bootstrap.run_proxy_pack_job(
+                job["pack"], store, proxy, seed, evaluate_many, cache, progress
+            )
+        else:
+            evaluate = target_evaluator(*args)
+            results = [bootstrap.run_proxy_job(job, store, proxy, seed, evaluate, cache, progress)]
+        for result in results:
+            verb = "reused" if result["cached"] else "trained"
+            context.log.info(
+                f"{verb} proxy {result[schema.MIXTURE_ID]} ({result['status']}): score {result[schema.SCORE]}"
+            )
+        return results
 
     @dg.op(name=f"round_{k}_collect_proxies")
     def collect(context: dg.OpExecutionContext, tokens: dict, results: list) -> pl.DataFrame:
-        table = bootstrap.evaluations_table(results, len(tokens["tokens"]))
+        records = [r for step in results for r in step]  # one list per mapped step (proxy or pack)
+        table = bootstrap.evaluations_table(records, len(tokens["tokens"]))
         failed = table.filter(pl.col("status") != "ok")
         for row in failed.iter_rows(named=True):
             context.log.warning(f"proxy {row[schema.MIXTURE_ID]} failed and is excluded: {row['reason']}")
@@ -203,8 +223,8 @@ def build_round(k: int) -> list:
         },
     )
     def evaluations(mixtures_table, record, tokens):
-        """Proxy LM trained on each mixture and scored on the target (one step per proxy)."""
-        results = plan(mixtures_table).map(lambda job: train(record, tokens, job))
+        """Proxy LM trained on each mixture and scored on the target (one step per proxy or per pack)."""
+        results = plan(mixtures_table, record).map(lambda job: train(record, tokens, job))
         return collect(tokens, results.collect())
 
     pred_ins = {"experiment": dg.AssetIn("experiment")}

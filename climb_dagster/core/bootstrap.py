@@ -94,7 +94,6 @@ def run_proxy_job(
     A finished run, failed or not, is cached under its key, so a re-execution never trains it again.
     Returns the record stored in the cache plus `cached: bool`.
     """
-    import math
     import tempfile
     from pathlib import Path
 
@@ -108,31 +107,81 @@ def run_proxy_job(
     with tempfile.TemporaryDirectory(prefix="climb-proxy-") as tmp:
         model_dir = Path(tmp) / "model"
         result = train_proxy(store, mixture, proxy, seed, out_dir=model_dir, progress=progress)
-        score: float | None = None
-        status, reason = result.status, result.reason
-        if result.ok:
-            score = float(evaluate(result.model))
-            if not math.isfinite(score):
-                status, reason, score = "failed", f"target score is not finite ({score})", None
-            else:
-                storage.upload_dir(model_dir, cache.model_path(key))
-        record = {
-            "proxy_key": key,
-            "status": status,
-            "reason": reason,
-            schema.SCORE: score,
-            "train_loss": result.loss_last
-            if result.loss_last is not None and math.isfinite(result.loss_last)
-            else None,
-            "tokens": result.tokens,
-            "steps": result.steps,
-            "wall_s": round(result.wall_s, 3),
-            "tokens_per_s": round(result.tokens_per_s, 1),
-            "n_params": result.n_params,
-            "weights": [float(w) for w in mixture],
-        }
-    cache.put(key, record)
+        score = float(evaluate(result.model)) if result.ok else None
+        record = _finish(key, result, score, mixture, model_dir, cache)
     return {**record, "mixture_id": job[schema.MIXTURE_ID], "cached": False}
+
+
+def run_proxy_pack_job(
+    jobs: list[dict[str, Any]],
+    store: Any,
+    proxy: Any,
+    seed: int,
+    evaluate_many: Any,
+    cache: ProxyCache,
+    progress: Any = None,
+) -> list[dict[str, Any]]:
+    """`run_proxy_job` for a pack of jobs: the uncached ones train together as one packed model
+    (pack.py) and are scored together (`evaluate_many(models) -> scores`); each is cached under its own
+    key, so a pack whose members are partly cached trains only the rest. Records come in `jobs` order.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from climb_dagster.core.proxy.pack import train_pack
+
+    records: list[dict[str, Any] | None] = []
+    todo: list[int] = []
+    for i, job in enumerate(jobs):
+        hit = cache.get(job["proxy_key"])
+        records.append(None if hit is None else {**hit, "mixture_id": job[schema.MIXTURE_ID], "cached": True})
+        if hit is None:
+            todo.append(i)
+    if todo:
+        mixtures = [np.asarray(jobs[i]["weights"], dtype=np.float64) for i in todo]
+        with tempfile.TemporaryDirectory(prefix="climb-pack-") as tmp:
+            dirs = [Path(tmp) / f"model-{n}" for n in range(len(todo))]
+            results = train_pack(store, mixtures, proxy, [seed] * len(todo), out_dirs=dirs, progress=progress)
+            ok = [n for n, r in enumerate(results) if r.ok]
+            scores: list[float | None] = [None] * len(todo)
+            if ok:
+                for n, value in zip(ok, evaluate_many([results[n].model for n in ok]), strict=True):
+                    scores[n] = float(value)
+            for n, i in enumerate(todo):
+                record = _finish(jobs[i]["proxy_key"], results[n], scores[n], mixtures[n], dirs[n], cache)
+                records[i] = {**record, "mixture_id": jobs[i][schema.MIXTURE_ID], "cached": False}
+    return [r for r in records if r is not None]
+
+
+def _finish(
+    key: str, result: Any, score: float | None, mixture: np.ndarray, model_dir: Any, cache: ProxyCache
+) -> dict:
+    """Cache a finished run (failed or not) under its key, uploading its model when it scored; return its record."""
+    import math
+
+    status, reason = result.status, result.reason
+    if result.ok:
+        if score is None or not math.isfinite(score):
+            status, reason, score = "failed", f"target score is not finite ({score})", None
+        else:
+            storage.upload_dir(model_dir, cache.model_path(key))
+    record = {
+        "proxy_key": key,
+        "status": status,
+        "reason": reason,
+        schema.SCORE: score,
+        "train_loss": result.loss_last
+        if result.loss_last is not None and math.isfinite(result.loss_last)
+        else None,
+        "tokens": result.tokens,
+        "steps": result.steps,
+        "wall_s": round(result.wall_s, 3),
+        "tokens_per_s": round(result.tokens_per_s, 1),
+        "n_params": result.n_params,
+        "weights": [float(w) for w in mixture],
+    }
+    cache.put(key, record)
+    return record
 
 
 def evaluations_table(records: list[dict[str, Any]], n_clusters: int) -> pl.DataFrame:

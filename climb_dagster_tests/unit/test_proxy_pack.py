@@ -9,16 +9,10 @@ import pytest
 import torch
 
 from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.proxy.config import ProxyConfig, proxy_run_key
+from climb_dagster.core.proxy.config import ProxyConfig, auto_pack_size, bytes_per_member, proxy_run_key
 from climb_dagster.core.proxy.evaluate import build_eval_windows, build_multiple_choice
 from climb_dagster.core.proxy.model import build_model, load_model
-from climb_dagster.core.proxy.pack import (
-    auto_pack_size,
-    bytes_per_member,
-    clip_per_member,
-    evaluate_pack,
-    train_pack,
-)
+from climb_dagster.core.proxy.pack import clip_per_member, evaluate_pack, train_pack
 from climb_dagster.core.proxy.runtime import CompiledStep
 from climb_dagster.core.proxy.targets import EvaluatorSpec, TargetSpec, evaluate_target
 from climb_dagster.core.proxy.tokens import load_tokenizer
@@ -178,3 +172,44 @@ def test_members_start_from_the_init_build_model_gives_them() -> None:
         fresh = dict(build_model(cfg, s).named_parameters())
         for name, value in pack.member_state(j).items():
             assert torch.equal(value, fresh[name]), name
+
+
+def test_pack_job_trains_only_uncached_members_and_caches_each(tmp_path: Path, target: TargetSpec) -> None:
+    from upath import UPath
+
+    from climb_dagster import schema
+    from climb_dagster.core.bootstrap import ProxyCache, run_proxy_job, run_proxy_pack_job
+
+    cfg = tiny(steps=10)
+    tok = load_tokenizer(pc.tokenizer_dir())
+    cache = ProxyCache(UPath(tmp_path / "runs"))
+    jobs = [
+        {schema.MIXTURE_ID: f"r1-{i:03d}", "proxy_key": proxy_run_key(w, cfg, 0, "data"), "weights": w}
+        for i, w in enumerate(MIXES)
+    ]
+    alone = run_proxy_job(jobs[1], pc.store(), cfg, 0, lambda m: evaluate_target(m, target, tok), cache)
+    calls: list[int] = []
+
+    def evaluate_many(models: list) -> list[float]:
+        calls.append(len(models))
+        return evaluate_pack(models, target, tok)
+
+    records = run_proxy_pack_job(jobs, pc.store(), cfg, 0, evaluate_many, cache)
+    assert [r[schema.MIXTURE_ID] for r in records] == [j[schema.MIXTURE_ID] for j in jobs]
+    assert [r["cached"] for r in records] == [False, True, False] and calls == [2]
+    assert records[1][schema.SCORE] == alone[schema.SCORE]
+    for job, r in zip(jobs, records, strict=True):
+        assert r["status"] == "ok" and cache.get(job["proxy_key"])[schema.SCORE] == r[schema.SCORE]
+        assert (cache.model_path(job["proxy_key"]) / "model.safetensors").is_file()
+    # The packed member scores what its separate run scores.
+    separate = run_proxy_job(
+        {**jobs[0], "proxy_key": "separate"},
+        pc.store(),
+        cfg,
+        0,
+        lambda m: evaluate_target(m, target, tok),
+        cache,
+    )
+    assert records[0][schema.SCORE] == pytest.approx(separate[schema.SCORE], rel=REL)
+    again = run_proxy_pack_job(jobs, pc.store(), cfg, 0, evaluate_many, cache)
+    assert all(r["cached"] for r in again) and calls == [2]

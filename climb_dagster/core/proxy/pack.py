@@ -54,9 +54,6 @@ from climb_dagster.core.proxy.train import (
     summarize,
 )
 
-# Upper bound of the automatic pack size: beyond it one step's windows and logits outgrow the benefit.
-MAX_AUTO_PACK = 64
-
 
 class PackedLlama(torch.nn.Module):
     """m Llama proxies of the same sizes as one module: parameter `name` of member j is `param(name)[j]`.
@@ -213,40 +210,6 @@ def clip_per_member(params: Sequence[torch.Tensor], max_norm: float) -> torch.Te
     for g in grads:
         g.mul_(coef.reshape(-1, *([1] * (g.ndim - 1))).to(g.dtype))
     return norms
-
-
-def bytes_per_member(config: ProxyConfig) -> float:
-    """Device memory one pack member needs while training (an estimate, 25% slack included).
-
-    fp32 weights, gradients and two AdamW moments (16 bytes a parameter), the activations kept for the
-    backward pass (~(10 d_model + 4 d_ff) values a token per layer in the autocast dtype, or one d_model
-    vector per layer with checkpointing) and the logits (bf16, their fp32 copy and its gradient).
-    """
-    m, t = config.model, config.train
-    params = m.n_layers * (4 * m.d_model**2 + 3 * m.d_model * m.d_ff) + m.vocab_size * m.d_model
-    per_layer = m.d_model if t.activation_checkpointing else 10 * m.d_model + 4 * m.d_ff
-    tokens = config.tokens_per_step
-    activations = tokens * (m.n_layers * per_layer * 2 + m.vocab_size * 10)
-    return 1.25 * (16 * params + activations)
-
-
-def auto_pack_size(config: ProxyConfig, device_memory: int | None = None) -> int:
-    """`config.train.pack_size`, or when 0 (automatic): on CPU 1, on CUDA as many members as fit in 80%
-    of the device memory (capped at MAX_AUTO_PACK).
-
-    CPU rule: Dagster already runs one proxy per core in parallel steps, and a pack of m proxies takes m
-    times the time of one on a core (the head, over half of a CPU step, is computed member by member),
-    so one proxy per step uses a CPU machine best. `device_memory` (bytes) defaults to the visible GPU's;
-    a planner without a GPU (e.g. the Dagster run pod) assumes an 80 GB device.
-    """
-    t = config.train
-    if t.pack_size:
-        return t.pack_size
-    if t.device == "cpu":
-        return 1
-    if device_memory is None:
-        device_memory = torch.cuda.mem_get_info()[1] if torch.cuda.is_available() else 80 * 10**9
-    return int(max(1, min(MAX_AUTO_PACK, 0.8 * device_memory // bytes_per_member(config))))
 
 
 def train_pack(

@@ -62,7 +62,9 @@ def resolve(tcfg: ProxyTrainConfig) -> Runtime:
         else:
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if precision == "fp16" and device.type != "cuda":
-        raise ClimbInputError("ProxyTrainConfig.precision='fp16' needs device='cuda' (loss scaling is CUDA-only)")
+        raise ClimbInputError(
+            "ProxyTrainConfig.precision='fp16' needs device='cuda' (loss scaling is CUDA-only)"
+        )
     amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     if device.type == "cuda":
         # TF32 for the fp32 matmuls that autocast leaves (optimizer-side, norms' weights): ~8x on Ampere+.
@@ -77,7 +79,10 @@ class CompiledStep:
     the reason is kept, a warning logged, and this and every later call run `fn` eagerly."""
 
     def __init__(
-        self, fn: Callable[..., Any], enabled: bool, compiler: Callable[[Callable[..., Any]], Any] | None = None
+        self,
+        fn: Callable[..., Any],
+        enabled: bool,
+        compiler: Callable[[Callable[..., Any]], Any] | None = None,
     ) -> None:
         self.eager = fn
         self.fallback_reason: str | None = None
@@ -125,4 +130,3 @@ class Batches:
         if self.device.type == "cuda" and (step + 1) * self.bs < self.host.shape[-2]:
             self._next = (step + 1, self._copy(step + 1))
         return batch[..., :-1], batch[..., 1:]
-
