@@ -213,3 +213,26 @@ def test_pack_job_trains_only_uncached_members_and_caches_each(tmp_path: Path, t
     assert records[0][schema.SCORE] == pytest.approx(separate[schema.SCORE], rel=REL)
     again = run_proxy_pack_job(jobs, pc.store(), cfg, 0, evaluate_many, cache)
     assert all(r["cached"] for r in again) and calls == [2]
+
+
+def test_activation_checkpointing_changes_nothing_but_memory() -> None:
+    plain, ckpt = tiny(steps=6), tiny(steps=6, activation_checkpointing=True)
+    a = train_proxy(pc.store(), MIXES[0], plain, 0)
+    b = train_proxy(pc.store(), MIXES[0], ckpt, 0)
+    assert a.step_losses.tolist() == b.step_losses.tolist()
+    pa = train_pack(pc.store(), MIXES[:2], plain, SEEDS[:2])
+    pb = train_pack(pc.store(), MIXES[:2], ckpt, SEEDS[:2])
+    for x, y in zip(pa, pb, strict=True):
+        assert x.step_losses.tolist() == y.step_losses.tolist()
+
+
+def test_bf16_autocast_path_trains_with_fp32_master_weights() -> None:
+    # The mixed-precision path of CUDA (autocast, plain logits + cross-entropy), run here on the CPU.
+    cfg = tiny(precision="bf16")
+    single = train_proxy(pc.store(), MIXES[0], cfg, 0)
+    assert single.ok and single.loss_last < single.loss_first - 1.0
+    assert all(p.dtype == torch.float32 for p in single.model.parameters())
+    fp32 = train_proxy(pc.store(), MIXES[0], tiny(), 0)
+    assert single.loss_last == pytest.approx(fp32.loss_last, rel=0.05)
+    packed = train_pack(pc.store(), MIXES[:2], cfg, SEEDS[:2])
+    assert packed[0].ok and packed[0].loss_last == pytest.approx(single.loss_last, rel=0.02)

@@ -313,7 +313,21 @@ def _pack_loop(
     opt = make_optimizer(pack, tcfg, member_dims=1)
     scaler = rt.grad_scaler()
     params = [p for g in opt.param_groups for p in g["params"]]
-    forward = runtime.CompiledStep(lambda x, y: pack.losses(x, y, fused_head=not rt.cuda), rt.compile)
+
+    def losses_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with rt.autocast():  # the forward only; the backward runs in the dtypes the forward chose
+            return pack.losses(x, y, fused_head=rt.fused_head)
+
+    forward = runtime.CompiledStep(losses_of, rt.compile)
+
+    def backward(losses: torch.Tensor) -> None:
+        # Members share no parameter: the gradient of the sum is each member's own gradient.
+        total = losses.sum()
+        (total if scaler is None else scaler.scale(total)).backward()
+
+    def reset() -> None:
+        opt.zero_grad(set_to_none=True)
+
     batches = runtime.Batches(windows, rt.device, tcfg.batch_size)
     loss_buf = torch.full((steps, m), float("nan"), dtype=torch.float32, device=rt.device)
     active = list(range(m))  # original member index of each row of the pack
@@ -328,14 +342,9 @@ def _pack_loop(
         x, y = batches.get(step)
         if len(active) < m:
             x, y = x.index_select(0, active_t), y.index_select(0, active_t)
-        with rt.autocast():
-            losses = forward(x, y)
-        total = losses.sum()
+        losses = forward.forward_backward((x, y), backward, reset)
         if scaler is not None:
-            scaler.scale(total).backward()
             scaler.unscale_(opt)
-        else:
-            total.backward()
         if tcfg.grad_clip > 0:
             clip_per_member(params, tcfg.grad_clip)
         if scaler is not None:

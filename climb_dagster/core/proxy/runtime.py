@@ -49,6 +49,12 @@ class Runtime:
     def grad_scaler(self) -> Any:
         return torch.amp.GradScaler("cuda") if self.loss_scaling else None
 
+    @property
+    def fused_head(self) -> bool:
+        """The chunked fused LM head + loss (loss.py) is the fp32 CPU path; elsewhere plain logits +
+        cross-entropy, which autocast and torch.compile handle."""
+        return self.device.type == "cpu" and self.amp_dtype is None
+
 
 def resolve(tcfg: ProxyTrainConfig) -> Runtime:
     """Settings for `tcfg` on this machine; also switches TF32 matmuls on when the run is on CUDA."""
@@ -93,15 +99,33 @@ class CompiledStep:
         return self.fn is not self.eager
 
     def __call__(self, *args: Any) -> Any:
+        return self.forward_backward(args)
+
+    def forward_backward(
+        self,
+        args: tuple[Any, ...],
+        backward: Callable[[Any], None] | None = None,
+        reset: Callable[[], None] | None = None,
+    ) -> Any:
+        """`fn(*args)`, then `backward(result)` when given. Compiled code may fail in either (the backward
+        graph is compiled on first use); then `reset()` clears partial gradients and both rerun eagerly."""
         if not self.compiled:
-            return self.eager(*args)
+            out = self.eager(*args)
+            if backward is not None:
+                backward(out)
+            return out
         try:
-            return self.fn(*args)
+            out = self.fn(*args)
+            if backward is not None:
+                backward(out)
+            return out
         except Exception as exc:  # noqa: BLE001 - Dynamo/Inductor raise many types; eager is always correct
             self.fallback_reason = f"{type(exc).__name__}: {exc}"[:500]
             log.warning("torch.compile failed, continuing eagerly: %s", self.fallback_reason)
             self.fn = self.eager
-            return self.eager(*args)
+            if reset is not None:
+                reset()
+            return self.forward_backward(args, backward, reset)
 
 
 class Batches:

@@ -272,8 +272,21 @@ def _loop(
     scaler = rt.grad_scaler()
     params = [p for g in opt.param_groups for p in g["params"]]
     if tcfg.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    forward = runtime.CompiledStep(lambda x, y: step_loss(model, x, y, not rt.cuda), rt.compile)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+    def loss_of(x: Any, y: Any) -> Any:
+        # Autocast covers the forward only; the backward runs in the dtypes the forward chose.
+        with rt.autocast():
+            return step_loss(model, x, y, rt.fused_head)
+
+    forward = runtime.CompiledStep(loss_of, rt.compile)
+
+    def backward(loss: Any) -> None:
+        (loss if scaler is None else scaler.scale(loss)).backward()
+
+    def reset() -> None:
+        opt.zero_grad(set_to_none=True)
+
     batches = runtime.Batches(windows, rt.device, tcfg.batch_size)
     # Losses stay on the device and are read back only every `check_every` steps: no per-step sync.
     loss_buf = torch.empty(steps, dtype=torch.float32, device=rt.device)
@@ -284,13 +297,9 @@ def _loop(
         for g in opt.param_groups:
             g["lr"] = lr
         x, y = batches.get(step)
-        with rt.autocast():
-            loss = forward(x, y)
+        loss = forward.forward_backward((x, y), backward, reset)
         if scaler is not None:
-            scaler.scale(loss).backward()
             scaler.unscale_(opt)
-        else:
-            loss.backward()
         if tcfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip, foreach=True)
         if scaler is not None:
