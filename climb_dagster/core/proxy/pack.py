@@ -45,6 +45,7 @@ from climb_dagster.core.proxy.tokens import TokenStore
 from climb_dagster.core.proxy.train import (
     Progress,
     ProxyResult,
+    check_run_inputs,
     checkpoint_dir,
     divergence_limit,
     first_divergence,
@@ -237,13 +238,7 @@ def train_pack(
         raise ClimbInputError(f"a pack of {m} needs {m} out_dirs, got {len(out_dirs)}")
     if init_from is not None and len(init_from) != m:
         raise ClimbInputError(f"a pack of {m} needs {m} init_from entries, got {len(init_from)}")
-    for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int):
-            raise ClimbInputError(f"seed must be an integer, got {s!r}")
-    if store.vocab_size > mcfg.vocab_size:
-        raise ClimbInputError(
-            f"token store {store.path} has vocab_size {store.vocab_size} > ProxyModelConfig.vocab_size {mcfg.vocab_size}"
-        )
+    check_run_inputs(store, config, seeds)
     ws = [validate_mixture(w, store.n_clusters) for w in mixtures]
     keys = [proxy_run_key(w.tolist(), config, s, store.key()) for w, s in zip(ws, seeds, strict=True)]
     n_windows = tcfg.steps * tcfg.batch_size

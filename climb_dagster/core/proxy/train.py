@@ -145,12 +145,7 @@ def train_proxy(
 
     mcfg, tcfg = config.model, config.train
     w = validate_mixture(mixture, store.n_clusters)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ClimbInputError(f"seed must be an integer, got {seed!r}")
-    if store.vocab_size > mcfg.vocab_size:
-        raise ClimbInputError(
-            f"token store {store.path} has vocab_size {store.vocab_size} > ProxyModelConfig.vocab_size {mcfg.vocab_size}"
-        )
+    check_run_inputs(store, config, [seed])
     run_key = proxy_run_key(w.tolist(), config, seed, store.key())
     n_windows = tcfg.steps * tcfg.batch_size
     if windows is None:
@@ -179,6 +174,18 @@ def train_proxy(
         if out_dir is not None:
             result.model_dir = str(save_proxy(model, store, out_dir, result, config, w, seed))
     return result
+
+
+def check_run_inputs(store: TokenStore, config: ProxyConfig, seeds: Sequence[Any]) -> None:
+    """Seeds are integers and the token store's vocabulary fits the model's embedding."""
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ClimbInputError(f"seed must be an integer, got {seed!r}")
+    if store.vocab_size > config.model.vocab_size:
+        raise ClimbInputError(
+            f"token store {store.path} has vocab_size {store.vocab_size} > "
+            f"ProxyModelConfig.vocab_size {config.model.vocab_size}"
+        )
 
 
 def checkpoint_dir(location: str | os.PathLike[str] | None) -> Path | None:
