@@ -178,11 +178,13 @@ def build_round(k: int) -> list:
         if "pack" in job:
             evaluate_many = target_pack_evaluator(*args)
             results = bootstrap.run_proxy_pack_job(
-                job["pack"], store, proxy, seed, evaluate_many, cache, progress
+                job["pack"], store, proxy, seed, evaluate_many, cache, progress, storage.options()
             )
         else:
             evaluate = target_evaluator(*args)
-            results = [bootstrap.run_proxy_job(job, store, proxy, seed, evaluate, cache, progress)]
+            results = [
+                bootstrap.run_proxy_job(job, store, proxy, seed, evaluate, cache, progress, storage.options())
+            ]
         for result in results:
             verb = "reused" if result["cached"] else "trained"
             context.log.info(

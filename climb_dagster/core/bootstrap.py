@@ -87,10 +87,12 @@ def run_proxy_job(
     evaluate: Any,
     cache: ProxyCache,
     progress: Any = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train (or reuse) the proxy of one mixture and score it on the target.
 
-    `job` holds mixture_id, proxy_key and weights; `evaluate(model) -> float` scores a trained model.
+    `job` holds mixture_id, proxy_key and weights; `evaluate(model) -> float` scores a trained model;
+    `storage_options` reach a remote base checkpoint (`proxy.base_model`).
     A finished run, failed or not, is cached under its key, so a re-execution never trains it again.
     Returns the record stored in the cache plus `cached: bool`.
     """
@@ -106,7 +108,9 @@ def run_proxy_job(
     mixture = np.asarray(job["weights"], dtype=np.float64)
     with tempfile.TemporaryDirectory(prefix="climb-proxy-") as tmp:
         model_dir = Path(tmp) / "model"
-        result = train_proxy(store, mixture, proxy, seed, out_dir=model_dir, progress=progress)
+        result = train_proxy(
+            store, mixture, proxy, seed, out_dir=model_dir, progress=progress, storage_options=storage_options
+        )
         score = float(evaluate(result.model)) if result.ok else None
         record = _finish(key, result, score, mixture, model_dir, cache)
     return {**record, "mixture_id": job[schema.MIXTURE_ID], "cached": False}
@@ -120,6 +124,7 @@ def run_proxy_pack_job(
     evaluate_many: Any,
     cache: ProxyCache,
     progress: Any = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """`run_proxy_job` for a pack of jobs: the uncached ones train together as one packed model
     (pack.py) and are scored together (`evaluate_many(models) -> scores`); each is cached under its own
@@ -141,7 +146,15 @@ def run_proxy_pack_job(
         mixtures = [np.asarray(jobs[i]["weights"], dtype=np.float64) for i in todo]
         with tempfile.TemporaryDirectory(prefix="climb-pack-") as tmp:
             dirs = [Path(tmp) / f"model-{n}" for n in range(len(todo))]
-            results = train_pack(store, mixtures, proxy, [seed] * len(todo), out_dirs=dirs, progress=progress)
+            results = train_pack(
+                store,
+                mixtures,
+                proxy,
+                [seed] * len(todo),
+                out_dirs=dirs,
+                progress=progress,
+                storage_options=storage_options,
+            )
             ok = [n for n, r in enumerate(results) if r.ok]
             scores: list[float | None] = [None] * len(todo)
             if ok:

@@ -222,6 +222,7 @@ def train_pack(
     progress: Progress | None = None,
     windows: np.ndarray | None = None,
     init_from: Sequence[str | os.PathLike[str] | None] | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> list[ProxyResult]:
     """Train one proxy per (mixture, seed) together as one packed model; one ProxyResult per member.
 
@@ -260,7 +261,7 @@ def train_pack(
         members = []
         for j, s in enumerate(seeds):
             source = init_from[j] if init_from is not None and init_from[j] is not None else config.base_model
-            base_dir = checkpoint_dir(source)
+            base_dir = checkpoint_dir(source, storage_options)
             if base_dir is None:
                 members.append(build_model(mcfg, s, eod_id=store.eod_id))
             else:

@@ -122,6 +122,7 @@ def train_proxy(
     init_from: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
     windows: np.ndarray | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> ProxyResult:
     """Train a proxy LM on `config.train.steps` batches of windows drawn from `mixture`.
 
@@ -131,6 +132,7 @@ def train_proxy(
             config.json, tokenizer files, proxy_run.json); written to a temp dir, then renamed.
         windows: pre-sampled (steps * batch_size, block_size + 1) token windows, to train two trainers
             on identical data (the bench); by default they are sampled from `mixture` with `seed + 1`.
+        storage_options: s3 options (endpoint, retries) to fetch a remote `config.base_model`.
 
     A run whose loss becomes NaN/inf or explodes is returned with status "failed" and a reason.
     """
@@ -158,7 +160,7 @@ def train_proxy(
     t0 = time.perf_counter()
     with torch_threads(tcfg.num_threads):
         rt = runtime.resolve(tcfg)
-        base_dir = checkpoint_dir(init_from if init_from is not None else config.base_model)
+        base_dir = checkpoint_dir(init_from if init_from is not None else config.base_model, storage_options)
         if base_dir is not None:
             model = load_model(base_dir)
             check_compatible(model, mcfg, str(init_from or config.base_model))
@@ -188,7 +190,9 @@ def check_run_inputs(store: TokenStore, config: ProxyConfig, seeds: Sequence[Any
         )
 
 
-def checkpoint_dir(location: str | os.PathLike[str] | None) -> Path | None:
+def checkpoint_dir(
+    location: str | os.PathLike[str] | None, storage_options: dict[str, Any] | None = None
+) -> Path | None:
     """A local directory holding the checkpoint at `location` (a path, or an s3:// URL fetched once)."""
     if location is None:
         return None
@@ -197,7 +201,7 @@ def checkpoint_dir(location: str | os.PathLike[str] | None) -> Path | None:
         return Path(text)
     from climb_dagster.core import storage
 
-    path = storage.make_path(text)
+    path = storage.make_path(text, storage_options)
     if not path.exists():
         raise ClimbInputError(f"base checkpoint not found: {text}")
     return storage.local_dir_copy(path)
