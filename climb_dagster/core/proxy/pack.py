@@ -402,7 +402,7 @@ def evaluate_pack_components(
     device = models[0].lm_head.weight.device
     m = len(models)
     with torch_threads(num_threads), torch.no_grad():
-        pack = PackedLlama(models).to(device).eval()
+        pack = PackedLlama(models).to(device).train(False)
         values: list[dict[str, float]] = [{} for _ in models]
         for e in target.evaluators:
             if e.kind == LOSS:
