@@ -1,5 +1,6 @@
 """round_k_proxy_evaluations with a proxy pack size above 1: one mapped step per pack, one record per proxy,
-caching per proxy (a pack with cached members trains only the others)."""
+caching per proxy (a pack with cached members trains only the others); and a base checkpoint
+(continued pre-training) reaching every proxy of an experiment."""
 
 from __future__ import annotations
 
@@ -66,3 +67,33 @@ def test_rounds_map_over_packs_with_one_record_per_proxy(tmp_path, monkeypatch):
     # Training it again inside a smaller pack gives the same score (CPU, fp32: packing is exact).
     before = evals.filter(evals["proxy_key"] == forgotten)["score"][0]
     assert retrained["score"][0] == pytest.approx(before, rel=1e-4)
+
+
+def test_base_checkpoint_reaches_every_proxy_of_an_experiment(tmp_path, monkeypatch):
+    """proxy_base_model flows from the launchpad spec to each proxy's training: a base checkpoint with a NaN
+    weight makes every round-1 proxy fail with the non-finite reason (a fresh init would train fine)."""
+    import torch
+
+    from climb_dagster.core.proxy.config import ProxyModelConfig
+    from climb_dagster.core.proxy.model import build_model
+
+    monkeypatch.setenv("CLIMB_HOME", str(tmp_path))
+    monkeypatch.setenv("CLIMB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("CLIMB_DEPLOYMENT", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    target = seed_clustered_corpus(tmp_path)
+    sizes = ProxyModelConfig(vocab_size=512, d_model=32, n_layers=1, n_heads=2, block_size=32, d_ff=96)
+    base = build_model(sizes, seed=0)
+    with torch.no_grad():
+        base.model.layers[0].mlp.down_proj.weight[0, 0] = float("nan")
+    base.save_pretrained(tmp_path / "base")
+    spec = {
+        **TINY_EXPERIMENT,
+        "target_documents_path": str(target),
+        "proxy_base_model": str(tmp_path / "base"),
+    }
+    result = run_experiment(dg.DagsterInstance.ephemeral(), "cpt", spec, raise_on_error=False)
+    assert not result.success  # no proxy succeeded, so no predictor can be fitted
+    evals = read_value(storage.make_path(tmp_path / "storage") / "round_1_proxy_evaluations" / "cpt")
+    assert evals.height == 4 and (evals["status"] == "failed").all()
+    assert all("non-finite" in r for r in evals["reason"].to_list())
