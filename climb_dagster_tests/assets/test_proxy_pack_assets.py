@@ -9,7 +9,7 @@ import shutil
 import dagster as dg
 import pytest
 
-from climb_dagster.core import storage
+from climb_dagster.core import schema, storage
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster_tests.assets.bootstrap_fixture import (
     TINY_EXPERIMENT,
@@ -47,13 +47,13 @@ def test_rounds_map_over_packs_with_one_record_per_proxy(tmp_path, monkeypatch):
     assert sum("round_1_train_proxy" in s for s in steps) == 2
     root = storage.make_path(tmp_path / "storage")
     evals = read_value(root / "round_1_proxy_evaluations" / "packed")
-    assert evals.height == 4 and evals["mixture_id"].n_unique() == 4
-    assert (evals["status"] == "ok").all() and not evals["cached"].any()
+    assert evals.height == 4 and evals[schema.MIXTURE_ID].n_unique() == 4
+    assert (evals[schema.STATUS] == schema.OK).all() and not evals[schema.CACHED].any()
     meta = _meta(first, "round_1_proxy_evaluations")
     assert meta["dagster/row_count"] == 4 and meta["reused_from_cache"] == 0
 
     # Forget one proxy of round 1: its pack trains only that member, the others come from the cache.
-    forgotten = evals["proxy_key"][1]
+    forgotten = evals[schema.PROXY_KEY][1]
     shutil.rmtree(tmp_path / "storage" / "proxy_runs" / forgotten)
     again = run_experiment(instance, "packed", spec)
     assert again.success
@@ -62,11 +62,11 @@ def test_rounds_map_over_packs_with_one_record_per_proxy(tmp_path, monkeypatch):
         meta = _meta(again, f"round_{k}_proxy_evaluations")
         assert meta["reused_from_cache"] == meta["dagster/row_count"] == 2
     rerun = read_value(root / "round_1_proxy_evaluations" / "packed")
-    retrained = rerun.filter(~rerun["cached"])
-    assert retrained["proxy_key"].to_list() == [forgotten]
+    retrained = rerun.filter(~rerun[schema.CACHED])
+    assert retrained[schema.PROXY_KEY].to_list() == [forgotten]
     # Training it again inside a smaller pack gives the same score (CPU, fp32: packing is exact).
-    before = evals.filter(evals["proxy_key"] == forgotten)["score"][0]
-    assert retrained["score"][0] == pytest.approx(before, rel=1e-4)
+    before = evals.filter(evals[schema.PROXY_KEY] == forgotten)[schema.SCORE][0]
+    assert retrained[schema.SCORE][0] == pytest.approx(before, rel=1e-4)
 
 
 def test_base_checkpoint_reaches_every_proxy_of_an_experiment(tmp_path, monkeypatch):
@@ -95,5 +95,5 @@ def test_base_checkpoint_reaches_every_proxy_of_an_experiment(tmp_path, monkeypa
     result = run_experiment(dg.DagsterInstance.ephemeral(), "cpt", spec, raise_on_error=False)
     assert not result.success  # no proxy succeeded, so no predictor can be fitted
     evals = read_value(storage.make_path(tmp_path / "storage") / "round_1_proxy_evaluations" / "cpt")
-    assert evals.height == 4 and (evals["status"] == "failed").all()
-    assert all("non-finite" in r for r in evals["reason"].to_list())
+    assert evals.height == 4 and (evals[schema.STATUS] == schema.FAILED).all()
+    assert all("non-finite" in r for r in evals[schema.REASON].to_list())

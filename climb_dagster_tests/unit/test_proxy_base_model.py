@@ -11,7 +11,8 @@ import pytest
 from climb_dagster.core import storage
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.experiment import ExperimentConfig
-from climb_dagster.core.proxy.config import ProxyConfig, proxy_run_key
+from climb_dagster.core.hashing import proxy_run_key
+from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.proxy.pack import train_pack
 from climb_dagster.core.proxy.train import train_proxy
 from climb_dagster_tests.unit import proxy_corpus as pc

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.proxy.config import ProxyConfig, auto_pack_size, bytes_per_member, proxy_run_key
+from climb_dagster.core.hashing import proxy_run_key
+from climb_dagster.core.proxy.config import ProxyConfig, auto_pack_size, bytes_per_member
 from climb_dagster.core.proxy.evaluate import build_eval_windows, build_multiple_choice
 from climb_dagster.core.proxy.model import build_model, load_model
 from climb_dagster.core.proxy.pack import clip_per_member, evaluate_pack, train_pack
@@ -177,14 +178,18 @@ def test_members_start_from_the_init_build_model_gives_them() -> None:
 def test_pack_job_trains_only_uncached_members_and_caches_each(tmp_path: Path, target: TargetSpec) -> None:
     from upath import UPath
 
-    from climb_dagster import schema
+    from climb_dagster.core import schema
     from climb_dagster.core.bootstrap import ProxyCache, run_proxy_job, run_proxy_pack_job
 
     cfg = tiny(steps=10)
     tok = load_tokenizer(pc.tokenizer_dir())
     cache = ProxyCache(UPath(tmp_path / "runs"))
     jobs = [
-        {schema.MIXTURE_ID: f"r1-{i:03d}", "proxy_key": proxy_run_key(w, cfg, 0, "data"), "weights": w}
+        {
+            schema.MIXTURE_ID: f"r1-{i:03d}",
+            schema.PROXY_KEY: proxy_run_key(w, cfg, 0, "data"),
+            schema.WEIGHTS: w,
+        }
         for i, w in enumerate(MIXES)
     ]
     alone = run_proxy_job(jobs[1], pc.store(), cfg, 0, lambda m: evaluate_target(m, target, tok), cache)
@@ -196,14 +201,17 @@ def test_pack_job_trains_only_uncached_members_and_caches_each(tmp_path: Path, t
 
     records = run_proxy_pack_job(jobs, pc.store(), cfg, 0, evaluate_many, cache)
     assert [r[schema.MIXTURE_ID] for r in records] == [j[schema.MIXTURE_ID] for j in jobs]
-    assert [r["cached"] for r in records] == [False, True, False] and calls == [2]
+    assert [r[schema.CACHED] for r in records] == [False, True, False] and calls == [2]
     assert records[1][schema.SCORE] == alone[schema.SCORE]
     for job, r in zip(jobs, records, strict=True):
-        assert r["status"] == "ok" and cache.get(job["proxy_key"])[schema.SCORE] == r[schema.SCORE]
-        assert (cache.model_path(job["proxy_key"]) / "model.safetensors").is_file()
+        assert (
+            r[schema.STATUS] == schema.OK
+            and cache.get(job[schema.PROXY_KEY])[schema.SCORE] == r[schema.SCORE]
+        )
+        assert (cache.model_path(job[schema.PROXY_KEY]) / "model.safetensors").is_file()
     # The packed member scores what its separate run scores.
     separate = run_proxy_job(
-        {**jobs[0], "proxy_key": "separate"},
+        {**jobs[0], schema.PROXY_KEY: "separate"},
         pc.store(),
         cfg,
         0,
@@ -212,7 +220,7 @@ def test_pack_job_trains_only_uncached_members_and_caches_each(tmp_path: Path, t
     )
     assert records[0][schema.SCORE] == pytest.approx(separate[schema.SCORE], rel=REL)
     again = run_proxy_pack_job(jobs, pc.store(), cfg, 0, evaluate_many, cache)
-    assert all(r["cached"] for r in again) and calls == [2]
+    assert all(r[schema.CACHED] for r in again) and calls == [2]
 
 
 def test_activation_checkpointing_changes_nothing_but_memory() -> None:

@@ -29,9 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from climb_dagster.core import schema
 from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.hashing import proxy_run_key
 from climb_dagster.core.proxy import runtime
-from climb_dagster.core.proxy.config import ProxyConfig, proxy_run_key
+from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.proxy.loss import linear_cross_entropy
 from climb_dagster.core.proxy.model import (
     build_model,
@@ -275,7 +277,7 @@ def train_pack(
         for j in range(m):
             losses, status, reason, done = outcome[j]
             results.append(summarize(losses, status, reason, done, keys[j], config, 0.0, n_params))
-            if status == "ok":
+            if status == schema.OK:
                 state = pack.member_state(outcome.rows[j])
                 with torch.no_grad():
                     for name, p in members[j].named_parameters():
@@ -359,7 +361,7 @@ def _pack_loop(
                 if hit is not None:
                     at, why = hit
                     curve = loss_buf[: at + 1, j].cpu().numpy().astype(np.float64)
-                    outcome[j] = (curve, "failed", why, at + 1)
+                    outcome[j] = (curve, schema.FAILED, why, at + 1)
                     failed.append(row)
             if failed:
                 rows = [r for r in range(len(active)) if r not in failed]
@@ -384,9 +386,9 @@ def _pack_loop(
     for row, j in enumerate(active):
         curve = loss_buf[:, j].cpu().numpy().astype(np.float64)
         if not finite[row]:
-            outcome[j] = (curve, "failed", f"diverged: non-finite weights after step {steps - 1}", steps)
+            outcome[j] = (curve, schema.FAILED, f"diverged: non-finite weights after step {steps - 1}", steps)
         else:
-            outcome[j] = (curve, "ok", "", steps)
+            outcome[j] = (curve, schema.OK, "", steps)
     return outcome
 
 

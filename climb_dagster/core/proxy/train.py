@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from climb_dagster.core import schema
 from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.proxy.config import ProxyConfig, ProxyTrainConfig, proxy_run_key
+from climb_dagster.core.hashing import proxy_run_key
+from climb_dagster.core.proxy.config import ProxyConfig, ProxyTrainConfig
 from climb_dagster.core.proxy.sampler import sample_windows, validate_mixture
 from climb_dagster.core.proxy.tokens import TokenStore
 
@@ -55,24 +57,24 @@ class ProxyResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status == schema.OK
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (no model object; NaN/inf losses become None)."""
         return {
-            "status": self.status,
-            "reason": self.reason,
-            "run_key": self.run_key,
-            "steps": self.steps,
-            "tokens": self.tokens,
-            "loss_first": self.loss_first,
-            "loss_last": self.loss_last,
-            "loss_min": self.loss_min,
-            "loss_curve": [[s, v] for s, v in self.loss_curve],
-            "wall_s": self.wall_s,
-            "tokens_per_s": self.tokens_per_s,
-            "n_params": self.n_params,
-            "model_dir": self.model_dir,
+            schema.STATUS: self.status,
+            schema.REASON: self.reason,
+            schema.RUN_KEY: self.run_key,
+            schema.STEPS: self.steps,
+            schema.TOKENS: self.tokens,
+            schema.LOSS_FIRST: self.loss_first,
+            schema.LOSS_LAST: self.loss_last,
+            schema.LOSS_MIN: self.loss_min,
+            schema.LOSS_CURVE: [[s, v] for s, v in self.loss_curve],
+            schema.WALL_S: self.wall_s,
+            schema.TOKENS_PER_S: self.tokens_per_s,
+            schema.N_PARAMS: self.n_params,
+            schema.MODEL_DIR: self.model_dir,
         }
 
 
@@ -171,7 +173,7 @@ def train_proxy(
         losses, status, reason, done = _loop(model, windows, config, rt, progress)
     wall = time.perf_counter() - t0
     result = summarize(losses, status, reason, done, run_key, config, wall, n_params)
-    if status == "ok":
+    if status == schema.OK:
         result.model = model
         if out_dir is not None:
             result.model_dir = str(save_proxy(model, store, out_dir, result, config, w, seed))
@@ -325,15 +327,15 @@ def _loop(
             hit = first_divergence(loss_buf[checked : step + 1].cpu().numpy(), checked, limit)
             if hit is not None:
                 at, why = hit
-                return loss_buf[: at + 1].cpu().numpy().astype(np.float64), "failed", why, at + 1
+                return loss_buf[: at + 1].cpu().numpy().astype(np.float64), schema.FAILED, why, at + 1
             checked = step + 1
         if progress is not None and ((step + 1) % report_every == 0 or last):
             progress(step + 1, steps, float(loss_buf[step]))
     losses = loss_buf.cpu().numpy().astype(np.float64)
     # The last update is not seen by any loss: a NaN/inf gradient there would only show in the weights.
     if not bool(torch.stack([p.detach().isfinite().all() for p in params]).all()):
-        return losses, "failed", f"diverged: non-finite weights after step {steps - 1}", steps
-    return losses, "ok", "", steps
+        return losses, schema.FAILED, f"diverged: non-finite weights after step {steps - 1}", steps
+    return losses, schema.OK, "", steps
 
 
 def save_proxy(
