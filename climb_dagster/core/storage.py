@@ -12,6 +12,8 @@ from typing import IO, Any
 
 from upath import UPath
 
+from climb_dagster.core.redact import redact, refuse_credentials
+
 
 def s3_storage_options(
     endpoint_url: str | None = None,
@@ -35,10 +37,17 @@ def s3_storage_options(
     return opts
 
 
-def make_path(base: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> UPath:
-    """A UPath for a local folder or a remote URL (s3://bucket/prefix)."""
+def make_path(
+    base: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, what: str = "storage URL"
+) -> UPath:
+    """A UPath for a local folder or a remote URL (s3://bucket/prefix).
+
+    A URL that embeds credentials (`s3://KEY:SECRET@bucket`) is refused, naming `what` with the secret
+    masked: credentials in a URL end up in every path, log line and metadata entry derived from it.
+    """
     base = str(base)
     if "://" in base and not base.startswith("file://"):
+        refuse_credentials(base, what)
         return UPath(base, **(storage_options or {}))
     return UPath(os.path.abspath(base.removeprefix("file://")))
 
@@ -58,7 +67,7 @@ def describe_location(path: UPath) -> str:
     options = getattr(path, "storage_options", None) or {}
     endpoint = (options.get("client_kwargs") or {}).get("endpoint_url") or "the default AWS endpoint"
     bucket = str(path.path).lstrip("/").split("/", 1)[0]
-    return f"{path} (bucket {bucket!r}, endpoint {endpoint})"
+    return redact(f"{path} (bucket {bucket!r}, endpoint {endpoint})")
 
 
 def _remote_errors() -> tuple[type[BaseException], ...]:
@@ -82,7 +91,9 @@ def storage_errors(path: UPath, action: str, keep: tuple[type[OSError], ...] = (
     except _remote_errors() as exc:
         if is_local(path) or isinstance(exc, keep):
             raise
-        raise StorageError(f"{action} {describe_location(path)} failed: {type(exc).__name__}: {exc}") from exc
+        raise StorageError(
+            redact(f"{action} {describe_location(path)} failed: {type(exc).__name__}: {exc}")
+        ) from exc
 
 
 def _temp_sibling(path: UPath) -> UPath:

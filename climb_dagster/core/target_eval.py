@@ -17,7 +17,7 @@ from climb_dagster.core.experiment import TargetConfig
 
 
 def _source(path: str, storage_options: dict[str, Any] | None) -> UPath:
-    p = storage.make_path(path, storage_options)
+    p = storage.make_path(path, storage_options, what="target evaluation set")
     if not p.exists():
         raise ClimbInputError(f"target evaluation set not found: {path}")
     if p.is_file() and p.stat().st_size == 0:

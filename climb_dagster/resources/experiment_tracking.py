@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from climb_dagster import schema
+from climb_dagster.core.redact import redact
 from climb_dagster.resources.tracking import EXPERIMENT, PROXY, ROUND, MlflowTracker, TrackingUnavailable
 
 log = logging.getLogger(__name__)
@@ -120,5 +121,5 @@ def try_track(warn: Callable[[str], None], what: str, fn: Callable[[], Any]) -> 
         fn()
         return {"mlflow": "logged"}
     except TrackingUnavailable as exc:
-        warn(f"{what}: {exc}. Results are stored; replay later with `python -m climb_dagster.replay`.")
+        warn(redact(f"{what}: {exc}. Results are stored; replay later with `python -m climb_dagster.replay`."))
         return {"mlflow": "pending replay"}

@@ -18,7 +18,8 @@ class LandingZone(dg.ConfigurableResource):
     s3_region: str | None = None
 
     def root(self) -> UPath:
-        return storage.make_path(self.base, storage.s3_storage_options(self.s3_endpoint_url, self.s3_region))
+        options = storage.s3_storage_options(self.s3_endpoint_url, self.s3_region)
+        return storage.make_path(self.base, options, what="landing URL")
 
     def list_drops(self) -> list[str]:
         """Keys of all drops present, sorted; files whose names are not valid keys are ignored."""

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.redact import refuse_credentials
 from climb_dagster.resources.embedding import default_embedder
 from climb_dagster.resources.io_manager import ClimbIOManagerFactory
 from climb_dagster.resources.landing import LandingZone
@@ -64,6 +65,9 @@ def settings(deployment: str | None = None) -> dict[str, Any]:
 
 def build_resources(deployment: str | None = None) -> dict[str, Any]:
     s = settings(deployment)
+    # Refused when the code location loads, before any path derived from them reaches a log line.
+    refuse_credentials(s["storage"], "CLIMB_STORAGE_URL")
+    refuse_credentials(s["landing"], "CLIMB_LANDING_URL")
     return {
         "io_manager": ClimbIOManagerFactory(
             base_path=s["storage"], s3_endpoint_url=s["endpoint"], s3_region=s["region"]
