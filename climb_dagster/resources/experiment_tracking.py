@@ -121,5 +121,7 @@ def try_track(warn: Callable[[str], None], what: str, fn: Callable[[], Any]) -> 
         fn()
         return {"mlflow": "logged"}
     except TrackingUnavailable as exc:
-        warn(redact(f"{what}: {exc}. Results are stored; replay later with `python -m climb_dagster.replay`."))
+        warn(
+            redact(f"{what}: {exc}. Results are stored; replay later with `python -m climb_dagster.replay`.")
+        )
         return {"mlflow": "pending replay"}
