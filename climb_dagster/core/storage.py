@@ -180,13 +180,49 @@ def local_dir_copy(path: UPath) -> Path:
     return target
 
 
-def upload_dir(local: Path, path: UPath) -> None:
-    """Copy a local folder to `path` (a no-op copy when both are the same local folder)."""
-    if is_local(path):
-        import shutil
+def _publish_order(files: list[Path], root: Path) -> list[Path]:
+    """Data files first, then top-level JSON (index.json, result.json, manifest.json): the marker that a
+    folder is complete is published after everything it describes."""
+    return sorted(files, key=lambda p: (p.parent == root and p.suffix == ".json", p.as_posix()))
 
-        if Path(path.path).resolve() != local.resolve():
-            shutil.copytree(local, path.path, dirs_exist_ok=True)
+
+def upload_dir(local: Path, path: UPath) -> None:
+    """Publish a local folder at `path` without ever rewriting a published file in place.
+
+    Local: the folder is copied to a temporary sibling; a new folder is renamed into place whole, an existing
+    one gets each file by atomic rename (new inode), so memory maps of the old files stay valid (rewriting
+    under a live map truncates it: SIGBUS in the reader). Remote: each object is written atomically.
+    """
+    if is_local(path):
+        _publish_local_dir(local, Path(path.path))
         return
-    for file in sorted(p for p in local.rglob("*") if p.is_file()):
+    for file in _publish_order([p for p in local.rglob("*") if p.is_file()], local):
         atomic_write_bytes(path / file.relative_to(local).as_posix(), file.read_bytes())
+
+
+def _publish_local_dir(local: Path, dest: Path) -> None:
+    import shutil
+
+    if dest.exists() and dest.resolve() == local.resolve():
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        shutil.copytree(local, tmp)
+        if not dest.exists():
+            try:
+                os.rename(tmp, dest)
+                return
+            except OSError:  # another writer published it first: fall through to file-by-file
+                if not dest.is_dir():
+                    raise
+        new = _publish_order([p for p in tmp.rglob("*") if p.is_file()], tmp)
+        for file in new:
+            target = dest / file.relative_to(tmp)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, target)
+        kept = {dest / f.relative_to(tmp) for f in new}
+        for old in [p for p in dest.rglob("*") if p.is_file() and p not in kept]:
+            old.unlink()  # unlinking keeps an open map's inode alive, unlike truncating it
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
