@@ -119,7 +119,7 @@ def mixture_export(
 ) -> dg.Output[dict]:
     """Blend weights (JSON, Megatron/NeMo --data-path, HF interleave) and a sampled training set
     at a token budget, as Parquet shards with a manifest (like ClimbMix)."""
-    from climb_dagster.core import export
+    from climb_dagster.core import export, publication
     from climb_dagster.core.proxy.tokens import load_tokenizer
 
     name = context.partition_key
@@ -141,6 +141,8 @@ def mixture_export(
         files.local_dir_copy(files.make_path(proxy_tokenizer["path"], storage.options()))
     )
     out = storage.root() / "exports" / name
+    # Written into a new version, switched to by replacing manifest.json last (core/publication.py).
+    version = publication.new_version(out)
     mapping = super_clusters.select(schema.CLUSTER, schema.SUPER_CLUSTER)
     shards, buffer, got = [], [], np.zeros(n_super, dtype=np.int64)
 
@@ -149,11 +151,17 @@ def mixture_export(
             return
         frame = pl.concat(buffer)
         buffer.clear()
-        shard = out / f"train-{len(shards):05d}.parquet"
+        shard = version / f"train-{len(shards):05d}.parquet"
         blob = io.BytesIO()
         frame.write_parquet(blob, compression="zstd")
         files.atomic_write_bytes(shard, blob.getvalue())
-        shards.append({"file": shard.name, "rows": frame.height, "tokens": int(frame[schema.N_TOKENS].sum())})
+        shards.append(
+            {
+                "file": publication.relative(out, shard),
+                "rows": frame.height,
+                "tokens": int(frame[schema.N_TOKENS].sum()),
+            }
+        )
 
     for key in sorted(raw_documents):
         docs = raw_documents[key].load().select(schema.ID, schema.TEXT)
@@ -189,10 +197,10 @@ def mixture_export(
         "super_clusters": titles,
         "seed": config.seed,
         "final_mixture": final_mixture,
+        "files": [publication.relative(out, version / "blend.json")],
     }
-    files.atomic_write_text(out / "blend.json", json.dumps(blend, indent=1))
-    # The manifest last: its presence marks the export as complete.
-    files.atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, default=str))
+    files.atomic_write_text(version / "blend.json", json.dumps(blend, indent=1))
+    manifest = publication.publish(out, version, manifest)
     table = pl.DataFrame(
         {
             "super_cluster": list(range(n_super)),
@@ -205,6 +213,7 @@ def mixture_export(
     return dg.Output(
         {
             "path": str(out),
+            "version": manifest["version"],
             "shards": [s["file"] for s in shards],
             "tokens_sampled": int(got.sum()),
             "blend": blend,

@@ -7,10 +7,13 @@ the file shrinks); re-materializing `cluster_tokens` under a reader leaves the r
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
+import pytest
 
 from climb_dagster.core import storage
 from climb_dagster_tests.reliability.conftest import materialize_in
@@ -57,3 +60,79 @@ def test_rematerializing_cluster_tokens_under_a_live_reader(tiny_corpus: dict):
     assert all(a != b for a, b in zip(mapped, after, strict=True)), "token files rewritten in place"
     assert all(np.array_equal(t, b) for t, b in zip(store.tokens, before, strict=True))
     assert TokenStore.open(stores[0]).sha256 == store.sha256
+
+
+# ------------------------------------------------------------------------------ versioned export
+
+
+def _export(corpus: dict, token_budget: int, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    from climb_dagster_tests.assets.bootstrap_fixture import all_assets
+
+    return dg.materialize(
+        all_assets(),
+        selection=["mixture_export"],
+        partition_key="base",
+        instance=corpus["instance"],
+        resources=corpus["resources"],
+        run_config={"ops": {"mixture_export": {"config": {"token_budget": token_budget, "shard_rows": 5}}}},
+        raise_on_error=raise_on_error,
+    )
+
+
+def _consistent_view(root: Path) -> dict:
+    """The manifest, after checking that every shard it names exists with the rows and tokens it says."""
+    import polars as pl
+
+    manifest = json.loads((root / "manifest.json").read_text())
+    for shard in manifest["shards"]:
+        frame = pl.read_parquet(root / shard["file"])
+        assert (frame.height, int(frame["n_tokens"].sum())) == (shard["rows"], shard["tokens"]), shard
+    assert sum(s["tokens"] for s in manifest["shards"]) == manifest["tokens_sampled"]
+    assert json.loads((root / manifest["version_path"] / "blend.json").read_text()) == manifest["blend"]
+    return manifest
+
+
+@pytest.mark.slow
+def test_reexport_with_a_smaller_budget_replaces_the_export_whole(clean_run: dict):
+    """Issue: a smaller budget left the old train-*.parquet shards beside the new ones."""
+    root = clean_run["root"] / "exports" / "base"
+    first = _consistent_view(root)
+    _export(clean_run, 6_000)
+    second = _consistent_view(root)
+    _export(clean_run, 3_000)
+    third = _consistent_view(root)
+    assert third["tokens_sampled"] < first["tokens_sampled"]
+    # Only the current version and the one it replaced (a reader may still stream it) remain.
+    assert sorted(p.name for p in (root / "versions").iterdir()) == sorted(
+        [second["version"], third["version"]]
+    )
+    assert not list(root.glob("train-*.parquet")) and not (root / "blend.json").exists()
+    named = {s["file"] for s in third["shards"]} | set(third["files"])
+    on_disk = {p.relative_to(root).as_posix() for p in (root / third["version_path"]).iterdir()}
+    assert on_disk == named, "the current version holds exactly the files its manifest names"
+
+
+@pytest.mark.slow
+def test_crash_during_reexport_leaves_the_previous_export_consistent(
+    clean_run: dict, monkeypatch: pytest.MonkeyPatch
+):
+    """Issue: a crash mid re-export left the old manifest describing shards that now held other data."""
+    root = clean_run["root"] / "exports" / "base"
+    before = _consistent_view(root)
+    written = []
+    real = storage.atomic_write_bytes
+
+    def crash_after_one_shard(path, data):
+        if path.name.startswith("train-") and len(written) == 1:
+            raise OSError("simulated crash while writing a shard")
+        written.append(path.name)
+        real(path, data)
+
+    monkeypatch.setattr(storage, "atomic_write_bytes", crash_after_one_shard)
+    assert not _export(clean_run, 20_000, raise_on_error=False).success
+    assert written, "the crash was meant to happen after a shard of the new version was written"
+    monkeypatch.undo()
+    assert _consistent_view(root) == before
+    # The next successful export removes the crashed version's debris.
+    current = _consistent_view(root) if _export(clean_run, 4_000).success else None
+    assert current and len(list((root / "versions").iterdir())) == 2
