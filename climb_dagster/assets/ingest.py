@@ -20,6 +20,8 @@ class RawDocumentsConfig(dg.Config):
     id_column: str | None = schema.ID
     title_column: str | None = schema.TITLE
     max_chars: int = 100_000
+    # Refuse a drop whose decompressed data exceeds this (checked while streaming; see CorpusConfig).
+    max_drop_bytes: int = CorpusConfig.max_drop_bytes
 
 
 @dg.asset(partitions_def=crawl_drops, group_name="ingest", kinds={"polars", "parquet"})
@@ -34,6 +36,7 @@ def raw_documents(
         id_column=config.id_column,
         title_column=config.title_column,
         max_chars=config.max_chars,
+        max_drop_bytes=config.max_drop_bytes,
     )
     root = landing.root()
     with storage_errors(root / key, f"reading crawl drop {key!r} from the landing zone at"):
