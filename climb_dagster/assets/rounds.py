@@ -159,7 +159,7 @@ def build_round(k: int) -> list:
         evaluate = target_evaluator(
             record["target_spec"], store.load_tokenizer(), proxy.train.num_threads, storage.options()
         )
-        cache = bootstrap.ProxyCache(storage.root() / "proxy_runs")
+        cache = bootstrap.ProxyCache(storage.root() / "proxy_runs", warn=context.log.warning)
 
         def progress(step: int, total: int, loss: float) -> None:
             context.log.debug(f"{job[schema.MIXTURE_ID]}: step {step}/{total} loss {loss:.3f}")

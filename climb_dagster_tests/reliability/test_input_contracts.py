@@ -12,11 +12,14 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pytest
 
 from climb_dagster.core.corpus import CorpusConfig, read_drop
 from climb_dagster.core.storage import make_path
-from climb_dagster_tests.reliability.helpers import materialization_meta
+from climb_dagster_tests.reliability.conftest import materialize_in
+from climb_dagster_tests.reliability.helpers import failure_text, materialization_meta
 from climb_dagster_tests.reliability.test_bad_inputs import KEY, _assert_refused, _ingest, _jsonl, _parquet
 
 
@@ -101,3 +104,84 @@ def test_parquet_over_the_decompressed_limit_is_refused(fresh_home: Path):
     _assert_refused(
         fresh_home, _ingest(fresh_home, config={"max_drop_bytes": 1_000}), str(path), "max_drop_bytes"
     )
+
+
+# ------------------------------------------------------------------------------ target files
+
+MC_OK = b'{"context": "SELECT", "choices": [" a", " b"], "gold": 0}'
+
+
+@pytest.mark.parametrize(
+    ("case", "content", "needle"),
+    [
+        ("not-object", MC_OK + b"\n[1, 2, 3]", ":2: expected a JSON object, got list"),
+        (
+            "bad-utf8",
+            MC_OK + b'\n{"context": "\xff\xfe", "choices": [" a", " b"], "gold": 0}',
+            ":2: invalid UTF-8",
+        ),
+        (
+            "gold-range",
+            b'{"context": "x", "choices": [" a", " b"], "gold": 2}',
+            ":1: 'gold' must be an index",
+        ),
+        ("directory", None, "is a directory"),
+    ],
+)
+def test_bad_multiple_choice_target_names_the_users_file_and_writes_nothing(
+    tiny_corpus: dict, tmp_path: Path, case: str, content: bytes | None, needle: str
+):
+    """Combined target: the documents target is valid, so before the fix it was written before the MC
+    file was checked and stayed behind; the message named a temporary copy."""
+    mc = tmp_path / "user-mc.jsonl"
+    if content is None:
+        mc.mkdir()
+    else:
+        mc.write_bytes(content)
+    spec = {**tiny_corpus["spec"], "target_kind": "combined", "target_mc_path": str(mc)}
+    name = f"mc-{case}"
+    result = materialize_in(tiny_corpus, ["experiment"], name, spec)
+    assert not result.success
+    text = failure_text(result)
+    assert "ClimbInputError" in text and str(mc) in text and needle in text, text
+    assert not (tiny_corpus["root"] / "targets" / name).exists(), "debris of the documents target"
+    assert not (tiny_corpus["root"] / "experiment" / f"{name}.json").exists()
+
+
+# ------------------------------------------------------------------------------ stored state
+
+
+def test_corrupt_proxy_cache_entry_is_a_named_cache_miss(tmp_path: Path):
+    """Decision (documented in ProxyCache.get): a result.json that does not parse is a cache miss, reported
+    with its path; the proxy is retrained and the entry replaced, so a rerun heals instead of failing."""
+    from climb_dagster.core.bootstrap import ProxyCache
+
+    warnings: list[str] = []
+    cache = ProxyCache(make_path(tmp_path), warn=warnings.append)
+    for key, data in {"torn": b'{"status": "ok", "sco', "binary": b"\xff\x00", "list": b"[1]"}.items():
+        (tmp_path / key).mkdir()
+        (tmp_path / key / "result.json").write_bytes(data)
+        assert cache.get(key) is None
+        assert str(tmp_path / key / "result.json") in warnings[-1]
+    cache.put("torn", {"status": "ok", "score": 1.5})
+    assert cache.get("torn") == {"status": "ok", "score": 1.5}
+
+
+@pytest.mark.parametrize("entry", ["../outside.bin", "/etc/hostname", "sub/cluster_000.bin", "link.bin"])
+def test_token_store_index_pointing_outside_the_store_is_refused(tmp_path: Path, entry: str):
+    from climb_dagster.core.errors import ClimbInputError
+    from climb_dagster.core.proxy.tokens import INDEX_FILE, STORE_FORMAT, TokenStore
+
+    store = tmp_path / "store"
+    store.mkdir()
+    outside = tmp_path / "outside.bin"
+    np.arange(8, dtype=np.uint16).tofile(outside)
+    (store / "link.bin").symlink_to(outside)
+    index = {
+        "format": STORE_FORMAT, "vocab_size": 400, "dtype": "uint16", "eod_id": 0, "tokenizer_sha256": "x",
+        "clusters": {"0": {"file": entry, "n_tokens": 8, "n_docs": 1, "dtype": "uint16", "sha256": "y"}},
+    }  # fmt: skip
+    (store / INDEX_FILE).write_text(json.dumps(index))
+    with pytest.raises(ClimbInputError, match="super-cluster 0") as info:
+        TokenStore.open(store)
+    assert str(store / INDEX_FILE) in str(info.value)
