@@ -4,7 +4,7 @@
 
 import dagster as dg
 
-from climb_dagster.core.experiment import ExperimentConfig, TargetConfig
+from climb_dagster.core.experiment import DEFAULT_MAX_BUDGET, ExperimentConfig, TargetConfig
 from climb_dagster.core.keys import validate_key
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
 from climb_dagster.partitions import experiments
@@ -34,6 +34,8 @@ class ExperimentSpec(dg.Config):
     proxy_steps: int = 48
     proxy_lr: float = 3e-3
     proxy_threads: int = 1
+    # Most proxies (sum of rounds) this experiment may train; a typo like [100000] is refused up front.
+    max_budget: int = DEFAULT_MAX_BUDGET
 
     def build(self, name: str, vocab_size: int) -> ExperimentConfig:
         model = ProxyModelConfig(
@@ -82,6 +84,8 @@ def experiment(
         raise dg.Failure(
             f"experiment {name!r} asks for {record.n_rounds} rounds; this code location defines {MAX_ROUNDS}"
         )
+    # Bounds before anything is written or trained: the budget against the corpus and max_budget.
+    record.check_bounds(len(cluster_tokens["tokens"]), config.max_budget)
     check_target(record.target, storage.options())
     store = open_token_store(cluster_tokens["path"], storage.options())
     target_spec = prepare_target(
