@@ -65,11 +65,15 @@ class DropStats:
 
 
 def find_drop_file(base: UPath, key: str) -> UPath:
-    """The file of drop `key` under a landing location: `<base>/<key>.parquet` or `.jsonl` (first found)."""
-    for suffix in DROP_SUFFIXES:
-        candidate = base / f"{key}{suffix}"
-        if candidate.exists():
-            return candidate
+    """The file of drop `key` under a landing location: `<base>/<key>.parquet` or `.jsonl[.gz]`; two files
+    for one key are refused as ambiguous rather than one of them being read."""
+    found = [base / f"{key}{suffix}" for suffix in DROP_SUFFIXES if (base / f"{key}{suffix}").exists()]
+    if len(found) > 1:
+        raise ClimbInputError(
+            f"crawl drop {key!r} is ambiguous under {base}: {[p.name for p in found]} all name it; keep one"
+        )
+    if found:
+        return found[0]
     raise ClimbInputError(
         f"crawl drop {key!r} not found under {base}: expected one of "
         + ", ".join(f"{key}{s}" for s in DROP_SUFFIXES)
