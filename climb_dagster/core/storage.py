@@ -172,6 +172,11 @@ def local_dir_copy(path: UPath) -> Path:
         tmp = cache_dir() / f"dir-{marker}.tmp-{uuid.uuid4().hex[:8]}"
         path.fs.get(path.path.rstrip("/") + "/", str(tmp), recursive=True)
         (tmp / ".complete").write_text("ok")
+        if done.exists():  # another process finished the same copy meanwhile: keep its folder in place
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            return target
         if target.exists():
             import shutil
 
