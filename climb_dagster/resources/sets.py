@@ -1,6 +1,7 @@
 """Resource sets per deployment, chosen by one environment variable: CLIMB_DEPLOYMENT=local|production.
 
-local (default): everything under CLIMB_HOME (default ./.climb): storage/, landing/, an MLflow sqlite store.
+local (default): everything under CLIMB_HOME (default ./.climb): storage/, landing/, an MLflow sqlite store;
+CLIMB_STORAGE_URL, CLIMB_LANDING_URL and MLFLOW_TRACKING_URI override each of them.
 production: CLIMB_STORAGE_URL (s3://bucket/prefix), CLIMB_LANDING_URL, optional CLIMB_S3_ENDPOINT_URL
 (MinIO) and CLIMB_S3_REGION, MLFLOW_TRACKING_URI. Credentials come from the environment / instance profile only.
 """
@@ -35,7 +36,8 @@ def climb_home() -> str:
 def local_settings() -> dict[str, Any]:
     home = climb_home()
     return {
-        "storage": os.path.join(home, "storage"),
+        # Documented for every deployment: a local run may also keep its assets elsewhere (even on S3).
+        "storage": os.environ.get("CLIMB_STORAGE_URL") or os.path.join(home, "storage"),
         "landing": os.environ.get("CLIMB_LANDING_URL", os.path.join(home, "landing")),
         "endpoint": os.environ.get("CLIMB_S3_ENDPOINT_URL") or None,
         "region": os.environ.get("CLIMB_S3_REGION") or None,
