@@ -40,21 +40,32 @@ class LandingZone(dg.ConfigurableResource):
         options = storage.s3_storage_options(self.s3_endpoint_url, self.s3_region)
         return storage.make_path(self.base, options, what="landing URL")
 
-    def files(self) -> list[LandedFile]:
+    def _listing(self) -> tuple[list[LandedFile], list[str]]:
+        """(files, sub-folder names) of the landing location."""
         root = self.root()
         if not root.exists():
-            return []
-        out = []
-        for entry in root.iterdir():
-            info = entry.fs.info(entry.path)
+            return [], []
+        files, folders = [], []
+        # One listing with details (one request on S3), not one stat per file.
+        for info in root.fs.ls(root.path, detail=True):
+            name = str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
             if info.get("type") == "directory":
-                continue
-            out.append(LandedFile(entry.name, int(info.get("size") or 0), _mtime(info)))
-        return out
+                folders.append(name)
+            else:
+                files.append(LandedFile(name, int(info.get("size") or 0), _mtime(info)))
+        return files, folders
+
+    def files(self) -> list[LandedFile]:
+        return self._listing()[0]
 
     def scan(self, known_keys: Iterable[str] = (), settle_seconds: float | None = None) -> LandingScan:
         settle = self.settle_seconds if settle_seconds is None else settle_seconds
-        return scan_landing(self.files(), time.time(), settle, known_keys)
+        files, folders = self._listing()
+        scan = scan_landing(files, time.time(), settle, known_keys)
+        scan.ignored.extend(
+            (f"{name}/", "a folder: drops are files directly in the landing location") for name in folders
+        )
+        return scan
 
     def list_drops(self) -> list[str]:
         """Keys of all unambiguous drops present, settled or not, sorted."""

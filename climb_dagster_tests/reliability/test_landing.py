@@ -97,9 +97,11 @@ def test_every_ignored_file_is_named_with_its_reason(landing):
     for name in names:
         (folder / name).write_bytes(b"{}")
         os.utime(folder / name, (time.time() - 600,) * 2)
+    (folder / "nested").mkdir()
     instance.add_dynamic_partitions(crawl_drops.name, ["ok-1"])
     result = _tick(instance, zone)
     message = result.skip_reason.skip_message
+    assert "'nested/': a folder" in message
     for name in names[:-1]:
         assert repr(name) in message, (name, message)
     assert "invalid crawl drop" in message and "not a drop" in message and "hidden or temporary" in message
