@@ -7,7 +7,8 @@ Layout under a root:
 A version is written completely before `manifest.json` is replaced (one atomic rename), so a reader that
 starts from the manifest always sees the files it describes: a crash mid-export leaves the previous manifest
 and its version untouched. After the switch, versions other than the current and the one just replaced (a
-reader may still be streaming it) are deleted, with files of the pre-versioning layout.
+reader may still be streaming it) are deleted, with files of the pre-versioning layout and the version
+folders of crashed exports (never named by a manifest, so never seen by a reader).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from climb_dagster.core import storage
+from climb_dagster.core import publication, storage
 from climb_dagster_tests.reliability.conftest import materialize_in
 
 
@@ -107,8 +107,8 @@ def test_reexport_with_a_smaller_budget_replaces_the_export_whole(clean_run: dic
         [second["version"], third["version"]]
     )
     assert not list(root.glob("train-*.parquet")) and not (root / "blend.json").exists()
-    named = {s["file"] for s in third["shards"]} | set(third["files"])
-    on_disk = {p.relative_to(root).as_posix() for p in (root / third["version_path"]).iterdir()}
+    named = {str(p.path) for p in publication.current_files(storage.make_path(root))}
+    on_disk = {str(p) for p in (root / third["version_path"]).iterdir()}
     assert on_disk == named, "the current version holds exactly the files its manifest names"
 
 
