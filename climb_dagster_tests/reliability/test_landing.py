@@ -132,3 +132,27 @@ def test_ambiguous_keys_are_refused_naming_every_file(landing, files: list[str],
     if len(files) == 2 and files[0].lower() != files[1].lower():
         with pytest.raises(ClimbInputError, match="ambiguous"):
             zone.path_for("drop-1")
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_s3_landing_uses_the_objects_modification_time(s3_server):
+    """On S3 the pick-up rule reads LastModified from the listing: a fresh object is settling, then ready."""
+    from climb_dagster_tests.integration.drops import drop_parquet_bytes
+
+    prefix = s3_server.unique_prefix("landing-scan")
+    client = s3_server.client()
+    client.put_object(
+        Bucket=s3_server.bucket, Key=f"{prefix}/drop-0001.parquet", Body=drop_parquet_bytes("drop-0001")
+    )
+    client.put_object(Bucket=s3_server.bucket, Key=f"{prefix}/DROP-0001.jsonl", Body=b"{}")
+    client.put_object(
+        Bucket=s3_server.bucket, Key=f"{prefix}/drop-0002.parquet", Body=drop_parquet_bytes("drop-0002")
+    )
+    zone = LandingZone(
+        base=f"s3://{s3_server.bucket}/{prefix}", s3_endpoint_url=s3_server.url, settle_seconds=60
+    )
+    waiting = dict(zone.scan().ignored)
+    assert "still settling" in waiting["drop-0002.parquet"]
+    assert "ambiguous" in waiting["drop-0001.parquet"] and "ambiguous" in waiting["DROP-0001.jsonl"]
+    assert list(zone.scan(settle_seconds=0).ready) == ["drop-0002"]
