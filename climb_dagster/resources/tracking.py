@@ -28,6 +28,32 @@ PROXY = "climb.proxy"
 PARENT = "mlflow.parentRunId"
 
 
+_SQLITE_READY: set[str] = set()
+
+
+def _set_up_sqlite_store(uri: str) -> None:
+    """Create (migrate) a local sqlite MLflow store under an exclusive file lock, once per process.
+
+    MLflow migrates a fresh sqlite store on first use; two processes doing it at once (two demos on a fresh
+    home) leave it half-migrated and unusable ("table _alembic_tmp_metrics already exists").
+    """
+    if not uri.startswith("sqlite:///") or uri in _SQLITE_READY:
+        return
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    db = uri.removeprefix("sqlite:///")
+    os.makedirs(os.path.dirname(os.path.abspath(db)), exist_ok=True)
+    with open(db + ".setup-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    _SQLITE_READY.add(uri)
+
+
 class TrackingUnavailable(RuntimeError):
     """MLflow did not answer after the configured retries; results are stored and can be replayed."""
 
@@ -47,6 +73,7 @@ class MlflowTracker(dg.ConfigurableResource):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.http_timeout_s))
         from mlflow.tracking import MlflowClient
 
+        _set_up_sqlite_store(self.tracking_uri)
         return MlflowClient(tracking_uri=self.tracking_uri)
 
     def _retry(self, what: str, fn: Callable[[], T]) -> T:
