@@ -70,6 +70,7 @@ def build_resources(deployment: str | None = None) -> dict[str, Any]:
     # Refused when the code location loads, before any path derived from them reaches a log line.
     refuse_credentials(s["storage"], "CLIMB_STORAGE_URL")
     refuse_credentials(s["landing"], "CLIMB_LANDING_URL")
+    refuse_credentials(s["endpoint"] or "", "CLIMB_S3_ENDPOINT_URL")
     return {
         "io_manager": ClimbIOManagerFactory(
             base_path=s["storage"], s3_endpoint_url=s["endpoint"], s3_region=s["region"]

@@ -41,7 +41,7 @@ def test_redact_leaves_plain_urls_alone():
         assert redact(text) == text
 
 
-@pytest.mark.parametrize("setting", ["CLIMB_STORAGE_URL", "CLIMB_LANDING_URL"])
+@pytest.mark.parametrize("setting", ["CLIMB_STORAGE_URL", "CLIMB_LANDING_URL", "CLIMB_S3_ENDPOINT_URL"])
 def test_credentials_in_storage_or_landing_url_refused_by_name(monkeypatch: pytest.MonkeyPatch, setting: str):
     from climb_dagster.resources.sets import build_resources
 
@@ -49,7 +49,7 @@ def test_credentials_in_storage_or_landing_url_refused_by_name(monkeypatch: pyte
     monkeypatch.setenv("CLIMB_STORAGE_URL", "s3://bucket/climb")
     monkeypatch.setenv("CLIMB_LANDING_URL", "s3://bucket/landing")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
-    monkeypatch.setenv(setting, f"s3://AKIAX:{CANARY}@bucket/x")
+    monkeypatch.setenv(setting, f"{'http' if 'ENDPOINT' in setting else 's3'}://AKIAX:{CANARY}@bucket/x")
     with pytest.raises(ClimbInputError, match=setting) as info:
         build_resources()
     assert CANARY not in str(info.value) and "embeds credentials" in str(info.value)
