@@ -8,9 +8,9 @@ from climb_dagster.assets.final import final_mixture, mixture_export
 from climb_dagster.assets.ingest import raw_documents
 from climb_dagster.assets.rounds import ROUND_ASSETS
 from climb_dagster.assets.tokens import TOKEN_ASSETS
-from climb_dagster.automation.clustering import CLUSTERING_JOBS, CLUSTERING_SCHEDULES, CLUSTERING_SENSORS
-from climb_dagster.automation.retention import RETENTION_JOBS, RETENTION_SCHEDULES
-from climb_dagster.jobs import BOOTSTRAP_JOBS
+from climb_dagster.automation.clustering import CLUSTERING_SCHEDULES, CLUSTERING_SENSORS
+from climb_dagster.automation.retention import RETENTION_SCHEDULES
+from climb_dagster.jobs import JOBS
 from climb_dagster.resources.sets import build_resources
 
 defs = dg.Definitions(
@@ -24,7 +24,7 @@ defs = dg.Definitions(
         mixture_export,
     ],
     asset_checks=CLUSTERING_CHECKS,
-    jobs=[*CLUSTERING_JOBS, *BOOTSTRAP_JOBS, *RETENTION_JOBS],
+    jobs=JOBS,
     sensors=CLUSTERING_SENSORS,
     schedules=[*CLUSTERING_SCHEDULES, *RETENTION_SCHEDULES],
     resources=build_resources(),

@@ -3,7 +3,47 @@ import sys
 
 import dagster as dg
 
-from climb_dagster_tests.conftest import REPO_ROOT
+from climb_dagster_tests.paths import REPO_ROOT
+
+ROUNDS = [f"round_{k}_{a}" for k in (1, 2, 3) for a in ("mixtures", "proxy_evaluations", "predictor")]
+GROUPS = {
+    "ingest": ["raw_documents"],
+    "clustering": [
+        "cluster_assignments",
+        "cluster_centroids",
+        "cluster_profiles",
+        "cluster_quality",
+        "document_embeddings",
+        "document_quality",
+        "pruned_clusters",
+        "super_cluster_stats",
+        "super_clusters",
+    ],
+    "proxy_data": ["cluster_tokens", "proxy_tokenizer"],
+    "experiments": ["experiment"],
+    **{f"round_{k}": [a for a in ROUNDS if a.startswith(f"round_{k}_")] for k in (1, 2, 3)},
+    "final": ["final_mixture", "mixture_export"],
+}
+JOBS = {
+    "drop_clustering_job": GROUPS["ingest"]
+    + ["cluster_assignments", "cluster_profiles", "document_embeddings", "document_quality"],
+    "drop_embedding_job": GROUPS["ingest"] + ["document_embeddings", "document_quality"],
+    "reassign_drop_job": ["cluster_assignments", "cluster_profiles"],
+    "refit_centroids_job": ["cluster_centroids"],
+    "merge_clusters_job": ["cluster_quality", "pruned_clusters", "super_cluster_stats", "super_clusters"],
+    "proxy_data_job": GROUPS["proxy_data"],
+    "climb_experiment_job": ["experiment", *ROUNDS, *GROUPS["final"]],
+}
+# Jobs of ops that materialize no asset: deleting old <storage>/<run_id>/ folders.
+OP_JOBS = {"storage_retention_job": ["delete_old_run_folders"]}
+CHECKS = {
+    ("cluster_assignments", "assignments_complete"),
+    ("cluster_centroids", "centroids_are_finite"),
+    ("pruned_clusters", "enough_documents_kept"),
+    ("super_cluster_stats", "no_empty_super_cluster"),
+    *((f"round_{k}_mixtures", name) for k in (1, 2, 3) for name in ("weights_valid", "budget_respected")),
+    *((f"round_{k}_predictor", "evaluations_scores_finite") for k in (1, 2, 3)),
+}
 
 
 def test_definitions_load(climb_home):
@@ -11,8 +51,34 @@ def test_definitions_load(climb_home):
 
     defs = module.defs
     dg.Definitions.validate_loadable(defs)
-    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert "raw_documents" in keys
+    graph = defs.resolve_asset_graph()
+    groups: dict[str, list[str]] = {}
+    for key in graph.get_all_asset_keys():
+        groups.setdefault(graph.get(key).group_name, []).append(key.to_user_string())
+    assert {g: sorted(keys) for g, keys in groups.items()} == {g: sorted(keys) for g, keys in GROUPS.items()}
+    # Asset jobs carry a selection; op jobs (retention) a graph of ops.
+    asset_jobs = [job for job in defs.jobs if hasattr(job, "selection")]
+    jobs = {job.name: sorted(k.to_user_string() for k in job.selection.resolve(graph)) for job in asset_jobs}
+    assert jobs == {name: sorted(keys) for name, keys in JOBS.items()}
+    op_jobs = {
+        job.name: sorted(n.name for n in job.graph.nodes) for job in defs.jobs if job not in asset_jobs
+    }
+    assert op_jobs == OP_JOBS
+    assert {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys} == CHECKS
+    assert sorted(s.name for s in defs.sensors) == ["merge_sensor", "new_drops_sensor", "reassign_sensor"]
+    assert [(s.name, s.cron_schedule, s.job_name) for s in defs.schedules] == [
+        ("recluster_schedule", "0 3 * * 0", "refit_centroids_job"),
+        ("storage_retention_schedule", "30 4 * * *", "storage_retention_job"),
+    ]
+    # Rounds chain through the previous round's evaluations and predictor.
+    parents = {p.to_user_string() for p in graph.get(dg.AssetKey("round_3_mixtures")).parent_keys}
+    assert parents == {
+        "experiment",
+        "cluster_tokens",
+        "round_1_proxy_evaluations",
+        "round_2_proxy_evaluations",
+        "round_2_predictor",
+    }
 
 
 def test_dagster_cli_validates(climb_home):

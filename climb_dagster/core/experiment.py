@@ -6,9 +6,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from climb_dagster.core.direction import Direction
 from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.hashing import content_hash
 from climb_dagster.core.keys import validate_key
-from climb_dagster.core.proxy.config import ProxyConfig, content_hash
+from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.search.strategies import STRATEGIES, StrategyConfig, budget_split, default_strategy
 
 TARGET_KINDS = ("documents_loss", "mc_accuracy", "combined")
@@ -52,8 +54,8 @@ class TargetConfig:
             raise ClimbInputError(f"max_eval_windows must be >= 1, got {self.max_eval_windows}")
 
     @property
-    def direction(self) -> str:
-        return "maximize" if self.kind == "mc_accuracy" else "minimize"
+    def direction(self) -> Direction:
+        return Direction.MAXIMIZE if self.kind == "mc_accuracy" else Direction.MINIMIZE
 
 
 @dataclass(frozen=True)

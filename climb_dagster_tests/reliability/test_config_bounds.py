@@ -13,8 +13,7 @@ import pytest
 
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.experiment import MAX_SEED, ExperimentConfig, TargetConfig
-from climb_dagster_tests.reliability.conftest import materialize_in
-from climb_dagster_tests.reliability.helpers import failure_text
+from climb_dagster_tests.reliability.helpers import failure_text, materialize_in
 
 
 @pytest.mark.parametrize(

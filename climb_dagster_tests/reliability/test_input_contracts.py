@@ -18,8 +18,7 @@ import pytest
 
 from climb_dagster.core.corpus import CorpusConfig, read_drop
 from climb_dagster.core.storage import make_path
-from climb_dagster_tests.reliability.conftest import materialize_in
-from climb_dagster_tests.reliability.helpers import failure_text, materialization_meta
+from climb_dagster_tests.reliability.helpers import failure_text, materialization_meta, materialize_in
 from climb_dagster_tests.reliability.test_bad_inputs import KEY, _assert_refused, _ingest, _jsonl, _parquet
 
 

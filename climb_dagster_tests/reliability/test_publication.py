@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from climb_dagster.core import publication, storage
-from climb_dagster_tests.reliability.conftest import materialize_in
+from climb_dagster_tests.reliability.helpers import materialize_in
 
 
 def _folder(path: Path, fill: int, index: str) -> Path:

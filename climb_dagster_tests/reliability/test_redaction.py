@@ -15,8 +15,7 @@ from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.redact import redact, redact_value
 from climb_dagster.resources.landing import LandingZone
 from climb_dagster.resources.storage import ClimbStorage
-from climb_dagster_tests.reliability.conftest import CANARY, materialize_in
-from climb_dagster_tests.reliability.helpers import local_resources
+from climb_dagster_tests.reliability.helpers import CANARY, local_resources, materialize_in
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """Issue 15, item 6: every documented setting works in every deployment, or the README says why not.
 
 Proves: each variable of README's configuration table changes the resource set (or executor) of both the
-`local` and the `production` deployment (CLIMB_STORAGE_URL used to be ignored by `local`); the one
-exception, CLIMB_HOME under `production`, is stated in that table. The table and this test list the
-same variables, so a setting documented later without a test fails here.
+`local` and the `production` deployment (CLIMB_STORAGE_URL used to be ignored by `local`); CLIMB_HOME
+(local only) and the k8s executor's variables say where they apply in that table's "applies to" column
+and take effect there. The table and this test list the same variables, so a setting documented later
+without a test fails here.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ EFFECTS = {
     "CLIMB_EMBED_PRECISION": ("fp32", lambda r: (r["embedder"].precision,)),
 }
 # Documented, with a different mechanism (checked separately below).
-SPECIAL = {"CLIMB_DEPLOYMENT", "CLIMB_HOME", "CLIMB_EXECUTOR"}
+SPECIAL = {"CLIMB_DEPLOYMENT", "CLIMB_HOME", "CLIMB_EXECUTOR", "CLIMB_CACHE_DIR"}
+# Read by the k8s executor only (README: applies to `CLIMB_EXECUTOR=k8s`).
+K8S_ONLY = {"CLIMB_K8S_NAMESPACE", "CLIMB_GPU_NODE_SELECTOR", "CLIMB_MAX_GPU_STEPS"}
 
 
 def _documented() -> set[str]:
@@ -53,12 +56,12 @@ def _documented() -> set[str]:
 
 
 def test_the_readme_table_and_this_test_list_the_same_settings():
-    assert _documented() == set(EFFECTS) | SPECIAL
+    assert _documented() == set(EFFECTS) | SPECIAL | K8S_ONLY
 
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    for name in [*EFFECTS, *SPECIAL]:
+    for name in [*EFFECTS, *SPECIAL, *K8S_ONLY]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLIMB_HOME", str(tmp_path / "home"))
     return monkeypatch
@@ -97,3 +100,31 @@ def test_climb_executor_applies_whatever_the_deployment(clean_env):
         clean_env.setenv("CLIMB_DEPLOYMENT", deployment)
         clean_env.setenv("CLIMB_EXECUTOR", "in_process")
         assert executor_name() == "in_process"
+
+
+def _applies_to(variable: str) -> str:
+    row = next(r for r in README.read_text().splitlines() if r.startswith(f"| `{variable}`"))
+    return row.split("|")[3]
+
+
+def test_k8s_settings_take_effect_in_the_k8s_executor_config(clean_env):
+    from climb_dagster.k8s import _env_node_selector, k8s_executor_config
+
+    clean_env.setenv("CLIMB_K8S_NAMESPACE", "climb-test")
+    clean_env.setenv("CLIMB_MAX_GPU_STEPS", "3")
+    clean_env.setenv("CLIMB_GPU_NODE_SELECTOR", "pool=gpu")
+    config = k8s_executor_config()
+    assert config["job_namespace"] == "climb-test"
+    assert config["tag_concurrency_limits"][0]["limit"] == 3
+    assert _env_node_selector() == {"pool": "gpu"}
+    assert all("CLIMB_EXECUTOR=k8s" in _applies_to(v) for v in K8S_ONLY)
+
+
+def test_cache_dir_applies_whatever_the_deployment(clean_env, tmp_path: Path):
+    from climb_dagster.core.storage import cache_dir
+
+    for deployment in ("local", "production"):
+        clean_env.setenv("CLIMB_DEPLOYMENT", deployment)
+        clean_env.setenv("CLIMB_CACHE_DIR", str(tmp_path / deployment))
+        assert cache_dir() == tmp_path / deployment
+    assert "both" in _applies_to("CLIMB_CACHE_DIR")
