@@ -40,6 +40,7 @@ from climb_dagster.core.superclusters import (
     combine_profiles,
     drop_profile,
     merge_clusters,
+    merge_counts,
     supercluster_stats,
 )
 from climb_dagster.k8s import EMBEDDING_OP_TAGS
@@ -397,11 +398,15 @@ def pruned_clusters(config: PruneClustersConfig, cluster_quality: pl.DataFrame) 
 
 
 class SuperClustersConfig(dg.Config):
-    """Exactly one of n_superclusters and distance_threshold; linkage ward|average|complete|single."""
+    """Distance-threshold merge (the paper's) by default; n_superclusters instead = a fixed-count cut.
 
-    n_superclusters: int | None = 20
+    distance_threshold None = DEFAULT_DISTANCE_THRESHOLD, in the k-means metric's units (cosine: 1 - cos);
+    linkage average|complete|single|ward (ward: Ward's height, meant for fixed-count cuts).
+    """
+
+    n_superclusters: int | None = None
     distance_threshold: float | None = None
-    linkage: str = "ward"
+    linkage: str = "average"
     top_terms: int = 10
     example_titles: int = 3
 
@@ -453,12 +458,9 @@ def super_clusters(
 ) -> tuple[dg.Output[pl.DataFrame], dg.Output[pl.DataFrame]]:
     """Merge the kept clusters by centroid distance (agglomerative) and describe each super-cluster."""
     t0 = time.perf_counter()
-    centroids, _ = _bundle_centroids(cluster_centroids)
-    mapping = merge_clusters(
-        centroids,
-        pruned_clusters,
-        MergeConfig(config.n_superclusters, config.distance_threshold, config.linkage),
-    )
+    centroids, metric = _bundle_centroids(cluster_centroids)
+    merge = MergeConfig(config.n_superclusters, config.distance_threshold, config.linkage, metric)
+    mapping = merge_clusters(centroids, pruned_clusters, merge)
     merge_s = time.perf_counter() - t0
     profile = combine_profiles(_profiles(cluster_profiles))
     stats = supercluster_stats(mapping, profile, config.top_terms, config.example_titles)
@@ -473,6 +475,7 @@ def super_clusters(
     sizes_png = supercluster_sizes_png(stats.get_column(N_DOCS).to_list())
     map_png = centroid_map_png(centroids, groups, sizes)
     n_super = stats.height
+    counts = merge_counts(len(centroids), pruned_clusters, n_super)
     return (
         dg.Output(
             mapping,
@@ -481,6 +484,8 @@ def super_clusters(
                 "dagster/row_count": mapping.height,
                 "n_superclusters": n_super,
                 "clusters_merged": mapping.height,
+                "merge": merge.describe(),
+                **counts,
                 "merge_seconds": round(merge_s, 3),
                 "centroid_map": dg.MetadataValue.md(png_markdown(map_png, "centroid map")),
             },
