@@ -145,3 +145,28 @@ def test_unknown_target_kind_fails_before_training(pipeline):
     failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
     assert "unknown target kind 'bleu'" in failure.step_failure_data.error.cause.message
     assert not (pipeline["root"] / "round_1_mixtures" / "tiny-bad.parquet").exists()
+
+
+def test_four_rounds_2_2_1_1_end_to_end(pipeline):
+    """The paper's 2:2:1:1 ablation: four active rounds, the remaining round assets empty, one MLflow tree."""
+    from mlflow.tracking import MlflowClient
+
+    from climb_dagster.assets.experiments import MAX_ROUNDS
+
+    assert MAX_ROUNDS >= 6
+    spec = {**pipeline["spec"], "rounds": [2, 2, 1, 1]}
+    result = run_experiment(pipeline["instance"], "tiny-4r", spec)
+    assert result.success
+    root = pipeline["root"]
+    sizes = [read_value(root / f"round_{k}_mixtures" / "tiny-4r").height for k in range(1, MAX_ROUNDS + 1)]
+    assert sizes == [2, 2, 1, 1] + [0] * (MAX_ROUNDS - 4)
+    assert [_meta(result, f"round_{k}_mixtures")["active"] for k in (4, 5)] == [True, False]
+    final = read_value(root / "final_mixture" / "tiny-4r")
+    assert final["proxies_trained"] == 6 and final["proxies_successful"] == 6
+    evals = [read_value(root / f"round_{k}_proxy_evaluations" / "tiny-4r") for k in range(1, 5)]
+    assert final["best_observed_score"] == min(float(e["score"].min()) for e in evals)
+    client = MlflowClient(tracking_uri=f"sqlite:///{pipeline['home'] / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("climb")
+    runs = client.search_runs([exp.experiment_id], "tags.`climb.experiment` = 'tiny-4r'", max_results=100)
+    rounds = sorted(r.data.tags["climb.round"] for r in runs if r.data.tags["climb.kind"] == "round")
+    assert rounds == ["1", "2", "3", "4"]
