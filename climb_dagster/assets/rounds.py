@@ -59,6 +59,15 @@ def experiment_config(record: dict) -> ExperimentConfig:
     return ExperimentConfig.from_dict({k: v for k, v in record.items() if k not in RECORD_EXTRAS})
 
 
+def _doremi_proposal(cluster_tokens: dict, prior: np.ndarray, proxy, seed: int, storage: ClimbStorage):
+    """DoReMi trains its reference and DRO proxies here (cached under proxy_runs/doremi-<hash>)."""
+    from climb_dagster.core.proxy.doremi import doremi_round
+    from climb_dagster.core.target_eval import open_token_store
+
+    store = open_token_store(cluster_tokens["path"], storage.options())
+    return doremi_round(store, prior, proxy, seed, storage.root() / "proxy_runs")
+
+
 def load_predictor(model: ModelText):
     from climb_dagster.core.search.predictor import Predictor
 
@@ -102,7 +111,7 @@ def build_round(k: int) -> list:
         kinds={"parquet"},
         check_specs=mix_checks,
     )
-    def mixtures(context: dg.AssetExecutionContext, **upstream):
+    def mixtures(context: dg.AssetExecutionContext, storage: ClimbStorage, **upstream):
         """Mixtures to train proxies on in this round (round 1: Dirichlet around the token shares)."""
         from climb_dagster.core.proxy.config import ProxyConfig, proxy_run_key
         from climb_dagster.core.search.strategies import propose_round
@@ -118,8 +127,14 @@ def build_round(k: int) -> list:
         hm, hs = _history_for_proposal([upstream[n] for n in prev_evals], exp.target.direction)
         predictor = load_predictor(upstream["predictor"]) if k > 1 and exp.strategy == "climb" else None
         start = time.perf_counter()
-        proposed = propose_round(exp.strategy_config(), k - 1, hm, hs, prior, exp.seed, predictor=predictor)
         proxy = ProxyConfig.from_dict(record["proxy"])
+        extra: dict = {}
+        if exp.strategy == "doremi":
+            proposed, extra = _doremi_proposal(upstream["cluster_tokens"], prior, proxy, exp.seed, storage)
+        else:
+            proposed = propose_round(
+                exp.strategy_config(), k - 1, hm, hs, prior, exp.seed, predictor=predictor
+            )
         keys = [proxy_run_key(m.tolist(), proxy, exp.seed, data_key(record)) for m in proposed]
         table = bootstrap.mixtures_table(k, proposed, keys)
         png = weights_bar_png(proposed, f"{record['name']} round {k}: weights")
@@ -128,6 +143,7 @@ def build_round(k: int) -> list:
             metadata={
                 "active": True,
                 "dagster/row_count": table.height,
+                **extra,
                 "seconds": round(time.perf_counter() - start, 3),
                 "mixtures": dg.MetadataValue.md(markdown_table(table, max_rows=20, decimals=3)),
                 "weights_plot": dg.MetadataValue.md(png_markdown(png, "weights")),

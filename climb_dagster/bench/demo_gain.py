@@ -1,5 +1,7 @@
 """Does the found mixture help? Train fresh proxies (new seeds) on the found, the natural (token-share) and
 the uniform mixture of a finished experiment and score each on the experiment's own target.
+`--doremi` adds DoReMi's mixture (reference + DRO proxy with the experiment's proxy config and seed; 2 extra
+proxy trainings, cached) as a fourth row.
 
 Run `make demo` first (or any experiment); this reads its stored assets under the deployment's storage.
 """
@@ -20,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps-factor", type=float, default=1.0, help="train the proxies this many times longer"
     )
+    parser.add_argument("--doremi", action="store_true", help="also score DoReMi's mixture (baseline)")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -54,6 +57,12 @@ def run(args: argparse.Namespace) -> dict:
         "uniform": np.full(len(final["weights"]), 1.0 / len(final["weights"])),
     }
     start = time.perf_counter()
+    if args.doremi:
+        from climb_dagster.core.proxy.doremi import doremi_mixture
+
+        base = ProxyConfig.from_dict(record["proxy"])
+        found, _ = doremi_mixture(store, mixtures["natural"], base, int(record["seed"]), root / "proxy_runs")
+        mixtures["doremi"] = np.asarray(found.weights)
     scores: dict[str, list[float]] = {name: [] for name in mixtures}
     for i in range(args.seeds):
         seed = int(record["seed"]) + SEED_OFFSET + i
@@ -68,6 +77,11 @@ def run(args: argparse.Namespace) -> dict:
         "found": mean["found"],
         "natural": mean["natural"],
         "uniform": mean["uniform"],
+        **(
+            {"doremi": mean["doremi"], "found_beats_doremi": better(mean["found"], mean["doremi"])}
+            if args.doremi
+            else {}
+        ),
         "found_beats_natural": better(mean["found"], mean["natural"]),
         "found_beats_uniform": better(mean["found"], mean["uniform"]),
         "per_seed": scores,

@@ -30,7 +30,7 @@ from climb_dagster.core.search import (
     run_search,
     spearman,
 )
-from climb_dagster.core.search.strategies import FINAL_PICKS, INITIAL_DESIGNS, STRATEGIES, StrategyConfig
+from climb_dagster.core.search.strategies import FINAL_PICKS, INITIAL_DESIGNS, PROPOSING, StrategyConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,8 +132,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.budget is not None:
         names = [s.strip() for s in args.strategies.split(",") if s.strip()]
         for n in names:
-            if n not in STRATEGIES:
-                raise ClimbInputError(f"unknown strategy {n!r}; choose from {STRATEGIES}")
+            if n not in PROPOSING:
+                raise ClimbInputError(f"strategy {n!r} cannot run on a fixed pool; choose from {PROPOSING}")
         if args.budget > pool.size:
             raise ClimbInputError(f"budget {args.budget} exceeds the pool size {pool.size}")
         configs = {n: _strategy(n, args.budget, direction, args) for n in names}

@@ -9,6 +9,7 @@ from typing import Any
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.keys import validate_key
 from climb_dagster.core.proxy.config import ProxyConfig, content_hash
+from climb_dagster.core.search.doremi import DOREMI_EVALUATED, DOREMI_PROXIES
 from climb_dagster.core.search.strategies import STRATEGIES, StrategyConfig, budget_split, default_strategy
 
 TARGET_KINDS = ("documents_loss", "mc_accuracy", "combined")
@@ -70,7 +71,11 @@ class ExperimentConfig:
             raise ClimbInputError(
                 f"rounds must be positive integers (proxies per round), got {self.rounds!r}"
             )
-        if self.strategy != "climb" and len(self.rounds) != 1:
+        if self.strategy == "doremi":
+            # DoReMi's weights come from its own two proxies; its one round evaluates that answer and,
+            # as the baseline beside it (and a second row for the predictor), the natural mixture.
+            object.__setattr__(self, "rounds", (DOREMI_EVALUATED,))
+        elif self.strategy != "climb" and len(self.rounds) != 1:
             # regmix and random are one-shot: one round spends the whole budget.
             object.__setattr__(self, "rounds", (sum(self.rounds),))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -81,14 +86,19 @@ class ExperimentConfig:
 
     @property
     def budget(self) -> int:
-        return sum(self.rounds)
+        """Proxy trainings the experiment spends: its rounds plus any the strategy trains itself."""
+        return sum(self.rounds) + self.extra_proxies
+
+    @property
+    def extra_proxies(self) -> int:
+        return DOREMI_PROXIES if self.strategy == "doremi" else 0
 
     @property
     def n_rounds(self) -> int:
         return len(self.rounds)
 
     def strategy_config(self) -> StrategyConfig:
-        base = default_strategy(self.strategy, self.budget, self.target.direction)
+        base = default_strategy(self.strategy, sum(self.rounds), self.target.direction)
         kwargs: dict[str, Any] = {"n_candidates": self.n_candidates, "top_n_factor": self.top_n_factor}
         if self.strategy == "climb":
             kwargs["ratios"] = tuple(float(r) for r in self.rounds)

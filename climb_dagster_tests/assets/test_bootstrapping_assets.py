@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from climb_dagster.core import storage
+from climb_dagster.core.bootstrap import table_mixtures
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster_tests.assets.bootstrap_fixture import (
     TINY_EXPERIMENT,
@@ -170,3 +171,19 @@ def test_four_rounds_2_2_1_1_end_to_end(pipeline):
     runs = client.search_runs([exp.experiment_id], "tags.`climb.experiment` = 'tiny-4r'", max_results=100)
     rounds = sorted(r.data.tags["climb.round"] for r in runs if r.data.tags["climb.kind"] == "round")
     assert rounds == ["1", "2", "3", "4"]
+
+
+def test_doremi_experiment_answers_with_its_averaged_weights(pipeline):
+    spec = {**pipeline["spec"], "strategy": "doremi"}
+    result = run_experiment(pipeline["instance"], "tiny-doremi", spec)
+    assert result.success
+    root = pipeline["root"]
+    meta = _meta(result, "round_1_mixtures")
+    assert meta["doremi_proxies"] == 2 and meta["doremi_cached"] is False
+    mixtures = read_value(root / "round_1_mixtures" / "tiny-doremi")
+    assert mixtures.height == 2
+    final = read_value(root / "final_mixture" / "tiny-doremi")
+    assert final["strategy"] == "doremi" and final["proxies_trained"] == 4
+    # The answer is DoReMi's averaged weights, not the natural baseline evaluated beside it.
+    assert not np.allclose(final["weights"], final["natural"])
+    assert np.allclose(final["weights"], table_mixtures(mixtures)[0], atol=1e-9)

@@ -64,3 +64,18 @@ def test_doremi_upweights_the_domain_the_reference_learned(tmp_path) -> None:
     again, cached = doremi_mixture(pc.store(), prior, cfg, 0, UPath(tmp_path), DoReMiConfig(step_size=5.0))
     assert cached and again.weights == result.weights
     json.dumps(result.to_dict(), allow_nan=False)
+
+
+def test_doremi_is_an_experiment_strategy_with_its_proxies_in_the_budget() -> None:
+    from climb_dagster.core.experiment import ExperimentConfig, TargetConfig
+    from climb_dagster.core.search.strategies import propose_round, select_final
+
+    exp = ExperimentConfig("d", TargetConfig(documents_path="t.parquet"), strategy="doremi", rounds=(6, 3, 2))
+    assert exp.rounds == (2,) and exp.budget == 4 and exp.extra_proxies == 2
+    cfg = exp.strategy_config()
+    assert cfg.final == "first"
+    with pytest.raises(ClimbInputError, match="does not propose"):
+        propose_round(cfg, 0, None, None, np.full(3, 1 / 3), 0)
+    hm = np.array([[0.2, 0.8], [0.5, 0.5]])
+    # The answer is DoReMi's own mixture (row 0) even when the baseline scored better.
+    assert select_final(cfg, None, hm, np.array([3.0, 1.0]), 0).tolist() == [0.2, 0.8]

@@ -44,7 +44,9 @@ class DoReMiResult:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
-def doremi_key(prior: Sequence[float], proxy: ProxyConfig, dro: DoReMiConfig, seed: int, store_key: str) -> str:
+def doremi_key(
+    prior: Sequence[float], proxy: ProxyConfig, dro: DoReMiConfig, seed: int, store_key: str
+) -> str:
     """Content hash of everything that determines the DoReMi weights (for the proxy-run cache)."""
     return "doremi-" + content_hash(
         {
@@ -194,3 +196,18 @@ def doremi_mixture(
     storage.atomic_write_text(path, json.dumps(result.to_dict(), indent=1, allow_nan=False))
     return result, False
 
+
+def doremi_round(
+    store: TokenStore, prior: np.ndarray, config: ProxyConfig, seed: int, cache_dir: Any
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A DoReMi experiment's one round: [its averaged weights, the prior] and metadata on how they came."""
+    result, cached = doremi_mixture(store, prior, config, seed, cache_dir)
+    answer = np.asarray(result.weights, dtype=np.float64)
+    info = {
+        "doremi_cached": cached,
+        "doremi_reference_loss": round(result.reference_loss, 4),
+        "doremi_proxy_loss": round(result.proxy_loss, 4),
+        "doremi_proxies": result.proxies_trained,
+        "doremi_seconds": result.wall_s,
+    }
+    return np.vstack([answer, np.asarray(prior, dtype=np.float64)]), info

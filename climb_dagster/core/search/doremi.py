@@ -18,6 +18,8 @@ from climb_dagster.core.errors import ClimbInputError
 
 # Proxy trainings DoReMi spends before its answer is evaluated: the reference model and the DRO proxy.
 DOREMI_PROXIES = 2
+# Mixtures a DoReMi experiment then evaluates on the target: its answer, and the prior as the baseline.
+DOREMI_EVALUATED = 2
 
 
 @dataclass(frozen=True)
