@@ -23,6 +23,12 @@ class ExperimentSpec(dg.Config):
     target_kind: str = "documents_loss"
     target_documents_path: str | None = None
     target_mc_path: str | None = None
+    # lm-evaluation-harness: a local folder of task YAML + data files, the tasks and the metric to report.
+    target_lm_eval_path: str | None = None
+    target_lm_eval_tasks: list[str] = []
+    target_lm_eval_metric: str = "acc"
+    target_lm_eval_weight: float = 1.0
+    target_lm_eval_limit: int | None = None
     strategy: str = "climb"
     rounds: list[int] = [6, 3, 2]
     seed: int = 0
@@ -56,7 +62,14 @@ class ExperimentSpec(dg.Config):
         return ExperimentConfig(
             name=name,
             target=TargetConfig(
-                kind=self.target_kind, documents_path=self.target_documents_path, mc_path=self.target_mc_path
+                kind=self.target_kind,
+                documents_path=self.target_documents_path,
+                mc_path=self.target_mc_path,
+                lm_eval_path=self.target_lm_eval_path,
+                lm_eval_tasks=tuple(self.target_lm_eval_tasks),
+                lm_eval_metric=self.target_lm_eval_metric,
+                lm_eval_weight=self.target_lm_eval_weight,
+                lm_eval_limit=self.target_lm_eval_limit,
             ),
             strategy=self.strategy,
             rounds=tuple(self.rounds),

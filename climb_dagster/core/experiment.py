@@ -12,7 +12,7 @@ from climb_dagster.core.proxy.config import ProxyConfig, content_hash
 from climb_dagster.core.search.doremi import DOREMI_EVALUATED, DOREMI_PROXIES
 from climb_dagster.core.search.strategies import STRATEGIES, StrategyConfig, budget_split, default_strategy
 
-TARGET_KINDS = ("documents_loss", "mc_accuracy", "combined")
+TARGET_KINDS = ("documents_loss", "mc_accuracy", "lm_eval", "combined")
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,11 @@ class TargetConfig:
 
     documents_loss: mean next-token loss on held-out target documents (Parquet/JSONL with a text column),
     minimised. mc_accuracy: multiple-choice accuracy from an lm-evaluation-harness style JSONL (context,
-    choices, gold), maximised. combined: `loss_weight * loss - accuracy_weight * accuracy`, minimised.
+    choices, gold), maximised. lm_eval: `lm_eval_metric` averaged over `lm_eval_tasks` run by
+    lm-evaluation-harness from the local task folder `lm_eval_path` (YAML + data), maximised (minimised
+    for perplexity-like metrics). combined: held-out loss with multiple choice and/or lm-eval,
+    `loss_weight * loss - accuracy_weight * accuracy - lm_eval_weight * metric`, minimised.
+    Every component that is configured is part of the score, whatever the kind.
     """
 
     kind: str = "documents_loss"
@@ -30,23 +34,42 @@ class TargetConfig:
     loss_weight: float = 1.0
     accuracy_weight: float = 1.0
     max_eval_windows: int = 64
+    lm_eval_path: str | None = None
+    lm_eval_tasks: tuple[str, ...] = ()
+    lm_eval_metric: str = "acc"
+    lm_eval_weight: float = 1.0
+    lm_eval_limit: int | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lm_eval_tasks", tuple(self.lm_eval_tasks))
         if self.kind not in TARGET_KINDS:
             raise ClimbInputError(f"unknown target kind {self.kind!r}; expected one of {TARGET_KINDS}")
         if self.kind in ("documents_loss", "combined") and not self.documents_path:
             raise ClimbInputError(
                 f"target kind {self.kind!r} needs documents_path (held-out target documents)"
             )
-        if self.kind in ("mc_accuracy", "combined") and not self.mc_path:
+        if self.kind == "mc_accuracy" and not self.mc_path:
             raise ClimbInputError(
                 f"target kind {self.kind!r} needs mc_path (a JSONL of context/choices/gold)"
+            )
+        if self.kind == "combined" and not (self.mc_path or self.lm_eval_tasks):
+            raise ClimbInputError(
+                "target kind 'combined' needs mc_path (a JSONL of context/choices/gold) or lm_eval_tasks"
+            )
+        if (self.kind == "lm_eval" or self.lm_eval_tasks) and not (self.lm_eval_path and self.lm_eval_tasks):
+            raise ClimbInputError(
+                f"lm-eval target needs lm_eval_path (task folder) and lm_eval_tasks; got "
+                f"lm_eval_path={self.lm_eval_path!r}, lm_eval_tasks={list(self.lm_eval_tasks)}"
             )
         if self.max_eval_windows < 1:
             raise ClimbInputError(f"max_eval_windows must be >= 1, got {self.max_eval_windows}")
 
     @property
     def direction(self) -> str:
+        if self.kind == "lm_eval":
+            from climb_dagster.core.lm_eval_target import metric_direction
+
+            return metric_direction(self.lm_eval_metric)
         return "maximize" if self.kind == "mc_accuracy" else "minimize"
 
 

@@ -31,6 +31,8 @@ def check_target(target: TargetConfig, storage_options: dict[str, Any] | None = 
         _source(target.documents_path, storage_options)
     if target.mc_path:
         _source(target.mc_path, storage_options)
+    if target.lm_eval_path:
+        _source(target.lm_eval_path, storage_options)
 
 
 def prepare_target(
@@ -78,9 +80,33 @@ def prepare_target(
         evaluators.append(
             EvaluatorSpec(MULTIPLE_CHOICE, str(out / "multiple_choice.jsonl"), weight=target.accuracy_weight)
         )
+    if target.lm_eval_tasks and target.lm_eval_path:
+        evaluators.append(_prepare_lm_eval(target, out, digest, storage_options))
     spec = TargetSpec(tuple(evaluators), target.direction, name=target.kind)
     # The content of the evaluation files keys the proxy cache: new target data never reuses old scores.
     return spec.to_dict() | {"fingerprint": digest.hexdigest()[:16]}
+
+
+def _prepare_lm_eval(target: TargetConfig, out: UPath, digest: Any, storage_options: dict[str, Any] | None):
+    """Copy the lm-eval task folder (YAML + data) next to the assets; its bytes join the fingerprint."""
+    from climb_dagster.core.lm_eval_target import check_task_dir
+    from climb_dagster.core.proxy.targets import LM_EVAL, EvaluatorSpec
+
+    src = _source(str(target.lm_eval_path), storage_options)
+    local = check_task_dir(storage.local_dir_copy(src), target.lm_eval_tasks)
+    for f in sorted(p for p in local.rglob("*") if p.is_file()):
+        digest.update(str(f.relative_to(local)).encode())
+        digest.update(f.read_bytes())
+    dest = out / "lm_eval_tasks"
+    storage.upload_dir(local, dest)
+    return EvaluatorSpec(
+        LM_EVAL,
+        str(dest),
+        weight=target.lm_eval_weight,
+        tasks=target.lm_eval_tasks,
+        metric=target.lm_eval_metric,
+        limit=target.lm_eval_limit,
+    )
 
 
 def open_token_store(path: str, storage_options: dict[str, Any] | None = None):
@@ -96,9 +122,11 @@ def target_evaluator(
     from climb_dagster.core.proxy.targets import TargetSpec, evaluate_target
 
     local = {k: v for k, v in spec.items() if k != "fingerprint"}
-    local["evaluators"] = [
-        {**e, "path": str(storage.local_copy(storage.make_path(e["path"], storage_options)))}
-        for e in spec["evaluators"]
-    ]
+
+    def fetch(e: dict[str, Any]) -> str:
+        path = storage.make_path(e["path"], storage_options)
+        return str(storage.local_dir_copy(path) if e["kind"] == "lm_eval" else storage.local_copy(path))
+
+    local["evaluators"] = [{**e, "path": fetch(e)} for e in spec["evaluators"]]
     target = TargetSpec.from_dict(local)
     return lambda model: evaluate_target(model, target, tokenizer, num_threads)
