@@ -119,7 +119,8 @@ def train_doremi(
     with torch_threads(tcfg.num_threads):
         device = torch.device(tcfg.device)
         data = torch.from_numpy(windows).to(device)
-        ref_model.to(device).eval()
+        ref_model.to(device)
+        ref_model.eval()
         with torch.no_grad():
             ref_loss = torch.cat(
                 [_window_losses(ref_model, data[i : i + EVAL_CHUNK]) for i in range(0, n_windows, EVAL_CHUNK)]
