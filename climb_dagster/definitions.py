@@ -8,8 +8,8 @@ from climb_dagster.assets.final import final_mixture, mixture_export
 from climb_dagster.assets.ingest import raw_documents
 from climb_dagster.assets.rounds import ROUND_ASSETS
 from climb_dagster.assets.tokens import TOKEN_ASSETS
-from climb_dagster.automation.clustering import CLUSTERING_JOBS, CLUSTERING_SCHEDULES, CLUSTERING_SENSORS
-from climb_dagster.jobs import BOOTSTRAP_JOBS
+from climb_dagster.automation.clustering import CLUSTERING_SCHEDULES, CLUSTERING_SENSORS
+from climb_dagster.jobs import JOBS
 from climb_dagster.resources.sets import build_resources
 
 defs = dg.Definitions(
@@ -23,7 +23,7 @@ defs = dg.Definitions(
         mixture_export,
     ],
     asset_checks=CLUSTERING_CHECKS,
-    jobs=[*CLUSTERING_JOBS, *BOOTSTRAP_JOBS],
+    jobs=JOBS,
     sensors=CLUSTERING_SENSORS,
     schedules=CLUSTERING_SCHEDULES,
     resources=build_resources(),

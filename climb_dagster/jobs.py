@@ -1,10 +1,44 @@
-"""Jobs of the bootstrapping side; the clustering side's jobs live in automation/clustering.py."""
+"""Every job of the code location: the clustering side (run by the sensors and schedule in
+automation/clustering.py) and the bootstrapping side."""
 
 import dagster as dg
 
+from climb_dagster.assets.clustering import CORPUS_KEYS
 from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.k8s import GPU_RUN_TAGS, heavy_job_executor
 from climb_dagster.partitions import experiments
+
+RAW = "raw_documents"
+EMBED_ONLY_KEYS = [RAW, "document_embeddings", "document_quality"]
+FULL_DROP_KEYS = [*EMBED_ONLY_KEYS, "cluster_assignments", "cluster_profiles"]
+REASSIGN_KEYS = ["cluster_assignments", "cluster_profiles"]
+
+drop_clustering_job = dg.define_asset_job(
+    "drop_clustering_job",
+    selection=dg.AssetSelection.assets(*FULL_DROP_KEYS),
+    description="Ingest, embed, rate, assign and profile one crawl drop.",
+)
+drop_embedding_job = dg.define_asset_job(
+    "drop_embedding_job",
+    selection=dg.AssetSelection.assets(*EMBED_ONLY_KEYS),
+    description="Ingest, embed and rate one crawl drop (before any centroids exist).",
+)
+reassign_drop_job = dg.define_asset_job(
+    "reassign_drop_job",
+    selection=dg.AssetSelection.assets(*REASSIGN_KEYS),
+    description="Re-assign one drop to the current centroids and rebuild its cluster profile.",
+)
+refit_centroids_job = dg.define_asset_job(
+    "refit_centroids_job",
+    selection=dg.AssetSelection.assets("cluster_centroids"),
+    description="Refit k-means centroids on a fresh sample over all drops.",
+)
+merge_job = dg.define_asset_job(
+    "merge_clusters_job",
+    selection=dg.AssetSelection.assets(*CORPUS_KEYS),
+    description="Recompute cluster quality, prune, and merge into super-clusters.",
+)
+
 
 EXPERIMENT_GROUPS = ["experiments", *[f"round_{k}" for k in range(1, MAX_ROUNDS + 1)], "final"]
 
@@ -23,4 +57,6 @@ experiment_job = dg.define_asset_job(
     description="One experiment end to end: rounds of proxy training, predictors, final mixture and export.",
 )
 
+CLUSTERING_JOBS = [drop_clustering_job, drop_embedding_job, reassign_drop_job, refit_centroids_job, merge_job]
 BOOTSTRAP_JOBS = [proxy_data_job, experiment_job]
+JOBS = [*CLUSTERING_JOBS, *BOOTSTRAP_JOBS]

@@ -17,9 +17,10 @@ coordinator on the run tags in `GPU_RUN_TAGS` (infra/dagster.yaml).
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from climb_dagster.core.settings import Settings
 
 K8S_CONFIG_TAG = "dagster-k8s/config"
 ACCELERATOR_TAG = "climb/accelerator"
@@ -108,7 +109,7 @@ def gpu_op_tags(
 
 
 def _env_node_selector() -> dict[str, str] | None:
-    text = os.environ.get("CLIMB_GPU_NODE_SELECTOR")
+    text = Settings.from_env().gpu_node_selector
     return parse_node_selector(text) if text else None
 
 
@@ -137,9 +138,7 @@ def k8s_executor_config(
     pods read S3 (and MLflow) credentials from the named Secrets and settings from the ConfigMap, the
     same names as infra/helm/values.yaml; namespace, image and service account come from the run.
     """
-    gpu_limit = (
-        max_gpu_steps if max_gpu_steps is not None else int(os.environ.get("CLIMB_MAX_GPU_STEPS", "4"))
-    )
+    gpu_limit = max_gpu_steps if max_gpu_steps is not None else Settings.from_env().max_gpu_steps
     if gpu_limit < 1 or max_concurrent < 1:
         raise ValueError(
             f"limits must be >= 1, got max_concurrent={max_concurrent}, max_gpu_steps={gpu_limit}"
@@ -156,7 +155,7 @@ def k8s_executor_config(
         },
         "retries": {"enabled": {}},
     }
-    ns = namespace or os.environ.get("CLIMB_K8S_NAMESPACE")
+    ns = namespace or Settings.from_env().k8s_namespace
     if ns:
         config["job_namespace"] = ns
     return copy.deepcopy(config)
@@ -164,10 +163,7 @@ def k8s_executor_config(
 
 def executor_name() -> str:
     """`CLIMB_EXECUTOR`: `multiprocess` (default) or `k8s` (one pod per step)."""
-    name = os.environ.get("CLIMB_EXECUTOR", "multiprocess")
-    if name not in ("multiprocess", "in_process", "k8s"):
-        raise ValueError(f"CLIMB_EXECUTOR={name!r} is not one of multiprocess, in_process, k8s")
-    return name
+    return Settings.from_env().executor
 
 
 def heavy_job_executor():

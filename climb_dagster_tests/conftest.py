@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import os
+import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
-DEMO_DATA = REPO_ROOT / "climb_dagster" / "demo" / "data"
+from climb_dagster_tests.integration.servers import (
+    AWS_ENV_TO_CLEAR,
+    BUCKET,
+    DUMMY_AWS_ENV,
+    HOST,
+    REGION,
+    S3Endpoint,
+    server_failed,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -28,3 +37,36 @@ def climb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     dagster_home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     return home
+
+
+# The real S3 server of the system tests (moto on 127.0.0.1), shared by the integration and reliability tests.
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Endpoint]:
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in DUMMY_AWS_ENV.items():
+            mp.setenv(key, value)
+        for key in AWS_ENV_TO_CLEAR:
+            mp.delenv(key, raising=False)
+        nowhere = os.path.join(tempfile.gettempdir(), f"climb-no-aws-{uuid.uuid4().hex[:8]}")
+        mp.setenv("AWS_CONFIG_FILE", nowhere)
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", nowhere)
+
+        # moto serves through werkzeug in this process: one INFO log line per request would be captured by
+        # pytest for every test (thousands for a pipeline run) and bury the failure output.
+        import logging
+
+        mp.setattr(logging.getLogger("werkzeug"), "level", logging.WARNING)
+        server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+        try:
+            server.start()
+        except Exception as exc:  # noqa: BLE001 - any start failure is reported with its cause
+            server_failed(f"moto S3 server did not start on {HOST}: {exc!r}")
+        try:
+            host, port = server.get_host_and_port()
+            endpoint = S3Endpoint(url=f"http://{host}:{port}", bucket=BUCKET, region=REGION)
+            endpoint.client().create_bucket(Bucket=BUCKET)
+            yield endpoint
+        finally:
+            server.stop()

@@ -3,7 +3,47 @@ import sys
 
 import dagster as dg
 
-from climb_dagster_tests.conftest import REPO_ROOT
+from climb_dagster_tests.paths import REPO_ROOT
+
+# Round assets exist up to round 6 (the paper's 6:1 ablation); an experiment uses its first n_rounds.
+ROUND_KS = range(1, 7)
+ROUNDS = [f"round_{k}_{a}" for k in ROUND_KS for a in ("mixtures", "proxy_evaluations", "predictor")]
+GROUPS = {
+    "ingest": ["raw_documents"],
+    "clustering": [
+        "cluster_assignments",
+        "cluster_centroids",
+        "cluster_profiles",
+        "cluster_quality",
+        "document_embeddings",
+        "document_quality",
+        "pruned_clusters",
+        "super_cluster_stats",
+        "super_clusters",
+    ],
+    "proxy_data": ["cluster_tokens", "proxy_tokenizer"],
+    "experiments": ["experiment"],
+    **{f"round_{k}": [a for a in ROUNDS if a.startswith(f"round_{k}_")] for k in ROUND_KS},
+    "final": ["final_mixture", "mixture_export"],
+}
+JOBS = {
+    "drop_clustering_job": GROUPS["ingest"]
+    + ["cluster_assignments", "cluster_profiles", "document_embeddings", "document_quality"],
+    "drop_embedding_job": GROUPS["ingest"] + ["document_embeddings", "document_quality"],
+    "reassign_drop_job": ["cluster_assignments", "cluster_profiles"],
+    "refit_centroids_job": ["cluster_centroids"],
+    "merge_clusters_job": ["cluster_quality", "pruned_clusters", "super_cluster_stats", "super_clusters"],
+    "proxy_data_job": GROUPS["proxy_data"],
+    "climb_experiment_job": ["experiment", *ROUNDS, *GROUPS["final"]],
+}
+CHECKS = {
+    ("cluster_assignments", "assignments_complete"),
+    ("cluster_centroids", "centroids_are_finite"),
+    ("pruned_clusters", "enough_documents_kept"),
+    ("super_cluster_stats", "no_empty_super_cluster"),
+    *((f"round_{k}_mixtures", name) for k in ROUND_KS for name in ("weights_valid", "budget_respected")),
+    *((f"round_{k}_predictor", "evaluations_scores_finite") for k in ROUND_KS),
+}
 
 
 def test_definitions_load(climb_home):
@@ -11,8 +51,35 @@ def test_definitions_load(climb_home):
 
     defs = module.defs
     dg.Definitions.validate_loadable(defs)
-    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert "raw_documents" in keys
+    graph = defs.resolve_asset_graph()
+    groups: dict[str, list[str]] = {}
+    for key in graph.get_all_asset_keys():
+        groups.setdefault(graph.get(key).group_name, []).append(key.to_user_string())
+    assert {g: sorted(keys) for g, keys in groups.items()} == {g: sorted(keys) for g, keys in GROUPS.items()}
+    jobs = {job.name: sorted(k.to_user_string() for k in job.selection.resolve(graph)) for job in defs.jobs}
+    assert jobs == {name: sorted(keys) for name, keys in JOBS.items()}
+    assert {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys} == CHECKS
+    assert sorted(s.name for s in defs.sensors) == ["merge_sensor", "new_drops_sensor", "reassign_sensor"]
+    assert [(s.name, s.cron_schedule, s.job_name) for s in defs.schedules] == [
+        ("recluster_schedule", "0 3 * * 0", "refit_centroids_job")
+    ]
+    # Rounds chain through the previous round's evaluations and predictor.
+    parents = {p.to_user_string() for p in graph.get(dg.AssetKey("round_3_mixtures")).parent_keys}
+    assert parents == {
+        "experiment",
+        "cluster_tokens",
+        "round_1_proxy_evaluations",
+        "round_2_proxy_evaluations",
+        "round_2_predictor",
+    }
+    # The final mixture reads every round's evaluations and the last round's predictor.
+    parents = {p.to_user_string() for p in graph.get(dg.AssetKey("final_mixture")).parent_keys}
+    assert parents == {
+        "experiment",
+        "cluster_tokens",
+        "round_6_predictor",
+        *(f"round_{k}_proxy_evaluations" for k in ROUND_KS),
+    }
 
 
 def test_dagster_cli_validates(climb_home):
@@ -30,7 +97,7 @@ def test_definitions_import_is_light(climb_home):
     # Heavy libraries are imported lazily, so the code server starts fast.
     code = (
         "import sys, climb_dagster.definitions; "
-        "heavy = [m for m in ('torch', 'faiss', 'transformers', 'lightgbm', 'sentence_transformers') if m in sys.modules]; "
+        "heavy = [m for m in ('torch', 'faiss', 'transformers', 'lightgbm', 'sentence_transformers', 'lm_eval', 'fasttext') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     out = subprocess.run(

@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from climb_dagster import k8s
-from climb_dagster_tests.conftest import REPO_ROOT
 from climb_dagster_tests.integration.instance_config import (
     INFRA,
     LOCAL_POSTGRES_YAML,
@@ -22,6 +21,7 @@ from climb_dagster_tests.integration.instance_config import (
     PRODUCTION_YAML,
     production_instance_dir,
 )
+from climb_dagster_tests.paths import REPO_ROOT
 
 COMPOSE = INFRA / "compose.yaml"
 HELM_VALUES = INFRA / "helm" / "values.yaml"

@@ -7,7 +7,6 @@ Corpus-wide: cluster_centroids, cluster_quality, pruned_clusters, super_clusters
 
 # No `from __future__ import annotations`: Dagster reads Config annotations at decoration time.
 
-import time
 import warnings
 from typing import Any
 
@@ -15,8 +14,9 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from climb_dagster import schema
+from climb_dagster.core import schema
 from climb_dagster.core.artifacts import TensorBundle
+from climb_dagster.core.configs import core_config
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.kmeans import KMeansConfig, assign_clusters, fit_centroids
 from climb_dagster.core.plots import (
@@ -50,6 +50,7 @@ from climb_dagster.core.superclusters import (
     supercluster_stats,
 )
 from climb_dagster.core.tables import markdown_table
+from climb_dagster.core.timing import Timer
 from climb_dagster.k8s import EMBEDDING_OP_TAGS
 from climb_dagster.partitions import crawl_drops
 from climb_dagster.resources.embedding import EmbeddingModelResource
@@ -78,9 +79,9 @@ def document_embeddings(
     context: dg.AssetExecutionContext, raw_documents: pl.DataFrame, embedder: EmbeddingModelResource
 ) -> dg.Output[np.ndarray]:
     """One float32 row per document of the drop (sentence-transformers pooling, normalised)."""
-    t0 = time.perf_counter()
+    timer = Timer()
     model = embedder.load()
-    load_s = time.perf_counter() - t0
+    load_s = timer.seconds
     key = context.partition_key
     context.log.info(
         f"drop {key}: embedding {raw_documents.height} documents with {model.spec.path.name} "
@@ -123,14 +124,7 @@ class CentroidsConfig(dg.Config):
     device: str = "auto"
 
     def build(self) -> KMeansConfig:
-        return KMeansConfig(
-            n_clusters=self.n_clusters,
-            niter=self.niter,
-            seed=self.seed,
-            max_points_per_centroid=self.max_points_per_centroid,
-            metric=self.metric,
-            device=self.device,
-        )
+        return core_config(KMeansConfig, self)
 
 
 @dg.asset(
@@ -212,11 +206,11 @@ def cluster_assignments(
     key = context.partition_key
     _check_rows("document_embeddings", document_embeddings.shape[0], raw_documents, key)
     centroids, metric = _bundle_centroids(cluster_centroids)
-    t0 = time.perf_counter()
+    timer = Timer()
     a = assign_clusters(
         document_embeddings, centroids, KMeansConfig(metric=metric, chunk_rows=config.chunk_rows)
     )
-    seconds = time.perf_counter() - t0
+    seconds = timer.seconds
     table = pl.DataFrame(
         {
             schema.ID: raw_documents.get_column(schema.ID),
@@ -307,9 +301,9 @@ def document_quality(
     """Quality score 1-5 per document of the drop from the configured raters (id, quality)."""
     specs = config.build()
     rater = build_rater(specs)
-    t0 = time.perf_counter()
+    timer = Timer()
     scores = rate_documents(rater, raw_documents)
-    seconds = time.perf_counter() - t0
+    seconds = timer.seconds
     table = pl.DataFrame({schema.ID: raw_documents.get_column(schema.ID), schema.QUALITY: scores})
     q = np.quantile(scores, [0.1, 0.5, 0.9]) if len(scores) else [0.0, 0.0, 0.0]
     return dg.Output(
@@ -347,17 +341,17 @@ def cluster_profiles(
     for name, frame in (("cluster_assignments", cluster_assignments), ("document_quality", document_quality)):
         if not frame.get_column(schema.ID).equals(raw_documents.get_column(schema.ID)):
             raise ClimbInputError(f"drop {key}: {name} ids are not in raw_documents order; rematerialize it")
-    t0 = time.perf_counter()
+    timer = Timer()
     profile = drop_profile(
         raw_documents,
         cluster_assignments.get_column(schema.CLUSTER).to_numpy(),
         cluster_assignments.get_column(schema.DISTANCE).to_numpy(),
         document_quality.get_column(schema.QUALITY).to_numpy(),
-        ProfileConfig(config.terms_per_cluster, config.words_per_doc, config.titles_per_cluster),
+        core_config(ProfileConfig, config),
     )
     return dg.Output(
         profile,
-        metadata={"dagster/row_count": profile.height, "seconds": round(time.perf_counter() - t0, 3)},
+        metadata={"dagster/row_count": profile.height, "seconds": round(timer.seconds, 3)},
     )
 
 
@@ -369,7 +363,7 @@ def _profiles(cluster_profiles: dict) -> Any:
 @dg.asset(group_name=GROUP, kinds={"polars"}, ins={"cluster_profiles": dg.AssetIn(metadata=LAZY_IN)})
 def cluster_quality(cluster_profiles: dict, cluster_centroids: TensorBundle) -> dg.Output[pl.DataFrame]:
     """Documents, words and mean quality of every cluster over all drops (table lowest first, histogram vs 3.0)."""
-    t0 = time.perf_counter()
+    timer = Timer()
     centroids, _ = _bundle_centroids(cluster_centroids)
     table = cluster_quality_from_profile(combine_profiles(_profiles(cluster_profiles)), len(centroids))
     used = table.filter(pl.col(N_DOCS) > 0)
@@ -391,7 +385,7 @@ def cluster_quality(cluster_profiles: dict, cluster_centroids: TensorBundle) -> 
             "documents": int(table.get_column(N_DOCS).sum()),
             "empty_clusters": table.height - used.height,
             "mean_cluster_quality": float(used.get_column(QUALITY_MEAN).mean() or 0.0),
-            "seconds": round(time.perf_counter() - t0, 3),
+            "seconds": round(timer.seconds, 3),
         },
     )
 
@@ -404,7 +398,7 @@ class PruneClustersConfig(dg.Config):
 @dg.asset(group_name=GROUP, kinds={"polars"})
 def pruned_clusters(config: PruneClustersConfig, cluster_quality: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """Clusters with a `kept` flag: mean quality >= threshold (paper: 3.0) and at least min_docs documents."""
-    table = prune_clusters(cluster_quality, PruneConfig(config.threshold, config.min_docs))
+    table = prune_clusters(cluster_quality, core_config(PruneConfig, config))
     kept = table.filter(pl.col(KEPT))
     docs_all = int(table.get_column(N_DOCS).sum())
     docs_kept = int(kept.get_column(N_DOCS).sum())
@@ -481,11 +475,11 @@ def super_clusters(
     cluster_profiles: dict,
 ) -> tuple[dg.Output[pl.DataFrame], dg.Output[pl.DataFrame]]:
     """Merge the kept clusters by centroid distance (agglomerative) and describe each super-cluster."""
-    t0 = time.perf_counter()
+    timer = Timer()
     centroids, metric = _bundle_centroids(cluster_centroids)
-    merge = MergeConfig(config.n_superclusters, config.distance_threshold, config.linkage, metric)
+    merge = core_config(MergeConfig, config, exclude=("top_terms", "example_titles"), metric=metric)
     mapping = merge_clusters(centroids, pruned_clusters, merge)
-    merge_s = time.perf_counter() - t0
+    merge_s = timer.seconds
     profile = combine_profiles(_profiles(cluster_profiles))
     stats = supercluster_stats(mapping, profile, config.top_terms, config.example_titles)
     groups = np.full(len(centroids), -1)
@@ -524,7 +518,7 @@ def super_clusters(
                 "token_unit": "whitespace-separated words",
                 "super_clusters": _stats_table(stats),
                 "sizes_plot": dg.MetadataValue.md(png_markdown(sizes_png, "super-cluster sizes")),
-                "seconds": round(time.perf_counter() - t0, 3),
+                "seconds": round(timer.seconds, 3),
             },
         ),
     )
@@ -575,6 +569,5 @@ CLUSTERING_CHECKS = [
     no_empty_super_cluster,
     enough_documents_kept,
 ]
-# Asset keys per role, for jobs and sensors.
-PER_DROP_KEYS = ["document_embeddings", "document_quality", "cluster_assignments", "cluster_profiles"]
+# The corpus-wide assets that merge_clusters_job recomputes.
 CORPUS_KEYS = ["cluster_quality", "pruned_clusters", "super_clusters", "super_cluster_stats"]

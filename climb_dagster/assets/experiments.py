@@ -7,6 +7,7 @@ import dagster as dg
 from climb_dagster.core.experiment import ExperimentConfig, TargetConfig
 from climb_dagster.core.keys import validate_key
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
+from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.experiment_tracking import experiment_run, try_track
 from climb_dagster.resources.storage import ClimbStorage
@@ -84,21 +85,21 @@ class ExperimentSpec(dg.Config):
 def experiment(
     context: dg.AssetExecutionContext,
     config: ExperimentSpec,
-    cluster_tokens: dict,
+    cluster_tokens: TokenStoreRef,
     tracker: MlflowTracker,
     storage: ClimbStorage,
-) -> dg.Output[dict]:
+) -> dg.Output[ExperimentRecord]:
     """The experiment's validated record: target, strategy, budget per round, proxy config, seed."""
     from climb_dagster.core.target_eval import check_target, open_token_store, prepare_target
 
     name = validate_key(context.partition_key, "experiment name")
-    record = config.build(name, vocab_size=int(cluster_tokens["vocab_size"]))
+    record = config.build(name, vocab_size=cluster_tokens.vocab_size)
     if record.n_rounds > MAX_ROUNDS:
         raise dg.Failure(
             f"experiment {name!r} asks for {record.n_rounds} rounds; this code location defines {MAX_ROUNDS}"
         )
     check_target(record.target, storage.options())
-    store = open_token_store(cluster_tokens["path"], storage.options())
+    store = open_token_store(cluster_tokens.path, storage.options())
     target_spec = prepare_target(
         record.target,
         store.path,
@@ -106,12 +107,7 @@ def experiment(
         storage.root() / "targets" / name,
         storage.options(),
     )
-    data = record.to_dict() | {
-        "token_store": cluster_tokens["key"],
-        "token_store_path": cluster_tokens["path"],
-        "target_spec": target_spec,
-        "config_hash": record.content_hash(),
-    }
+    data = ExperimentRecord.prepare(record, cluster_tokens, target_spec)
     tracking = try_track(context.log.warning, "MLflow parent run", lambda: experiment_run(tracker, data))
     return dg.Output(
         data,
@@ -119,8 +115,8 @@ def experiment(
             "strategy": record.strategy,
             "rounds": ":".join(map(str, record.rounds)),
             "budget": record.budget,
-            "direction": record.target.direction,
-            "config_hash": data["config_hash"],
+            "direction": str(record.target.direction),
+            "config_hash": data.config_hash,
             **tracking,
         },
     )

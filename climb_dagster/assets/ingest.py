@@ -3,14 +3,14 @@
 # No `from __future__ import annotations` in asset modules: Dagster resolves Config/resource parameters
 # from real annotations at decoration time.
 
-import time
-
 import dagster as dg
 import polars as pl
 
-from climb_dagster import schema
+from climb_dagster.core import schema
+from climb_dagster.core.configs import core_config
 from climb_dagster.core.corpus import CorpusConfig, read_drop
 from climb_dagster.core.storage import storage_errors
+from climb_dagster.core.timing import Timer
 from climb_dagster.partitions import crawl_drops
 from climb_dagster.resources.landing import LandingZone
 
@@ -28,13 +28,8 @@ def raw_documents(
 ) -> dg.Output[pl.DataFrame]:
     """One crawl drop, schema-checked, with empty documents dropped and oversized ones truncated."""
     key = context.partition_key
-    start = time.perf_counter()
-    corpus_config = CorpusConfig(
-        text_column=config.text_column,
-        id_column=config.id_column,
-        title_column=config.title_column,
-        max_chars=config.max_chars,
-    )
+    timer = Timer()
+    corpus_config = core_config(CorpusConfig, config)
     root = landing.root()
     with storage_errors(root / key, f"reading crawl drop {key!r} from the landing zone at"):
         path = landing.path_for(key)
@@ -52,6 +47,6 @@ def raw_documents(
             "source_file": dg.MetadataValue.path(str(path)),
             **stats.as_dict(),
             "mean_chars": float(docs[schema.TEXT].str.len_chars().mean()),
-            "seconds": round(time.perf_counter() - start, 3),
+            "seconds": round(timer.seconds, 3),
         },
     )

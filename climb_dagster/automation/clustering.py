@@ -1,4 +1,4 @@
-"""Jobs, sensors and the schedule of the clustering stage.
+"""Sensors and the schedule of the clustering stage (its jobs are in jobs.py).
 
 - `new_drops_sensor`: each new file in the landing zone becomes a `crawl_drops` partition and one run
   of the per-drop assets for that key alone (embed + rate; + assign + profile once centroids exist).
@@ -11,43 +11,19 @@
 
 import dagster as dg
 
-from climb_dagster.assets.clustering import CORPUS_KEYS
+from climb_dagster.jobs import (
+    drop_clustering_job,
+    drop_embedding_job,
+    merge_job,
+    reassign_drop_job,
+    refit_centroids_job,
+)
 from climb_dagster.partitions import crawl_drops
 from climb_dagster.resources.landing import LandingZone
 
-RAW = "raw_documents"
-EMBED_ONLY_KEYS = [RAW, "document_embeddings", "document_quality"]
-FULL_DROP_KEYS = [*EMBED_ONLY_KEYS, "cluster_assignments", "cluster_profiles"]
-REASSIGN_KEYS = ["cluster_assignments", "cluster_profiles"]
 CENTROIDS_KEY = dg.AssetKey("cluster_centroids")
 PROFILES_KEY = dg.AssetKey("cluster_profiles")
 MERGED_KEY = dg.AssetKey("super_clusters")
-
-drop_clustering_job = dg.define_asset_job(
-    "drop_clustering_job",
-    selection=dg.AssetSelection.assets(*FULL_DROP_KEYS),
-    description="Ingest, embed, rate, assign and profile one crawl drop.",
-)
-drop_embedding_job = dg.define_asset_job(
-    "drop_embedding_job",
-    selection=dg.AssetSelection.assets(*EMBED_ONLY_KEYS),
-    description="Ingest, embed and rate one crawl drop (before any centroids exist).",
-)
-reassign_drop_job = dg.define_asset_job(
-    "reassign_drop_job",
-    selection=dg.AssetSelection.assets(*REASSIGN_KEYS),
-    description="Re-assign one drop to the current centroids and rebuild its cluster profile.",
-)
-refit_centroids_job = dg.define_asset_job(
-    "refit_centroids_job",
-    selection=dg.AssetSelection.assets(CENTROIDS_KEY),
-    description="Refit k-means centroids on a fresh sample over all drops.",
-)
-merge_job = dg.define_asset_job(
-    "merge_clusters_job",
-    selection=dg.AssetSelection.assets(*CORPUS_KEYS),
-    description="Recompute cluster quality, prune, and merge into super-clusters.",
-)
 
 
 def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | None:
@@ -131,6 +107,5 @@ def recluster_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     )
 
 
-CLUSTERING_JOBS = [drop_clustering_job, drop_embedding_job, reassign_drop_job, refit_centroids_job, merge_job]
 CLUSTERING_SENSORS = [new_drops_sensor, reassign_sensor, merge_sensor]
 CLUSTERING_SCHEDULES = [recluster_schedule]

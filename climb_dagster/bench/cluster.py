@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from climb_dagster import schema
+from climb_dagster.core import schema
 from climb_dagster.core.errors import ClimbInputError
 
 DEMO_DATA = Path(__file__).resolve().parents[1] / "demo" / "data"

@@ -9,9 +9,10 @@ Run `make demo` first (or any experiment); this reads its stored assets under th
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+
+from climb_dagster.core.timing import Timer
 
 SEED_OFFSET = 10_000  # never one of the search's own seeds
 
@@ -28,7 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
 
     from climb_dagster.core import storage
-    from climb_dagster.core.proxy.config import ProxyConfig
     from climb_dagster.core.proxy.train import train_proxy
     from climb_dagster.core.target_eval import open_token_store, target_evaluator
     from climb_dagster.resources.io_manager import read_value
@@ -44,36 +44,33 @@ def run(args: argparse.Namespace) -> dict:
         raise SystemExit(
             f"no finished experiment {args.experiment!r} under {root}: run `make demo` first ({exc})"
         ) from exc
-    proxy = ProxyConfig.from_dict(record["proxy"])
+    proxy = record.proxy
     if args.steps_factor != 1.0:
         proxy = proxy.with_token_budget(int(proxy.token_budget * args.steps_factor))
-    store = open_token_store(record["token_store_path"], options)
-    evaluate = target_evaluator(
-        record["target_spec"], store.load_tokenizer(), proxy.train.num_threads, options
-    )
+    store = open_token_store(record.token_store_path, options)
+    evaluate = target_evaluator(record.target_spec, store.load_tokenizer(), proxy.train.num_threads, options)
     mixtures = {
-        "found": np.asarray(final["weights"]),
-        "natural": np.asarray(final["natural"]),
-        "uniform": np.full(len(final["weights"]), 1.0 / len(final["weights"])),
+        "found": np.asarray(final.weights),
+        "natural": np.asarray(final.natural),
+        "uniform": np.full(len(final.weights), 1.0 / len(final.weights)),
     }
-    start = time.perf_counter()
+    timer = Timer()
     if args.doremi:
         from climb_dagster.core.proxy.doremi import doremi_mixture
 
-        base = ProxyConfig.from_dict(record["proxy"])
-        found, _ = doremi_mixture(store, mixtures["natural"], base, int(record["seed"]), root / "proxy_runs")
+        found, _ = doremi_mixture(store, mixtures["natural"], record.proxy, record.seed, root / "proxy_runs")
         mixtures["doremi"] = np.asarray(found.weights)
     scores: dict[str, list[float]] = {name: [] for name in mixtures}
     for i in range(args.seeds):
-        seed = int(record["seed"]) + SEED_OFFSET + i
+        seed = record.seed + SEED_OFFSET + i
         for name, mixture in mixtures.items():
             result = train_proxy(store, mixture, proxy, seed)
             scores[name].append(float(evaluate(result.model)) if result.ok else float("nan"))
-    direction = record["target_spec"]["direction"]
+    direction = record.direction
     mean = {name: float(np.mean(v)) for name, v in scores.items()}
-    better = (lambda a, b: a < b) if direction == "minimize" else (lambda a, b: a > b)
+    better = direction.better
     return {
-        "direction": direction,
+        "direction": str(direction),
         "found": mean["found"],
         "natural": mean["natural"],
         "uniform": mean["uniform"],
@@ -87,8 +84,8 @@ def run(args: argparse.Namespace) -> dict:
         "per_seed": scores,
         "seeds": args.seeds,
         "experiment": args.experiment,
-        "strategy": record["strategy"],
+        "strategy": record.config.strategy,
         "proxy_tokens": proxy.token_budget,
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": timer.rounded(1),
         "weights": {name: [round(float(w), 4) for w in m] for name, m in mixtures.items()},
     }

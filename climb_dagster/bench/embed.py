@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    from climb_dagster import schema
     from climb_dagster.bench.cluster import DEMO_DATA, sample_demo
+    from climb_dagster.core import schema
     from climb_dagster.core.embedding import EmbedderConfig, SentenceEmbedder
 
     docs = sample_demo(Path(args.data) if args.data else DEMO_DATA, args.docs, args.seed)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from climb_dagster.core.direction import Direction
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.search import (
     PoolLookup,
@@ -116,7 +117,7 @@ def _split_spearman(args: argparse.Namespace, direction: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     t_start = time.perf_counter()
-    direction = "maximize" if args.maximize else "minimize"
+    direction = Direction.MAXIMIZE if args.maximize else Direction.MINIMIZE
     if args.budget is None and not args.predictor_spearman:
         raise ClimbInputError("give --budget (regret of the strategies) and/or --predictor-spearman")
     pool = read_pool(args.pool_mixtures, args.pool_scores)

@@ -9,8 +9,7 @@ import numpy as np
 import polars as pl
 from upath import UPath
 
-from climb_dagster import schema
-from climb_dagster.core import storage
+from climb_dagster.core import schema, storage
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.search.sampling import validate_mixtures
 
@@ -27,13 +26,15 @@ def mixtures_table(round_number: int, mixtures: np.ndarray, keys: list[str]) -> 
         mixtures, mixtures.shape[1] if mixtures.ndim == 2 else 0, source=f"round {round_number}"
     )
     ids = [f"r{round_number}-{i:03d}" for i in range(mixtures.shape[0])]
-    frame = pl.DataFrame({schema.MIXTURE_ID: ids, "round": [round_number] * len(ids), "proxy_key": keys})
+    frame = pl.DataFrame(
+        {schema.MIXTURE_ID: ids, schema.ROUND: [round_number] * len(ids), schema.PROXY_KEY: keys}
+    )
     weights = pl.DataFrame(mixtures, schema=weight_columns(mixtures.shape[1]), orient="row")
     return pl.concat([frame, weights], how="horizontal")
 
 
 def table_mixtures(df: pl.DataFrame) -> np.ndarray:
-    cols = sorted(c for c in df.columns if c.startswith("w_"))
+    cols = schema.weight_columns_of(df.columns)
     if not cols:
         raise ClimbInputError(f"mixtures table has no weight columns (w_000, ...): columns {df.columns}")
     return df.select(cols).to_numpy().astype(np.float64)
@@ -48,7 +49,7 @@ def history(evaluations: list[pl.DataFrame]) -> tuple[np.ndarray, np.ndarray, in
     if not frames:
         return np.zeros((0, 0)), np.zeros(0), 0
     all_rows = pl.concat(frames, how="diagonal_relaxed")
-    ok = all_rows.filter(pl.col("status") == "ok")
+    ok = all_rows.filter(pl.col(schema.STATUS) == schema.OK)
     scores = ok[schema.SCORE].to_numpy().astype(np.float64)
     if not np.isfinite(scores).all():
         raise ClimbInputError("an evaluation marked ok has a non-finite score; refusing to fit on it")
@@ -100,11 +101,11 @@ def run_proxy_job(
 
     from climb_dagster.core.proxy.train import train_proxy
 
-    key = job["proxy_key"]
+    key = job[schema.PROXY_KEY]
     hit = cache.get(key)
     if hit is not None:
-        return {**hit, "mixture_id": job[schema.MIXTURE_ID], "cached": True}
-    mixture = np.asarray(job["weights"], dtype=np.float64)
+        return {**hit, schema.MIXTURE_ID: job[schema.MIXTURE_ID], schema.CACHED: True}
+    mixture = np.asarray(job[schema.WEIGHTS], dtype=np.float64)
     with tempfile.TemporaryDirectory(prefix="climb-proxy-") as tmp:
         model_dir = Path(tmp) / "model"
         result = train_proxy(store, mixture, proxy, seed, out_dir=model_dir, progress=progress)
@@ -113,45 +114,45 @@ def run_proxy_job(
         if result.ok:
             score = float(evaluate(result.model))
             if not math.isfinite(score):
-                status, reason, score = "failed", f"target score is not finite ({score})", None
+                status, reason, score = schema.FAILED, f"target score is not finite ({score})", None
             else:
                 storage.upload_dir(model_dir, cache.model_path(key))
         record = {
-            "proxy_key": key,
-            "status": status,
-            "reason": reason,
+            schema.PROXY_KEY: key,
+            schema.STATUS: status,
+            schema.REASON: reason,
             schema.SCORE: score,
-            "train_loss": result.loss_last
+            schema.TRAIN_LOSS: result.loss_last
             if result.loss_last is not None and math.isfinite(result.loss_last)
             else None,
-            "tokens": result.tokens,
-            "steps": result.steps,
-            "wall_s": round(result.wall_s, 3),
-            "tokens_per_s": round(result.tokens_per_s, 1),
-            "n_params": result.n_params,
-            "weights": [float(w) for w in mixture],
+            schema.TOKENS: result.tokens,
+            schema.STEPS: result.steps,
+            schema.WALL_S: round(result.wall_s, 3),
+            schema.TOKENS_PER_S: round(result.tokens_per_s, 1),
+            schema.N_PARAMS: result.n_params,
+            schema.WEIGHTS: [float(w) for w in mixture],
         }
     cache.put(key, record)
-    return {**record, "mixture_id": job[schema.MIXTURE_ID], "cached": False}
+    return {**record, schema.MIXTURE_ID: job[schema.MIXTURE_ID], schema.CACHED: False}
 
 
 def evaluations_table(records: list[dict[str, Any]], n_clusters: int) -> pl.DataFrame:
     """The round's evaluations: one row per proxy with its weights, status, reason and score."""
     columns = {
         schema.MIXTURE_ID: pl.String,
-        "proxy_key": pl.String,
-        "status": pl.String,
-        "reason": pl.String,
+        schema.PROXY_KEY: pl.String,
+        schema.STATUS: pl.String,
+        schema.REASON: pl.String,
         schema.SCORE: pl.Float64,
-        "train_loss": pl.Float64,
-        "tokens": pl.Int64,
-        "wall_s": pl.Float64,
-        "cached": pl.Boolean,
+        schema.TRAIN_LOSS: pl.Float64,
+        schema.TOKENS: pl.Int64,
+        schema.WALL_S: pl.Float64,
+        schema.CACHED: pl.Boolean,
     }
     rows = sorted(records, key=lambda r: r[schema.MIXTURE_ID])
     base = pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema=columns)
     weights = pl.DataFrame(
-        [r["weights"] for r in rows] if rows else np.zeros((0, n_clusters)),
+        [r[schema.WEIGHTS] for r in rows] if rows else np.zeros((0, n_clusters)),
         schema={c: pl.Float64 for c in weight_columns(n_clusters)},
         orient="row",
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import polars as pl
 from upath import UPath
 
-from climb_dagster import schema
+from climb_dagster.core import schema
 from climb_dagster.core.errors import ClimbInputError
 
 DROP_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".ndjson")

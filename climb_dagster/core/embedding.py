@@ -319,7 +319,8 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """Pick the concrete precision for a device ("auto" measures bf16 speed on CPU)."""
+    """The concrete precision for a device. "auto": bf16 on CUDA when supported, else fp16; on CPU bf16 when
+    the CPU flags show native bf16 (cpu_has_native_bf16), else fp32; fp32 on any other device."""
     import torch
 
     on_cuda = device.startswith("cuda")

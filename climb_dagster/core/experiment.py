@@ -6,9 +6,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from climb_dagster.core.direction import Direction
 from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.hashing import content_hash
 from climb_dagster.core.keys import validate_key
-from climb_dagster.core.proxy.config import ProxyConfig, content_hash
+from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.search.doremi import DOREMI_EVALUATED, DOREMI_PROXIES
 from climb_dagster.core.search.strategies import STRATEGIES, StrategyConfig, budget_split, default_strategy
 
@@ -65,12 +67,12 @@ class TargetConfig:
             raise ClimbInputError(f"max_eval_windows must be >= 1, got {self.max_eval_windows}")
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Direction:
         if self.kind == "lm_eval":
             from climb_dagster.core.lm_eval_target import metric_direction
 
             return metric_direction(self.lm_eval_metric)
-        return "maximize" if self.kind == "mc_accuracy" else "minimize"
+        return Direction.MAXIMIZE if self.kind == "mc_accuracy" else Direction.MINIMIZE
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,8 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "target": asdict(self.target),
+            # As JSON gives it back (a list), so a stored record equals its to_dict().
+            "target": asdict(self.target) | {"lm_eval_tasks": list(self.target.lm_eval_tasks)},
             "strategy": self.strategy,
             "rounds": list(self.rounds),
             "proxy": self.proxy.to_dict(),

@@ -8,15 +8,139 @@ document of c is kept `floor(r_c)` times plus once more with probability `frac(r
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
+from upath import UPath
 
-from climb_dagster import schema
+from climb_dagster.core import schema, storage
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.search.sampling import validate_mixtures
+
+BLEND_FILE = "blend.json"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How a mixture is exported.
+
+    Args:
+        token_budget: tokens of the sampled set; 0 = as many as the kept corpus holds (the mixture
+            re-weights it; small clusters repeat).
+        max_repeat: no super-cluster is repeated more than this many times; its surplus weight is then
+            not met (the asset says so).
+        shard_rows: rows per Parquet shard.
+    """
+
+    token_budget: int = 0
+    max_repeat: float = 4.0
+    shard_rows: int = 5_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.token_budget < 0:
+            raise ClimbInputError(f"ExportConfig.token_budget must be >= 0, got {self.token_budget}")
+        if not self.max_repeat > 0:
+            raise ClimbInputError(f"ExportConfig.max_repeat must be > 0, got {self.max_repeat}")
+        if self.shard_rows < 1:
+            raise ClimbInputError(f"ExportConfig.shard_rows must be >= 1, got {self.shard_rows}")
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """Per super-cluster: weight, expected repeat rate (capped at max_repeat), and the token budget."""
+
+    weights: np.ndarray
+    rates: np.ndarray
+    token_budget: int
+    capped: tuple[int, ...]  # super-clusters whose rate was capped
+    uncapped_max_rate: float
+
+
+def plan_export(
+    weights: Sequence[float], available_tokens: Sequence[int], config: ExportConfig
+) -> ExportPlan:
+    w = np.asarray(weights)
+    budget = config.token_budget or int(sum(available_tokens))
+    rates = repeat_rates(w, available_tokens, budget)
+    capped = rates > config.max_repeat
+    top = float(rates.max()) if rates.size else 0.0
+    if capped.any():
+        rates = np.minimum(rates, config.max_repeat)
+    return ExportPlan(w, rates, budget, tuple(np.flatnonzero(capped).tolist()), top)
+
+
+def token_counts(tokenizer: Any, texts: list[str]) -> list[int]:
+    """Tokens per document as a training run sees it (its tokens plus one end-of-document token)."""
+    encoded = tokenizer.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+    return [len(e.ids) + 1 for e in encoded]
+
+
+def write_export(
+    out: UPath,
+    documents: Iterable[pl.DataFrame],
+    tokenizer: Any,
+    plan: ExportPlan,
+    config: ExportConfig,
+    blend: dict[str, Any],
+    about: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Sample `documents` (frames of id, text, super_cluster; one drop at a time) at the plan's rates into
+    Parquet shards under `out`, then blend.json, then manifest.json, which marks the export complete.
+
+    `about` names the export (experiment, super_clusters, final_mixture) in the manifest. Returns the
+    manifest.
+    """
+    n_super = plan.weights.size
+    shards: list[dict[str, Any]] = []
+    buffer: list[pl.DataFrame] = []
+    got = np.zeros(n_super, dtype=np.int64)
+
+    def flush() -> None:
+        if not buffer:
+            return
+        frame = pl.concat(buffer)
+        buffer.clear()
+        shard = out / f"train-{len(shards):05d}.parquet"
+        blob = io.BytesIO()
+        frame.write_parquet(blob, compression="zstd")
+        storage.atomic_write_bytes(shard, blob.getvalue())
+        shards.append({"file": shard.name, "rows": frame.height, "tokens": int(frame[schema.N_TOKENS].sum())})
+
+    for docs in documents:
+        docs = docs.with_columns(
+            pl.Series(schema.N_TOKENS, token_counts(tokenizer, docs[schema.TEXT].to_list()), dtype=pl.Int64)
+        )
+        sampled = sample_documents(docs, plan.rates, config.seed)
+        np.add.at(got, sampled[schema.SUPER_CLUSTER].to_numpy(), sampled[schema.N_TOKENS].to_numpy())
+        for start in range(0, sampled.height, config.shard_rows):
+            buffer.append(sampled.slice(start, config.shard_rows))
+            if sum(b.height for b in buffer) >= config.shard_rows:
+                flush()
+    flush()
+    manifest = {
+        "experiment": about["experiment"],
+        "token_budget": plan.token_budget,
+        "max_repeat": config.max_repeat,
+        "tokens_sampled": int(got.sum()),
+        "tokens_per_super_cluster": got.tolist(),
+        "repeat_rates": [round(float(r), 6) for r in plan.rates],
+        "shards": shards,
+        "blend": blend,
+        "super_clusters": about["super_clusters"],
+        "seed": config.seed,
+        "final_mixture": about["final_mixture"],
+    }
+    storage.atomic_write_text(out / BLEND_FILE, json.dumps(blend, indent=1))
+    # The manifest last: its presence marks the export as complete.
+    storage.atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1, default=str))
+    return manifest
 
 
 def blend_formats(

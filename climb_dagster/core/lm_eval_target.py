@@ -26,14 +26,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from climb_dagster.core.direction import Direction
 from climb_dagster.core.errors import ClimbInputError
 
 # lm-eval metrics where lower is better; every other metric (acc, acc_norm, f1, exact_match, ...) is maximised.
 LOWER_IS_BETTER = ("perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte")
 
 
-def metric_direction(metric: str) -> str:
-    return "minimize" if metric in LOWER_IS_BETTER else "maximize"
+def metric_direction(metric: str) -> Direction:
+    return Direction.MINIMIZE if metric in LOWER_IS_BETTER else Direction.MAXIMIZE
 
 
 def check_task_dir(path: str | os.PathLike[str], tasks: Sequence[str]) -> Path:

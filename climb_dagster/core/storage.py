@@ -12,6 +12,8 @@ from typing import IO, Any
 
 from upath import UPath
 
+from climb_dagster.core.settings import Settings
+
 
 def s3_storage_options(
     endpoint_url: str | None = None,
@@ -126,9 +128,7 @@ def atomic_write_text(path: UPath, text: str) -> None:
 
 def cache_dir() -> Path:
     """Local folder for copies of remote objects that must be memory-mapped."""
-    root = os.environ.get("CLIMB_CACHE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "climb-dagster"
-    )
+    root = Settings.from_env().local_cache_dir()
     Path(root).mkdir(parents=True, exist_ok=True)
     return Path(root)
 

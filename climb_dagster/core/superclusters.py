@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from climb_dagster import schema
+from climb_dagster.core import schema
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.quality.pruning import KEPT, N_DOCS, QUALITY_MEAN, quality_from_sums
 
@@ -163,11 +163,6 @@ class ProfileConfig:
         for name in ("terms_per_cluster", "words_per_doc", "titles_per_cluster"):
             if getattr(self, name) < 1:
                 raise ClimbInputError(f"{name}={getattr(self, name)!r}: must be >= 1")
-
-
-def word_counts(texts: pl.Series) -> np.ndarray:
-    """Whitespace-separated words per text: the token count used in the stats."""
-    return texts.fill_null("").str.count_matches(r"\S+").to_numpy().astype(np.int64)
 
 
 def drop_profile(

@@ -119,13 +119,13 @@ def target_evaluator(
     spec: dict[str, Any], tokenizer: Any, num_threads: int, storage_options: dict[str, Any] | None = None
 ) -> Callable[[Any], float]:
     """`evaluate(model) -> score` with the evaluation files fetched to local disk once."""
-    from climb_dagster.core.proxy.targets import TargetSpec, evaluate_target
+    from climb_dagster.core.proxy.targets import LM_EVAL, TargetSpec, evaluate_target
 
     local = {k: v for k, v in spec.items() if k != "fingerprint"}
 
     def fetch(e: dict[str, Any]) -> str:
         path = storage.make_path(e["path"], storage_options)
-        return str(storage.local_dir_copy(path) if e["kind"] == "lm_eval" else storage.local_copy(path))
+        return str(storage.local_dir_copy(path) if e["kind"] == LM_EVAL else storage.local_copy(path))
 
     local["evaluators"] = [{**e, "path": fetch(e)} for e in spec["evaluators"]]
     target = TargetSpec.from_dict(local)

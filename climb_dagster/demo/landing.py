@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from climb_dagster import schema
+from climb_dagster.core import schema
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 

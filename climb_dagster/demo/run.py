@@ -46,19 +46,21 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CLIMB_HOME", os.path.abspath(".climb"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    home = Path(os.environ["CLIMB_HOME"])
+    from climb_dagster.core.settings import Settings
+
+    env = Settings.from_env()
+    home = Path(env.home)
     t0 = time.perf_counter()
 
-    from climb_dagster.automation.clustering import FULL_DROP_KEYS
     from climb_dagster.definitions import defs
     from climb_dagster.demo.landing import prepare_landing, prepare_target
-    from climb_dagster.jobs import EXPERIMENT_GROUPS
+    from climb_dagster.jobs import EXPERIMENT_GROUPS, FULL_DROP_KEYS
     from climb_dagster.partitions import crawl_drops, experiments
 
     target, held = prepare_target(
         home / "targets" / f"{args.target_domain}-heldout.parquet", args.target_domain, 120, args.seed
     )
-    landing = Path(os.environ.get("CLIMB_LANDING_URL", home / "landing"))
+    landing = Path(env.local_landing())
     written = prepare_landing(landing, args.docs_per_drop or None, seed=args.seed, exclude_titles=held)
     print(f"[demo] target: {target} ({len(held)} held-out pages of {args.target_domain}, never in training)")
     print(f"[demo] landing: {landing} <- {written}")
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"[demo] bootstrapping done in {time.perf_counter() - stage_t:.0f}s")
 
-    from climb_dagster.core import storage
+    from climb_dagster.core import schema, storage
     from climb_dagster.resources.io_manager import read_value
     from climb_dagster.resources.sets import settings
 
@@ -107,12 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     final = read_value(root / "final_mixture" / args.experiment)
     stats = read_value(root / "super_cluster_stats")
     print(
-        f"\n[demo] final mixture of experiment {args.experiment!r} ({final['strategy']}, target: held-out "
-        f"{args.target_domain} loss, {final['direction']}):"
+        f"\n[demo] final mixture of experiment {args.experiment!r} ({final.strategy}, target: held-out "
+        f"{args.target_domain} loss, {final.direction}):"
     )
     print(f"{'super-cluster':>13}  {'found':>6}  {'natural':>7}  top terms")
-    terms = {row["super_cluster"]: row for row in stats.to_dicts()}
-    for i, (w, n) in enumerate(zip(final["weights"], final["natural"], strict=True)):
+    terms = {row[schema.SUPER_CLUSTER]: row for row in stats.to_dicts()}
+    for i, (w, n) in enumerate(zip(final.weights, final.natural, strict=True)):
         row = terms.get(i, {})
         top = row.get("top_terms") or ""
         top = ", ".join(top[:5]) if isinstance(top, list) else str(top)[:60]
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         json.dumps(
             {
-                k: final[k]
+                k: getattr(final, k)
                 for k in (
                     "predicted_score",
                     "predicted_natural_score",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import threading
 
 import dagster as dg
 
+from climb_dagster.core.configs import core_config
 from climb_dagster.core.embedding import EmbedderConfig, SentenceEmbedder
+from climb_dagster.core.settings import Settings
 
 _CACHE: dict[EmbedderConfig, SentenceEmbedder] = {}
 _LOCK = threading.Lock()
@@ -34,18 +35,7 @@ class EmbeddingModelResource(dg.ConfigurableResource):
     progress_interval_s: float = 10.0
 
     def embedder_config(self) -> EmbedderConfig:
-        return EmbedderConfig(
-            model_path=self.model_path,
-            device=self.device,
-            precision=self.precision,
-            token_budget=self.token_budget,
-            max_batch_size=self.max_batch_size,
-            max_length=self.max_length,
-            max_windows=self.max_windows,
-            num_threads=self.num_threads,
-            trust_remote_code=self.trust_remote_code,
-            progress_interval_s=self.progress_interval_s,
-        )
+        return core_config(EmbedderConfig, self)
 
     def load(self) -> SentenceEmbedder:
         """The loaded model; loaded once per process and config (runs reuse it under in-process executors)."""
@@ -58,8 +48,7 @@ class EmbeddingModelResource(dg.ConfigurableResource):
 
 def default_embedder() -> EmbeddingModelResource:
     """The resource for `definitions.py`; CLIMB_EMBED_MODEL_PATH / _DEVICE / _PRECISION override defaults."""
+    env = Settings.from_env()
     return EmbeddingModelResource(
-        model_path=os.environ.get("CLIMB_EMBED_MODEL_PATH") or None,
-        device=os.environ.get("CLIMB_EMBED_DEVICE", "auto"),
-        precision=os.environ.get("CLIMB_EMBED_PRECISION", "auto"),
+        model_path=env.embed_model_path, device=env.embed_device, precision=env.embed_precision
     )

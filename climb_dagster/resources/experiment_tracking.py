@@ -14,39 +14,41 @@ from typing import Any
 
 import polars as pl
 
-from climb_dagster import schema
+from climb_dagster.core import schema
+from climb_dagster.core.records import ExperimentRecord, FinalMixture
 from climb_dagster.resources.tracking import EXPERIMENT, PROXY, ROUND, MlflowTracker, TrackingUnavailable
 
 log = logging.getLogger(__name__)
 
 
-def _flat_params(record: dict[str, Any]) -> dict[str, Any]:
-    proxy = record.get("proxy", {})
+def _flat_params(record: ExperimentRecord) -> dict[str, Any]:
+    exp = record.config
     params = {
-        "strategy": record["strategy"],
-        "rounds": ":".join(str(r) for r in record["rounds"]),
-        "budget": sum(record["rounds"]),
-        "seed": record["seed"],
-        "n_candidates": record.get("n_candidates"),
-        "target.kind": record["target"]["kind"],
-        "target.documents_path": record["target"].get("documents_path"),
-        "target.mc_path": record["target"].get("mc_path"),
+        "strategy": exp.strategy,
+        "rounds": ":".join(str(r) for r in exp.rounds),
+        "budget": exp.budget,
+        "seed": exp.seed,
+        "n_candidates": exp.n_candidates,
+        "target.kind": exp.target.kind,
+        "target.documents_path": exp.target.documents_path,
+        "target.mc_path": exp.target.mc_path,
     }
+    proxy = exp.proxy.to_dict()
     for section in ("model", "train"):
-        for k, v in proxy.get(section, {}).items():
+        for k, v in proxy[section].items():
             params[f"proxy.{section}.{k}"] = v
     return {k: v for k, v in params.items() if v is not None}
 
 
-def experiment_run(tracker: MlflowTracker, record: dict[str, Any]) -> str:
-    run_id = tracker.ensure_run("experiment", {EXPERIMENT: record["name"]}, name=record["name"])
+def experiment_run(tracker: MlflowTracker, record: ExperimentRecord) -> str:
+    run_id = tracker.ensure_run("experiment", {EXPERIMENT: record.name}, name=record.name)
     tracker.log(run_id, params=_flat_params(record))
     return run_id
 
 
-def _round_run(tracker: MlflowTracker, record: dict[str, Any], round_number: int) -> str:
+def _round_run(tracker: MlflowTracker, record: ExperimentRecord, round_number: int) -> str:
     parent = experiment_run(tracker, record)
-    name = record["name"]
+    name = record.name
     return tracker.ensure_run(
         "round",
         {EXPERIMENT: name, ROUND: str(round_number)},
@@ -57,7 +59,7 @@ def _round_run(tracker: MlflowTracker, record: dict[str, Any], round_number: int
 
 def track_round(
     tracker: MlflowTracker,
-    record: dict[str, Any],
+    record: ExperimentRecord,
     round_number: int,
     evaluations: pl.DataFrame,
     summary: dict[str, Any],
@@ -71,7 +73,7 @@ def track_round(
         params={
             "round": round_number,
             "n_proxies": evaluations.height,
-            "top_n_factor": record.get("top_n_factor"),
+            "top_n_factor": record.config.top_n_factor,
         },
         metrics={k: v for k, v in summary.items() if isinstance(v, int | float)},
     )
@@ -82,31 +84,34 @@ def track_round(
         tracker.log_artifact_bytes(run_id, name, png, artifact_path="plots")
     if predictor_text:
         tracker.log_lightgbm(run_id, predictor_text)
-    weight_cols = [c for c in evaluations.columns if c.startswith("w_")]
+    weight_cols = schema.weight_columns_of(evaluations.columns)
     for row in evaluations.iter_rows(named=True):
         proxy_run = tracker.ensure_run(
             "proxy",
-            {EXPERIMENT: record["name"], ROUND: str(round_number), PROXY: row["proxy_key"]},
+            {EXPERIMENT: record.name, ROUND: str(round_number), PROXY: row[schema.PROXY_KEY]},
             name=row[schema.MIXTURE_ID],
             parent_run_id=run_id,
         )
         metrics = {
-            k: row[k] for k in (schema.SCORE, "train_loss", "tokens", "wall_s") if row.get(k) is not None
+            k: row[k]
+            for k in (schema.SCORE, schema.TRAIN_LOSS, schema.TOKENS, schema.WALL_S)
+            if row.get(k) is not None
         }
         params = {c: round(row[c], 6) for c in weight_cols} | {
-            "status": row["status"],
-            "mixture_id": row[schema.MIXTURE_ID],
+            schema.STATUS: row[schema.STATUS],
+            schema.MIXTURE_ID: row[schema.MIXTURE_ID],
         }
-        if row.get("reason"):
-            params["reason"] = row["reason"][:250]
+        if row.get(schema.REASON):
+            params[schema.REASON] = row[schema.REASON][:250]
         tracker.log(proxy_run, params=params, metrics=metrics)
-        tracker.finish(proxy_run, "FINISHED" if row["status"] == "ok" else "FAILED")
+        tracker.finish(proxy_run, "FINISHED" if row[schema.STATUS] == schema.OK else "FAILED")
     tracker.finish(run_id)
     return run_id
 
 
-def track_final(tracker: MlflowTracker, record: dict[str, Any], final: dict[str, Any]) -> str:
+def track_final(tracker: MlflowTracker, record: ExperimentRecord, final: FinalMixture) -> str:
     run_id = experiment_run(tracker, record)
+    final = final.to_dict()
     metrics = {k: final[k] for k in ("predicted_score", "best_observed_score") if final.get(k) is not None}
     tracker.log(run_id, metrics=metrics)
     tracker.log_artifact_bytes(run_id, "final_mixture.json", json.dumps(final, indent=1).encode())

@@ -7,6 +7,7 @@
 | ModelText (LightGBM, ...)  | .model.txt (+ .model.<i>.txt per extra ensemble member) + .model.json |
 | TensorBundle               | .safetensors                  |
 | dict / list / str / number | .json                         |
+| a record of core.records    | .json (its fields + `record_type`; read back as that record) |
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from climb_dagster.core import storage
 from climb_dagster.core.artifacts import ModelText, TensorBundle
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.keys import validate_key
+from climb_dagster.core.records import RECORD_TYPE_KEY, RECORD_TYPES
+
+_RECORDS = tuple(RECORD_TYPES.values())
 
 # Probe order on load: a value is stored with exactly one of these suffixes.
 SUFFIXES = (".parquet", ".npy", ".model.txt", ".safetensors", ".json")
@@ -40,11 +44,11 @@ def _suffix_for(obj: Any) -> str:
         return ".model.txt"
     if isinstance(obj, TensorBundle):
         return ".safetensors"
-    if isinstance(obj, dict | list | str | int | float | bool):
+    if isinstance(obj, (dict, list, str, int, float, bool, *_RECORDS)):
         return ".json"
     raise TypeError(
         f"the climb IO manager cannot store {type(obj).__name__} (no pickle): return a polars DataFrame, "
-        "a numpy array, ModelText, TensorBundle or JSON-compatible data"
+        "a numpy array, ModelText, TensorBundle, a record of core.records or JSON-compatible data"
     )
 
 
@@ -71,8 +75,20 @@ def write_value(path: UPath, obj: Any) -> UPath:
         arrays = {k: np.ascontiguousarray(v) for k, v in obj.tensors.items()}
         storage.atomic_write_bytes(target, save(arrays, metadata=obj.metadata or None))
     else:
+        if isinstance(obj, _RECORDS):
+            obj = {RECORD_TYPE_KEY: type(obj).__name__, **obj.to_dict()}
         storage.atomic_write_text(target, json.dumps(obj, indent=1, sort_keys=True, allow_nan=False))
     return target
+
+
+def _from_json(target: UPath, data: Any) -> Any:
+    """A stored record back as its type; any other JSON value as it is."""
+    if not isinstance(data, dict) or RECORD_TYPE_KEY not in data:
+        return data
+    name = data.pop(RECORD_TYPE_KEY)
+    if name not in RECORD_TYPES:
+        raise ClimbInputError(f"{target}: unknown {RECORD_TYPE_KEY} {name!r}; known: {sorted(RECORD_TYPES)}")
+    return RECORD_TYPES[name].from_dict(data)
 
 
 def read_value(path: UPath) -> Any:
@@ -105,7 +121,7 @@ def read_value(path: UPath) -> Any:
             header_len = int.from_bytes(data[:8], "little")
             meta = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
             return TensorBundle(tensors=load(data), metadata=meta)
-        return json.loads(target.read_text())
+        return _from_json(target, json.loads(target.read_text()))
     raise FileNotFoundError(f"no stored value at {path} (looked for {', '.join(SUFFIXES)})")
 
 

@@ -1,4 +1,5 @@
-"""Resource sets per deployment, chosen by one environment variable: CLIMB_DEPLOYMENT=local|production.
+"""Resource sets per deployment, chosen by one environment variable: CLIMB_DEPLOYMENT=local|production
+(read, like every variable, through core/settings.py).
 
 local (default): everything under CLIMB_HOME (default ./.climb): storage/, landing/, an MLflow sqlite store.
 production: CLIMB_STORAGE_URL (s3://bucket/prefix), CLIMB_LANDING_URL, optional CLIMB_S3_ENDPOINT_URL
@@ -7,59 +8,40 @@ production: CLIMB_STORAGE_URL (s3://bucket/prefix), CLIMB_LANDING_URL, optional 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.settings import Settings
 from climb_dagster.resources.embedding import default_embedder
 from climb_dagster.resources.io_manager import ClimbIOManagerFactory
 from climb_dagster.resources.landing import LandingZone
 from climb_dagster.resources.storage import ClimbStorage
 from climb_dagster.resources.tracking import MlflowTracker
 
-DEPLOYMENTS = ("local", "production")
 
-
-def deployment_name() -> str:
-    name = os.environ.get("CLIMB_DEPLOYMENT", "local")
-    if name not in DEPLOYMENTS:
-        raise ClimbInputError(f"CLIMB_DEPLOYMENT={name!r} is not one of {DEPLOYMENTS}")
-    return name
-
-
-def climb_home() -> str:
-    return os.path.abspath(os.environ.get("CLIMB_HOME", ".climb"))
-
-
-def local_settings() -> dict[str, Any]:
-    home = climb_home()
-    return {
-        "storage": os.path.join(home, "storage"),
-        "landing": os.environ.get("CLIMB_LANDING_URL", os.path.join(home, "landing")),
-        "endpoint": os.environ.get("CLIMB_S3_ENDPOINT_URL") or None,
-        "region": os.environ.get("CLIMB_S3_REGION") or None,
-        "mlflow": os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.join(home, 'mlflow.db')}"),
-    }
-
-
-def production_settings() -> dict[str, Any]:
-    missing = [
-        v for v in ("CLIMB_STORAGE_URL", "CLIMB_LANDING_URL", "MLFLOW_TRACKING_URI") if not os.environ.get(v)
-    ]
+def settings(deployment: str | None = None) -> dict[str, Any]:
+    """Storage, landing, S3 endpoint/region and MLflow URI of a deployment (default: CLIMB_DEPLOYMENT)."""
+    env = Settings.from_env()
+    if (deployment or env.deployment) != "production":
+        return {
+            "storage": env.local_storage(),
+            "landing": env.local_landing(),
+            "endpoint": env.s3_endpoint_url,
+            "region": env.s3_region,
+            "mlflow": env.local_mlflow(),
+        }
+    names = {"CLIMB_STORAGE_URL": env.storage_url, "CLIMB_LANDING_URL": env.landing_url}
+    names["MLFLOW_TRACKING_URI"] = env.mlflow_tracking_uri
+    missing = [name for name, value in names.items() if not value]
     if missing:
         raise ClimbInputError(f"CLIMB_DEPLOYMENT=production needs the environment variables {missing}")
     return {
-        "storage": os.environ["CLIMB_STORAGE_URL"],
-        "landing": os.environ["CLIMB_LANDING_URL"],
-        "endpoint": os.environ.get("CLIMB_S3_ENDPOINT_URL") or None,
-        "region": os.environ.get("CLIMB_S3_REGION") or None,
-        "mlflow": os.environ["MLFLOW_TRACKING_URI"],
+        "storage": env.storage_url,
+        "landing": env.landing_url,
+        "endpoint": env.s3_endpoint_url,
+        "region": env.s3_region,
+        "mlflow": env.mlflow_tracking_uri,
     }
-
-
-def settings(deployment: str | None = None) -> dict[str, Any]:
-    deployment = deployment or deployment_name()
-    return production_settings() if deployment == "production" else local_settings()
 
 
 def build_resources(deployment: str | None = None) -> dict[str, Any]:

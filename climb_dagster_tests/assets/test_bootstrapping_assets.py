@@ -8,8 +8,9 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from climb_dagster.core import storage
+from climb_dagster.core import schema, storage
 from climb_dagster.core.bootstrap import table_mixtures
+from climb_dagster.core.records import FinalMixture
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster_tests.assets.bootstrap_fixture import (
     TINY_EXPERIMENT,
@@ -32,12 +33,15 @@ def pipeline(tmp_path_factory):
     instance = dg.DagsterInstance.ephemeral()
     spec = {**TINY_EXPERIMENT, "target_documents_path": str(target)}
     first = run_experiment(instance, "tiny", spec)
+    root = storage.make_path(home / "storage")
     yield {
         "home": home,
-        "root": storage.make_path(home / "storage"),
+        "root": root,
         "instance": instance,
         "spec": spec,
         "first": first,
+        # Read now: the rerun test overwrites the stored value.
+        "first_final": read_value(root / "final_mixture" / "tiny") if first.success else None,
     }
     mp.undo()
 
@@ -58,9 +62,10 @@ def test_rounds_final_and_export(pipeline):
     keys = [k for e in evals for k in e["proxy_key"].to_list()]
     assert len(set(keys)) == 8, "no mixture is evaluated twice"
     final = read_value(root / "final_mixture" / "tiny")
-    w = np.asarray(final["weights"])
+    assert isinstance(final, FinalMixture) and final == pipeline["first_final"]
+    w = np.asarray(final.weights)
     assert w.shape == (4,) and abs(w.sum() - 1) < 1e-9 and (w >= 0).all()
-    assert final["direction"] == "minimize" and final["proxies_trained"] == 8
+    assert final.direction == "minimize" and final.proxies_trained == 8
     predictor = read_value(root / "round_3_predictor" / "tiny")
     assert predictor.texts[0].startswith("tree")
     manifest = json.loads((root / "exports" / "tiny" / "manifest.json").read_text())
@@ -80,9 +85,11 @@ def test_rerun_trains_nothing_again(pipeline):
     for k in (1, 2, 3):
         meta = _meta(again, f"round_{k}_proxy_evaluations")
         assert meta["reused_from_cache"] == meta["dagster/row_count"]
-    root = pipeline["root"]
-    first = read_value(root / "final_mixture" / "tiny")
-    assert first["weights"] == read_value(root / "final_mixture" / "tiny")["weights"]
+    assert again.asset_materializations_for_node("final_mixture"), "the rerun rewrites the final mixture"
+    rerun = read_value(pipeline["root"] / "final_mixture" / "tiny")
+    first = pipeline["first_final"]
+    assert rerun.weights == first.weights
+    assert rerun == first, "the cached proxies give the same history, predictor and answer"
 
 
 def test_mlflow_holds_experiment_round_proxy_tree(pipeline):
@@ -121,7 +128,7 @@ def test_multiple_choice_target_is_maximized(pipeline):
     result = run_experiment(pipeline["instance"], "tiny-mc", spec)
     assert result.success
     final = read_value(pipeline["root"] / "final_mixture" / "tiny-mc")
-    assert final["direction"] == "maximize"
+    assert final.direction == "maximize"
     evals = read_value(pipeline["root"] / "round_1_proxy_evaluations" / "tiny-mc")
     scores = evals["score"].to_numpy()
     assert ((scores >= 0) & (scores <= 1)).all()
@@ -132,7 +139,7 @@ def test_multiple_choice_target_is_maximized(pipeline):
             for k in (1, 2, 3)
         ]
     )
-    assert final["best_observed_score"] == all_scores.max()
+    assert final.best_observed_score == all_scores.max()
 
 
 def test_unknown_target_kind_fails_before_training(pipeline):
@@ -163,9 +170,9 @@ def test_four_rounds_2_2_1_1_end_to_end(pipeline):
     assert sizes == [2, 2, 1, 1] + [0] * (MAX_ROUNDS - 4)
     assert [_meta(result, f"round_{k}_mixtures")["active"] for k in (4, 5)] == [True, False]
     final = read_value(root / "final_mixture" / "tiny-4r")
-    assert final["proxies_trained"] == 6 and final["proxies_successful"] == 6
+    assert final.proxies_trained == 6 and final.proxies_successful == 6
     evals = [read_value(root / f"round_{k}_proxy_evaluations" / "tiny-4r") for k in range(1, 5)]
-    assert final["best_observed_score"] == min(float(e["score"].min()) for e in evals)
+    assert final.best_observed_score == min(float(e[schema.SCORE].min()) for e in evals)
     client = MlflowClient(tracking_uri=f"sqlite:///{pipeline['home'] / 'mlflow.db'}")
     exp = client.get_experiment_by_name("climb")
     runs = client.search_runs([exp.experiment_id], "tags.`climb.experiment` = 'tiny-4r'", max_results=100)
@@ -183,7 +190,8 @@ def test_doremi_experiment_answers_with_its_averaged_weights(pipeline):
     mixtures = read_value(root / "round_1_mixtures" / "tiny-doremi")
     assert mixtures.height == 2
     final = read_value(root / "final_mixture" / "tiny-doremi")
-    assert final["strategy"] == "doremi" and final["proxies_trained"] == 4
+    assert isinstance(final, FinalMixture)
+    assert final.strategy == "doremi" and final.proxies_trained == 4
     # The answer is DoReMi's averaged weights, not the natural baseline evaluated beside it.
-    assert not np.allclose(final["weights"], final["natural"])
-    assert np.allclose(final["weights"], table_mixtures(mixtures)[0], atol=1e-9)
+    assert not np.allclose(final.weights, final.natural)
+    assert np.allclose(final.weights, table_mixtures(mixtures)[0], atol=1e-9)

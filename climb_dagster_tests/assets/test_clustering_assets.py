@@ -13,7 +13,6 @@ import pytest
 from climb_dagster.assets.clustering import CLUSTERING_ASSETS, CLUSTERING_CHECKS
 from climb_dagster.assets.ingest import raw_documents
 from climb_dagster.automation.clustering import (
-    CLUSTERING_JOBS,
     CLUSTERING_SCHEDULES,
     CLUSTERING_SENSORS,
     merge_sensor,
@@ -21,6 +20,7 @@ from climb_dagster.automation.clustering import (
     reassign_sensor,
     recluster_schedule,
 )
+from climb_dagster.jobs import CLUSTERING_JOBS
 from climb_dagster.partitions import crawl_drops
 from climb_dagster.resources.embedding import EmbeddingModelResource, default_embedder
 from climb_dagster.resources.io_manager import ClimbIOManagerFactory
@@ -117,8 +117,44 @@ def _sensor(setup: dict, sensor: dg.SensorDefinition) -> dg.SensorResult:
 
 
 def test_definitions_load(setup: dict) -> None:
-    dg.Definitions.validate_loadable(setup["defs"])
-    assert setup["defs"].resolve_job_def("drop_clustering_job") is not None
+    """The clustering stage alone: its assets, checks, five jobs, three sensors and the weekly schedule."""
+    defs = setup["defs"]
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
+        "raw_documents",
+        "document_embeddings",
+        "document_quality",
+        "cluster_centroids",
+        "cluster_assignments",
+        "cluster_profiles",
+        "cluster_quality",
+        "pruned_clusters",
+        "super_clusters",
+        "super_cluster_stats",
+    }
+    assert {graph.get(k).group_name for k in graph.get_all_asset_keys()} == {"ingest", "clustering"}
+    assert {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys} == {
+        ("cluster_assignments", "assignments_complete"),
+        ("cluster_centroids", "centroids_are_finite"),
+        ("pruned_clusters", "enough_documents_kept"),
+        ("super_cluster_stats", "no_empty_super_cluster"),
+    }
+    assert sorted(j.name for j in defs.jobs) == [
+        "drop_clustering_job",
+        "drop_embedding_job",
+        "merge_clusters_job",
+        "reassign_drop_job",
+        "refit_centroids_job",
+    ]
+    assert {s.name: sorted(j.name for j in s.jobs) for s in defs.sensors} == {
+        "new_drops_sensor": ["drop_clustering_job", "drop_embedding_job"],
+        "reassign_sensor": ["reassign_drop_job"],
+        "merge_sensor": ["merge_clusters_job"],
+    }
+    assert [(s.name, s.cron_schedule, s.job_name) for s in defs.schedules] == [
+        ("recluster_schedule", "0 3 * * 0", "refit_centroids_job")
+    ]
     assert isinstance(default_embedder(), EmbeddingModelResource)
 
 

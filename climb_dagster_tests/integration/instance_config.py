@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from climb_dagster_tests.conftest import REPO_ROOT
+from climb_dagster_tests.paths import REPO_ROOT
 
 INFRA = REPO_ROOT / "infra"
 PRODUCTION_YAML = INFRA / "dagster.yaml"

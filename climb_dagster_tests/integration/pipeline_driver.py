@@ -13,9 +13,9 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from climb_dagster import schema
+from climb_dagster.core import schema
 from climb_dagster_tests.assets.bootstrap_fixture import TINY_EXPERIMENT
-from climb_dagster_tests.conftest import DEMO_DATA
+from climb_dagster_tests.paths import DEMO_DATA
 
 PIPELINE_DROPS = ("drop-0001", "drop-0002")
 DOMAINS = ("postgres_docs", "literature", "religious", "lexicon")
@@ -77,7 +77,7 @@ def _only(config: dict, names: list[str]) -> dict:
 
 
 def run_clustering(resources: dict[str, Any], instance: dg.DagsterInstance) -> None:
-    from climb_dagster.automation.clustering import EMBED_ONLY_KEYS, FULL_DROP_KEYS, REASSIGN_KEYS
+    from climb_dagster.jobs import EMBED_ONLY_KEYS, FULL_DROP_KEYS, REASSIGN_KEYS
     from climb_dagster.partitions import crawl_drops
 
     drops = resources["landing"].list_drops()

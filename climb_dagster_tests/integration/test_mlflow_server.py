@@ -23,7 +23,7 @@ from climb_dagster.resources.tracking import (
     MlflowTracker,
     TrackingUnavailable,
 )
-from climb_dagster_tests.integration.conftest import HOST, MlflowServer
+from climb_dagster_tests.integration.servers import HOST, MlflowServer
 
 pytestmark = pytest.mark.integration
 

@@ -13,6 +13,7 @@ spec, whose evaluator paths live under the storage root; see test_rounds_match_t
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -26,14 +27,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from climb_dagster.assets.rounds import data_key
-from climb_dagster.core import bootstrap, storage
-from climb_dagster.core.proxy.config import ProxyConfig, proxy_run_key
+from climb_dagster.core import bootstrap, schema, storage
+from climb_dagster.core.hashing import proxy_run_key
 from climb_dagster.resources.embedding import EmbeddingModelResource
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster.resources.sets import build_resources
 from climb_dagster.resources.tracking import EXPERIMENT, KIND, PARENT, PROXY, ROUND, MlflowTracker
-from climb_dagster_tests.integration.conftest import MlflowServer, S3Endpoint
 from climb_dagster_tests.integration.pipeline_driver import (
     EXPERIMENT_NAME,
     EXPERIMENT_SPEC,
@@ -43,6 +42,7 @@ from climb_dagster_tests.integration.pipeline_driver import (
     run_pipeline,
     write_local_landing,
 )
+from climb_dagster_tests.integration.servers import MlflowServer, S3Endpoint
 from climb_dagster_tests.unit.test_cluster_embedding import make_tiny_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -93,6 +93,11 @@ class Runs:
 
     def local(self, key: str):
         return read_value(self.local_root / key)
+
+    def remote(self, key: str):
+        """The value stored on S3 at `key` (no suffix), read back as the IO manager reads it (typed)."""
+        options = storage.s3_storage_options(self.s3.url, self.s3.region)
+        return read_value(storage.make_path(f"s3://{self.s3.bucket}/{self.climb_prefix}/{key}", options))
 
 
 def _tracker(url: str, experiment: str) -> MlflowTracker:
@@ -228,13 +233,13 @@ def test_clustering_matches_the_local_run(runs: Runs):
 
 def test_proxy_data_matches_and_reads_through_the_local_cache(runs: Runs):
     local_tokens = runs.local("cluster_tokens")
-    remote_tokens = runs.json("cluster_tokens.json")
-    assert remote_tokens["key"] == local_tokens["key"], "the token store's content hash differs"
-    assert remote_tokens["tokens"] == local_tokens["tokens"]
-    assert remote_tokens["documents"] == local_tokens["documents"]
+    remote_tokens = runs.remote("cluster_tokens")
+    assert runs.json("cluster_tokens.json")["record_type"] == "TokenStoreRef"
+    assert remote_tokens.key == local_tokens.key, "the token store's content hash differs"
+    assert remote_tokens.tokens == local_tokens.tokens
+    assert remote_tokens.documents == local_tokens.documents
     assert (
-        remote_tokens["path"]
-        == f"s3://{runs.s3.bucket}/{runs.climb_prefix}/cluster_tokens/{local_tokens['key']}"
+        remote_tokens.path == f"s3://{runs.s3.bucket}/{runs.climb_prefix}/cluster_tokens/{local_tokens.key}"
     )
     assert runs.json("proxy_tokenizer.json")["sha256"] == runs.local("proxy_tokenizer")["sha256"]
 
@@ -243,7 +248,7 @@ def test_proxy_data_matches_and_reads_through_the_local_cache(runs: Runs):
     cached_dirs = [p for p in runs.s3_cache.glob("dir-*") if (p / ".complete").exists()]
     assert len(cached_dirs) == 2, sorted(p.name for p in runs.s3_cache.iterdir())
     assert not list(runs.s3_cache.glob("*.tmp-*")), "an interrupted download was left in the cache"
-    store_prefix = f"cluster_tokens/{local_tokens['key']}/"
+    store_prefix = f"cluster_tokens/{local_tokens.key}/"
     remote_files = [k.removeprefix(store_prefix) for k in runs.keys(store_prefix)]
     store_dir = next(p for p in cached_dirs if (p / "index.json").exists())
     local_files = sorted(
@@ -276,7 +281,17 @@ def test_proxy_checkpoints_on_s3_load_through_the_local_cache(
         storage.s3_storage_options(runs.s3.url, runs.s3.region),
     )
     fetched = storage.local_dir_copy(remote)
-    assert storage.local_dir_copy(remote) == fetched  # the second call is a cache hit
+    stamps = {p: p.stat().st_mtime_ns for p in fetched.rglob("*")}
+
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"fetched again: {args}")
+
+    # The second call is a cache hit: it downloads nothing and leaves the cached files untouched.
+    with monkeypatch.context() as patched:
+        patched.setattr(type(remote.fs), "get", no_download)
+        patched.setattr(type(remote.fs), "get_file", no_download)
+        assert storage.local_dir_copy(remote) == fetched
+    assert {p: p.stat().st_mtime_ns for p in fetched.rglob("*")} == stamps
     local_dir = Path(runs.local_root.path) / "proxy_runs" / local_key / "model"
     names = sorted(p.name for p in fetched.iterdir() if p.name != ".complete")
     assert names == sorted(p.name for p in local_dir.iterdir())
@@ -295,27 +310,27 @@ def _evals_remote(runs: Runs, k: int) -> pl.DataFrame:
 
 
 def test_rounds_match_the_local_run_exactly(runs: Runs):
-    remote_record = runs.json(f"experiment/{EXP}.json")
+    remote_record = runs.remote(f"experiment/{EXP}")
     local_record = runs.local(f"experiment/{EXP}")
-    assert remote_record["config_hash"] == local_record["config_hash"]
-    assert remote_record["target_spec"]["fingerprint"] == local_record["target_spec"]["fingerprint"]
-    assert remote_record["token_store"] == local_record["token_store"]
+    assert remote_record.config_hash == local_record.config_hash
+    assert remote_record.target_spec["fingerprint"] == local_record.target_spec["fingerprint"]
+    assert remote_record.token_store == local_record.token_store
     # The records differ only where they name the storage root: the token store and evaluator paths.
-    remote_spec, local_spec = remote_record["target_spec"], local_record["target_spec"]
+    remote_spec, local_spec = remote_record.target_spec, local_record.target_spec
     assert remote_spec["evaluators"][0]["path"] == (
         f"s3://{runs.s3.bucket}/{runs.climb_prefix}/targets/{EXP}/heldout_windows.npy"
     )
-    relocated = {
-        **remote_record,
-        "token_store_path": local_record["token_store_path"],
-        "target_spec": {
+    relocated = dataclasses.replace(
+        remote_record,
+        token_store_path=local_record.token_store_path,
+        target_spec={
             **remote_spec,
             "evaluators": [
                 {**e, "path": local_e["path"]}
                 for e, local_e in zip(remote_spec["evaluators"], local_spec["evaluators"], strict=True)
             ],
         },
-    }
+    )
     assert relocated == local_record
     for k in ROUNDS:
         remote_mix = runs.parquet(f"round_{k}_mixtures/{EXP}.parquet")
@@ -325,12 +340,11 @@ def test_rounds_match_the_local_run_exactly(runs: Runs):
         # content, not by location, so the S3 run and the local run key (and could share) the same proxies.
         assert_frame_equal(remote_mix, local_mix)
         weights = bootstrap.table_mixtures(remote_mix)
-        proxy = ProxyConfig.from_dict(remote_record["proxy"])
-        seed = remote_record["seed"]
-        assert [proxy_run_key(w.tolist(), proxy, seed, data_key(remote_record)) for w in weights] == (
+        proxy, seed = remote_record.proxy, remote_record.seed
+        assert [proxy_run_key(w.tolist(), proxy, seed, remote_record.data_key()) for w in weights] == (
             remote_mix["proxy_key"].to_list()
         )
-        assert [proxy_run_key(w.tolist(), proxy, seed, data_key(relocated)) for w in weights] == (
+        assert [proxy_run_key(w.tolist(), proxy, seed, relocated.data_key()) for w in weights] == (
             local_mix["proxy_key"].to_list()
         )
 
@@ -355,18 +369,18 @@ def test_rounds_match_the_local_run_exactly(runs: Runs):
 
 
 def test_final_mixture_and_export_match_the_local_run(runs: Runs):
-    final = runs.json(f"final_mixture/{EXP}.json")
+    final = runs.remote(f"final_mixture/{EXP}")
     local_final = runs.local(f"final_mixture/{EXP}")
     assert final == local_final
-    w = np.asarray(final["weights"])
+    w = np.asarray(final.weights)
     assert w.shape == (3,) and abs(w.sum() - 1) < 1e-9 and (w >= 0).all()
-    assert final["proxies_trained"] == final["proxies_successful"] == 8
+    assert final.proxies_trained == final.proxies_successful == 8
     scores = pl.concat([_evals_remote(runs, k) for k in ROUNDS])["score"]
-    assert final["best_observed_score"] == scores.min()
+    assert final.best_observed_score == scores.min()
 
     manifest = runs.json(f"exports/{EXP}/manifest.json")
     local_manifest = json.loads((Path(runs.local_root.path) / "exports" / EXP / "manifest.json").read_text())
-    assert manifest["final_mixture"] == final
+    assert manifest["final_mixture"] == final.to_dict()
     # The blend's data prefixes name each run's own token store location; everything else is equal.
     remote_prefix = f"s3://{runs.s3.bucket}/{runs.climb_prefix}/"
     local_prefix = runs.local_root.path.rstrip("/") + "/"
@@ -489,23 +503,23 @@ def test_mlflow_server_holds_the_experiment_round_proxy_tree(runs: Runs, tmp_pat
         )
         import lightgbm
 
-        x = evals.select(sorted(c for c in evals.columns if c.startswith("w_"))).to_numpy()
+        x = evals.select(schema.weight_columns_of(evals.columns)).to_numpy()
         np.testing.assert_array_equal(
             loaded.predict(x), lightgbm.Booster(model_str=model.texts[0]).predict(x)
         )
 
     best = _search(client, exp_id, "proxy", order_by=["metrics.score ASC"])[0]
-    final = runs.json(f"final_mixture/{EXP}.json")
-    assert best.data.metrics["score"] == final["best_observed_score"]
-    assert parent.data.metrics["predicted_score"] == final["predicted_score"]
-    assert parent.data.metrics["best_observed_score"] == final["best_observed_score"]
+    final = runs.remote(f"final_mixture/{EXP}")
+    assert best.data.metrics["score"] == final.best_observed_score
+    assert parent.data.metrics["predicted_score"] == final.predicted_score
+    assert parent.data.metrics["best_observed_score"] == final.best_observed_score
     path = download_artifacts(
         run_id=parent.info.run_id,
         artifact_path="final_mixture.json",
         dst_path=str(tmp_path / "final"),
         tracking_uri=runs.mlflow_url,
     )
-    assert json.loads(Path(path).read_text()) == final
+    assert json.loads(Path(path).read_text()) == final.to_dict()
 
 
 def test_local_run_logged_the_same_metrics(runs: Runs):

@@ -25,14 +25,14 @@ from climb_dagster_tests.assets.bootstrap_fixture import (
     run_experiment,
     seed_clustered_corpus,
 )
-from climb_dagster_tests.conftest import REPO_ROOT
-from climb_dagster_tests.integration.conftest import MlflowServer, Postgres
 from climb_dagster_tests.integration.drops import DROP_KEYS, drop_parquet_bytes
 from climb_dagster_tests.integration.instance_config import (
     PRODUCTION_PLACEHOLDER_ENV,
     local_postgres_instance_dir,
     production_instance_dir,
 )
+from climb_dagster_tests.integration.servers import MlflowServer, Postgres
+from climb_dagster_tests.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -17,8 +17,8 @@ from polars.testing import assert_frame_equal
 from climb_dagster.assets.ingest import raw_documents
 from climb_dagster.partitions import crawl_drops
 from climb_dagster.resources.sets import build_resources
-from climb_dagster_tests.integration.conftest import S3Endpoint
 from climb_dagster_tests.integration.drops import DROP_KEYS, drop_parquet_bytes
+from climb_dagster_tests.integration.servers import S3Endpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

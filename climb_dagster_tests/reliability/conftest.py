@@ -19,10 +19,7 @@ from climb_dagster_tests.assets.bootstrap_fixture import (
     materialize_proxy_data,
     seed_clustered_corpus,
 )
-
-# The real S3 server of the system tests (moto on 127.0.0.1), shared with the integration group.
-from climb_dagster_tests.integration.conftest import s3_server  # noqa: F401
-from climb_dagster_tests.reliability.helpers import experiment_run_config, local_resources
+from climb_dagster_tests.reliability.helpers import CANARY_ENV, experiment_run_config, local_resources
 
 
 @pytest.fixture(scope="session")
@@ -57,24 +54,6 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         }
 
 
-def materialize_in(corpus: dict, selection, partition: str | None, spec: dict | None = None, **kw):
-    """Materialize `selection` against the tiny corpus (the partition is registered first)."""
-    from climb_dagster.partitions import experiments
-
-    if partition is not None:
-        corpus["instance"].add_dynamic_partitions(experiments.name, [partition])
-    return dg.materialize(
-        all_assets(),
-        selection=selection,
-        partition_key=partition,
-        instance=corpus["instance"],
-        resources=kw.pop("resources", corpus["resources"]),
-        run_config=experiment_run_config(spec or corpus["spec"], list(selection)),
-        raise_on_error=False,
-        **kw,
-    )
-
-
 @pytest.fixture
 def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "climb"
@@ -85,18 +64,6 @@ def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("CLIMB_LANDING_URL", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return home
-
-
-# Canary credentials: set while the clean run executes; they must never reach the event log, asset
-# metadata, stored values or MLflow.
-CANARY = "climb-canary-9f3b2c71d4"
-CANARY_ENV = {
-    "AWS_ACCESS_KEY_ID": f"AKIA{CANARY}",
-    "AWS_SECRET_ACCESS_KEY": f"secret-{CANARY}",
-    "AWS_SESSION_TOKEN": f"token-{CANARY}",
-    "MLFLOW_TRACKING_PASSWORD": f"mlflow-{CANARY}",
-    "DAGSTER_PG_PASSWORD": f"pg-{CANARY}",
-}
 
 
 @pytest.fixture(scope="session")

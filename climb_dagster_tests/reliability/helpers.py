@@ -12,6 +12,7 @@ from climb_dagster.resources.io_manager import ClimbIOManagerFactory
 from climb_dagster.resources.landing import LandingZone
 from climb_dagster.resources.storage import ClimbStorage
 from climb_dagster.resources.tracking import MlflowTracker
+from climb_dagster_tests.assets.bootstrap_fixture import all_assets
 
 # Nothing listens on port 9 (discard) of the loopback: connections are refused at once.
 DEAD_MLFLOW = "http://127.0.0.1:9"
@@ -76,4 +77,34 @@ def fit_centroids(home: Path, n_clusters: int) -> dg.ExecuteInProcessResult:
         resources=local_resources(home),
         run_config={"ops": {"cluster_centroids": {"config": {"n_clusters": n_clusters}}}},
         raise_on_error=False,
+    )
+
+
+# Canary credentials: set while the clean run executes; they must never reach the event log, asset
+# metadata, stored values or MLflow.
+CANARY = "climb-canary-9f3b2c71d4"
+CANARY_ENV = {
+    "AWS_ACCESS_KEY_ID": f"AKIA{CANARY}",
+    "AWS_SECRET_ACCESS_KEY": f"secret-{CANARY}",
+    "AWS_SESSION_TOKEN": f"token-{CANARY}",
+    "MLFLOW_TRACKING_PASSWORD": f"mlflow-{CANARY}",
+    "DAGSTER_PG_PASSWORD": f"pg-{CANARY}",
+}
+
+
+def materialize_in(corpus: dict, selection, partition: str | None, spec: dict | None = None, **kw):
+    """Materialize `selection` against the tiny corpus (the partition is registered first)."""
+    from climb_dagster.partitions import experiments
+
+    if partition is not None:
+        corpus["instance"].add_dynamic_partitions(experiments.name, [partition])
+    return dg.materialize(
+        all_assets(),
+        selection=selection,
+        partition_key=partition,
+        instance=corpus["instance"],
+        resources=kw.pop("resources", corpus["resources"]),
+        run_config=experiment_run_config(spec or corpus["spec"], list(selection)),
+        raise_on_error=False,
+        **kw,
     )

@@ -11,19 +11,20 @@ import numpy as np
 import polars as pl
 import pytest
 
-from climb_dagster import schema
 from climb_dagster.assets.ingest import raw_documents
+from climb_dagster.core import schema
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.experiment import ExperimentConfig
 from climb_dagster.partitions import crawl_drops
 from climb_dagster.resources.io_manager import read_value, write_value
-from climb_dagster_tests.reliability.conftest import all_assets, materialize_in
+from climb_dagster_tests.assets.bootstrap_fixture import all_assets
 from climb_dagster_tests.reliability.helpers import (
     failure_text,
     files_under,
     fit_centroids,
     local_resources,
     materialization_meta,
+    materialize_in,
 )
 
 KEY = "drop-0001"

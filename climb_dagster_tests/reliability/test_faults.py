@@ -16,15 +16,19 @@ import numpy as np
 import pytest
 
 from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.experiment import ExperimentConfig, TargetConfig
+from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
 from climb_dagster.resources.io_manager import read_value
-from climb_dagster_tests.assets.bootstrap_fixture import seed_clustered_corpus
-from climb_dagster_tests.conftest import REPO_ROOT
-from climb_dagster_tests.reliability.conftest import CANARY, CANARY_ENV, all_assets, materialize_in
+from climb_dagster_tests.assets.bootstrap_fixture import all_assets, seed_clustered_corpus
+from climb_dagster_tests.paths import REPO_ROOT
 from climb_dagster_tests.reliability.helpers import (
+    CANARY,
+    CANARY_ENV,
     experiment_run_config,
     failure_text,
     local_resources,
     materialization_meta,
+    materialize_in,
 )
 
 # ----------------------------------------------------------------------------------- SIGKILL / resume
@@ -112,8 +116,8 @@ def test_sigkill_mid_round_then_resume_reuses_finished_proxies(clean_run: dict, 
     # Same seeds, same data: the final mixture equals the uninterrupted run's, exactly.
     reference = read_value(clean_run["root"] / "final_mixture" / "base")
     resumed = read_value(root / "final_mixture" / "tiny")
-    assert resumed["weights"] == reference["weights"]
-    assert resumed["best_observed_score"] == reference["best_observed_score"]
+    assert resumed.weights == reference.weights
+    assert resumed.best_observed_score == reference.best_observed_score
     for k in (1, 2, 3):
         a = read_value(root / f"round_{k}_proxy_evaluations" / "tiny")["score"].to_list()
         b = read_value(clean_run["root"] / f"round_{k}_proxy_evaluations" / "base")["score"].to_list()
@@ -141,7 +145,7 @@ def test_mlflow_down_results_stored_then_replayed(
     assert len(pending) >= 5 and all("127.0.0.1:9" in m for m in pending)
     root = clean_run["root"]
     final = read_value(root / "final_mixture" / "base")
-    assert len(final["weights"]) == 4, "results are stored although MLflow was down"
+    assert len(final.weights) == 4, "results are stored although MLflow was down"
 
     from mlflow.tracking import MlflowClient
 
@@ -174,7 +178,7 @@ def test_mlflow_down_results_stored_then_replayed(
         s for k in (1, 2, 3) for s in read_value(root / f"round_{k}_proxy_evaluations" / "base")["score"]
     )
     assert np.allclose(scores, stored)
-    assert parent.data.metrics["best_observed_score"] == final["best_observed_score"]
+    assert parent.data.metrics["best_observed_score"] == final.best_observed_score
     logged = [json.dumps([r.data.params, r.data.tags, r.info.run_name]) for r in runs]
     assert not any(CANARY in text for text in logged), "a credential reached MLflow params/tags"
 
@@ -261,7 +265,11 @@ def test_mlflow_uri_that_accepts_but_never_answers(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     url = f"http://127.0.0.1:{server.getsockname()[1]}"
     tracker = MlflowTracker(tracking_uri=url, max_attempts=2, backoff_s=0.0)
-    record = {"name": "silent", "strategy": "climb", "rounds": [1], "seed": 0, "target": {"kind": "x"}}
+    config = ExperimentConfig(name="silent", target=TargetConfig(documents_path="t.parquet"))
+    store = TokenStoreRef("/s/cluster_tokens/k", "k", 512, (1,), (1,))
+    record = ExperimentRecord.prepare(
+        config, store, {"direction": "minimize", "evaluators": [], "fingerprint": "f"}
+    )
     warned: list[str] = []
     start = time.monotonic()
     try:

@@ -18,8 +18,8 @@ from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.keys import validate_key
 from climb_dagster.resources.io_manager import ClimbIOManager, read_value
 from climb_dagster.resources.landing import LandingZone
-from climb_dagster_tests.conftest import REPO_ROOT
-from climb_dagster_tests.reliability.conftest import CANARY, CANARY_ENV
+from climb_dagster_tests.paths import REPO_ROOT
+from climb_dagster_tests.reliability.helpers import CANARY, CANARY_ENV
 
 PACKAGE = REPO_ROOT / "climb_dagster"
 PICKLE_MODULES = {

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from climb_dagster.core.schema import DOMAIN, ID, SOURCE, TEXT, TITLE
 from climb_dagster.demo.corpus.build import DROP_FILES, BuildConfig, doc_id, sample_and_split, to_frame
 from climb_dagster.demo.corpus.chunk import ChunkSpec, chunk_paragraphs
 from climb_dagster.demo.corpus.clean import clean_text, split_paragraphs, word_count
@@ -21,7 +22,6 @@ from climb_dagster.demo.corpus.rdata import novel_units, unserialize
 from climb_dagster.demo.corpus.religious import parse_bible_output
 from climb_dagster.demo.corpus.sword import osis_paragraphs, read_zcom4_blocks
 from climb_dagster.demo.corpus.unit import MissingSourceError, locate
-from climb_dagster.schema import DOMAIN, ID, SOURCE, TEXT, TITLE
 
 DEMO_DATA = Path(__file__).resolve().parents[2] / "climb_dagster" / "demo" / "data"
 

@@ -1,9 +1,14 @@
+import json
+
 import numpy as np
 import polars as pl
 import pytest
 
 from climb_dagster.core import storage
 from climb_dagster.core.artifacts import ModelText, TensorBundle
+from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.experiment import ExperimentConfig, TargetConfig
+from climb_dagster.core.records import ExperimentRecord, FinalMixture, TokenStoreRef
 from climb_dagster.resources.io_manager import read_value, write_value
 
 
@@ -44,6 +49,63 @@ def test_json_model_text_and_tensors(base):
     bundle = read_value(base / "w")
     np.testing.assert_array_equal(bundle.tensors["c"], np.ones((2, 2)))
     assert bundle.metadata == {"k": "v"}
+
+
+def _records() -> list:
+    store = TokenStoreRef("/s/cluster_tokens/k1", "k1", 512, (30, 10), (3, 1))
+    config = ExperimentConfig(name="e1", target=TargetConfig(documents_path="/t.parquet"), rounds=(4, 2, 2))
+    spec = {
+        "name": "documents_loss",
+        "direction": "minimize",
+        "evaluators": [{"kind": "loss", "path": "/s/targets/e1/w.npy", "weight": 1.0}],
+        "fingerprint": "f00d",
+    }
+    final = FinalMixture("e1", "climb", "minimize", (0.75, 0.25), (0.75, 0.25), 1.0, 2.0, 3.0, 0.5, 8, 7, "h")
+    return [store, ExperimentRecord.prepare(config, store, spec), final]
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_records_round_trip_as_readable_json(base, index):
+    record = _records()[index]
+    target = write_value(base / "rec", record)
+    assert target.name == "rec.json"
+    stored = json.loads(target.read_text())
+    # Readable without this package: the record's own fields, plus its type.
+    assert stored == {"record_type": type(record).__name__, **record.to_dict()}
+    assert read_value(base / "rec") == record
+    assert type(record).from_dict(json.loads(json.dumps(record.to_dict()))) == record
+
+
+def test_experiment_record_keeps_the_flat_layout_and_data_key(base):
+    store, record, _ = _records()
+    data = record.to_dict()
+    assert data["name"] == "e1" and data["rounds"] == [4, 2, 2] and data["token_store"] == "k1"
+    assert data["token_store_path"] == store.path and data["config_hash"] == record.config.content_hash()
+    # The data key names the token store and the target's content, never where the files are.
+    moved = ExperimentRecord.from_dict(
+        {
+            **data,
+            "target_spec": {
+                **data["target_spec"],
+                "evaluators": [{**data["target_spec"]["evaluators"][0], "path": "s3://elsewhere/w.npy"}],
+            },
+        }
+    )
+    assert moved.data_key() == record.data_key() and record.data_key().startswith("k1:f00d:")
+    assert record.direction == "minimize"
+    np.testing.assert_allclose(store.prior(), [0.75, 0.25])
+
+
+def test_unknown_record_type_names_the_file(base):
+    (base / "bad.json").parent.mkdir(parents=True, exist_ok=True)
+    (base / "bad.json").write_text(json.dumps({"record_type": "Nope", "a": 1}))
+    with pytest.raises(ClimbInputError, match="bad.json.*'Nope'"):
+        read_value(base / "bad")
+
+
+def test_incomplete_record_names_the_missing_field():
+    with pytest.raises(ClimbInputError, match="'documents'"):
+        TokenStoreRef.from_dict({"path": "p", "key": "k", "vocab_size": 3, "tokens": [1]})
 
 
 def test_unsupported_type_names_itself(base):

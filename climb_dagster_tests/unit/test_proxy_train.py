@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig, proxy_run_key
+from climb_dagster.core.hashing import proxy_run_key
+from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
 from climb_dagster.core.proxy.loss import linear_cross_entropy
 from climb_dagster.core.proxy.model import build_model, flops_per_token
 from climb_dagster.core.proxy.train import lr_at, train_proxy

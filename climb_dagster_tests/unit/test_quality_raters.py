@@ -15,7 +15,7 @@ from climb_dagster.core.quality import build_rater, rate_documents
 from climb_dagster.core.quality.base import WeightedMeanRater
 from climb_dagster.core.quality.config import PAPER_DIMENSIONS, load_raters, parse_raters
 from climb_dagster.quality.__main__ import main as quality_main
-from climb_dagster_tests.conftest import DEMO_DATA
+from climb_dagster_tests.paths import DEMO_DATA
 
 ADS = ["buy", "now", "cheap", "deal", "click", "offer", "free", "win", "discount", "limited", "sale", "$$$"]
 

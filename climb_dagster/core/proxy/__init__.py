@@ -3,13 +3,7 @@
 Importing this package does not import torch, transformers or tokenizers; they load on first use.
 """
 
-from climb_dagster.core.proxy.config import (
-    ProxyConfig,
-    ProxyModelConfig,
-    ProxyTrainConfig,
-    content_hash,
-    proxy_run_key,
-)
+from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
 from climb_dagster.core.proxy.evaluate import (
     build_eval_windows,
     build_multiple_choice,
@@ -32,13 +26,11 @@ __all__ = [
     "TokenStore",
     "build_eval_windows",
     "build_multiple_choice",
-    "content_hash",
     "evaluate_components",
     "evaluate_target",
     "load_eval_windows",
     "load_multiple_choice",
     "load_tokenizer",
-    "proxy_run_key",
     "sample_windows",
     "split_by_title",
     "train_proxy",

@@ -1,4 +1,4 @@
-"""Frozen, validated configs of a proxy run and the content hashes that key cached runs.
+"""Frozen, validated configs of a proxy run (their content hashes key cached runs: see core/hashing.py).
 
 Sizing, measured on the 2-core dev machine (AMD EPYC, AVX-512, fp32, 1 torch thread, shared with
 other work): `ProxyConfig.default()` (vocab 4096, d_model 128, 2 layers, 4 heads, d_ff 384, block 128,
@@ -10,14 +10,13 @@ from loss 8.3 to about 6.6 on the demo corpus. Longer runs (150 steps: ~37 s) re
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.hashing import content_hash
 
 
 def _positive_int(owner: str, name: str, value: Any) -> None:
@@ -189,19 +188,3 @@ class ProxyConfig:
 
     def content_hash(self) -> str:
         return content_hash(self.to_dict())
-
-
-def content_hash(data: Any, length: int = 16) -> str:
-    """Hex sha256 of canonical JSON (sorted keys, no whitespace); floats keep their exact repr."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
-
-
-def proxy_run_key(mixture: Sequence[float], config: ProxyConfig, seed: int, data_key: str = "") -> str:
-    """Key of a proxy run: hash of mixture + config + seed (+ an optional key of the token store)."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ClimbInputError(f"seed must be an integer, got {seed!r}")
-    weights = [float(w) for w in mixture]
-    if not all(math.isfinite(w) for w in weights):
-        raise ClimbInputError(f"mixture weights must be finite, got {weights}")
-    return content_hash({"mixture": weights, "config": config.to_dict(), "seed": seed, "data": data_key})

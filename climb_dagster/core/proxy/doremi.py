@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 
 from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.proxy.config import ProxyConfig, content_hash
+from climb_dagster.core.hashing import content_hash
+from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.proxy.sampler import validate_mixture, window_plan
 from climb_dagster.core.proxy.tokens import TokenStore
 from climb_dagster.core.search.doremi import DOREMI_PROXIES, DoReMiConfig, dro_update
+from climb_dagster.core.timing import Timer
 
 EVAL_CHUNK = 64  # reference windows scored per forward pass
 
@@ -86,8 +88,6 @@ def train_doremi(
     dro: DoReMiConfig | None = None,
 ) -> DoReMiResult:
     """Run DoReMi on the token store: reference proxy on `prior`, then the DRO proxy; return its weights."""
-    import time
-
     import torch
 
     from climb_dagster.core.proxy.model import build_model, torch_threads
@@ -102,7 +102,7 @@ def train_doremi(
         raise ClimbInputError(
             f"DoReMi needs >= 2 super-clusters with at least {span} tokens; {store.path} has {domains.size}"
         )
-    t0 = time.perf_counter()
+    timer = Timer()
     reference = train_proxy(store, p, config, seed)
     if not reference.ok:
         raise ClimbInputError(f"DoReMi reference proxy failed: {reference.reason}")
@@ -171,7 +171,7 @@ def train_doremi(
         proxy_loss=float(np.mean(losses[-tail:])),
         steps=tcfg.steps,
         proxies_trained=DOREMI_PROXIES,
-        wall_s=round(time.perf_counter() - t0, 3),
+        wall_s=timer.rounded(3),
     )
 
 

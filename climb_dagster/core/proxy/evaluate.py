@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from climb_dagster import schema
+from climb_dagster.core import schema
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.proxy.tokens import EOD_TOKEN, load_tokenizer, token_dtype
 

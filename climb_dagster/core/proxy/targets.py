@@ -15,14 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from climb_dagster.core.direction import Direction
 from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.proxy.config import content_hash
+from climb_dagster.core.hashing import content_hash
 
 LOSS = "loss"
 MULTIPLE_CHOICE = "multiple_choice"
 LM_EVAL = "lm_eval"  # lm-evaluation-harness tasks; direction from the metric (core/lm_eval_target.py)
-NATURAL_DIRECTION = {LOSS: "minimize", MULTIPLE_CHOICE: "maximize", LM_EVAL: "maximize"}
-DIRECTIONS = ("minimize", "maximize")
+NATURAL_DIRECTION = {
+    LOSS: Direction.MINIMIZE,
+    MULTIPLE_CHOICE: Direction.MAXIMIZE,
+    LM_EVAL: Direction.MAXIMIZE,
+}
+DIRECTIONS = tuple(d.value for d in Direction)
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class EvaluatorSpec:
             )
 
     @property
-    def natural_direction(self) -> str:
+    def natural_direction(self) -> Direction:
         if self.kind == LM_EVAL:
             from climb_dagster.core.lm_eval_target import metric_direction
 
@@ -121,13 +126,15 @@ class TargetSpec:
 
     @classmethod
     def loss(cls, path: str | os.PathLike[str], name: str = "heldout_loss") -> TargetSpec:
-        return cls((EvaluatorSpec(LOSS, str(path)),), "minimize", name)
+        return cls((EvaluatorSpec(LOSS, str(path)),), Direction.MINIMIZE, name)
 
     @classmethod
     def multiple_choice(
         cls, path: str | os.PathLike[str], normalize: str = "char", name: str = "multiple_choice"
     ) -> TargetSpec:
-        return cls((EvaluatorSpec(MULTIPLE_CHOICE, str(path), normalize=normalize),), "maximize", name)
+        return cls(
+            (EvaluatorSpec(MULTIPLE_CHOICE, str(path), normalize=normalize),), Direction.MAXIMIZE, name
+        )
 
     @classmethod
     def combined(
@@ -152,7 +159,7 @@ class TargetSpec:
 
     def is_better(self, a: float, b: float) -> bool:
         """Whether score `a` beats score `b` under this target's direction."""
-        return a < b if self.direction == "minimize" else a > b
+        return Direction(self.direction).better(a, b)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -302,6 +302,6 @@ class TokenStore:
 
     def key(self) -> str:
         """Content key of the store (tokenizer + every cluster file's sha256), for caching proxy runs."""
-        from climb_dagster.core.proxy.config import content_hash
+        from climb_dagster.core.hashing import content_hash
 
         return content_hash({"tok": self.tokenizer_sha256, "clusters": list(self.sha256)})

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.proxy.config import ProxyConfig, ProxyTrainConfig, proxy_run_key
+from climb_dagster.core.hashing import proxy_run_key
+from climb_dagster.core.proxy.config import ProxyConfig, ProxyTrainConfig
 from climb_dagster.core.proxy.sampler import sample_windows, validate_mixture
 from climb_dagster.core.proxy.tokens import TokenStore
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from climb_dagster.core.direction import Direction
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.search.predictor import check_direction
 from climb_dagster.core.search.sampling import validate_mixtures
@@ -111,9 +112,6 @@ class PoolLookup:
         return out
 
 
-def regret(final_score: float, pool_scores: np.ndarray, direction: str = "minimize") -> float:
+def regret(final_score: float, pool_scores: np.ndarray, direction: str = Direction.MINIMIZE) -> float:
     """How much worse the final mixture's true score is than the pool's best (>= 0)."""
-    check_direction(direction)
-    if direction == "minimize":
-        return float(final_score - np.min(pool_scores))
-    return float(np.max(pool_scores) - final_score)
+    return check_direction(direction).regret(final_score, pool_scores)

@@ -12,16 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from climb_dagster.core.direction import Direction
 from climb_dagster.core.errors import ClimbInputError
 
-DIRECTIONS = ("minimize", "maximize")
 SIDECAR = "predictor.json"
 
 
-def check_direction(direction: str) -> str:
-    if direction not in DIRECTIONS:
-        raise ClimbInputError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    return direction
+def check_direction(direction: str) -> Direction:
+    return Direction.parse(direction)
 
 
 @dataclass(frozen=True)
@@ -158,7 +156,7 @@ class Predictor:
 
     def goodness(self, values: np.ndarray) -> np.ndarray:
         """Values turned so that larger is better whatever the direction."""
-        return -np.asarray(values) if self.direction == "minimize" else np.asarray(values)
+        return Direction(self.direction).goodness(values)
 
     def rank(self, mixtures: np.ndarray, kappa: float = 0.0) -> np.ndarray:
         """Indices best-first by predicted mean plus `kappa` ensemble std of optimism."""
@@ -251,7 +249,7 @@ def _train_one(
 def fit_predictor(
     history_mixtures: np.ndarray,
     history_scores: np.ndarray,
-    direction: str = "minimize",
+    direction: str = Direction.MINIMIZE,
     seed: int = 0,
     config: PredictorConfig | None = None,
     feature_names: list[str] | None = None,
@@ -296,6 +294,6 @@ def cross_val_spearman(
     for f in range(folds):
         test = order[f::folds]
         train = np.setdiff1d(order, test)
-        p = fit_predictor(x[train], y[train], "minimize", seed + f + 1, config)
+        p = fit_predictor(x[train], y[train], Direction.MINIMIZE, seed + f + 1, config)
         pred[test] = p.predict(x[test])
     return spearman(pred, y)

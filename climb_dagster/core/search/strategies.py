@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from climb_dagster.core.direction import Direction
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.search.predictor import Predictor, PredictorConfig, check_direction, fit_predictor
 from climb_dagster.core.search.sampling import (
@@ -61,7 +62,7 @@ class StrategyConfig:
     name: str = "climb"
     budget: int = 112
     ratios: tuple[float, ...] = (4.0, 2.0, 1.0)
-    direction: str = "minimize"
+    direction: str = Direction.MINIMIZE
     top_n_factor: float = 4.0
     exploit_fraction: float = 0.5
     kappa: float = 0.0
@@ -115,7 +116,7 @@ class StrategyConfig:
         return budget_split(self.budget, self.round_ratios)
 
 
-def default_strategy(name: str, budget: int, direction: str = "minimize") -> StrategyConfig:
+def default_strategy(name: str, budget: int, direction: str = Direction.MINIMIZE) -> StrategyConfig:
     """The configuration the benchmark measured best for each strategy (see bench/search.py)."""
     if name == "climb":
         return StrategyConfig(
@@ -185,7 +186,7 @@ def _unevaluated(candidates: np.ndarray, history: np.ndarray) -> np.ndarray:
 def _best_observed(hm: np.ndarray, hs: np.ndarray, direction: str) -> int:
     if hs.size == 0:
         raise ClimbInputError("no evaluated mixtures to pick the best observed one from")
-    return int(np.argmin(hs) if direction == "minimize" else np.argmax(hs))
+    return Direction(direction).argbest(hs)
 
 
 def _sampled_candidates(
@@ -328,7 +329,7 @@ def select_final(
         return cands[best].copy()
     i_obs = _best_observed(hm, hs, config.direction)
     pred_best = predictor.predict(cands[best : best + 1])[0]
-    better = pred_best < hs[i_obs] if config.direction == "minimize" else pred_best > hs[i_obs]
+    better = Direction(config.direction).better(pred_best, hs[i_obs])
     return (cands[best] if better else hm[i_obs]).copy()
 
 

@@ -1,0 +1,111 @@
+"""round_k_proxy_evaluations: one mapped step per proxy (train or reuse, then score on the target)."""
+
+# No `from __future__ import annotations`: Dagster reads annotations at decoration time.
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from climb_dagster.core import bootstrap, schema
+from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
+from climb_dagster.core.tables import markdown_table
+from climb_dagster.k8s import PROXY_OP_TAGS
+from climb_dagster.partitions import experiments
+from climb_dagster.resources.storage import ClimbStorage
+
+
+def _plan_op(k: int) -> dg.OpDefinition:
+    @dg.op(name=f"round_{k}_plan_proxies", out=dg.DynamicOut(dict))
+    def plan(mixtures_table: pl.DataFrame):
+        weights = bootstrap.table_mixtures(mixtures_table) if mixtures_table.height else np.zeros((0, 0))
+        for row, w in zip(mixtures_table.iter_rows(named=True), weights, strict=True):
+            job = {
+                schema.MIXTURE_ID: row[schema.MIXTURE_ID],
+                schema.PROXY_KEY: row[schema.PROXY_KEY],
+                schema.WEIGHTS: w.tolist(),
+            }
+            yield dg.DynamicOutput(job, mapping_key=row[schema.MIXTURE_ID].replace("-", "_"))
+
+    return plan
+
+
+def _train_op(k: int) -> dg.OpDefinition:
+    @dg.op(name=f"round_{k}_train_proxy", tags=PROXY_OP_TAGS)
+    def train(
+        context: dg.OpExecutionContext,
+        storage: ClimbStorage,
+        record: ExperimentRecord,
+        tokens: TokenStoreRef,
+        job: dict,
+    ) -> dict:
+        """Train one proxy on one mixture (reused from the cache when this exact run already finished)."""
+        from climb_dagster.core.target_eval import open_token_store, target_evaluator
+
+        proxy = record.proxy
+        store = open_token_store(tokens.path, storage.options())
+        evaluate = target_evaluator(
+            record.target_spec, store.load_tokenizer(), proxy.train.num_threads, storage.options()
+        )
+        cache = bootstrap.ProxyCache(storage.root() / "proxy_runs")
+
+        def progress(step: int, total: int, loss: float) -> None:
+            context.log.debug(f"{job[schema.MIXTURE_ID]}: step {step}/{total} loss {loss:.3f}")
+
+        result = bootstrap.run_proxy_job(job, store, proxy, record.seed, evaluate, cache, progress)
+        verb = "reused" if result[schema.CACHED] else "trained"
+        context.log.info(
+            f"{verb} proxy {job[schema.MIXTURE_ID]} ({result[schema.STATUS]}): score {result[schema.SCORE]}"
+        )
+        return result
+
+    return train
+
+
+def _collect_op(k: int) -> dg.OpDefinition:
+    @dg.op(name=f"round_{k}_collect_proxies")
+    def collect(context: dg.OpExecutionContext, tokens: TokenStoreRef, results: list) -> pl.DataFrame:
+        table = bootstrap.evaluations_table(results, tokens.n_clusters)
+        failed = table.filter(pl.col(schema.STATUS) != schema.OK)
+        for row in failed.iter_rows(named=True):
+            context.log.warning(
+                f"proxy {row[schema.MIXTURE_ID]} failed and is excluded: {row[schema.REASON]}"
+            )
+        context.add_output_metadata(
+            {
+                "dagster/row_count": table.height,
+                "failed": failed.height,
+                "reused_from_cache": int(table[schema.CACHED].sum()) if table.height else 0,
+                "train_seconds": float(table[schema.WALL_S].sum()) if table.height else 0.0,
+                "evaluations": dg.MetadataValue.md(
+                    markdown_table(
+                        table.select(
+                            schema.MIXTURE_ID, schema.STATUS, schema.SCORE, schema.TRAIN_LOSS, schema.CACHED
+                        )
+                    )
+                ),
+            }
+        )
+        return table
+
+    return collect
+
+
+def evaluations_asset(k: int) -> dg.AssetsDefinition:
+    plan, train, collect = _plan_op(k), _train_op(k), _collect_op(k)
+
+    @dg.graph_asset(
+        name=f"round_{k}_proxy_evaluations",
+        partitions_def=experiments,
+        group_name=f"round_{k}",
+        ins={
+            "mixtures_table": dg.AssetIn(f"round_{k}_mixtures"),
+            "record": dg.AssetIn("experiment"),
+            "tokens": dg.AssetIn("cluster_tokens"),
+        },
+    )
+    def evaluations(mixtures_table, record, tokens):
+        """Proxy LM trained on each mixture and scored on the target (one step per proxy)."""
+        results = plan(mixtures_table).map(lambda job: train(record, tokens, job))
+        return collect(tokens, results.collect())
+
+    return evaluations

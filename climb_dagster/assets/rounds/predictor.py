@@ -1,0 +1,87 @@
+"""round_k_predictor: the LightGBM predictor fitted on every proxy evaluated so far."""
+
+# No `from __future__ import annotations`: Dagster reads annotations at decoration time.
+
+import dagster as dg
+
+from climb_dagster.core import bootstrap
+from climb_dagster.core.artifacts import ModelText
+from climb_dagster.core.plots import png_markdown, predicted_vs_actual_png, weights_bar_png
+from climb_dagster.core.rounds import cv_folds, predictor_summary, unexplained_scores
+from climb_dagster.core.timing import Timer
+from climb_dagster.partitions import experiments
+from climb_dagster.resources.experiment_tracking import track_round, try_track
+from climb_dagster.resources.tracking import MlflowTracker
+
+
+def predictor_asset(k: int) -> dg.AssetsDefinition:
+    ins = {"experiment": dg.AssetIn("experiment")}
+    ins |= {
+        f"round_{j}_proxy_evaluations": dg.AssetIn(f"round_{j}_proxy_evaluations") for j in range(1, k + 1)
+    }
+
+    @dg.asset(
+        name=f"round_{k}_predictor",
+        partitions_def=experiments,
+        group_name=f"round_{k}",
+        ins=ins,
+        kinds={"lightgbm", "mlflow"},
+        check_specs=[
+            dg.AssetCheckSpec("evaluations_scores_finite", asset=f"round_{k}_predictor", blocking=True)
+        ],
+    )
+    def predictor(context: dg.AssetExecutionContext, tracker: MlflowTracker, **upstream):
+        """LightGBM predictor fitted on every proxy evaluated so far (LightGBM text + CV Spearman)."""
+        from climb_dagster.core.search.predictor import fit_predictor
+        from climb_dagster.core.search.strategies import round_seed
+
+        record = upstream["experiment"]
+        strategy = record.config.strategy_config()
+        evals = [upstream[f"round_{j}_proxy_evaluations"] for j in range(1, k + 1)]
+        bad = unexplained_scores(evals)
+        if bad:
+            yield dg.AssetCheckResult(
+                check_name="evaluations_scores_finite", passed=False, metadata={"rows": ", ".join(bad)}
+            )
+            raise dg.Failure(f"round {k}: evaluations with a non-finite score not marked failed: {bad}")
+        hm, hs, spent = bootstrap.history(evals)
+        if hs.size < 2:
+            raise dg.Failure(
+                f"round {k} of {record.name}: only {hs.size} successful proxies; cannot fit a predictor"
+            )
+        timer = Timer()
+        # The same predictor config and seed as the search's own round (run_search), so both agree.
+        fitted = fit_predictor(
+            hm,
+            hs,
+            record.direction,
+            round_seed(record.seed, k),
+            strategy.predictor,
+            cv_folds=cv_folds(hs.size),
+        )
+        texts, sidecar = fitted.to_strings()
+        summary, in_sample = predictor_summary(fitted, hm, hs, spent, record.direction)
+        scatter = predicted_vs_actual_png(in_sample, hs, f"{record.name} round {k}: in-sample fit")
+        this_round = evals[-1]
+        tracking = {}
+        if this_round.height > 0:
+            bars = weights_bar_png(bootstrap.table_mixtures(this_round), f"round {k} weights")
+            plots = {f"round_{k}_weights.png": bars, f"round_{k}_predicted_vs_actual.png": scatter}
+            tracking = try_track(
+                context.log.warning,
+                f"MLflow round {k}",
+                lambda: track_round(tracker, record, k, this_round, summary, texts[0], plots),
+            )
+        model = ModelText(tuple(texts), {"sidecar": sidecar, **summary})
+        yield dg.Output(
+            model,
+            metadata={
+                **{key: v for key, v in summary.items() if v is not None},
+                "fit_seconds": timer.rounded(3),
+                "predicted_vs_actual": dg.MetadataValue.md(png_markdown(scatter, "predicted vs actual")),
+                **tracking,
+            },
+        )
+        yield dg.AssetCheckResult(check_name="evaluations_scores_finite", passed=True)
+
+    return predictor
