@@ -43,6 +43,14 @@ class ExperimentSpec(dg.Config):
     proxy_steps: int = 48
     proxy_lr: float = 3e-3
     proxy_threads: int = 1
+    proxy_device: str = "cpu"
+    proxy_precision: str = "auto"
+    proxy_compile: str = "auto"
+    proxy_activation_checkpointing: bool = False
+    # Proxies per mapped step, trained as one batched model; 0: automatic (1 on CPU, by memory on CUDA).
+    proxy_pack_size: int = 0
+    # Continue pre-training from this Hugging Face checkpoint (local path or s3://) instead of a fresh init.
+    proxy_base_model: str | None = None
 
     def build(self, name: str, vocab_size: int) -> ExperimentConfig:
         model = ProxyModelConfig(
@@ -59,6 +67,11 @@ class ExperimentSpec(dg.Config):
             lr=self.proxy_lr,
             warmup_steps=min(5, self.proxy_steps),
             num_threads=self.proxy_threads,
+            device=self.proxy_device,
+            precision=self.proxy_precision,
+            compile=self.proxy_compile,
+            activation_checkpointing=self.proxy_activation_checkpointing,
+            pack_size=self.proxy_pack_size,
         )
         return ExperimentConfig(
             name=name,
@@ -74,7 +87,7 @@ class ExperimentSpec(dg.Config):
             ),
             strategy=self.strategy,
             rounds=tuple(self.rounds),
-            proxy=ProxyConfig(model=model, train=train),
+            proxy=ProxyConfig(model=model, train=train, base_model=self.proxy_base_model),
             seed=self.seed,
             n_candidates=self.n_candidates,
             top_n_factor=self.top_n_factor,

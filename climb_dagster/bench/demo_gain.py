@@ -58,7 +58,14 @@ def run(args: argparse.Namespace) -> dict:
     if args.doremi:
         from climb_dagster.core.proxy.doremi import doremi_mixture
 
-        found, _ = doremi_mixture(store, mixtures["natural"], record.proxy, record.seed, root / "proxy_runs")
+        found, _ = doremi_mixture(
+            store,
+            mixtures["natural"],
+            record.proxy,
+            record.seed,
+            root / "proxy_runs",
+            storage_options=options,
+        )
         mixtures["doremi"] = np.asarray(found.weights)
     scores: dict[str, list[float]] = {name: [] for name in mixtures}
     for i in range(args.seeds):

@@ -115,18 +115,36 @@ def open_token_store(path: str, storage_options: dict[str, Any] | None = None):
     return TokenStore.open(storage.local_dir_copy(storage.make_path(path, storage_options)))
 
 
-def target_evaluator(
-    spec: dict[str, Any], tokenizer: Any, num_threads: int, storage_options: dict[str, Any] | None = None
-) -> Callable[[Any], float]:
-    """`evaluate(model) -> score` with the evaluation files fetched to local disk once."""
-    from climb_dagster.core.proxy.targets import LM_EVAL, TargetSpec, evaluate_target
-
-    local = {k: v for k, v in spec.items() if k != "fingerprint"}
+def _local_target(spec: dict[str, Any], storage_options: dict[str, Any] | None) -> Any:
+    """The TargetSpec of `spec` with its evaluation files (an lm-eval task folder: the whole folder)
+    fetched to local disk once."""
+    from climb_dagster.core.proxy.targets import LM_EVAL, TargetSpec
 
     def fetch(e: dict[str, Any]) -> str:
         path = storage.make_path(e["path"], storage_options)
         return str(storage.local_dir_copy(path) if e["kind"] == LM_EVAL else storage.local_copy(path))
 
+    local = {k: v for k, v in spec.items() if k != "fingerprint"}
     local["evaluators"] = [{**e, "path": fetch(e)} for e in spec["evaluators"]]
-    target = TargetSpec.from_dict(local)
+    return TargetSpec.from_dict(local)
+
+
+def target_evaluator(
+    spec: dict[str, Any], tokenizer: Any, num_threads: int, storage_options: dict[str, Any] | None = None
+) -> Callable[[Any], float]:
+    """`evaluate(model) -> score` with the evaluation files fetched to local disk once."""
+    from climb_dagster.core.proxy.targets import evaluate_target
+
+    target = _local_target(spec, storage_options)
     return lambda model: evaluate_target(model, target, tokenizer, num_threads)
+
+
+def target_pack_evaluator(
+    spec: dict[str, Any], tokenizer: Any, num_threads: int, storage_options: dict[str, Any] | None = None
+) -> Callable[[list[Any]], list[float]]:
+    """`evaluate_many(models) -> scores`: the models of a pack scored as one batched model on their device;
+    a model with a non-finite component gets NaN (its run is then marked failed)."""
+    from climb_dagster.core.proxy.pack import evaluate_pack
+
+    target = _local_target(spec, storage_options)
+    return lambda models: evaluate_pack(models, target, tokenizer, num_threads)

@@ -58,6 +58,7 @@ def setup(tmp_path_factory) -> dict:
         "model": model,
         "tokenizer": store.load_tokenizer(),
         "ckpt": tmp / "ckpt",
+        "other_model": train_proxy(store, [0.1, 0.2, 0.7], cfg, seed=1).model,
     }
 
 
@@ -101,6 +102,36 @@ def test_lm_eval_component_is_weighted_with_the_loss(setup: dict, tmp_path: Path
     values = evaluate_components(str(setup["ckpt"]), TargetSpec.from_dict(spec))
     loss, acc = values["loss:heldout_windows.npy"], values["lm_eval:tiny_mc:acc"]
     assert 0.0 <= acc <= 1.0 and score == pytest.approx(loss - 2.0 * acc, abs=1e-6)
+
+
+def test_proxy_pack_runs_the_lm_eval_component_per_member(setup: dict, tmp_path: Path) -> None:
+    """A pack (issue 10) scores an lm-eval component model by model: the same values as separate runs."""
+    import json
+
+    from upath import UPath
+
+    from climb_dagster.core.experiment import TargetConfig
+    from climb_dagster.core.proxy.pack import evaluate_pack_components
+    from climb_dagster.core.proxy.targets import TargetSpec, evaluate_components
+    from climb_dagster.core.target_eval import prepare_target
+
+    docs = tmp_path / "target.jsonl"
+    docs.write_text("".join(json.dumps({"text": t}) + "\n" for t in pc.texts()[-40:]))
+    target = TargetConfig(
+        kind="combined",
+        documents_path=str(docs),
+        lm_eval_path=str(setup["tasks"]),
+        lm_eval_tasks=("tiny_mc",),
+        max_eval_windows=8,
+    )
+    spec = TargetSpec.from_dict(prepare_target(target, pc.tokenizer_dir(), 32, UPath(tmp_path / "prepared")))
+    models = [setup["model"], setup["other_model"]]
+    packed = evaluate_pack_components(models, spec, setup["tokenizer"])
+    separate = [evaluate_components(m, spec, setup["tokenizer"]) for m in models]
+    name = "lm_eval:tiny_mc:acc"
+    assert [v[name] for v in packed] == [v[name] for v in separate]
+    for got, want in zip(packed, separate, strict=True):
+        assert got["loss:heldout_windows.npy"] == pytest.approx(want["loss:heldout_windows.npy"], rel=1e-4)
 
 
 def test_lm_eval_errors_name_the_task_and_metric(setup: dict) -> None:

@@ -24,7 +24,9 @@ def _doremi_proposal(
     from climb_dagster.core.target_eval import open_token_store
 
     store = open_token_store(tokens.path, storage.options())
-    return doremi_round(store, prior, record.proxy, record.seed, storage.root() / "proxy_runs")
+    return doremi_round(
+        store, prior, record.proxy, record.seed, storage.root() / "proxy_runs", storage.options()
+    )
 
 
 def mixtures_asset(k: int) -> dg.AssetsDefinition:

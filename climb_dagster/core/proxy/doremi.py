@@ -53,7 +53,7 @@ def doremi_key(
     return "doremi-" + content_hash(
         {
             "prior": [round(float(p), 12) for p in prior],
-            "proxy": proxy.to_dict(),
+            "proxy": proxy.run_dict(),  # pack_size does not change a run
             "dro": dro.to_dict(),
             "seed": int(seed),
             "store": store_key,
@@ -86,12 +86,17 @@ def train_doremi(
     config: ProxyConfig,
     seed: int,
     dro: DoReMiConfig | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> DoReMiResult:
-    """Run DoReMi on the token store: reference proxy on `prior`, then the DRO proxy; return its weights."""
+    """Run DoReMi on the token store: reference proxy on `prior`, then the DRO proxy; return its weights.
+
+    Both proxies start where every proxy of the experiment starts: a fresh model, or `config.base_model`
+    (continued pre-training; a remote one is fetched with `storage_options`).
+    """
     import torch
 
-    from climb_dagster.core.proxy.model import build_model, torch_threads
-    from climb_dagster.core.proxy.train import lr_at, make_optimizer, train_proxy
+    from climb_dagster.core.proxy.model import torch_threads
+    from climb_dagster.core.proxy.train import initial_model, lr_at, make_optimizer, train_proxy
 
     dro = dro or DoReMiConfig()
     p = validate_mixture(prior, store.n_clusters, what="prior")
@@ -103,7 +108,7 @@ def train_doremi(
             f"DoReMi needs >= 2 super-clusters with at least {span} tokens; {store.path} has {domains.size}"
         )
     timer = Timer()
-    reference = train_proxy(store, p, config, seed)
+    reference = train_proxy(store, p, config, seed, storage_options=storage_options)
     if not reference.ok:
         raise ClimbInputError(f"DoReMi reference proxy failed: {reference.reason}")
     ref_model = reference.model
@@ -125,7 +130,8 @@ def train_doremi(
             ref_loss = torch.cat(
                 [_window_losses(ref_model, data[i : i + EVAL_CHUNK]) for i in range(0, n_windows, EVAL_CHUNK)]
             )
-        model = build_model(mcfg, seed + 1, eod_id=store.eod_id).to(device).train()
+        model = initial_model(config, seed + 1, store.eod_id, config.base_model, storage_options)
+        model.to(device).train()
         opt = make_optimizer(model, tcfg)
         labels = torch.from_numpy(local).to(device)
         d = domains.size
@@ -182,6 +188,7 @@ def doremi_mixture(
     seed: int,
     cache_dir: Any,
     dro: DoReMiConfig | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> tuple[DoReMiResult, bool]:
     """`train_doremi`, cached as JSON under `cache_dir/<doremi key>/result.json`; returns (result, cached)."""
     import json
@@ -193,16 +200,21 @@ def doremi_mixture(
     path = cache_dir / key / "result.json"
     if path.exists():
         return DoReMiResult.from_dict(json.loads(path.read_text())), True
-    result = train_doremi(store, prior, config, seed, dro)
+    result = train_doremi(store, prior, config, seed, dro, storage_options)
     storage.atomic_write_text(path, json.dumps(result.to_dict(), indent=1, allow_nan=False))
     return result, False
 
 
 def doremi_round(
-    store: TokenStore, prior: np.ndarray, config: ProxyConfig, seed: int, cache_dir: Any
+    store: TokenStore,
+    prior: np.ndarray,
+    config: ProxyConfig,
+    seed: int,
+    cache_dir: Any,
+    storage_options: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """A DoReMi experiment's one round: [its averaged weights, the prior] and metadata on how they came."""
-    result, cached = doremi_mixture(store, prior, config, seed, cache_dir)
+    result, cached = doremi_mixture(store, prior, config, seed, cache_dir, storage_options=storage_options)
     answer = np.asarray(result.weights, dtype=np.float64)
     info = {
         "doremi_cached": cached,

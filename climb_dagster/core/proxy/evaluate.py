@@ -149,10 +149,11 @@ def eval_loss(model: Any, windows: np.ndarray, batch_size: int = 32) -> float:
         )
     was_training = model.training
     model.eval()
+    device = model.lm_head.weight.device
     total, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, windows.shape[0], batch_size):
-            batch = torch.from_numpy(windows[start : start + batch_size].astype(np.int64))
+            batch = torch.from_numpy(windows[start : start + batch_size].astype(np.int64)).to(device)
             hidden = model.model(input_ids=batch[:, :-1], use_cache=False).last_hidden_state
             targets = batch[:, 1:].reshape(-1)
             loss = linear_cross_entropy(hidden.reshape(targets.shape[0], -1), model.lm_head.weight, targets)
@@ -205,10 +206,10 @@ def load_multiple_choice(path: str | os.PathLike[str]) -> list[MultipleChoiceIte
     return items
 
 
-def choice_logprobs(
-    model: Any, tokenizer: Any, item: MultipleChoiceItem, block_size: int
-) -> list[tuple[float, int]]:
-    """(sum of log-probs, n tokens) of each choice as a continuation of the context.
+def choice_batch(
+    tokenizer: Any, item: MultipleChoiceItem, block_size: int
+) -> tuple[Any, list[tuple[int, int]]]:
+    """Token ids (n_choices, width) of context + each choice, right-padded, and each choice's span.
 
     Context and choice are encoded separately (the choice carries its own leading space) and the
     context is cut from the left so that context + choice fit in `block_size + 1` tokens.
@@ -229,21 +230,52 @@ def choice_logprobs(
         seqs.append(seq)
         spans.append((len(seq) - len(cont), len(seq)))
     width = max(len(s) for s in seqs)
-    pad = tokenizer.pad_token_id
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
     for i, s in enumerate(seqs):
         ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-    with torch.no_grad():
-        # Right padding under a causal mask never influences the real positions: no attention mask needed.
-        logits = model(input_ids=ids[:, :-1], use_cache=False).logits.float()
-        logp = torch.log_softmax(logits, dim=-1)
+    return ids, spans
+
+
+def span_logprobs(logits: Any, ids: Any, spans: list[tuple[int, int]]) -> list[tuple[float, int]]:
+    """(sum of log-probs, n tokens) of each span, from the logits of ids[:, :-1]."""
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=-1)
     out = []
     for i, (a, b) in enumerate(spans):
-        targets = ids[i, a:b]
+        targets = ids[i, a:b].to(logp.device)
         # Position t predicts token t+1.
         lp = logp[i, a - 1 : b - 1].gather(1, targets[:, None]).sum()
         out.append((float(lp), b - a))
     return out
+
+
+def choice_logprobs(
+    model: Any, tokenizer: Any, item: MultipleChoiceItem, block_size: int
+) -> list[tuple[float, int]]:
+    """(sum of log-probs, n tokens) of each choice as a continuation of the context (see choice_batch)."""
+    import torch
+
+    ids, spans = choice_batch(tokenizer, item, block_size)
+    with torch.no_grad():
+        # Right padding under a causal mask never influences the real positions: no attention mask needed.
+        inputs = ids[:, :-1].to(model.lm_head.weight.device)
+        logits = model(input_ids=inputs, use_cache=False).logits
+    return span_logprobs(logits, ids, spans)
+
+
+def choice_accuracy(
+    items: Sequence[MultipleChoiceItem], logprobs: Sequence[list[tuple[float, int]]], normalize: str
+) -> float:
+    """Fraction of items whose gold choice has the highest normalised log-likelihood (ties: first)."""
+    correct = 0
+    for item, lps in zip(items, logprobs, strict=True):
+        scores = []
+        for choice, (lp, n_tok) in zip(item.choices, lps, strict=True):
+            denom = {"none": 1.0, "char": float(len(choice)), "token": float(n_tok)}[normalize]
+            scores.append(lp / denom)
+        correct += int(int(np.argmax(scores)) == item.gold)
+    return correct / len(items)
 
 
 def eval_multiple_choice(
@@ -261,17 +293,9 @@ def eval_multiple_choice(
     block = int(getattr(model.config, "max_position_embeddings", 128))
     was_training = model.training
     model.eval()
-    correct = 0
-    for item in items:
-        scores = []
-        for choice, (lp, n_tok) in zip(
-            item.choices, choice_logprobs(model, tokenizer, item, block), strict=True
-        ):
-            denom = {"none": 1.0, "char": float(len(choice)), "token": float(n_tok)}[normalize]
-            scores.append(lp / denom)
-        correct += int(int(np.argmax(scores)) == item.gold)
+    logprobs = [choice_logprobs(model, tokenizer, item, block) for item in items]
     model.train(was_training)
-    return correct / len(items)
+    return choice_accuracy(items, logprobs, normalize)
 
 
 def build_multiple_choice(
