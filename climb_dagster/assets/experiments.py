@@ -4,7 +4,7 @@
 
 import dagster as dg
 
-from climb_dagster.core.experiment import ExperimentConfig, TargetConfig
+from climb_dagster.core.experiment import DEFAULT_MAX_BUDGET, ExperimentConfig, TargetConfig
 from climb_dagster.core.keys import validate_key
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
 from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
@@ -51,6 +51,8 @@ class ExperimentSpec(dg.Config):
     proxy_pack_size: int = 0
     # Continue pre-training from this Hugging Face checkpoint (local path or s3://) instead of a fresh init.
     proxy_base_model: str | None = None
+    # Most proxies (sum of rounds) this experiment may train; a typo like [100000] is refused up front.
+    max_budget: int = DEFAULT_MAX_BUDGET
 
     def build(self, name: str, vocab_size: int) -> ExperimentConfig:
         model = ProxyModelConfig(
@@ -111,6 +113,8 @@ def experiment(
         raise dg.Failure(
             f"experiment {name!r} asks for {record.n_rounds} rounds; this code location defines {MAX_ROUNDS}"
         )
+    # Bounds before anything is written or trained: the budget against the corpus and max_budget.
+    record.check_bounds(cluster_tokens.n_clusters, config.max_budget)
     check_target(record.target, storage.options())
     store = open_token_store(cluster_tokens.path, storage.options())
     target_spec = prepare_target(

@@ -62,14 +62,26 @@ class ProxyCache:
     result.json is written last, so its presence means the run (and its model files) is complete.
     """
 
-    def __init__(self, root: UPath) -> None:
+    def __init__(self, root: UPath, warn: Any = None) -> None:
         self.root = root
+        self.warn = warn or (lambda message: None)
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The cached record, or None. A result.json that cannot be read back as a record (a corrupted
+        copy, a hand edit) is a cache miss, reported with its path: the run is retrained and its record
+        replaced atomically, instead of failing every rerun."""
         path = self.root / key / RESULT_FILE
         if not path.exists():
             return None
-        return json.loads(path.read_text())
+        try:
+            record = json.loads(path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self.warn(f"proxy cache entry {path} is corrupt ({exc}); retraining this proxy and replacing it")
+            return None
+        if not isinstance(record, dict) or not {schema.STATUS, schema.SCORE} <= record.keys():
+            self.warn(f"proxy cache entry {path} is not a proxy result record; retraining this proxy")
+            return None
+        return record
 
     def model_path(self, key: str) -> UPath:
         return self.root / key / "model"

@@ -17,22 +17,50 @@ from climb_dagster.core.experiment import TargetConfig
 
 
 def _source(path: str, storage_options: dict[str, Any] | None) -> UPath:
-    p = storage.make_path(path, storage_options)
+    p = storage.make_path(path, storage_options, what="target evaluation set")
     if not p.exists():
         raise ClimbInputError(f"target evaluation set not found: {path}")
+    if p.is_dir():
+        raise ClimbInputError(f"target evaluation set {path} is a directory; give the path of one file")
     if p.is_file() and p.stat().st_size == 0:
         raise ClimbInputError(f"target evaluation set is empty: {path}")
     return p
 
 
 def check_target(target: TargetConfig, storage_options: dict[str, Any] | None = None) -> None:
-    """Fail early, naming the path, when an evaluation set is missing or empty."""
+    """Fail early, naming the path, when an evaluation set is missing, empty, a folder or (multiple
+    choice) malformed."""
     if target.documents_path:
         _source(target.documents_path, storage_options)
     if target.mc_path:
-        _source(target.mc_path, storage_options)
+        _mc_items(target.mc_path, storage_options)
     if target.lm_eval_path:
-        _source(target.lm_eval_path, storage_options)
+        _task_folder(target.lm_eval_path, storage_options)
+
+
+def _mc_items(path: str, storage_options: dict[str, Any] | None) -> tuple[bytes, list]:
+    from climb_dagster.core.proxy.evaluate import parse_multiple_choice
+
+    data = _source(path, storage_options).read_bytes()
+    return data, parse_multiple_choice(data, path)
+
+
+def _task_folder(path: str, storage_options: dict[str, Any] | None) -> UPath:
+    """An lm-eval target is a folder (task YAML + data), where every other evaluation set is one file."""
+    p = storage.make_path(path, storage_options, what="lm-eval task folder")
+    if not p.exists():
+        raise ClimbInputError(f"lm-eval task folder not found: {path}")
+    if not p.is_dir():
+        raise ClimbInputError(f"lm-eval task folder {path} is a file; give the folder of task YAML and data")
+    return p
+
+
+def _lm_eval_local(target: TargetConfig, storage_options: dict[str, Any] | None) -> Path:
+    """A local copy of the lm-eval task folder, checked to hold YAML for the named tasks."""
+    from climb_dagster.core.lm_eval_target import check_task_dir
+
+    src = _task_folder(str(target.lm_eval_path), storage_options)
+    return check_task_dir(storage.local_dir_copy(src), target.lm_eval_tasks)
 
 
 def prepare_target(
@@ -46,11 +74,14 @@ def prepare_target(
     TargetSpec (as a dict) whose evaluator paths point there."""
     import hashlib
 
-    from climb_dagster.core.proxy.evaluate import build_eval_windows, load_multiple_choice
+    from climb_dagster.core.proxy.evaluate import build_eval_windows
     from climb_dagster.core.proxy.targets import LOSS, MULTIPLE_CHOICE, EvaluatorSpec, TargetSpec
 
     evaluators = []
     digest = hashlib.sha256()
+    # Every input is validated before anything is written under `out`.
+    mc_data = _mc_items(target.mc_path, storage_options)[0] if target.mc_path else None
+    lm_eval_dir = _lm_eval_local(target, storage_options) if target.lm_eval_tasks else None
     if target.documents_path:
         src = _source(target.documents_path, storage_options)
         docs, _ = read_drop(src, "target", CorpusConfig(id_column=None))
@@ -66,34 +97,23 @@ def prepare_target(
             digest.update(windows)
             storage.atomic_write_bytes(out / "heldout_windows.npy", windows)
         evaluators.append(EvaluatorSpec(LOSS, str(out / "heldout_windows.npy"), weight=target.loss_weight))
-    if target.mc_path:
-        src = _source(target.mc_path, storage_options)
-        data = src.read_bytes()
-        with tempfile.TemporaryDirectory() as tmp:
-            check = Path(tmp) / "mc.jsonl"
-            check.write_bytes(data)
-            items = load_multiple_choice(check)  # validates: names the file and line on bad rows
-        if not items:
-            raise ClimbInputError(f"target evaluation set is empty: {target.mc_path}")
-        digest.update(data)
-        storage.atomic_write_bytes(out / "multiple_choice.jsonl", data)
+    if mc_data is not None:
+        digest.update(mc_data)
+        storage.atomic_write_bytes(out / "multiple_choice.jsonl", mc_data)
         evaluators.append(
             EvaluatorSpec(MULTIPLE_CHOICE, str(out / "multiple_choice.jsonl"), weight=target.accuracy_weight)
         )
-    if target.lm_eval_tasks and target.lm_eval_path:
-        evaluators.append(_prepare_lm_eval(target, out, digest, storage_options))
+    if lm_eval_dir is not None:
+        evaluators.append(_prepare_lm_eval(target, lm_eval_dir, out, digest))
     spec = TargetSpec(tuple(evaluators), target.direction, name=target.kind)
     # The content of the evaluation files keys the proxy cache: new target data never reuses old scores.
     return spec.to_dict() | {"fingerprint": digest.hexdigest()[:16]}
 
 
-def _prepare_lm_eval(target: TargetConfig, out: UPath, digest: Any, storage_options: dict[str, Any] | None):
-    """Copy the lm-eval task folder (YAML + data) next to the assets; its bytes join the fingerprint."""
-    from climb_dagster.core.lm_eval_target import check_task_dir
+def _prepare_lm_eval(target: TargetConfig, local: Path, out: UPath, digest: Any):
+    """Copy the (checked, local) lm-eval task folder next to the assets; its bytes join the fingerprint."""
     from climb_dagster.core.proxy.targets import LM_EVAL, EvaluatorSpec
 
-    src = _source(str(target.lm_eval_path), storage_options)
-    local = check_task_dir(storage.local_dir_copy(src), target.lm_eval_tasks)
     for f in sorted(p for p in local.rglob("*") if p.is_file()):
         digest.update(str(f.relative_to(local)).encode())
         digest.update(f.read_bytes())

@@ -149,3 +149,35 @@ def test_lm_eval_errors_name_the_task_and_metric(setup: dict) -> None:
         kind="lm_eval", lm_eval_path="x", lm_eval_tasks=("t",), lm_eval_metric="word_perplexity"
     )
     assert ppl.direction == "minimize"
+
+
+def test_lm_eval_target_is_a_checked_folder_validated_before_writing(tmp_path: Path) -> None:
+    """The lm-eval task folder is the one evaluation set that is a folder (issue 15 refuses folders for
+    the others); a file, or a folder without the tasks' YAML, fails before anything is written."""
+    import json
+
+    from upath import UPath
+
+    from climb_dagster.core.experiment import TargetConfig
+    from climb_dagster.core.target_eval import check_target, prepare_target
+
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "tiny_mc.yaml").write_text(TASK_YAML)
+    docs = tmp_path / "target.jsonl"
+    docs.write_text("".join(json.dumps({"text": t}) + "\n" for t in pc.texts()[-10:]))
+
+    def config(path: Path) -> TargetConfig:
+        return TargetConfig(
+            kind="combined", documents_path=str(docs), lm_eval_path=str(path), lm_eval_tasks=("tiny_mc",)
+        )
+
+    check_target(config(tasks))
+    with pytest.raises(ClimbInputError, match="lm-eval task folder .*tiny_mc.yaml is a file"):
+        check_target(config(tasks / "tiny_mc.yaml"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "prepared"
+    with pytest.raises(ClimbInputError, match="holds no task .yaml files"):
+        prepare_target(config(empty), pc.tokenizer_dir(), 32, UPath(out))
+    assert not out.exists(), "nothing is written before every input is valid"

@@ -61,7 +61,7 @@ def _train_op(k: int) -> dg.OpDefinition:
 
         proxy = record.proxy
         store = open_token_store(tokens.path, storage.options())
-        cache = bootstrap.ProxyCache(storage.root() / "proxy_runs")
+        cache = bootstrap.ProxyCache(storage.root() / "proxy_runs", warn=context.log.warning)
         name = job[schema.MIXTURE_ID] if PACK not in job else f"pack of {len(job[PACK])}"
         args = (record.target_spec, store.load_tokenizer(), proxy.train.num_threads, storage.options())
 

@@ -178,31 +178,45 @@ def load_multiple_choice(path: str | os.PathLike[str]) -> list[MultipleChoiceIte
     p = Path(path)
     if not p.is_file():
         raise ClimbInputError(f"multiple-choice file not found: {p}")
+    return parse_multiple_choice(p.read_bytes(), str(p))
+
+
+def parse_multiple_choice(data: bytes, source: str) -> list[MultipleChoiceItem]:
+    """Validate and parse multiple-choice JSONL bytes; every error names `source` (the user's file) and line."""
     items = []
-    with open(p, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ClimbInputError(f"{p}:{lineno}: not valid JSON: {exc}") from exc
-            context, choices, gold = row.get("context"), row.get("choices"), row.get("gold")
-            if not isinstance(context, str):
-                raise ClimbInputError(f"{p}:{lineno}: 'context' must be a string, got {context!r}")
-            if (
-                not isinstance(choices, list)
-                or len(choices) < 2
-                or not all(isinstance(c, str) and c for c in choices)
-            ):
-                raise ClimbInputError(
-                    f"{p}:{lineno}: 'choices' must be >= 2 non-empty strings, got {choices!r}"
-                )
-            if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < len(choices):
-                raise ClimbInputError(f"{p}:{lineno}: 'gold' must be an index into choices, got {gold!r}")
-            items.append(MultipleChoiceItem(context, tuple(choices), gold))
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        if lineno == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ClimbInputError(f"{source}:{lineno}: invalid UTF-8 at byte {exc.start}") from exc
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ClimbInputError(f"{source}:{lineno}: not valid JSON: {exc}") from exc
+        if not isinstance(row, dict):
+            raise ClimbInputError(f"{source}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        context, choices, gold = row.get("context"), row.get("choices"), row.get("gold")
+        if not isinstance(context, str):
+            raise ClimbInputError(f"{source}:{lineno}: 'context' must be a string, got {context!r}")
+        if (
+            not isinstance(choices, list)
+            or len(choices) < 2
+            or not all(isinstance(c, str) and c for c in choices)
+        ):
+            raise ClimbInputError(
+                f"{source}:{lineno}: 'choices' must be >= 2 non-empty strings, got {choices!r}"
+            )
+        if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < len(choices):
+            raise ClimbInputError(
+                f"{source}:{lineno}: 'gold' must be an index into the {len(choices)} choices, got {gold!r}"
+            )
+        items.append(MultipleChoiceItem(context, tuple(choices), gold))
     if not items:
-        raise ClimbInputError(f"multiple-choice file is empty: {p}")
+        raise ClimbInputError(f"multiple-choice file is empty: {source}")
     return items
 
 
