@@ -5,7 +5,9 @@ import dagster as dg
 
 from climb_dagster_tests.paths import REPO_ROOT
 
-ROUNDS = [f"round_{k}_{a}" for k in (1, 2, 3) for a in ("mixtures", "proxy_evaluations", "predictor")]
+# Round assets exist up to round 6 (the paper's 6:1 ablation); an experiment uses its first n_rounds.
+ROUND_KS = range(1, 7)
+ROUNDS = [f"round_{k}_{a}" for k in ROUND_KS for a in ("mixtures", "proxy_evaluations", "predictor")]
 GROUPS = {
     "ingest": ["raw_documents"],
     "clustering": [
@@ -21,7 +23,7 @@ GROUPS = {
     ],
     "proxy_data": ["cluster_tokens", "proxy_tokenizer"],
     "experiments": ["experiment"],
-    **{f"round_{k}": [a for a in ROUNDS if a.startswith(f"round_{k}_")] for k in (1, 2, 3)},
+    **{f"round_{k}": [a for a in ROUNDS if a.startswith(f"round_{k}_")] for k in ROUND_KS},
     "final": ["final_mixture", "mixture_export"],
 }
 JOBS = {
@@ -42,8 +44,8 @@ CHECKS = {
     ("pruned_clusters", "enough_documents_kept"),
     ("super_cluster_stats", "no_empty_super_cluster"),
     ("mixture_export", "mixture_meets_shares"),
-    *((f"round_{k}_mixtures", name) for k in (1, 2, 3) for name in ("weights_valid", "budget_respected")),
-    *((f"round_{k}_predictor", "evaluations_scores_finite") for k in (1, 2, 3)),
+    *((f"round_{k}_mixtures", name) for k in ROUND_KS for name in ("weights_valid", "budget_respected")),
+    *((f"round_{k}_predictor", "evaluations_scores_finite") for k in ROUND_KS),
 }
 
 
@@ -80,6 +82,14 @@ def test_definitions_load(climb_home):
         "round_2_proxy_evaluations",
         "round_2_predictor",
     }
+    # The final mixture reads every round's evaluations and the last round's predictor.
+    parents = {p.to_user_string() for p in graph.get(dg.AssetKey("final_mixture")).parent_keys}
+    assert parents == {
+        "experiment",
+        "cluster_tokens",
+        "round_6_predictor",
+        *(f"round_{k}_proxy_evaluations" for k in ROUND_KS),
+    }
 
 
 def test_dagster_cli_validates(climb_home):
@@ -97,7 +107,7 @@ def test_definitions_import_is_light(climb_home):
     # Heavy libraries are imported lazily, so the code server starts fast.
     code = (
         "import sys, climb_dagster.definitions; "
-        "heavy = [m for m in ('torch', 'faiss', 'transformers', 'lightgbm', 'sentence_transformers') if m in sys.modules]; "
+        "heavy = [m for m in ('torch', 'faiss', 'transformers', 'lightgbm', 'sentence_transformers', 'lm_eval', 'fasttext') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     out = subprocess.run(

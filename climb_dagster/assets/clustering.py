@@ -19,10 +19,16 @@ from climb_dagster.core.artifacts import TensorBundle
 from climb_dagster.core.configs import core_config
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.kmeans import KMeansConfig, assign_clusters, fit_centroids
-from climb_dagster.core.plots import centroid_map_png, png_markdown, supercluster_sizes_png
+from climb_dagster.core.plots import (
+    centroid_map_png,
+    png_markdown,
+    quality_histogram_png,
+    supercluster_sizes_png,
+)
 from climb_dagster.core.quality import (
     KEPT,
     N_DOCS,
+    PAPER_THRESHOLD,
     QUALITY_MEAN,
     PruneConfig,
     RaterSpec,
@@ -40,8 +46,10 @@ from climb_dagster.core.superclusters import (
     combine_profiles,
     drop_profile,
     merge_clusters,
+    merge_counts,
     supercluster_stats,
 )
+from climb_dagster.core.tables import markdown_table
 from climb_dagster.core.timing import Timer
 from climb_dagster.k8s import EMBEDDING_OP_TAGS
 from climb_dagster.partitions import crawl_drops
@@ -259,17 +267,23 @@ def assignments_complete(
 
 
 class QualityConfig(dg.Config):
-    """Raters by registered name ("heuristic", "fasttext") or import path "module:Factory".
+    """Raters: a raters file (YAML/JSON list of dimension, model path or URI, weight; see
+    climb_dagster.core.quality.config), or by registered name ("heuristic", "fasttext") / "module:Factory".
 
     rater_options: name -> keyword options, e.g. {"fasttext": {"model_path": "/models/quality.bin"}};
-    rater_weights: name -> weight when several raters are averaged.
+    rater_weights: name -> weight when several raters are averaged. Default: the heuristic rater alone.
     """
 
+    raters_file: str | None = None
     raters: list[str] = ["heuristic"]
     rater_options: dict[str, dict[str, Any]] = {}
     rater_weights: dict[str, float] = {}
 
-    def build(self) -> list[RaterSpec]:
+    def build(self, storage_options: dict[str, Any] | None = None) -> list[RaterSpec]:
+        if self.raters_file:
+            from climb_dagster.core.quality.config import load_raters
+
+            return [entry.spec(storage_options) for entry in load_raters(self.raters_file)]
         unknown = (set(self.rater_options) | set(self.rater_weights)) - set(self.raters)
         if unknown:
             raise ClimbInputError(
@@ -285,7 +299,8 @@ def document_quality(
     context: dg.AssetExecutionContext, config: QualityConfig, raw_documents: pl.DataFrame
 ) -> dg.Output[pl.DataFrame]:
     """Quality score 1-5 per document of the drop from the configured raters (id, quality)."""
-    rater = build_rater(config.build())
+    specs = config.build()
+    rater = build_rater(specs)
     timer = Timer()
     scores = rate_documents(rater, raw_documents)
     seconds = timer.seconds
@@ -295,7 +310,7 @@ def document_quality(
         table,
         metadata={
             "dagster/row_count": table.height,
-            "raters": ", ".join(config.raters),
+            "raters": ", ".join(f"{s.label or s.name} (x{s.weight:g})" for s in specs),
             "mean_quality": float(scores.mean()) if len(scores) else 0.0,
             "p10_p50_p90": dg.MetadataValue.json([round(float(x), 3) for x in q]),
             "below_3": int((scores < 3.0).sum()),
@@ -347,15 +362,25 @@ def _profiles(cluster_profiles: dict) -> Any:
 
 @dg.asset(group_name=GROUP, kinds={"polars"}, ins={"cluster_profiles": dg.AssetIn(metadata=LAZY_IN)})
 def cluster_quality(cluster_profiles: dict, cluster_centroids: TensorBundle) -> dg.Output[pl.DataFrame]:
-    """Documents, words and mean quality of every cluster over all drops."""
+    """Documents, words and mean quality of every cluster over all drops (table lowest first, histogram vs 3.0)."""
     timer = Timer()
     centroids, _ = _bundle_centroids(cluster_centroids)
     table = cluster_quality_from_profile(combine_profiles(_profiles(cluster_profiles)), len(centroids))
     used = table.filter(pl.col(N_DOCS) > 0)
+    means = used.get_column(QUALITY_MEAN).to_numpy()
+    sizes = used.get_column(N_DOCS).to_numpy()
+    hist = quality_histogram_png(means, sizes, PAPER_THRESHOLD)
+    per_cluster = used.sort(QUALITY_MEAN).with_columns(
+        (pl.col(QUALITY_MEAN) >= PAPER_THRESHOLD).alias(f"at_least_{PAPER_THRESHOLD:g}")
+    )
     return dg.Output(
         table,
         metadata={
             "dagster/row_count": table.height,
+            f"clusters_below_{PAPER_THRESHOLD:g}": int((means < PAPER_THRESHOLD).sum()),
+            f"docs_below_{PAPER_THRESHOLD:g}": int(sizes[means < PAPER_THRESHOLD].sum()),
+            "per_cluster": dg.MetadataValue.md(markdown_table(per_cluster, max_rows=60, decimals=3)),
+            "quality_histogram": dg.MetadataValue.md(png_markdown(hist, "cluster quality histogram")),
             "drops": len(cluster_profiles),
             "documents": int(table.get_column(N_DOCS).sum()),
             "empty_clusters": table.height - used.height,
@@ -391,11 +416,15 @@ def pruned_clusters(config: PruneClustersConfig, cluster_quality: pl.DataFrame) 
 
 
 class SuperClustersConfig(dg.Config):
-    """Exactly one of n_superclusters and distance_threshold; linkage ward|average|complete|single."""
+    """Distance-threshold merge (the paper's) by default; n_superclusters instead = a fixed-count cut.
 
-    n_superclusters: int | None = 20
+    distance_threshold None = DEFAULT_DISTANCE_THRESHOLD, in the k-means metric's units (cosine: 1 - cos);
+    linkage average|complete|single|ward (ward: Ward's height, meant for fixed-count cuts).
+    """
+
+    n_superclusters: int | None = None
     distance_threshold: float | None = None
-    linkage: str = "ward"
+    linkage: str = "average"
     top_terms: int = 10
     example_titles: int = 3
 
@@ -447,12 +476,9 @@ def super_clusters(
 ) -> tuple[dg.Output[pl.DataFrame], dg.Output[pl.DataFrame]]:
     """Merge the kept clusters by centroid distance (agglomerative) and describe each super-cluster."""
     timer = Timer()
-    centroids, _ = _bundle_centroids(cluster_centroids)
-    mapping = merge_clusters(
-        centroids,
-        pruned_clusters,
-        core_config(MergeConfig, config, exclude=("top_terms", "example_titles")),
-    )
+    centroids, metric = _bundle_centroids(cluster_centroids)
+    merge = core_config(MergeConfig, config, exclude=("top_terms", "example_titles"), metric=metric)
+    mapping = merge_clusters(centroids, pruned_clusters, merge)
     merge_s = timer.seconds
     profile = combine_profiles(_profiles(cluster_profiles))
     stats = supercluster_stats(mapping, profile, config.top_terms, config.example_titles)
@@ -467,6 +493,7 @@ def super_clusters(
     sizes_png = supercluster_sizes_png(stats.get_column(N_DOCS).to_list())
     map_png = centroid_map_png(centroids, groups, sizes)
     n_super = stats.height
+    counts = merge_counts(len(centroids), pruned_clusters, n_super)
     return (
         dg.Output(
             mapping,
@@ -475,6 +502,8 @@ def super_clusters(
                 "dagster/row_count": mapping.height,
                 "n_superclusters": n_super,
                 "clusters_merged": mapping.height,
+                "merge": merge.describe(),
+                **counts,
                 "merge_seconds": round(merge_s, 3),
                 "centroid_map": dg.MetadataValue.md(png_markdown(map_png, "centroid map")),
             },

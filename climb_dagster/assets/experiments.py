@@ -13,7 +13,9 @@ from climb_dagster.resources.experiment_tracking import experiment_run, try_trac
 from climb_dagster.resources.storage import ClimbStorage
 from climb_dagster.resources.tracking import MlflowTracker
 
-MAX_ROUNDS = 3
+# Round assets are defined up to here; an experiment uses its first n_rounds, the rest stay empty.
+# The paper's ablations go to 4 rounds (2:2:1:1) and 6:1; 6 leaves room for longer schedules.
+MAX_ROUNDS = 6
 
 
 class ExperimentSpec(dg.Config):
@@ -22,6 +24,12 @@ class ExperimentSpec(dg.Config):
     target_kind: str = "documents_loss"
     target_documents_path: str | None = None
     target_mc_path: str | None = None
+    # lm-evaluation-harness: a local folder of task YAML + data files, the tasks and the metric to report.
+    target_lm_eval_path: str | None = None
+    target_lm_eval_tasks: list[str] = []
+    target_lm_eval_metric: str = "acc"
+    target_lm_eval_weight: float = 1.0
+    target_lm_eval_limit: int | None = None
     strategy: str = "climb"
     rounds: list[int] = [6, 3, 2]
     seed: int = 0
@@ -70,7 +78,14 @@ class ExperimentSpec(dg.Config):
         return ExperimentConfig(
             name=name,
             target=TargetConfig(
-                kind=self.target_kind, documents_path=self.target_documents_path, mc_path=self.target_mc_path
+                kind=self.target_kind,
+                documents_path=self.target_documents_path,
+                mc_path=self.target_mc_path,
+                lm_eval_path=self.target_lm_eval_path,
+                lm_eval_tasks=tuple(self.target_lm_eval_tasks),
+                lm_eval_metric=self.target_lm_eval_metric,
+                lm_eval_weight=self.target_lm_eval_weight,
+                lm_eval_limit=self.target_lm_eval_limit,
             ),
             strategy=self.strategy,
             rounds=tuple(self.rounds),

@@ -63,7 +63,7 @@ def final_mixture(
         predicted_natural_score=float(predicted[1]),
         predicted_uniform_score=float(predicted[2]),
         best_observed_score=float(hs[best_i]),
-        proxies_trained=int(spent),
+        proxies_trained=int(spent) + exp.extra_proxies,
         proxies_successful=int(hs.size),
         config_hash=record.config_hash,
     )

@@ -1,6 +1,8 @@
 """Does the found mixture help on documents the search never saw? Train fresh proxies (new seeds) on the
 found, the natural (token-share) and the uniform mixture of a finished experiment, and on the mixtures random
 search and RegMix find at the experiment's own proxy budget, and score each on the test split.
+`--doremi` adds DoReMi's mixture (reference + DRO proxy with the experiment's proxy config and seed; 2 extra
+proxy trainings, cached).
 
 Run `make demo` first (or any experiment); this reads its stored assets under the deployment's storage. The
 demo writes its target's test split beside the validation split the experiment searched
@@ -11,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from climb_dagster.core.timing import Timer
 
 SEED_OFFSET = 10_000  # never one of the search's own seeds
 BASELINES = ("random", "regmix")
@@ -31,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--baselines", default=",".join(BASELINES), help="searches run at the experiment's budget ('' = none)"
     )
+    parser.add_argument("--doremi", action="store_true", help="also score DoReMi's mixture (baseline)")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -74,7 +78,7 @@ def demo_gain(root: Any, options: dict | None, args: argparse.Namespace) -> dict
     threads = proxy.train.num_threads
     evaluate_val = target_evaluator(record.target_spec, store.load_tokenizer(), threads, options)
     direction = record.direction
-    start = time.perf_counter()
+    timer = Timer()
     with tempfile.TemporaryDirectory(prefix="climb-demo-gain-") as tmp:
         frame, _ = read_drop(make_path(test_docs, options), "test", CorpusConfig(id_column=None))
         windows = build_eval_windows(
@@ -106,6 +110,18 @@ def demo_gain(root: Any, options: dict | None, args: argparse.Namespace) -> dict
                 cfg, searches.evaluator(PROXY_SEED + record.seed), prior=mixtures["natural"], seed=record.seed
             )
             mixtures[name] = found.final_mixture
+        if args.doremi:
+            from climb_dagster.core.proxy.doremi import doremi_mixture
+
+            doremi, _ = doremi_mixture(
+                store,
+                mixtures["natural"],
+                record.proxy,
+                record.seed,
+                root / "proxy_runs",
+                storage_options=options,
+            )
+            mixtures["doremi"] = np.asarray(doremi.weights)
         scores: dict[str, list[float]] = {name: [] for name in mixtures}
         val: dict[str, list[float]] = {name: [] for name in mixtures}
         for i in range(args.seeds):
@@ -133,6 +149,6 @@ def demo_gain(root: Any, options: dict | None, args: argparse.Namespace) -> dict
         "budget": record.config.budget,
         "baseline_proxies_trained": searches.trained,
         "proxy_tokens": proxy.token_budget,
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": timer.rounded(1),
         "weights": {name: [round(float(w), 4) for w in m] for name, m in mixtures.items()},
     }

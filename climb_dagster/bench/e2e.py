@@ -52,7 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ratios", default="4,2,1", help="climb's per-round budget split")
     parser.add_argument("--candidates", type=int, default=20_000, help="Dirichlet draws ranked per round")
     parser.add_argument("--k", type=int, default=None, help="K_init (default: default_n_clusters(docs))")
-    parser.add_argument("--superclusters", type=int, default=10)
+    parser.add_argument(
+        "--superclusters",
+        type=int,
+        default=None,
+        help="fixed-count cut (default: MergeConfig's threshold merge)",
+    )
     parser.add_argument("--proxy", choices=["default", "tiny"], default="default")
     parser.add_argument(
         "--steps", type=int, default=None, help="proxy training steps (default: the config's)"
@@ -111,7 +116,7 @@ def build_lab(args: argparse.Namespace, work: Path) -> tuple[Lab, Any]:
         emb,
         KMeansConfig(n_clusters=args.k, seed=args.seed),
         PruneConfig(),
-        MergeConfig(n_superclusters=args.superclusters),
+        MergeConfig() if args.superclusters is None else MergeConfig(n_superclusters=args.superclusters),
     )
     kept = train.filter(pl.Series(stage.kept)).with_columns(
         pl.Series(schema.SUPER_CLUSTER, stage.super_cluster[stage.kept])

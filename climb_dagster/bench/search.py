@@ -48,7 +48,7 @@ from climb_dagster.core.search import (
     run_search,
     spearman,
 )
-from climb_dagster.core.search.strategies import FINAL_PICKS, INITIAL_DESIGNS, STRATEGIES, StrategyConfig
+from climb_dagster.core.search.strategies import FINAL_PICKS, INITIAL_DESIGNS, PROPOSING, StrategyConfig
 
 # --tune KEY -> (the climb option it sets, its type); ratios are written 4:2:1 inside a grid.
 TUNABLE: dict[str, tuple[str, Any]] = {
@@ -249,8 +249,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.budget is not None:
         names = [s.strip() for s in args.strategies.split(",") if s.strip()]
         for n in names:
-            if n not in STRATEGIES:
-                raise ClimbInputError(f"unknown strategy {n!r}; choose from {STRATEGIES}")
+            if n not in PROPOSING:
+                raise ClimbInputError(f"strategy {n!r} cannot run on a fixed pool; choose from {PROPOSING}")
         if args.regmix_climb_predictor:
             names.append(REGMIX_CLIMB_PREDICTOR)
         if args.budget > pool.size:

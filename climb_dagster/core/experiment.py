@@ -11,9 +11,10 @@ from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.hashing import content_hash
 from climb_dagster.core.keys import validate_key
 from climb_dagster.core.proxy.config import ProxyConfig
+from climb_dagster.core.search.doremi import DOREMI_EVALUATED, DOREMI_PROXIES
 from climb_dagster.core.search.strategies import STRATEGIES, StrategyConfig, budget_split, default_strategy
 
-TARGET_KINDS = ("documents_loss", "mc_accuracy", "combined")
+TARGET_KINDS = ("documents_loss", "mc_accuracy", "lm_eval", "combined")
 # Seeds feed numpy (non-negative, < 2**32) and torch; training uses `seed + 1` for its window stream.
 MAX_SEED = 2**31 - 2
 # Default ceiling on proxies per experiment (the paper's largest search, 64:32:16, trains 112).
@@ -29,7 +30,11 @@ class TargetConfig:
 
     documents_loss: mean next-token loss on held-out target documents (Parquet/JSONL with a text column),
     minimised. mc_accuracy: multiple-choice accuracy from an lm-evaluation-harness style JSONL (context,
-    choices, gold), maximised. combined: `loss_weight * loss - accuracy_weight * accuracy`, minimised.
+    choices, gold), maximised. lm_eval: `lm_eval_metric` averaged over `lm_eval_tasks` run by
+    lm-evaluation-harness from the local task folder `lm_eval_path` (YAML + data), maximised (minimised
+    for perplexity-like metrics). combined: held-out loss with multiple choice and/or lm-eval,
+    `loss_weight * loss - accuracy_weight * accuracy - lm_eval_weight * metric`, minimised.
+    Every component that is configured is part of the score, whatever the kind.
     """
 
     kind: str = "documents_loss"
@@ -38,23 +43,42 @@ class TargetConfig:
     loss_weight: float = 1.0
     accuracy_weight: float = 1.0
     max_eval_windows: int = 64
+    lm_eval_path: str | None = None
+    lm_eval_tasks: tuple[str, ...] = ()
+    lm_eval_metric: str = "acc"
+    lm_eval_weight: float = 1.0
+    lm_eval_limit: int | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lm_eval_tasks", tuple(self.lm_eval_tasks))
         if self.kind not in TARGET_KINDS:
             raise ClimbInputError(f"unknown target kind {self.kind!r}; expected one of {TARGET_KINDS}")
         if self.kind in ("documents_loss", "combined") and not self.documents_path:
             raise ClimbInputError(
                 f"target kind {self.kind!r} needs documents_path (held-out target documents)"
             )
-        if self.kind in ("mc_accuracy", "combined") and not self.mc_path:
+        if self.kind == "mc_accuracy" and not self.mc_path:
             raise ClimbInputError(
                 f"target kind {self.kind!r} needs mc_path (a JSONL of context/choices/gold)"
+            )
+        if self.kind == "combined" and not (self.mc_path or self.lm_eval_tasks):
+            raise ClimbInputError(
+                "target kind 'combined' needs mc_path (a JSONL of context/choices/gold) or lm_eval_tasks"
+            )
+        if (self.kind == "lm_eval" or self.lm_eval_tasks) and not (self.lm_eval_path and self.lm_eval_tasks):
+            raise ClimbInputError(
+                f"lm-eval target needs lm_eval_path (task folder) and lm_eval_tasks; got "
+                f"lm_eval_path={self.lm_eval_path!r}, lm_eval_tasks={list(self.lm_eval_tasks)}"
             )
         if self.max_eval_windows < 1:
             raise ClimbInputError(f"max_eval_windows must be >= 1, got {self.max_eval_windows}")
 
     @property
     def direction(self) -> Direction:
+        if self.kind == "lm_eval":
+            from climb_dagster.core.lm_eval_target import metric_direction
+
+            return metric_direction(self.lm_eval_metric)
         return Direction.MAXIMIZE if self.kind == "mc_accuracy" else Direction.MINIMIZE
 
 
@@ -79,7 +103,11 @@ class ExperimentConfig:
             raise ClimbInputError(
                 f"rounds must be positive integers (proxies per round), got {self.rounds!r}"
             )
-        if self.strategy != "climb" and len(self.rounds) != 1:
+        if self.strategy == "doremi":
+            # DoReMi's weights come from its own two proxies; its one round evaluates that answer and,
+            # as the baseline beside it (and a second row for the predictor), the natural mixture.
+            object.__setattr__(self, "rounds", (DOREMI_EVALUATED,))
+        elif self.strategy != "climb" and len(self.rounds) != 1:
             # regmix and random are one-shot: one round spends the whole budget.
             object.__setattr__(self, "rounds", (sum(self.rounds),))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
@@ -91,14 +119,16 @@ class ExperimentConfig:
     def check_bounds(self, n_super_clusters: int, max_budget: int = DEFAULT_MAX_BUDGET) -> None:
         """Refuse a budget the corpus or the deployment cannot justify, before anything is trained.
 
-        The budget (sum of `rounds`) must be at most `max_budget` and at most
-        MAX_PROXIES_PER_SUPER_CLUSTER x the number of super-clusters; each round picks from
-        `n_candidates` sampled mixtures, so no round may ask for more.
+        The budget (sum of `rounds`, plus the proxies the strategy trains itself: DoReMi's reference and
+        DRO proxies) must be at most `max_budget` and at most MAX_PROXIES_PER_SUPER_CLUSTER x the number
+        of super-clusters; each round picks from `n_candidates` sampled mixtures, so no round may ask for
+        more. The round count itself is bounded by the code location (MAX_ROUNDS, assets/experiments.py).
         """
         if n_super_clusters < 1:
             raise ClimbInputError(f"the token store has no super-clusters ({n_super_clusters})")
         corpus_cap = MAX_PROXIES_PER_SUPER_CLUSTER * n_super_clusters
-        where = f"rounds {list(self.rounds)} (budget {self.budget} proxies)"
+        extra = f" + {self.extra_proxies} {self.strategy} proxies" if self.extra_proxies else ""
+        where = f"rounds {list(self.rounds)}{extra} (budget {self.budget} proxies)"
         if self.budget > max_budget:
             raise ClimbInputError(
                 f"{where} exceeds max_budget={max_budget}; lower rounds or raise max_budget"
@@ -115,14 +145,19 @@ class ExperimentConfig:
 
     @property
     def budget(self) -> int:
-        return sum(self.rounds)
+        """Proxy trainings the experiment spends: its rounds plus any the strategy trains itself."""
+        return sum(self.rounds) + self.extra_proxies
+
+    @property
+    def extra_proxies(self) -> int:
+        return DOREMI_PROXIES if self.strategy == "doremi" else 0
 
     @property
     def n_rounds(self) -> int:
         return len(self.rounds)
 
     def strategy_config(self) -> StrategyConfig:
-        base = default_strategy(self.strategy, self.budget, self.target.direction)
+        base = default_strategy(self.strategy, sum(self.rounds), self.target.direction)
         kwargs: dict[str, Any] = {"n_candidates": self.n_candidates, "top_n_factor": self.top_n_factor}
         if self.strategy == "climb":
             kwargs["ratios"] = tuple(float(r) for r in self.rounds)
@@ -137,7 +172,8 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "target": asdict(self.target),
+            # As JSON gives it back (a list), so a stored record equals its to_dict().
+            "target": asdict(self.target) | {"lm_eval_tasks": list(self.target.lm_eval_tasks)},
             "strategy": self.strategy,
             "rounds": list(self.rounds),
             "proxy": self.proxy.to_dict(),

@@ -42,8 +42,8 @@ class KMeansConfig:
         niter: Lloyd iterations.
         seed: seeds both the sample and FAISS's initialisation.
         max_points_per_centroid: sample cap per centroid (FAISS's own default is 256).
-        metric: "cosine" (spherical k-means on L2-normalised rows; distance = 1 - cos) or "l2"
-            (Euclidean distance).
+        metric: "cosine" (spherical k-means on L2-normalised rows; distance = 1 - cos, the default) or
+            "euclidean" (plain k-means, Euclidean distance; "l2" is the same).
         chunk_rows: rows per assignment chunk.
         device: "auto" (GPU when faiss sees one), "cpu" or "cuda".
     """
@@ -63,8 +63,10 @@ class KMeansConfig:
             raise ClimbInputError(f"niter={self.niter!r}: must be >= 1")
         if self.max_points_per_centroid < 1:
             raise ClimbInputError(f"max_points_per_centroid={self.max_points_per_centroid!r}: must be >= 1")
+        if self.metric == "euclidean":
+            object.__setattr__(self, "metric", "l2")
         if self.metric not in METRICS:
-            raise ClimbInputError(f"metric={self.metric!r}: expected one of {METRICS}")
+            raise ClimbInputError(f"metric={self.metric!r}: expected cosine or euclidean (l2)")
         if self.chunk_rows < 1:
             raise ClimbInputError(f"chunk_rows={self.chunk_rows!r}: must be >= 1")
         if self.device not in ("auto", "cpu", "cuda"):

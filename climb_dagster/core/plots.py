@@ -119,3 +119,22 @@ def predicted_vs_actual_png(predicted: np.ndarray, actual: np.ndarray, title: st
     ax.set_ylabel("predicted score")
     ax.set_title(title, fontsize=9)
     return _png(fig)
+
+
+def quality_histogram_png(quality_mean: np.ndarray, n_docs: np.ndarray, threshold: float) -> bytes:
+    """Histogram of cluster mean quality (1-5), weighted by documents, with the pruning threshold marked."""
+    q = np.asarray(quality_mean, dtype=np.float64)
+    w = np.asarray(n_docs, dtype=np.float64)
+    if q.shape != w.shape:
+        raise ClimbInputError(f"{q.shape[0]} quality means but {w.shape[0]} document counts")
+    fig = _figure(5.0, 3.0)
+    ax = fig.add_subplot()
+    bins = np.linspace(1.0, 5.0, 33)
+    ax.hist(q[q < threshold], bins=bins, weights=w[q < threshold], color="#c44e52", label="pruned")
+    ax.hist(q[q >= threshold], bins=bins, weights=w[q >= threshold], color="#4c72b0", label="kept")
+    ax.axvline(threshold, color="black", linestyle="--", linewidth=1)
+    ax.set_xlabel("cluster mean quality (1-5)")
+    ax.set_ylabel("documents")
+    ax.set_title(f"Cluster quality vs threshold {threshold:g}")
+    ax.legend(fontsize=7)
+    return _png(fig)

@@ -34,6 +34,8 @@ def check_target(target: TargetConfig, storage_options: dict[str, Any] | None = 
         _source(target.documents_path, storage_options)
     if target.mc_path:
         _mc_items(target.mc_path, storage_options)
+    if target.lm_eval_path:
+        _task_folder(target.lm_eval_path, storage_options)
 
 
 def _mc_items(path: str, storage_options: dict[str, Any] | None) -> tuple[bytes, list]:
@@ -41,6 +43,24 @@ def _mc_items(path: str, storage_options: dict[str, Any] | None) -> tuple[bytes,
 
     data = _source(path, storage_options).read_bytes()
     return data, parse_multiple_choice(data, path)
+
+
+def _task_folder(path: str, storage_options: dict[str, Any] | None) -> UPath:
+    """An lm-eval target is a folder (task YAML + data), where every other evaluation set is one file."""
+    p = storage.make_path(path, storage_options, what="lm-eval task folder")
+    if not p.exists():
+        raise ClimbInputError(f"lm-eval task folder not found: {path}")
+    if not p.is_dir():
+        raise ClimbInputError(f"lm-eval task folder {path} is a file; give the folder of task YAML and data")
+    return p
+
+
+def _lm_eval_local(target: TargetConfig, storage_options: dict[str, Any] | None) -> Path:
+    """A local copy of the lm-eval task folder, checked to hold YAML for the named tasks."""
+    from climb_dagster.core.lm_eval_target import check_task_dir
+
+    src = _task_folder(str(target.lm_eval_path), storage_options)
+    return check_task_dir(storage.local_dir_copy(src), target.lm_eval_tasks)
 
 
 def prepare_target(
@@ -61,6 +81,7 @@ def prepare_target(
     digest = hashlib.sha256()
     # Every input is validated before anything is written under `out`.
     mc_data = _mc_items(target.mc_path, storage_options)[0] if target.mc_path else None
+    lm_eval_dir = _lm_eval_local(target, storage_options) if target.lm_eval_tasks else None
     if target.documents_path:
         src = _source(target.documents_path, storage_options)
         docs, _ = read_drop(src, "target", CorpusConfig(id_column=None))
@@ -82,9 +103,30 @@ def prepare_target(
         evaluators.append(
             EvaluatorSpec(MULTIPLE_CHOICE, str(out / "multiple_choice.jsonl"), weight=target.accuracy_weight)
         )
+    if lm_eval_dir is not None:
+        evaluators.append(_prepare_lm_eval(target, lm_eval_dir, out, digest))
     spec = TargetSpec(tuple(evaluators), target.direction, name=target.kind)
     # The content of the evaluation files keys the proxy cache: new target data never reuses old scores.
     return spec.to_dict() | {"fingerprint": digest.hexdigest()[:16]}
+
+
+def _prepare_lm_eval(target: TargetConfig, local: Path, out: UPath, digest: Any):
+    """Copy the (checked, local) lm-eval task folder next to the assets; its bytes join the fingerprint."""
+    from climb_dagster.core.proxy.targets import LM_EVAL, EvaluatorSpec
+
+    for f in sorted(p for p in local.rglob("*") if p.is_file()):
+        digest.update(str(f.relative_to(local)).encode())
+        digest.update(f.read_bytes())
+    dest = out / "lm_eval_tasks"
+    storage.upload_dir(local, dest)
+    return EvaluatorSpec(
+        LM_EVAL,
+        str(dest),
+        weight=target.lm_eval_weight,
+        tasks=target.lm_eval_tasks,
+        metric=target.lm_eval_metric,
+        limit=target.lm_eval_limit,
+    )
 
 
 def open_token_store(path: str, storage_options: dict[str, Any] | None = None):
@@ -94,14 +136,16 @@ def open_token_store(path: str, storage_options: dict[str, Any] | None = None):
 
 
 def _local_target(spec: dict[str, Any], storage_options: dict[str, Any] | None) -> Any:
-    """The TargetSpec of `spec` with its evaluation files fetched to local disk once."""
-    from climb_dagster.core.proxy.targets import TargetSpec
+    """The TargetSpec of `spec` with its evaluation files (an lm-eval task folder: the whole folder)
+    fetched to local disk once."""
+    from climb_dagster.core.proxy.targets import LM_EVAL, TargetSpec
+
+    def fetch(e: dict[str, Any]) -> str:
+        path = storage.make_path(e["path"], storage_options)
+        return str(storage.local_dir_copy(path) if e["kind"] == LM_EVAL else storage.local_copy(path))
 
     local = {k: v for k, v in spec.items() if k != "fingerprint"}
-    local["evaluators"] = [
-        {**e, "path": str(storage.local_copy(storage.make_path(e["path"], storage_options)))}
-        for e in spec["evaluators"]
-    ]
+    local["evaluators"] = [{**e, "path": fetch(e)} for e in spec["evaluators"]]
     return TargetSpec.from_dict(local)
 
 

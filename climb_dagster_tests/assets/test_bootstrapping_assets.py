@@ -8,7 +8,8 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from climb_dagster.core import storage
+from climb_dagster.core import schema, storage
+from climb_dagster.core.bootstrap import table_mixtures
 from climb_dagster.core.records import FinalMixture
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster_tests.assets.bootstrap_fixture import (
@@ -194,3 +195,45 @@ def test_demo_gain_scores_on_the_test_split_beside_random_and_regmix(pipeline):
     assert {"found_beats_random", "found_beats_regmix", "found_beats_natural"} <= set(out)
     # The test score is not the validation score: another set of documents.
     assert out["test"]["found"] != out["val"]["found"]
+
+
+def test_four_rounds_2_2_1_1_end_to_end(pipeline):
+    """The paper's 2:2:1:1 ablation: four active rounds, the remaining round assets empty, one MLflow tree."""
+    from mlflow.tracking import MlflowClient
+
+    from climb_dagster.assets.experiments import MAX_ROUNDS
+
+    assert MAX_ROUNDS >= 6
+    spec = {**pipeline["spec"], "rounds": [2, 2, 1, 1]}
+    result = run_experiment(pipeline["instance"], "tiny-4r", spec)
+    assert result.success
+    root = pipeline["root"]
+    sizes = [read_value(root / f"round_{k}_mixtures" / "tiny-4r").height for k in range(1, MAX_ROUNDS + 1)]
+    assert sizes == [2, 2, 1, 1] + [0] * (MAX_ROUNDS - 4)
+    assert [_meta(result, f"round_{k}_mixtures")["active"] for k in (4, 5)] == [True, False]
+    final = read_value(root / "final_mixture" / "tiny-4r")
+    assert final.proxies_trained == 6 and final.proxies_successful == 6
+    evals = [read_value(root / f"round_{k}_proxy_evaluations" / "tiny-4r") for k in range(1, 5)]
+    assert final.best_observed_score == min(float(e[schema.SCORE].min()) for e in evals)
+    client = MlflowClient(tracking_uri=f"sqlite:///{pipeline['home'] / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("climb")
+    runs = client.search_runs([exp.experiment_id], "tags.`climb.experiment` = 'tiny-4r'", max_results=100)
+    rounds = sorted(r.data.tags["climb.round"] for r in runs if r.data.tags["climb.kind"] == "round")
+    assert rounds == ["1", "2", "3", "4"]
+
+
+def test_doremi_experiment_answers_with_its_averaged_weights(pipeline):
+    spec = {**pipeline["spec"], "strategy": "doremi"}
+    result = run_experiment(pipeline["instance"], "tiny-doremi", spec)
+    assert result.success
+    root = pipeline["root"]
+    meta = _meta(result, "round_1_mixtures")
+    assert meta["doremi_proxies"] == 2 and meta["doremi_cached"] is False
+    mixtures = read_value(root / "round_1_mixtures" / "tiny-doremi")
+    assert mixtures.height == 2
+    final = read_value(root / "final_mixture" / "tiny-doremi")
+    assert isinstance(final, FinalMixture)
+    assert final.strategy == "doremi" and final.proxies_trained == 4
+    # The answer is DoReMi's averaged weights, not the natural baseline evaluated beside it.
+    assert not np.allclose(final.weights, final.natural)
+    assert np.allclose(final.weights, table_mixtures(mixtures)[0], atol=1e-9)

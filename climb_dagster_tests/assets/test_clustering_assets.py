@@ -210,7 +210,14 @@ def test_full_stage_new_drop_and_recluster(setup: dict) -> None:
     assert stats_meta["documents"].value == 30
     assert len(stats_meta["super_clusters"].value.records) == stats_meta["dagster/row_count"].value <= 2
     assert "data:image/png;base64," in stats_meta["sizes_plot"].value
-    assert "data:image/png;base64," in _meta(r, "super_clusters")["centroid_map"].value
+    merge_meta = _meta(r, "super_clusters")
+    assert "data:image/png;base64," in merge_meta["centroid_map"].value
+    kept = merge_meta["clusters_kept"].value
+    assert merge_meta["cluster_funnel"].value == f"3 -> {kept} -> {merge_meta['n_superclusters'].value}"
+    assert "cut at 2 super-clusters" in merge_meta["merge"].value
+    quality_meta = _meta(r, "cluster_quality")
+    assert "data:image/png;base64," in quality_meta["quality_histogram"].value
+    assert "at_least_3" in quality_meta["per_cluster"].value
     mapping = pl.read_parquet(setup["store"] / "super_clusters.parquet")
     assert mapping.columns == ["cluster", "super_cluster"]
     stats = pl.read_parquet(setup["store"] / "super_cluster_stats.parquet")
@@ -255,3 +262,22 @@ def test_rater_config_errors_are_clear(setup: dict) -> None:
                 "ops": {"document_quality": {"config": {"rater_options": {"fasttext": {"model_path": "x"}}}}}
             },
         )
+
+
+def test_document_quality_reads_a_raters_file(setup: dict, tmp_path) -> None:
+    setup["instance"].add_dynamic_partitions(crawl_drops.name, ["drop-0001"])
+    raters = tmp_path / "raters.json"
+    raters.write_text(
+        '[{"dimension": "gopher", "kind": "heuristic", "weight": 1},'
+        ' {"dimension": "strict", "kind": "heuristic", "weight": 3, "options": {"weights": {"words_in_range": 5}}}]'
+    )
+    result = dg.materialize(
+        ALL_ASSETS,
+        selection=["raw_documents", "document_quality"],
+        partition_key="drop-0001",
+        instance=setup["instance"],
+        resources=setup["resources"],
+        run_config={"ops": {"document_quality": {"config": {"raters_file": str(raters)}}}},
+    )
+    assert result.success
+    assert _meta(result, "document_quality")["raters"].value == "gopher (x1), strict (x3)"

@@ -275,7 +275,7 @@ def test_bad_mixture_weights_refused(tiny_corpus: dict, monkeypatch: pytest.Monk
     [
         ("unknown-target", {"target_kind": "perplexity"}, ["unknown target kind 'perplexity'"]),
         ("zero-round", {"rounds": [2, 0, 1]}, ["rounds must be positive integers", "(2, 0, 1)"]),
-        ("four-rounds", {"rounds": [1, 1, 1, 1]}, ["asks for 4 rounds", "defines 3"]),
+        ("seven-rounds", {"rounds": [1] * 7}, ["asks for 7 rounds", "defines 6"]),
         ("bad-strategy", {"strategy": "grid"}, ["unknown strategy 'grid'"]),
     ],
 )

@@ -53,3 +53,16 @@ def test_bounds_in_core_name_the_field():
         config.check_bounds(n_super_clusters=4, max_budget=10)
     with pytest.raises(ClimbInputError, match="seed must be an integer"):
         ExperimentConfig("x", TargetConfig(documents_path="t.parquet"), seed=MAX_SEED + 1)
+
+
+def test_bounds_count_doremis_own_proxies_and_allow_six_rounds():
+    """DoReMi's reference and DRO proxies (issue 14) count against max_budget; 6 rounds pass the bounds."""
+    target = TargetConfig(documents_path="t.parquet")
+    doremi = ExperimentConfig("d", target, strategy="doremi")
+    assert doremi.rounds == (2,) and doremi.budget == 4
+    doremi.check_bounds(n_super_clusters=4, max_budget=4)
+    with pytest.raises(
+        ClimbInputError, match=r"rounds \[2\] \+ 2 doremi proxies \(budget 4 proxies\) exceeds max_budget=3"
+    ):
+        doremi.check_bounds(n_super_clusters=4, max_budget=3)
+    ExperimentConfig("six", target, rounds=(2, 2, 1, 1, 1, 1)).check_bounds(n_super_clusters=4)

@@ -9,12 +9,14 @@ import pytest
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.plots import centroid_map_png, pca_2d, png_markdown, supercluster_sizes_png
 from climb_dagster.core.superclusters import (
+    DEFAULT_DISTANCE_THRESHOLD,
     MergeConfig,
     c_tf_idf,
     cluster_quality_from_profile,
     combine_profiles,
     drop_profile,
     merge_clusters,
+    merge_counts,
     supercluster_stats,
 )
 
@@ -57,8 +59,40 @@ def test_merge_by_distance_threshold() -> None:
     )  # 9 docs: second after the 15 of group a
 
 
+def _unit(angles_deg: list[float]) -> np.ndarray:
+    a = np.radians(angles_deg)
+    return np.stack([np.cos(a), np.sin(a)], axis=1).astype(np.float32)
+
+
+def test_threshold_merge_groups_by_cosine_distance() -> None:
+    # Three fans of unit centroids: within a fan <= 10 degrees apart (1 - cos <= 0.015), fans >= 60
+    # degrees apart (1 - cos >= 0.5). A 0.1 threshold recovers the fans; 0.7 joins the two nearest.
+    centroids = _unit([0, 5, 10, 70, 75, 150, 155, 160])
+    table = pl.DataFrame({"cluster": np.arange(8, dtype=np.int32), "n_docs": [3, 3, 3, 1, 1, 2, 2, 2]})
+    m = merge_clusters(centroids, table, MergeConfig(distance_threshold=0.1))
+    assert m["super_cluster"].to_list() == [0, 0, 0, 2, 2, 1, 1, 1]
+    coarse = merge_clusters(centroids, table, MergeConfig(distance_threshold=0.7))
+    assert coarse["super_cluster"].n_unique() == 2
+    assert coarse["super_cluster"].to_list()[:5] == [0] * 5  # the 0-10 and 70-75 fans (mean 1 - cos 0.62)
+    # Euclidean units: the same fans scaled by 10 (distances between fans >= 10).
+    euclid = merge_clusters(centroids * 10, table, MergeConfig(distance_threshold=2.0, metric="l2"))
+    assert euclid["super_cluster"].to_list() == [0, 0, 0, 2, 2, 1, 1, 1]
+
+
+def test_default_merge_is_the_threshold_cut_and_counts_are_reported() -> None:
+    cfg = MergeConfig()
+    assert cfg.n_superclusters is None and cfg.distance_threshold == DEFAULT_DISTANCE_THRESHOLD > 0
+    assert "distance <" in cfg.describe()
+    assert MergeConfig(n_superclusters=4).distance_threshold is None
+    pruned = pl.DataFrame({"cluster": [0, 1, 2], "n_docs": [1, 1, 1], "kept": [True, False, True]})
+    counts = merge_counts(250, pruned, 1)
+    assert counts["cluster_funnel"] == "250 -> 2 -> 1" and counts["clusters_kept"] == 2
+    with pytest.raises(ClimbInputError, match="metric='manhattan'"):
+        MergeConfig(metric="manhattan")
+
+
 def test_merge_config_and_input_errors() -> None:
-    with pytest.raises(ClimbInputError, match="exactly one"):
+    with pytest.raises(ClimbInputError, match="at most one"):
         MergeConfig(n_superclusters=5, distance_threshold=0.3)
     with pytest.raises(ClimbInputError, match="'median'"):
         MergeConfig(linkage="median")

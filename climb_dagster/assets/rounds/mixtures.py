@@ -8,10 +8,25 @@ import polars as pl
 
 from climb_dagster.core import bootstrap
 from climb_dagster.core.plots import png_markdown, weights_bar_png
+from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
 from climb_dagster.core.rounds import history_for_proposal, load_predictor, weights_valid
 from climb_dagster.core.tables import markdown_table
 from climb_dagster.core.timing import Timer
 from climb_dagster.partitions import experiments
+from climb_dagster.resources.storage import ClimbStorage
+
+
+def _doremi_proposal(
+    record: ExperimentRecord, tokens: TokenStoreRef, prior: np.ndarray, storage: ClimbStorage
+) -> tuple[np.ndarray, dict]:
+    """DoReMi trains its reference and DRO proxies here (cached under proxy_runs/doremi-<hash>)."""
+    from climb_dagster.core.proxy.doremi import doremi_round
+    from climb_dagster.core.target_eval import open_token_store
+
+    store = open_token_store(tokens.path, storage.options())
+    return doremi_round(
+        store, prior, record.proxy, record.seed, storage.root() / "proxy_runs", storage.options()
+    )
 
 
 def mixtures_asset(k: int) -> dg.AssetsDefinition:
@@ -32,7 +47,7 @@ def mixtures_asset(k: int) -> dg.AssetsDefinition:
             dg.AssetCheckSpec("budget_respected", asset=f"round_{k}_mixtures", blocking=True),
         ],
     )
-    def mixtures(context: dg.AssetExecutionContext, **upstream):
+    def mixtures(context: dg.AssetExecutionContext, storage: ClimbStorage, **upstream):
         """Mixtures to train proxies on in this round (round 1: Dirichlet around the token shares)."""
         from climb_dagster.core.hashing import proxy_run_key
         from climb_dagster.core.search.strategies import propose_round
@@ -48,7 +63,13 @@ def mixtures_asset(k: int) -> dg.AssetsDefinition:
         hm, hs = history_for_proposal([upstream[n] for n in prev_evals], exp.target.direction)
         predictor = load_predictor(upstream["predictor"]) if k > 1 and exp.strategy == "climb" else None
         timer = Timer()
-        proposed = propose_round(exp.strategy_config(), k - 1, hm, hs, prior, exp.seed, predictor=predictor)
+        extra: dict = {}
+        if exp.strategy == "doremi":
+            proposed, extra = _doremi_proposal(record, upstream["cluster_tokens"], prior, storage)
+        else:
+            proposed = propose_round(
+                exp.strategy_config(), k - 1, hm, hs, prior, exp.seed, predictor=predictor
+            )
         keys = [proxy_run_key(m.tolist(), record.proxy, exp.seed, record.data_key()) for m in proposed]
         table = bootstrap.mixtures_table(k, proposed, keys)
         png = weights_bar_png(proposed, f"{record.name} round {k}: weights")
@@ -57,6 +78,7 @@ def mixtures_asset(k: int) -> dg.AssetsDefinition:
             metadata={
                 "active": True,
                 "dagster/row_count": table.height,
+                **extra,
                 "seconds": timer.rounded(3),
                 "mixtures": dg.MetadataValue.md(markdown_table(table, max_rows=20, decimals=3)),
                 "weights_plot": dg.MetadataValue.md(png_markdown(png, "weights")),

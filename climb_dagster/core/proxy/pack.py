@@ -36,10 +36,7 @@ from climb_dagster.core.proxy import runtime
 from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.proxy.loss import linear_cross_entropy
 from climb_dagster.core.proxy.model import (
-    build_model,
-    check_compatible,
     count_params,
-    load_model,
     torch_threads,
 )
 from climb_dagster.core.proxy.sampler import sample_windows, validate_mixture
@@ -48,9 +45,9 @@ from climb_dagster.core.proxy.train import (
     Progress,
     ProxyResult,
     check_run_inputs,
-    checkpoint_dir,
     divergence_limit,
     first_divergence,
+    initial_model,
     lr_at,
     make_optimizer,
     save_proxy,
@@ -263,12 +260,7 @@ def train_pack(
         members = []
         for j, s in enumerate(seeds):
             source = init_from[j] if init_from is not None and init_from[j] is not None else config.base_model
-            base_dir = checkpoint_dir(source, storage_options)
-            if base_dir is None:
-                members.append(build_model(mcfg, s, eod_id=store.eod_id))
-            else:
-                members.append(load_model(base_dir))
-                check_compatible(members[-1], mcfg, str(source))
+            members.append(initial_model(config, s, store.eod_id, source, storage_options))
         pack = PackedLlama(members).to(rt.device).train()
         pack.checkpointing = tcfg.activation_checkpointing
         outcome = _pack_loop(pack, windows, config, rt, progress)
@@ -396,9 +388,11 @@ def evaluate_pack_components(
     models: Sequence[torch.nn.Module], target: Any, tokenizer: Any = None, num_threads: int = 1
 ) -> list[dict[str, float]]:
     """`evaluate_components` of every model at once: the models (same sizes, same device) are stacked
-    into one PackedLlama and each evaluation batch is one forward pass for all of them."""
+    into one PackedLlama and each evaluation batch is one forward pass for all of them. An lm-eval
+    component runs per model instead (lm-evaluation-harness drives its own batches through one HF model),
+    so a pack gets the same values as separate runs, without the pack's speed-up for that component."""
     from climb_dagster.core.proxy import evaluate as ev
-    from climb_dagster.core.proxy.targets import LOSS
+    from climb_dagster.core.proxy.targets import LM_EVAL, LOSS
 
     target.check_files()
     device = models[0].lm_head.weight.device
@@ -409,6 +403,13 @@ def evaluate_pack_components(
         for e in target.evaluators:
             if e.kind == LOSS:
                 got = _pack_eval_loss(pack, ev.load_eval_windows(e.path), e.batch_size, device)
+            elif e.kind == LM_EVAL:
+                from climb_dagster.core.lm_eval_target import run_lm_eval
+
+                got = [
+                    run_lm_eval(model, tokenizer, e.path, e.tasks, e.metric, e.limit, e.batch_size)
+                    for model in models
+                ]
             else:
                 if tokenizer is None:
                     raise ClimbInputError(f"evaluator {e.name} needs a tokenizer")

@@ -21,19 +21,28 @@ from climb_dagster.core.hashing import content_hash
 
 LOSS = "loss"
 MULTIPLE_CHOICE = "multiple_choice"
-NATURAL_DIRECTION = {LOSS: Direction.MINIMIZE, MULTIPLE_CHOICE: Direction.MAXIMIZE}
+LM_EVAL = "lm_eval"  # lm-evaluation-harness tasks; direction from the metric (core/lm_eval_target.py)
+NATURAL_DIRECTION = {
+    LOSS: Direction.MINIMIZE,
+    MULTIPLE_CHOICE: Direction.MAXIMIZE,
+    LM_EVAL: Direction.MAXIMIZE,
+}
 DIRECTIONS = tuple(d.value for d in Direction)
 
 
 @dataclass(frozen=True)
 class EvaluatorSpec:
-    """One evaluator: `kind` "loss" (path: .npy windows) or "multiple_choice" (path: JSONL)."""
+    """One evaluator: `kind` "loss" (path: .npy windows), "multiple_choice" (path: JSONL) or "lm_eval"
+    (path: a folder of lm-eval task YAML + data; `tasks` and `metric` say what to run and report)."""
 
     kind: str
     path: str
     weight: float = 1.0
     normalize: str = "char"
     batch_size: int = 32
+    tasks: tuple[str, ...] = ()
+    metric: str = "acc"
+    limit: int | None = None
 
     def __post_init__(self) -> None:
         from climb_dagster.core.proxy.evaluate import NORMALIZATIONS
@@ -55,13 +64,28 @@ class EvaluatorSpec:
             raise ClimbInputError(
                 f"EvaluatorSpec.batch_size must be a positive integer, got {self.batch_size!r}"
             )
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        if self.kind == LM_EVAL and (not self.tasks or not all(isinstance(t, str) and t for t in self.tasks)):
+            raise ClimbInputError(f"EvaluatorSpec.tasks must name lm-eval tasks, got {self.tasks!r}")
+        if self.limit is not None and (
+            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1
+        ):
+            raise ClimbInputError(
+                f"EvaluatorSpec.limit must be None or a positive integer, got {self.limit!r}"
+            )
 
     @property
-    def natural_direction(self) -> str:
+    def natural_direction(self) -> Direction:
+        if self.kind == LM_EVAL:
+            from climb_dagster.core.lm_eval_target import metric_direction
+
+            return metric_direction(self.metric)
         return NATURAL_DIRECTION[self.kind]
 
     @property
     def name(self) -> str:
+        if self.kind == LM_EVAL:
+            return f"{self.kind}:{'+'.join(self.tasks)}:{self.metric}"
         return f"{self.kind}:{Path(self.path).name}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,6 +95,12 @@ class EvaluatorSpec:
             "weight": float(self.weight),
             "normalize": self.normalize,
             "batch_size": self.batch_size,
+            # Only lm-eval components carry these, so existing targets keep their hashes (and cached runs).
+            **(
+                {"tasks": list(self.tasks), "metric": self.metric, "limit": self.limit}
+                if self.kind == LM_EVAL
+                else {}
+            ),
         }
 
 
@@ -145,6 +175,11 @@ class TargetSpec:
         """Raise ClimbInputError naming the first evaluation file that is missing or empty."""
         for e in self.evaluators:
             p = Path(e.path)
+            if e.kind == LM_EVAL:
+                from climb_dagster.core.lm_eval_target import check_task_dir
+
+                check_task_dir(p, e.tasks)
+                continue
             if not p.is_file():
                 raise ClimbInputError(f"evaluation set for {e.kind} not found: {p}")
             if p.stat().st_size == 0:
@@ -173,13 +208,17 @@ def evaluate_components(
 
         model_dir = Path(model)
         model = load_model(model_dir)
-        if tokenizer is None and any(e.kind == MULTIPLE_CHOICE for e in target.evaluators):
+        if tokenizer is None and any(e.kind in (MULTIPLE_CHOICE, LM_EVAL) for e in target.evaluators):
             tokenizer = load_tokenizer(model_dir)
     with torch_threads(num_threads):
         values: dict[str, float] = {}
         for e in target.evaluators:
             if e.kind == LOSS:
                 value = ev.eval_loss(model, ev.load_eval_windows(e.path), batch_size=e.batch_size)
+            elif e.kind == LM_EVAL:
+                from climb_dagster.core.lm_eval_target import run_lm_eval
+
+                value = run_lm_eval(model, tokenizer, e.path, e.tasks, e.metric, e.limit, e.batch_size)
             else:
                 if tokenizer is None:
                     raise ClimbInputError(

@@ -139,13 +139,7 @@ def train_proxy(
     A run whose loss becomes NaN/inf or explodes is returned with status "failed" and a reason.
     """
     from climb_dagster.core.proxy import runtime
-    from climb_dagster.core.proxy.model import (
-        build_model,
-        check_compatible,
-        count_params,
-        load_model,
-        torch_threads,
-    )
+    from climb_dagster.core.proxy.model import count_params, torch_threads
 
     mcfg, tcfg = config.model, config.train
     w = validate_mixture(mixture, store.n_clusters)
@@ -162,12 +156,8 @@ def train_proxy(
     t0 = time.perf_counter()
     with torch_threads(tcfg.num_threads):
         rt = runtime.resolve(tcfg)
-        base_dir = checkpoint_dir(init_from if init_from is not None else config.base_model, storage_options)
-        if base_dir is not None:
-            model = load_model(base_dir)
-            check_compatible(model, mcfg, str(init_from or config.base_model))
-        else:
-            model = build_model(mcfg, seed, eod_id=store.eod_id)
+        source = init_from if init_from is not None else config.base_model
+        model = initial_model(config, seed, store.eod_id, source, storage_options)
         model.to(rt.device).train()
         n_params = count_params(model)
         losses, status, reason, done = _loop(model, windows, config, rt, progress)
@@ -190,6 +180,25 @@ def check_run_inputs(store: TokenStore, config: ProxyConfig, seeds: Sequence[Any
             f"token store {store.path} has vocab_size {store.vocab_size} > "
             f"ProxyModelConfig.vocab_size {config.model.vocab_size}"
         )
+
+
+def initial_model(
+    config: ProxyConfig,
+    seed: int,
+    eod_id: int,
+    source: str | os.PathLike[str] | None,
+    storage_options: dict[str, Any] | None = None,
+) -> Any:
+    """The model a proxy starts from: the checkpoint at `source` (checked against the config), or a fresh
+    one from `seed` when `source` is None."""
+    from climb_dagster.core.proxy.model import build_model, check_compatible, load_model
+
+    base_dir = checkpoint_dir(source, storage_options)
+    if base_dir is None:
+        return build_model(config.model, seed, eod_id=eod_id)
+    model = load_model(base_dir)
+    check_compatible(model, config.model, str(source))
+    return model
 
 
 def checkpoint_dir(

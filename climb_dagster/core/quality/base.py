@@ -95,6 +95,7 @@ class RaterSpec:
     name: str
     options: Mapping[str, Any] = field(default_factory=dict)
     weight: float = 1.0
+    label: str | None = None  # what it rates (a raters file's `dimension`), for reports
 
 
 def _factory(name: str) -> RaterFactory:

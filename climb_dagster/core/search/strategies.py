@@ -1,9 +1,11 @@
-"""Search strategies (climb, regmix, random) as pure round-level functions plus a driver.
+"""Search strategies (climb, regmix, random, doremi) as pure round-level functions plus a driver.
 
 The Dagster pipeline runs one round per asset, possibly in another process, so every round is a
 pure function of (config, round index, history, prior, seed): `propose_round` -> evaluate ->
 append to history -> next round; `select_final` picks the answer. `run_search` chains them.
 Pool mode (`candidates` given) restricts every proposal and the final pick to those rows.
+DoReMi does not propose from a history: it trains two proxies itself (`core/proxy/doremi.py`) and its
+one round evaluates the answer, so it has a config here but no `propose_round`.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from climb_dagster.core.search.sampling import (
     validate_prior,
 )
 
-STRATEGIES = ("climb", "regmix", "random")
-FINAL_PICKS = ("predicted", "observed", "top_k_mean", "trusted")
+STRATEGIES = ("climb", "regmix", "random", "doremi")
+# Strategies that propose from the history (and so run in pool mode / `run_search`).
+PROPOSING = ("climb", "regmix", "random")
+FINAL_PICKS = ("predicted", "observed", "top_k_mean", "trusted", "first")
 INITIAL_DESIGNS = ("random", "maximin")
 # Fewer evaluated rows than this and climb's later rounds fall back to the round-0 design.
 MIN_FIT_ROWS = 2
@@ -79,6 +83,10 @@ class StrategyConfig:
             raise ClimbInputError(
                 f"StrategyConfig.initial_design must be one of {INITIAL_DESIGNS}, got {self.initial_design!r}"
             )
+        if self.name == "doremi" and self.final != "first":
+            raise ClimbInputError(
+                f"doremi's answer is its first evaluated mixture; final must be 'first', got {self.final!r}"
+            )
         if self.name == "random" and self.final != "observed":
             raise ClimbInputError(
                 f"random search has no predictor; final must be 'observed', got {self.final!r}"
@@ -122,6 +130,8 @@ def default_strategy(name: str, budget: int, direction: str = Direction.MINIMIZE
         )
     if name == "regmix":
         return StrategyConfig("regmix", budget, direction=direction, final="predicted")
+    if name == "doremi":
+        return StrategyConfig("doremi", budget, direction=direction, final="first")
     return StrategyConfig(name, budget, direction=direction, final="observed")
 
 
@@ -220,6 +230,11 @@ def propose_round(
     given) and take the predicted top (`exploit_fraction`) plus a random draw from the rest of
     the top-N.
     """
+    if config.name not in PROPOSING:
+        raise ClimbInputError(
+            f"strategy {config.name!r} does not propose from a history; doremi trains its own proxies "
+            "(climb_dagster.core.proxy.doremi.doremi_mixture)"
+        )
     sizes = config.round_sizes()
     if not (0 <= round_index < len(sizes)):
         raise ClimbInputError(
@@ -274,7 +289,8 @@ def select_final(
 ) -> np.ndarray:
     """The final mixture [K].
 
-    final="observed": best evaluated mixture. "predicted": the predictor's best over the candidates
+    final="first": the first evaluated mixture (a strategy whose answer is fixed before evaluation:
+    DoReMi). final="observed": best evaluated mixture. "predicted": the predictor's best over the candidates
     (pool, or a fresh sample around `prior`) and the history. "top_k_mean": mean of the predicted
     top-k (RegMix), snapped to the nearest pool row in pool mode. "trusted": the predicted best only
     when it is an evaluated mixture or predicted better than the best observed score, else the
@@ -283,6 +299,10 @@ def select_final(
     hm = np.asarray(history_mixtures, dtype=np.float64)
     k = hm.shape[1] if hm.ndim == 2 else validate_prior(prior).size
     hm, hs = _history(hm, history_scores, k)
+    if config.final == "first":
+        if hm.shape[0] == 0:
+            raise ClimbInputError("final='first' but nothing was evaluated")
+        return hm[0].copy()
     if config.final == "observed":
         return hm[_best_observed(hm, hs, config.direction)].copy()
     if predictor is None:

@@ -1,0 +1,1 @@
+"""Command line for quality raters: `python -m climb_dagster.quality train ...`."""
