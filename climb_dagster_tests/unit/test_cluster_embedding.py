@@ -297,3 +297,19 @@ def test_windows_average_pooled_vectors_by_tokens(tmp_path: Path) -> None:
     np.testing.assert_allclose(out[1], one.embed(["short text"])[0], atol=1e-5)
     np.testing.assert_allclose(one.embed([long])[0], windows[0], atol=1e-5)
     assert two.count_tokens([long, "short text"]).tolist() == [32, one.count_tokens(["short text"])[0]]
+
+
+def test_batch_sizes_default_per_device_and_follow_the_config(tiny_model: Path) -> None:
+    emb = SentenceEmbedder.load(EmbedderConfig(model_path=str(tiny_model), precision="fp32"))
+    assert (emb.token_budget, emb.max_batch_size) == (8192, 256)
+    set_ = EmbedderConfig(model_path=str(tiny_model), precision="fp32", token_budget=64, max_batch_size=3)
+    emb = SentenceEmbedder.load(set_)
+    assert (emb.token_budget, emb.max_batch_size) == (64, 3)
+    # Several chunks (tokenised ahead in the background) and small batches give the same vectors.
+    small = SentenceEmbedder.load(
+        EmbedderConfig(
+            model_path=str(tiny_model), precision="fp32", token_budget=64, max_batch_size=3, chunk_docs=2
+        )
+    ).embed(TEXTS)
+    whole = SentenceEmbedder.load(EmbedderConfig(model_path=str(tiny_model), precision="fp32")).embed(TEXTS)
+    np.testing.assert_allclose(small, whole, atol=1e-5)
