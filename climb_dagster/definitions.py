@@ -9,6 +9,7 @@ from climb_dagster.assets.ingest import raw_documents
 from climb_dagster.assets.rounds import ROUND_ASSETS
 from climb_dagster.assets.tokens import TOKEN_ASSETS
 from climb_dagster.automation.clustering import CLUSTERING_SCHEDULES, CLUSTERING_SENSORS
+from climb_dagster.automation.retention import RETENTION_SCHEDULES
 from climb_dagster.jobs import JOBS
 from climb_dagster.resources.sets import build_resources
 
@@ -25,6 +26,6 @@ defs = dg.Definitions(
     asset_checks=CLUSTERING_CHECKS,
     jobs=JOBS,
     sensors=CLUSTERING_SENSORS,
-    schedules=CLUSTERING_SCHEDULES,
+    schedules=[*CLUSTERING_SCHEDULES, *RETENTION_SCHEDULES],
     resources=build_resources(),
 )

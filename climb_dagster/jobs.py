@@ -1,11 +1,13 @@
 """Every job of the code location: the clustering side (run by the sensors and schedule in
-automation/clustering.py) and the bootstrapping side."""
+automation/clustering.py), the bootstrapping side, and storage retention (scheduled in
+automation/retention.py)."""
 
 import dagster as dg
 
 from climb_dagster.assets.clustering import CORPUS_KEYS
 from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.k8s import GPU_RUN_TAGS, heavy_job_executor
+from climb_dagster.ops.retention import delete_old_run_folders
 from climb_dagster.partitions import experiments
 
 RAW = "raw_documents"
@@ -57,6 +59,13 @@ experiment_job = dg.define_asset_job(
     description="One experiment end to end: rounds of proxy training, predictors, final mixture and export.",
 )
 
+
+@dg.job(description="Delete <storage>/<run_id>/ folders of runs finished more than max_age_days ago.")
+def storage_retention_job():
+    delete_old_run_folders()
+
+
 CLUSTERING_JOBS = [drop_clustering_job, drop_embedding_job, reassign_drop_job, refit_centroids_job, merge_job]
 BOOTSTRAP_JOBS = [proxy_data_job, experiment_job]
-JOBS = [*CLUSTERING_JOBS, *BOOTSTRAP_JOBS]
+RETENTION_JOBS = [storage_retention_job]
+JOBS = [*CLUSTERING_JOBS, *BOOTSTRAP_JOBS, *RETENTION_JOBS]

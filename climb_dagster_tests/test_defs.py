@@ -34,6 +34,8 @@ JOBS = {
     "proxy_data_job": GROUPS["proxy_data"],
     "climb_experiment_job": ["experiment", *ROUNDS, *GROUPS["final"]],
 }
+# Jobs of ops that materialize no asset: deleting old <storage>/<run_id>/ folders.
+OP_JOBS = {"storage_retention_job": ["delete_old_run_folders"]}
 CHECKS = {
     ("cluster_assignments", "assignments_complete"),
     ("cluster_centroids", "centroids_are_finite"),
@@ -54,12 +56,19 @@ def test_definitions_load(climb_home):
     for key in graph.get_all_asset_keys():
         groups.setdefault(graph.get(key).group_name, []).append(key.to_user_string())
     assert {g: sorted(keys) for g, keys in groups.items()} == {g: sorted(keys) for g, keys in GROUPS.items()}
-    jobs = {job.name: sorted(k.to_user_string() for k in job.selection.resolve(graph)) for job in defs.jobs}
+    # Asset jobs carry a selection; op jobs (retention) a graph of ops.
+    asset_jobs = [job for job in defs.jobs if hasattr(job, "selection")]
+    jobs = {job.name: sorted(k.to_user_string() for k in job.selection.resolve(graph)) for job in asset_jobs}
     assert jobs == {name: sorted(keys) for name, keys in JOBS.items()}
+    op_jobs = {
+        job.name: sorted(n.name for n in job.graph.nodes) for job in defs.jobs if job not in asset_jobs
+    }
+    assert op_jobs == OP_JOBS
     assert {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys} == CHECKS
     assert sorted(s.name for s in defs.sensors) == ["merge_sensor", "new_drops_sensor", "reassign_sensor"]
     assert [(s.name, s.cron_schedule, s.job_name) for s in defs.schedules] == [
-        ("recluster_schedule", "0 3 * * 0", "refit_centroids_job")
+        ("recluster_schedule", "0 3 * * 0", "refit_centroids_job"),
+        ("storage_retention_schedule", "30 4 * * *", "storage_retention_job"),
     ]
     # Rounds chain through the previous round's evaluations and predictor.
     parents = {p.to_user_string() for p in graph.get(dg.AssetKey("round_3_mixtures")).parent_keys}

@@ -4,7 +4,7 @@
 
 import dagster as dg
 
-from climb_dagster.core.experiment import ExperimentConfig, TargetConfig
+from climb_dagster.core.experiment import DEFAULT_MAX_BUDGET, ExperimentConfig, TargetConfig
 from climb_dagster.core.keys import validate_key
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
 from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
@@ -35,6 +35,16 @@ class ExperimentSpec(dg.Config):
     proxy_steps: int = 48
     proxy_lr: float = 3e-3
     proxy_threads: int = 1
+    proxy_device: str = "cpu"
+    proxy_precision: str = "auto"
+    proxy_compile: str = "auto"
+    proxy_activation_checkpointing: bool = False
+    # Proxies per mapped step, trained as one batched model; 0: automatic (1 on CPU, by memory on CUDA).
+    proxy_pack_size: int = 0
+    # Continue pre-training from this Hugging Face checkpoint (local path or s3://) instead of a fresh init.
+    proxy_base_model: str | None = None
+    # Most proxies (sum of rounds) this experiment may train; a typo like [100000] is refused up front.
+    max_budget: int = DEFAULT_MAX_BUDGET
 
     def build(self, name: str, vocab_size: int) -> ExperimentConfig:
         model = ProxyModelConfig(
@@ -51,6 +61,11 @@ class ExperimentSpec(dg.Config):
             lr=self.proxy_lr,
             warmup_steps=min(5, self.proxy_steps),
             num_threads=self.proxy_threads,
+            device=self.proxy_device,
+            precision=self.proxy_precision,
+            compile=self.proxy_compile,
+            activation_checkpointing=self.proxy_activation_checkpointing,
+            pack_size=self.proxy_pack_size,
         )
         return ExperimentConfig(
             name=name,
@@ -59,7 +74,7 @@ class ExperimentSpec(dg.Config):
             ),
             strategy=self.strategy,
             rounds=tuple(self.rounds),
-            proxy=ProxyConfig(model=model, train=train),
+            proxy=ProxyConfig(model=model, train=train, base_model=self.proxy_base_model),
             seed=self.seed,
             n_candidates=self.n_candidates,
             top_n_factor=self.top_n_factor,
@@ -83,6 +98,8 @@ def experiment(
         raise dg.Failure(
             f"experiment {name!r} asks for {record.n_rounds} rounds; this code location defines {MAX_ROUNDS}"
         )
+    # Bounds before anything is written or trained: the budget against the corpus and max_budget.
+    record.check_bounds(cluster_tokens.n_clusters, config.max_budget)
     check_target(record.target, storage.options())
     store = open_token_store(cluster_tokens.path, storage.options())
     target_spec = prepare_target(

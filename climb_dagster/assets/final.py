@@ -164,6 +164,7 @@ def mixture_export(
     return dg.Output(
         {
             "path": str(out),
+            "version": manifest["version"],
             "shards": [s["file"] for s in manifest["shards"]],
             "tokens_sampled": manifest["tokens_sampled"],
             "blend": blend,

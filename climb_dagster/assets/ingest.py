@@ -20,6 +20,8 @@ class RawDocumentsConfig(dg.Config):
     id_column: str | None = schema.ID
     title_column: str | None = schema.TITLE
     max_chars: int = 100_000
+    # Refuse a drop whose decompressed data exceeds this (checked while streaming; see CorpusConfig).
+    max_drop_bytes: int = CorpusConfig.max_drop_bytes
 
 
 @dg.asset(partitions_def=crawl_drops, group_name="ingest", kinds={"polars", "parquet"})

@@ -12,6 +12,7 @@
 import dagster as dg
 
 from climb_dagster.jobs import (
+    RAW,
     drop_clustering_job,
     drop_embedding_job,
     merge_job,
@@ -37,17 +38,56 @@ def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | 
     default_status=dg.DefaultSensorStatus.STOPPED,
 )
 def new_drops_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
-    """Register each new landing-zone drop as a partition and process that drop alone."""
+    """Register each settled landing-zone drop as a partition and process that drop alone; retry a drop
+    whose ingestion failed once its file changes; report every file it does not pick up, and why.
+
+    The cursor maps each drop key to the fingerprint (size, mtime) of the file last requested for it.
+    """
+    import json
+
     known = set(context.instance.get_dynamic_partitions(crawl_drops.name))
-    new = [key for key in landing.list_drops() if key not in known]
-    if not new:
-        return dg.SensorResult(skip_reason=f"no new drops ({len(known)} known)")
+    requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    scan = landing.scan(known)
+    for name, why in scan.ignored:
+        context.log.info(f"landing file {name!r} not picked up: {why}")
+    new, retry, changed = [], [], []
+    ingested: set[str] | None = None
+    for key, file in sorted(scan.ready.items()):
+        if key not in known:
+            new.append(key)
+        elif requested.get(key, file.fingerprint) != file.fingerprint:
+            if ingested is None:
+                ingested = context.instance.get_materialized_partitions(dg.AssetKey(RAW))
+            if key in ingested:
+                changed.append(key)  # reported once: the cursor takes the new fingerprint below
+                requested[key] = file.fingerprint
+                continue
+            retry.append(key)
+        requested.setdefault(key, file.fingerprint)
+    for key in changed:
+        context.log.warning(
+            f"drop {key!r}: its file changed after it was ingested; it is not re-ingested automatically "
+            "(re-materialize raw_documents for this partition to use the new file)"
+        )
+    if not new and not retry:
+        reasons = [f"no new drops ({len(known)} known)"]
+        if changed:
+            reasons.append(f"changed after ingestion (not re-ingested): {changed}")
+        if scan.ignored:
+            reasons.append(f"ignored: {scan.summary()}")
+        return dg.SensorResult(skip_reason="; ".join(reasons), cursor=json.dumps(requested, sort_keys=True))
     # Without centroids a drop can only be embedded; the first refit then assigns every drop.
     has_centroids = _latest_storage_id(context.instance, CENTROIDS_KEY) is not None
     job = drop_clustering_job if has_centroids else drop_embedding_job
+    runs = []
+    for key in [*new, *retry]:
+        fingerprint = scan.ready[key].fingerprint
+        requested[key] = fingerprint
+        runs.append(dg.RunRequest(partition_key=key, run_key=f"{key}@{fingerprint}", job_name=job.name))
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=key, run_key=key, job_name=job.name) for key in new],
-        dynamic_partitions_requests=[crawl_drops.build_add_request(new)],
+        run_requests=runs,
+        dynamic_partitions_requests=[crawl_drops.build_add_request(new)] if new else [],
+        cursor=json.dumps(requested, sort_keys=True),
     )
 
 

@@ -1,13 +1,21 @@
-"""Bench: our proxy trainer against `transformers.Trainer` on the same model, windows and step count.
+"""Bench: our proxy trainer against `transformers.Trainer` on the same model, windows and step count,
+and a pack of M proxies trained as one batched model against the same M trained one at a time.
 
-    python -m climb_dagster.bench proxy [--steps 48] [--repeats 3] [--threads 1] [--corpus GLOB]
+    python -m climb_dagster.bench proxy [--device cpu|cuda] [--size demo|60m|350m] [--pack M]
+        [--steps 48] [--repeats 3] [--threads 1] [--corpus GLOB]
 
-Both sides start from the same initial weights (same seed) and see the same pre-sampled windows in
-the same order with the same optimiser settings (AdamW fused, warmup + cosine to min_lr, clipping).
-Runs alternate (ours, HF, ours, HF, ...) and each side keeps its best run, so a burst of load from
-other processes on a shared machine hurts neither side alone. MFU is model FLOPs (6 * params + attention,
-per token) over a float32 GEMM peak measured in the same process with the same threads, before and
-after the runs; `mfu` counts CPU seconds on both sides (robust to other load), `mfu_wall` wall seconds.
+Both trainers start from the same initial weights (same seed) and see the same pre-sampled windows in
+the same order with the same optimiser settings (AdamW fused, warmup + cosine to min_lr, clipping) and
+the same precision (fp32 on CPU; bf16, or fp16 where bf16 is missing, on CUDA). The Trainer runs as a
+user would run it out of the box (no torch.compile). Runs alternate (ours, reference, ours, ...) and each
+side keeps its best run, so a burst of load from other processes on a shared machine hurts neither side
+alone. Wall times include building the model and, on CUDA, compiling it: a proxy run pays both.
+MFU is model FLOPs (6 * params + attention, per token) over a GEMM peak measured in the same process:
+on CPU fp32 with the same threads, counted in CPU seconds (robust to other load; `mfu_wall` uses wall
+seconds); on CUDA bf16 (fp16 without bf16), wall seconds.
+The pack (--pack M > 1) trains M proxies with different mixtures and seeds together and one at a time:
+`aggregate_tokens_per_s`, `ratio_vs_one_at_a_time` and the largest relative difference of any member's
+per-step loss from its separate run.
 """
 
 from __future__ import annotations
@@ -27,7 +35,30 @@ DEMO_GLOB = str(Path(__file__).resolve().parents[1] / "demo" / "data" / "drop-00
 FALLBACK_GLOB = "/usr/share/common-licenses/*"
 
 
+# Model sizes (vocab from --vocab-size): the demo proxy, a 60M-class and a 350M-class proxy (block 1024).
+SIZES: dict[str, dict[str, int]] = {
+    "demo": {},
+    "60m": {"d_model": 768, "n_layers": 8, "n_heads": 12, "d_ff": 2048, "block_size": 1024, "batch_size": 32},
+    "350m": {
+        "d_model": 1024,
+        "n_layers": 24,
+        "n_heads": 16,
+        "d_ff": 3072,
+        "block_size": 1024,
+        "batch_size": 16,
+    },
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--size", choices=tuple(SIZES), default="demo", help="proxy model size")
+    parser.add_argument(
+        "--pack", type=int, default=0, help="also train M proxies as one pack vs one at a time (0: skip)"
+    )
+    parser.add_argument(
+        "--activation-checkpointing", action="store_true", help="recompute activations (350M-class proxies)"
+    )
     parser.add_argument("--steps", type=int, default=48, help="optimizer steps per run (both trainers)")
     parser.add_argument(
         "--repeats", type=int, default=3, help="runs per trainer, alternating; the best is kept"
@@ -119,7 +150,13 @@ def measure_matmul_peak(threads: int, seconds: float = 1.0) -> tuple[float, floa
 
 
 def run_hf_trainer(
-    windows: np.ndarray, config: Any, seed: int, eod_id: int, threads: int, out_dir: str
+    windows: np.ndarray,
+    config: Any,
+    seed: int,
+    eod_id: int,
+    threads: int,
+    out_dir: str,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Build the proxy model and train it with transformers.Trainer on `windows` (in order).
 
@@ -134,6 +171,7 @@ def run_hf_trainer(
     from climb_dagster.core.proxy.model import build_model
 
     tcfg = config.train
+    cuda = tcfg.device == "cuda"
     data = torch.from_numpy(windows[:, :-1].astype(np.int64))
 
     class Windows(Dataset):
@@ -169,7 +207,9 @@ def run_hf_trainer(
         adam_epsilon=tcfg.eps,
         max_grad_norm=tcfg.grad_clip,
         optim="adamw_torch_fused",
-        use_cpu=True,
+        use_cpu=not cuda,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         logging_strategy="steps",
         # Same tail as ProxyResult.loss_last (mean of the last 10% of steps).
         logging_steps=max(1, tcfg.steps // 10),
@@ -177,7 +217,7 @@ def run_hf_trainer(
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
-        dataloader_pin_memory=False,
+        dataloader_pin_memory=cuda,
         seed=0,
     )
     prev = torch.get_num_threads()
@@ -191,31 +231,124 @@ def run_hf_trainer(
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
         trainer.train()
+        if cuda:
+            torch.cuda.synchronize()
         wall = time.perf_counter() - t0
     torch.set_num_threads(prev)
     return {"wall_s": wall, "loss_last": losses[-1] if losses else None}
+
+
+def measure_gpu_peak(dtype_name: str, seconds: float = 1.0) -> float:
+    """Best GEMM rate (FLOP/s) of the visible GPU in `dtype_name` (bf16/fp16) over a few square sizes."""
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    g = torch.Generator(device="cuda").manual_seed(0)
+    best = 0.0
+    for n in (4096, 8192):
+        a = torch.randn(n, n, generator=g, device="cuda", dtype=dtype)
+        b = torch.randn(n, n, generator=g, device="cuda", dtype=dtype)
+        a @ b
+        torch.cuda.synchronize()
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 2:
+            for _ in range(10):
+                a @ b
+            torch.cuda.synchronize()
+            reps += 10
+        best = max(best, 2.0 * n**3 * reps / (time.perf_counter() - t0))
+    return best
+
+
+def bench_config(args: argparse.Namespace) -> Any:
+    """The ProxyConfig of the chosen size and device (threads, steps and batch from the arguments)."""
+    from climb_dagster.core.proxy.config import ProxyConfig
+
+    base = ProxyConfig.default()
+    size = dict(SIZES[args.size])
+    batch = size.pop("batch_size", base.train.batch_size)
+    model = dataclasses.replace(base.model, vocab_size=args.vocab_size, **size)
+    train = dataclasses.replace(
+        base.train,
+        steps=args.steps,
+        warmup_steps=min(base.train.warmup_steps, args.steps),
+        batch_size=args.batch_size or batch,
+        num_threads=args.threads or base.train.num_threads,
+        device=args.device,
+        activation_checkpointing=args.activation_checkpointing,
+        # Checked as often as a run of this length checks by default on CPU; on CUDA each check is a sync.
+        check_every=base.train.check_every if args.device == "cpu" else max(base.train.check_every, 32),
+    )
+    return ProxyConfig(model=model, train=train)
+
+
+def _timed(fn: Any, cuda: bool) -> tuple[Any, float, float]:
+    """(fn(), wall seconds, CPU seconds of this process)."""
+    import torch
+
+    c0, w0 = time.process_time(), time.perf_counter()
+    out = fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - w0, time.process_time() - c0
+
+
+def bench_pack(store: Any, config: Any, m: int, seed: int, cuda: bool) -> dict[str, Any]:
+    """M proxies (Dirichlet mixtures, seeds seed..seed+M-1) trained one at a time, then as one pack."""
+    from climb_dagster.core.proxy.pack import train_pack
+    from climb_dagster.core.proxy.sampler import sample_windows
+    from climb_dagster.core.proxy.train import train_proxy
+
+    rng = np.random.default_rng(seed)
+    mixtures = rng.dirichlet(np.ones(store.n_clusters), size=m)
+    seeds = [seed + j for j in range(m)]
+    n = config.train.steps * config.train.batch_size
+    windows = np.stack(
+        [
+            sample_windows(store, w, n, config.model.block_size, s + 1)
+            for w, s in zip(mixtures, seeds, strict=True)
+        ]
+    )
+    singles, single_wall = [], 0.0
+    for j in range(m):
+        res, wall, _ = _timed(
+            lambda j=j: train_proxy(store, mixtures[j], config, seeds[j], windows=windows[j]), cuda
+        )
+        singles.append(res)
+        single_wall += wall
+    packed, pack_wall, _ = _timed(lambda: train_pack(store, mixtures, config, seeds, windows=windows), cuda)
+    diffs = []
+    for a, b in zip(packed, singles, strict=True):
+        if not (a.ok and b.ok):
+            raise SystemExit(f"a pack bench run failed: pack {a.reason!r}, alone {b.reason!r}")
+        diffs.append(float(np.max(np.abs(a.step_losses - b.step_losses) / np.abs(b.step_losses))))
+    tokens = m * config.token_budget
+    return {
+        "m": m,
+        "aggregate_tokens_per_s": round(tokens / pack_wall, 1),
+        "one_at_a_time_tokens_per_s": round(tokens / single_wall, 1),
+        "ratio_vs_one_at_a_time": round(single_wall / pack_wall, 3),
+        "max_rel_loss_diff_vs_separate": diffs and max(diffs),
+        "pack_wall_s": round(pack_wall, 3),
+        "one_at_a_time_wall_s": round(single_wall, 3),
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from climb_dagster.core.proxy.config import ProxyConfig
+    from climb_dagster.core.proxy import runtime
     from climb_dagster.core.proxy.model import build_model, count_params, flops_per_token
     from climb_dagster.core.proxy.sampler import sample_windows
     from climb_dagster.core.proxy.tokens import train_tokenizer, write_token_store
     from climb_dagster.core.proxy.train import train_proxy
 
-    base = ProxyConfig.default()
-    train = dataclasses.replace(
-        base.train,
-        steps=args.steps,
-        warmup_steps=min(base.train.warmup_steps, args.steps),
-        batch_size=args.batch_size or base.train.batch_size,
-        num_threads=args.threads or base.train.num_threads,
-    )
-    config = ProxyConfig(model=dataclasses.replace(base.model, vocab_size=args.vocab_size), train=train)
-    threads = config.train.num_threads
+    config = bench_config(args)
+    train = config.train
+    cuda = train.device == "cuda"
+    rt = runtime.resolve(train)  # fails early, naming the field, without CUDA
+    threads = train.num_threads
     texts, groups, source = load_texts(args.corpus)
 
     with tempfile.TemporaryDirectory(prefix="climb-bench-proxy-") as tmp:
@@ -239,63 +372,83 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
 
         # Peak measured before and after the runs, the higher kept: load from other processes only lowers it.
-        peaks = [measure_matmul_peak(threads)]
-        ours, hf = [], []
+        peaks = [measure_gpu_peak(rt.precision) if cuda else measure_matmul_peak(threads)]
+        ours, ref = [], []
         for r in range(args.repeats):
-            c0, w0 = time.process_time(), time.perf_counter()
-            res = train_proxy(store, mixture, config, seed=args.seed, windows=windows)
-            wall = time.perf_counter() - w0
+            res, wall, cpu = _timed(
+                lambda: train_proxy(store, mixture, config, seed=args.seed, windows=windows), cuda
+            )
             if not res.ok:
                 raise SystemExit(f"our trainer failed: {res.reason}")
-            ours.append({"wall_s": wall, "cpu_s": time.process_time() - c0, "loss_last": res.loss_last})
-            c0 = time.process_time()
-            hf.append(
-                run_hf_trainer(windows, config, args.seed, store.eod_id, threads, str(Path(tmp) / f"hf{r}"))
+            ours.append({"wall_s": wall, "cpu_s": cpu, "loss_last": res.loss_last})
+            out, _, cpu = _timed(
+                lambda r=r: run_hf_trainer(
+                    windows, config, args.seed, store.eod_id, threads, str(Path(tmp) / f"hf{r}"), rt.precision
+                ),
+                cuda,
             )
-            hf[-1]["cpu_s"] = time.process_time() - c0
+            ref.append({**out, "cpu_s": cpu})
         default_threads = torch.get_num_threads()
         hf_default = None
-        if args.hf_default_threads and default_threads != threads:
+        if args.hf_default_threads and not cuda and default_threads != threads:
             hf_default = run_hf_trainer(
                 windows, config, args.seed, store.eod_id, default_threads, str(Path(tmp) / "hf-default")
             )
-        peaks.append(measure_matmul_peak(threads))
-    peak = max(p[0] for p in peaks)
-    peak_cpu = max(p[1] for p in peaks)
+        pack = bench_pack(store, config, args.pack, args.seed, cuda) if args.pack > 1 else None
+        peaks.append(measure_gpu_peak(rt.precision) if cuda else measure_matmul_peak(threads))
 
     best_ours = min(ours, key=lambda r: r["wall_s"])
-    best_hf = min(hf, key=lambda r: r["wall_s"])
+    best_ref = min(ref, key=lambda r: r["wall_s"])
     tokens = config.token_budget
     ours_tps = tokens / best_ours["wall_s"]
-    hf_tps = tokens / best_hf["wall_s"]
+    ref_tps = tokens / best_ref["wall_s"]
     fpt = flops_per_token(config.model)
+    if cuda:
+        peak = max(peaks)
+        mfu, ref_mfu, mfu_wall, peak_cpu = (
+            ours_tps * fpt / peak,
+            ref_tps * fpt / peak,
+            ours_tps * fpt / peak,
+            None,
+        )
+    else:
+        peak = max(p[0] for p in peaks)
+        peak_cpu = max(p[1] for p in peaks)
+        # MFU in CPU time (model FLOPs per CPU second over GEMM FLOPs per CPU second): robust to other
+        # load; the wall-time version is only meaningful on an otherwise idle machine.
+        mfu = tokens * fpt / min(r["cpu_s"] for r in ours) / peak_cpu
+        ref_mfu = tokens * fpt / min(r["cpu_s"] for r in ref) / peak_cpu
+        mfu_wall = ours_tps * fpt / peak
     return {
         "ours_tokens_per_s": round(ours_tps, 1),
-        "hf_trainer_tokens_per_s": round(hf_tps, 1),
-        "ratio": round(ours_tps / hf_tps, 3),
-        # MFU in CPU time (model FLOPs per CPU second over GEMM FLOPs per CPU second): robust to other
-        # load; the wall-time version below is only meaningful on an otherwise idle machine.
-        "mfu": round(tokens * fpt / min(r["cpu_s"] for r in ours) / peak_cpu, 4),
-        "hf_mfu": round(tokens * fpt / min(r["cpu_s"] for r in hf) / peak_cpu, 4),
+        "reference_tokens_per_s": round(ref_tps, 1),
+        "ratio": round(ours_tps / ref_tps, 3),
+        "mfu": round(mfu, 4),
+        "reference_mfu": round(ref_mfu, 4),
+        "pack": pack,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "size": args.size,
+        "precision": rt.precision,
+        "compiled": rt.compile,
         "peak_flops_measured": round(peak, 0),
-        "peak_flops_per_cpu_s": round(peak_cpu, 0),
-        "mfu_wall": round(ours_tps * fpt / peak, 4),
+        "peak_flops_per_cpu_s": round(peak_cpu, 0) if peak_cpu else None,
+        "mfu_wall": round(mfu_wall, 4),
         "flops_per_token": fpt,
         # CPU seconds of the process: less sensitive than wall time to other load on a shared machine.
-        "cpu_ratio": round(min(r["cpu_s"] for r in hf) / min(r["cpu_s"] for r in ours), 3),
+        "cpu_ratio": round(min(r["cpu_s"] for r in ref) / min(r["cpu_s"] for r in ours), 3),
         "ours_wall_s": [round(r["wall_s"], 3) for r in ours],
-        "hf_wall_s": [round(r["wall_s"], 3) for r in hf],
+        "reference_wall_s": [round(r["wall_s"], 3) for r in ref],
         "ours_cpu_s": [round(r["cpu_s"], 3) for r in ours],
-        "hf_cpu_s": [round(r["cpu_s"], 3) for r in hf],
+        "reference_cpu_s": [round(r["cpu_s"], 3) for r in ref],
         "ours_loss_last": best_ours["loss_last"],
-        "hf_loss_last": best_hf["loss_last"],
+        "reference_loss_last": best_ref["loss_last"],
         "steps": train.steps,
         "tokens_per_run": tokens,
         "n_params": count_params(build_model(config.model, 0)),
         "threads": threads,
         "torch_default_threads": default_threads,
         # HF Trainer left at torch's default thread count (one run): the effect of choosing the count.
-        "hf_trainer_default_threads_tokens_per_s": round(tokens / hf_default["wall_s"], 1)
+        "reference_default_threads_tokens_per_s": round(tokens / hf_default["wall_s"], 1)
         if hf_default
         else None,
         "config": config.to_dict(),

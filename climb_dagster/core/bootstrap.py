@@ -62,14 +62,26 @@ class ProxyCache:
     result.json is written last, so its presence means the run (and its model files) is complete.
     """
 
-    def __init__(self, root: UPath) -> None:
+    def __init__(self, root: UPath, warn: Any = None) -> None:
         self.root = root
+        self.warn = warn or (lambda message: None)
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The cached record, or None. A result.json that cannot be read back as a record (a corrupted
+        copy, a hand edit) is a cache miss, reported with its path: the run is retrained and its record
+        replaced atomically, instead of failing every rerun."""
         path = self.root / key / RESULT_FILE
         if not path.exists():
             return None
-        return json.loads(path.read_text())
+        try:
+            record = json.loads(path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self.warn(f"proxy cache entry {path} is corrupt ({exc}); retraining this proxy and replacing it")
+            return None
+        if not isinstance(record, dict) or not {schema.STATUS, schema.SCORE} <= record.keys():
+            self.warn(f"proxy cache entry {path} is not a proxy result record; retraining this proxy")
+            return None
+        return record
 
     def model_path(self, key: str) -> UPath:
         return self.root / key / "model"
@@ -88,14 +100,15 @@ def run_proxy_job(
     evaluate: Any,
     cache: ProxyCache,
     progress: Any = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train (or reuse) the proxy of one mixture and score it on the target.
 
-    `job` holds mixture_id, proxy_key and weights; `evaluate(model) -> float` scores a trained model.
+    `job` holds mixture_id, proxy_key and weights; `evaluate(model) -> float` scores a trained model;
+    `storage_options` reach a remote base checkpoint (`proxy.base_model`).
     A finished run, failed or not, is cached under its key, so a re-execution never trains it again.
     Returns the record stored in the cache plus `cached: bool`.
     """
-    import math
     import tempfile
     from pathlib import Path
 
@@ -108,32 +121,97 @@ def run_proxy_job(
     mixture = np.asarray(job[schema.WEIGHTS], dtype=np.float64)
     with tempfile.TemporaryDirectory(prefix="climb-proxy-") as tmp:
         model_dir = Path(tmp) / "model"
-        result = train_proxy(store, mixture, proxy, seed, out_dir=model_dir, progress=progress)
-        score: float | None = None
-        status, reason = result.status, result.reason
-        if result.ok:
-            score = float(evaluate(result.model))
-            if not math.isfinite(score):
-                status, reason, score = schema.FAILED, f"target score is not finite ({score})", None
-            else:
-                storage.upload_dir(model_dir, cache.model_path(key))
-        record = {
-            schema.PROXY_KEY: key,
-            schema.STATUS: status,
-            schema.REASON: reason,
-            schema.SCORE: score,
-            schema.TRAIN_LOSS: result.loss_last
-            if result.loss_last is not None and math.isfinite(result.loss_last)
-            else None,
-            schema.TOKENS: result.tokens,
-            schema.STEPS: result.steps,
-            schema.WALL_S: round(result.wall_s, 3),
-            schema.TOKENS_PER_S: round(result.tokens_per_s, 1),
-            schema.N_PARAMS: result.n_params,
-            schema.WEIGHTS: [float(w) for w in mixture],
-        }
-    cache.put(key, record)
+        result = train_proxy(
+            store, mixture, proxy, seed, out_dir=model_dir, progress=progress, storage_options=storage_options
+        )
+        score = float(evaluate(result.model)) if result.ok else None
+        record = _finish(key, result, score, mixture, model_dir, cache)
     return {**record, schema.MIXTURE_ID: job[schema.MIXTURE_ID], schema.CACHED: False}
+
+
+def run_proxy_pack_job(
+    jobs: list[dict[str, Any]],
+    store: Any,
+    proxy: Any,
+    seed: int,
+    evaluate_many: Any,
+    cache: ProxyCache,
+    progress: Any = None,
+    storage_options: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """`run_proxy_job` for a pack of jobs: the uncached ones train together as one packed model
+    (pack.py) and are scored together (`evaluate_many(models) -> scores`); each is cached under its own
+    key, so a pack whose members are partly cached trains only the rest. Records come in `jobs` order.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from climb_dagster.core.proxy.pack import train_pack
+
+    records: list[dict[str, Any] | None] = []
+    todo: list[int] = []
+    for i, job in enumerate(jobs):
+        hit = cache.get(job[schema.PROXY_KEY])
+        records.append(
+            None if hit is None else {**hit, schema.MIXTURE_ID: job[schema.MIXTURE_ID], schema.CACHED: True}
+        )
+        if hit is None:
+            todo.append(i)
+    if todo:
+        mixtures = [np.asarray(jobs[i][schema.WEIGHTS], dtype=np.float64) for i in todo]
+        with tempfile.TemporaryDirectory(prefix="climb-pack-") as tmp:
+            dirs = [Path(tmp) / f"model-{n}" for n in range(len(todo))]
+            results = train_pack(
+                store,
+                mixtures,
+                proxy,
+                [seed] * len(todo),
+                out_dirs=dirs,
+                progress=progress,
+                storage_options=storage_options,
+            )
+            ok = [n for n, r in enumerate(results) if r.ok]
+            scores: list[float | None] = [None] * len(todo)
+            if ok:
+                for n, value in zip(ok, evaluate_many([results[n].model for n in ok]), strict=True):
+                    scores[n] = float(value)
+            for n, i in enumerate(todo):
+                record = _finish(
+                    jobs[i][schema.PROXY_KEY], results[n], scores[n], mixtures[n], dirs[n], cache
+                )
+                records[i] = {**record, schema.MIXTURE_ID: jobs[i][schema.MIXTURE_ID], schema.CACHED: False}
+    return [r for r in records if r is not None]
+
+
+def _finish(
+    key: str, result: Any, score: float | None, mixture: np.ndarray, model_dir: Any, cache: ProxyCache
+) -> dict:
+    """Cache a finished run (failed or not) under its key, uploading its model when it scored; return its record."""
+    import math
+
+    status, reason = result.status, result.reason
+    if result.ok:
+        if score is None or not math.isfinite(score):
+            status, reason, score = schema.FAILED, f"target score is not finite ({score})", None
+        else:
+            storage.upload_dir(model_dir, cache.model_path(key))
+    record = {
+        schema.PROXY_KEY: key,
+        schema.STATUS: status,
+        schema.REASON: reason,
+        schema.SCORE: score,
+        schema.TRAIN_LOSS: result.loss_last
+        if result.loss_last is not None and math.isfinite(result.loss_last)
+        else None,
+        schema.TOKENS: result.tokens,
+        schema.STEPS: result.steps,
+        schema.WALL_S: round(result.wall_s, 3),
+        schema.TOKENS_PER_S: round(result.tokens_per_s, 1),
+        schema.N_PARAMS: result.n_params,
+        schema.WEIGHTS: [float(w) for w in mixture],
+    }
+    cache.put(key, record)
+    return record
 
 
 def evaluations_table(records: list[dict[str, Any]], n_clusters: int) -> pl.DataFrame:

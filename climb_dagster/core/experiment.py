@@ -14,6 +14,13 @@ from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.search.strategies import STRATEGIES, StrategyConfig, budget_split, default_strategy
 
 TARGET_KINDS = ("documents_loss", "mc_accuracy", "combined")
+# Seeds feed numpy (non-negative, < 2**32) and torch; training uses `seed + 1` for its window stream.
+MAX_SEED = 2**31 - 2
+# Default ceiling on proxies per experiment (the paper's largest search, 64:32:16, trains 112).
+DEFAULT_MAX_BUDGET = 1024
+# The predictor has one input per super-cluster; beyond this many proxies per input a search only burns
+# compute on a corpus that small (a 4-cluster corpus allows 256 proxies).
+MAX_PROXIES_PER_SUPER_CLUSTER = 64
 
 
 @dataclass(frozen=True)
@@ -75,11 +82,36 @@ class ExperimentConfig:
         if self.strategy != "climb" and len(self.rounds) != 1:
             # regmix and random are one-shot: one round spends the whole budget.
             object.__setattr__(self, "rounds", (sum(self.rounds),))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ClimbInputError(f"seed must be an integer, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ClimbInputError(f"seed must be an integer in [0, {MAX_SEED}], got {self.seed!r}")
         if self.n_candidates < 1:
             raise ClimbInputError(f"n_candidates must be >= 1, got {self.n_candidates}")
         self.strategy_config()  # validates the budget against the rounds
+
+    def check_bounds(self, n_super_clusters: int, max_budget: int = DEFAULT_MAX_BUDGET) -> None:
+        """Refuse a budget the corpus or the deployment cannot justify, before anything is trained.
+
+        The budget (sum of `rounds`) must be at most `max_budget` and at most
+        MAX_PROXIES_PER_SUPER_CLUSTER x the number of super-clusters; each round picks from
+        `n_candidates` sampled mixtures, so no round may ask for more.
+        """
+        if n_super_clusters < 1:
+            raise ClimbInputError(f"the token store has no super-clusters ({n_super_clusters})")
+        corpus_cap = MAX_PROXIES_PER_SUPER_CLUSTER * n_super_clusters
+        where = f"rounds {list(self.rounds)} (budget {self.budget} proxies)"
+        if self.budget > max_budget:
+            raise ClimbInputError(
+                f"{where} exceeds max_budget={max_budget}; lower rounds or raise max_budget"
+            )
+        if self.budget > corpus_cap:
+            raise ClimbInputError(
+                f"{where} exceeds {MAX_PROXIES_PER_SUPER_CLUSTER} proxies per super-cluster for this corpus of "
+                f"{n_super_clusters} super-clusters (at most {corpus_cap})"
+            )
+        if max(self.rounds) > self.n_candidates:
+            raise ClimbInputError(
+                f"rounds {list(self.rounds)}: a round cannot train more proxies than n_candidates={self.n_candidates}"
+            )
 
     @property
     def budget(self) -> int:

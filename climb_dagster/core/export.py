@@ -18,12 +18,12 @@ import numpy as np
 import polars as pl
 from upath import UPath
 
-from climb_dagster.core import schema, storage
+from climb_dagster.core import publication, schema, storage
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.search.sampling import validate_mixtures
 
 BLEND_FILE = "blend.json"
-MANIFEST_FILE = "manifest.json"
+MANIFEST_FILE = publication.MANIFEST
 
 
 @dataclass(frozen=True)
@@ -92,11 +92,14 @@ def write_export(
     about: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Sample `documents` (frames of id, text, super_cluster; one drop at a time) at the plan's rates into
-    Parquet shards under `out`, then blend.json, then manifest.json, which marks the export complete.
+    Parquet shards and blend.json of a new version under `out`, then switch `out/manifest.json` to it
+    (core/publication.py): a reader never sees a manifest that disagrees with its shards, and a crash
+    mid-export leaves the previous export whole.
 
     `about` names the export (experiment, super_clusters, final_mixture) in the manifest. Returns the
-    manifest.
+    manifest, with the shard and blend paths relative to `out` and the `version` published.
     """
+    version = publication.new_version(out)
     n_super = plan.weights.size
     shards: list[dict[str, Any]] = []
     buffer: list[pl.DataFrame] = []
@@ -107,11 +110,17 @@ def write_export(
             return
         frame = pl.concat(buffer)
         buffer.clear()
-        shard = out / f"train-{len(shards):05d}.parquet"
+        shard = version / f"train-{len(shards):05d}.parquet"
         blob = io.BytesIO()
         frame.write_parquet(blob, compression="zstd")
         storage.atomic_write_bytes(shard, blob.getvalue())
-        shards.append({"file": shard.name, "rows": frame.height, "tokens": int(frame[schema.N_TOKENS].sum())})
+        shards.append(
+            {
+                "file": publication.relative(out, shard),
+                "rows": frame.height,
+                "tokens": int(frame[schema.N_TOKENS].sum()),
+            }
+        )
 
     for docs in documents:
         docs = docs.with_columns(
@@ -136,11 +145,11 @@ def write_export(
         "super_clusters": about["super_clusters"],
         "seed": config.seed,
         "final_mixture": about["final_mixture"],
+        "files": [publication.relative(out, version / BLEND_FILE)],
     }
-    storage.atomic_write_text(out / BLEND_FILE, json.dumps(blend, indent=1))
-    # The manifest last: its presence marks the export as complete.
-    storage.atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1, default=str))
-    return manifest
+    storage.atomic_write_text(version / BLEND_FILE, json.dumps(blend, indent=1))
+    # The manifest switch last: until then readers keep the previous version.
+    return publication.publish(out, version, manifest)
 
 
 def blend_formats(

@@ -27,4 +27,4 @@ def proxy_run_key(mixture: Sequence[float], config: ProxyConfig, seed: int, data
     weights = [float(w) for w in mixture]
     if not all(math.isfinite(w) for w in weights):
         raise ClimbInputError(f"mixture weights must be finite, got {weights}")
-    return content_hash({"mixture": weights, "config": config.to_dict(), "seed": seed, "data": data_key})
+    return content_hash({"mixture": weights, "config": config.run_dict(), "seed": seed, "data": data_key})

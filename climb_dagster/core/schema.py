@@ -41,6 +41,14 @@ CACHED = "cached"
 # A proxy job's (and cached run's) weights as one list, before they become weight columns.
 WEIGHTS = "weights"
 
+# A proxy run's summary (ProxyResult.to_dict) besides the columns above.
+RUN_KEY = "run_key"
+LOSS_FIRST = "loss_first"
+LOSS_LAST = "loss_last"
+LOSS_MIN = "loss_min"
+LOSS_CURVE = "loss_curve"
+MODEL_DIR = "model_dir"
+
 # Values of STATUS.
 OK = "ok"
 FAILED = "failed"

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.redact import refuse_credentials
 
 DEPLOYMENTS = ("local", "production")
 EXECUTORS = ("multiprocess", "in_process", "k8s")
@@ -77,9 +78,17 @@ class Settings:
         values["home"] = os.path.abspath(str(values.get("home", cls.home)))
         return cls(**values)  # type: ignore[arg-type]
 
-    # Where the local deployment keeps things when no URL says otherwise.
+    def refuse_credentials(self) -> None:
+        """Refuse storage, landing and S3 endpoint URLs that embed credentials (the message names the
+        variable, secret masked): every path, log line and metadata entry derived from them would carry it.
+        Credentials come from the environment / instance profile only."""
+        for field in ("storage_url", "landing_url", "s3_endpoint_url"):
+            refuse_credentials(getattr(self, field) or "", VARIABLES[field])
+
+    # Where the local deployment keeps things when no URL says otherwise (every URL applies locally too:
+    # a local run may keep its assets elsewhere, even on S3).
     def local_storage(self) -> str:
-        return os.path.join(self.home, "storage")
+        return self.storage_url or os.path.join(self.home, "storage")
 
     def local_landing(self) -> str:
         return self.landing_url or os.path.join(self.home, "landing")

@@ -12,6 +12,7 @@ from typing import IO, Any
 
 from upath import UPath
 
+from climb_dagster.core.redact import redact, refuse_credentials
 from climb_dagster.core.settings import Settings
 
 
@@ -37,10 +38,17 @@ def s3_storage_options(
     return opts
 
 
-def make_path(base: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> UPath:
-    """A UPath for a local folder or a remote URL (s3://bucket/prefix)."""
+def make_path(
+    base: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, what: str = "storage URL"
+) -> UPath:
+    """A UPath for a local folder or a remote URL (s3://bucket/prefix).
+
+    A URL that embeds credentials (`s3://KEY:SECRET@bucket`) is refused, naming `what` with the secret
+    masked: credentials in a URL end up in every path, log line and metadata entry derived from it.
+    """
     base = str(base)
     if "://" in base and not base.startswith("file://"):
+        refuse_credentials(base, what)
         return UPath(base, **(storage_options or {}))
     return UPath(os.path.abspath(base.removeprefix("file://")))
 
@@ -60,7 +68,7 @@ def describe_location(path: UPath) -> str:
     options = getattr(path, "storage_options", None) or {}
     endpoint = (options.get("client_kwargs") or {}).get("endpoint_url") or "the default AWS endpoint"
     bucket = str(path.path).lstrip("/").split("/", 1)[0]
-    return f"{path} (bucket {bucket!r}, endpoint {endpoint})"
+    return redact(f"{path} (bucket {bucket!r}, endpoint {endpoint})")
 
 
 def _remote_errors() -> tuple[type[BaseException], ...]:
@@ -84,7 +92,9 @@ def storage_errors(path: UPath, action: str, keep: tuple[type[OSError], ...] = (
     except _remote_errors() as exc:
         if is_local(path) or isinstance(exc, keep):
             raise
-        raise StorageError(f"{action} {describe_location(path)} failed: {type(exc).__name__}: {exc}") from exc
+        raise StorageError(
+            redact(f"{action} {describe_location(path)} failed: {type(exc).__name__}: {exc}")
+        ) from exc
 
 
 def _temp_sibling(path: UPath) -> UPath:
@@ -161,6 +171,11 @@ def local_dir_copy(path: UPath) -> Path:
         tmp = cache_dir() / f"dir-{marker}.tmp-{uuid.uuid4().hex[:8]}"
         path.fs.get(path.path.rstrip("/") + "/", str(tmp), recursive=True)
         (tmp / ".complete").write_text("ok")
+        if done.exists():  # another process finished the same copy meanwhile: keep its folder in place
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            return target
         if target.exists():
             import shutil
 
@@ -169,13 +184,49 @@ def local_dir_copy(path: UPath) -> Path:
     return target
 
 
-def upload_dir(local: Path, path: UPath) -> None:
-    """Copy a local folder to `path` (a no-op copy when both are the same local folder)."""
-    if is_local(path):
-        import shutil
+def _publish_order(files: list[Path], root: Path) -> list[Path]:
+    """Data files first, then top-level JSON (index.json, result.json, manifest.json): the marker that a
+    folder is complete is published after everything it describes."""
+    return sorted(files, key=lambda p: (p.parent == root and p.suffix == ".json", p.as_posix()))
 
-        if Path(path.path).resolve() != local.resolve():
-            shutil.copytree(local, path.path, dirs_exist_ok=True)
+
+def upload_dir(local: Path, path: UPath) -> None:
+    """Publish a local folder at `path` without ever rewriting a published file in place.
+
+    Local: the folder is copied to a temporary sibling; a new folder is renamed into place whole, an existing
+    one gets each file by atomic rename (new inode), so memory maps of the old files stay valid (rewriting
+    under a live map truncates it: SIGBUS in the reader). Remote: each object is written atomically.
+    """
+    if is_local(path):
+        _publish_local_dir(local, Path(path.path))
         return
-    for file in sorted(p for p in local.rglob("*") if p.is_file()):
+    for file in _publish_order([p for p in local.rglob("*") if p.is_file()], local):
         atomic_write_bytes(path / file.relative_to(local).as_posix(), file.read_bytes())
+
+
+def _publish_local_dir(local: Path, dest: Path) -> None:
+    import shutil
+
+    if dest.exists() and dest.resolve() == local.resolve():
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        shutil.copytree(local, tmp)
+        if not dest.exists():
+            try:
+                os.rename(tmp, dest)
+                return
+            except OSError:  # another writer published it first: fall through to file-by-file
+                if not dest.is_dir():
+                    raise
+        new = _publish_order([p for p in tmp.rglob("*") if p.is_file()], tmp)
+        for file in new:
+            target = dest / file.relative_to(tmp)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, target)
+        kept = {dest / f.relative_to(tmp) for f in new}
+        for old in [p for p in dest.rglob("*") if p.is_file() and p not in kept]:
+            old.unlink()  # unlinking keeps an open map's inode alive, unlike truncating it
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -17,20 +17,30 @@ from climb_dagster.core.experiment import TargetConfig
 
 
 def _source(path: str, storage_options: dict[str, Any] | None) -> UPath:
-    p = storage.make_path(path, storage_options)
+    p = storage.make_path(path, storage_options, what="target evaluation set")
     if not p.exists():
         raise ClimbInputError(f"target evaluation set not found: {path}")
+    if p.is_dir():
+        raise ClimbInputError(f"target evaluation set {path} is a directory; give the path of one file")
     if p.is_file() and p.stat().st_size == 0:
         raise ClimbInputError(f"target evaluation set is empty: {path}")
     return p
 
 
 def check_target(target: TargetConfig, storage_options: dict[str, Any] | None = None) -> None:
-    """Fail early, naming the path, when an evaluation set is missing or empty."""
+    """Fail early, naming the path, when an evaluation set is missing, empty, a folder or (multiple
+    choice) malformed."""
     if target.documents_path:
         _source(target.documents_path, storage_options)
     if target.mc_path:
-        _source(target.mc_path, storage_options)
+        _mc_items(target.mc_path, storage_options)
+
+
+def _mc_items(path: str, storage_options: dict[str, Any] | None) -> tuple[bytes, list]:
+    from climb_dagster.core.proxy.evaluate import parse_multiple_choice
+
+    data = _source(path, storage_options).read_bytes()
+    return data, parse_multiple_choice(data, path)
 
 
 def prepare_target(
@@ -44,11 +54,13 @@ def prepare_target(
     TargetSpec (as a dict) whose evaluator paths point there."""
     import hashlib
 
-    from climb_dagster.core.proxy.evaluate import build_eval_windows, load_multiple_choice
+    from climb_dagster.core.proxy.evaluate import build_eval_windows
     from climb_dagster.core.proxy.targets import LOSS, MULTIPLE_CHOICE, EvaluatorSpec, TargetSpec
 
     evaluators = []
     digest = hashlib.sha256()
+    # Every input is validated before anything is written under `out`.
+    mc_data = _mc_items(target.mc_path, storage_options)[0] if target.mc_path else None
     if target.documents_path:
         src = _source(target.documents_path, storage_options)
         docs, _ = read_drop(src, "target", CorpusConfig(id_column=None))
@@ -64,17 +76,9 @@ def prepare_target(
             digest.update(windows)
             storage.atomic_write_bytes(out / "heldout_windows.npy", windows)
         evaluators.append(EvaluatorSpec(LOSS, str(out / "heldout_windows.npy"), weight=target.loss_weight))
-    if target.mc_path:
-        src = _source(target.mc_path, storage_options)
-        data = src.read_bytes()
-        with tempfile.TemporaryDirectory() as tmp:
-            check = Path(tmp) / "mc.jsonl"
-            check.write_bytes(data)
-            items = load_multiple_choice(check)  # validates: names the file and line on bad rows
-        if not items:
-            raise ClimbInputError(f"target evaluation set is empty: {target.mc_path}")
-        digest.update(data)
-        storage.atomic_write_bytes(out / "multiple_choice.jsonl", data)
+    if mc_data is not None:
+        digest.update(mc_data)
+        storage.atomic_write_bytes(out / "multiple_choice.jsonl", mc_data)
         evaluators.append(
             EvaluatorSpec(MULTIPLE_CHOICE, str(out / "multiple_choice.jsonl"), weight=target.accuracy_weight)
         )
@@ -89,16 +93,34 @@ def open_token_store(path: str, storage_options: dict[str, Any] | None = None):
     return TokenStore.open(storage.local_dir_copy(storage.make_path(path, storage_options)))
 
 
-def target_evaluator(
-    spec: dict[str, Any], tokenizer: Any, num_threads: int, storage_options: dict[str, Any] | None = None
-) -> Callable[[Any], float]:
-    """`evaluate(model) -> score` with the evaluation files fetched to local disk once."""
-    from climb_dagster.core.proxy.targets import TargetSpec, evaluate_target
+def _local_target(spec: dict[str, Any], storage_options: dict[str, Any] | None) -> Any:
+    """The TargetSpec of `spec` with its evaluation files fetched to local disk once."""
+    from climb_dagster.core.proxy.targets import TargetSpec
 
     local = {k: v for k, v in spec.items() if k != "fingerprint"}
     local["evaluators"] = [
         {**e, "path": str(storage.local_copy(storage.make_path(e["path"], storage_options)))}
         for e in spec["evaluators"]
     ]
-    target = TargetSpec.from_dict(local)
+    return TargetSpec.from_dict(local)
+
+
+def target_evaluator(
+    spec: dict[str, Any], tokenizer: Any, num_threads: int, storage_options: dict[str, Any] | None = None
+) -> Callable[[Any], float]:
+    """`evaluate(model) -> score` with the evaluation files fetched to local disk once."""
+    from climb_dagster.core.proxy.targets import evaluate_target
+
+    target = _local_target(spec, storage_options)
     return lambda model: evaluate_target(model, target, tokenizer, num_threads)
+
+
+def target_pack_evaluator(
+    spec: dict[str, Any], tokenizer: Any, num_threads: int, storage_options: dict[str, Any] | None = None
+) -> Callable[[list[Any]], list[float]]:
+    """`evaluate_many(models) -> scores`: the models of a pack scored as one batched model on their device;
+    a model with a non-finite component gets NaN (its run is then marked failed)."""
+    from climb_dagster.core.proxy.pack import evaluate_pack
+
+    target = _local_target(spec, storage_options)
+    return lambda models: evaluate_pack(models, target, tokenizer, num_threads)

@@ -3,6 +3,8 @@ contain a held-out page."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import polars as pl
@@ -23,9 +25,13 @@ def demo_drop_files() -> list[Path]:
 
 def _write(df: pl.DataFrame, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name("." + target.name + ".tmp")
-    df.write_parquet(tmp, compression="zstd")
-    tmp.replace(target)
+    # A temporary name of its own: two demos writing the same landing folder must not share one.
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        df.write_parquet(tmp, compression="zstd")
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def prepare_target(out: Path, domain: str, max_docs: int, seed: int = 0) -> tuple[Path, set[str]]:

@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[demo] target: {target} ({len(held)} held-out pages of {args.target_domain}, never in training)")
     print(f"[demo] landing: {landing} <- {written}")
 
-    # Step processes need an instance on disk: a throwaway one when DAGSTER_HOME is not set.
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.local_temp()
+    from climb_dagster.demo.instance import open_instance
+
+    instance = open_instance()
     keys = sorted(written)
     instance.add_dynamic_partitions(crawl_drops.name, keys)
     stage_t = time.perf_counter()

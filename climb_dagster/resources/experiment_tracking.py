@@ -16,6 +16,7 @@ import polars as pl
 
 from climb_dagster.core import schema
 from climb_dagster.core.records import ExperimentRecord, FinalMixture
+from climb_dagster.core.redact import redact
 from climb_dagster.resources.tracking import EXPERIMENT, PROXY, ROUND, MlflowTracker, TrackingUnavailable
 
 log = logging.getLogger(__name__)
@@ -125,5 +126,7 @@ def try_track(warn: Callable[[str], None], what: str, fn: Callable[[], Any]) -> 
         fn()
         return {"mlflow": "logged"}
     except TrackingUnavailable as exc:
-        warn(f"{what}: {exc}. Results are stored; replay later with `python -m climb_dagster.replay`.")
+        warn(
+            redact(f"{what}: {exc}. Results are stored; replay later with `python -m climb_dagster.replay`.")
+        )
         return {"mlflow": "pending replay"}

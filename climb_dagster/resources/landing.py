@@ -2,39 +2,74 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
+from datetime import datetime
+
 import dagster as dg
 from upath import UPath
 
 from climb_dagster.core import storage
-from climb_dagster.core.corpus import drop_key_of, find_drop_file
+from climb_dagster.core.corpus import find_drop_file
 from climb_dagster.core.keys import validate_key
+from climb_dagster.core.landing import LandedFile, LandingScan, scan_landing
+
+
+def _mtime(info: dict) -> float:
+    for name in ("mtime", "LastModified", "last_modified", "created"):
+        value = info.get(name)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+    return 0.0
 
 
 class LandingZone(dg.ConfigurableResource):
-    """Drops are files `<base>/<key>.parquet` or `<base>/<key>.jsonl`; the file name is the partition key."""
+    """Drops are files `<base>/<key>.parquet` or `<base>/<key>.jsonl[.gz]`; the file name is the partition key.
+
+    A drop is picked up once its file has not changed for `settle_seconds` (see core/landing.py).
+    """
 
     base: str
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    settle_seconds: float = 60.0
 
     def root(self) -> UPath:
-        return storage.make_path(self.base, storage.s3_storage_options(self.s3_endpoint_url, self.s3_region))
+        options = storage.s3_storage_options(self.s3_endpoint_url, self.s3_region)
+        return storage.make_path(self.base, options, what="landing URL")
 
-    def list_drops(self) -> list[str]:
-        """Keys of all drops present, sorted; files whose names are not valid keys are ignored."""
+    def _listing(self) -> tuple[list[LandedFile], list[str]]:
+        """(files, sub-folder names) of the landing location."""
         root = self.root()
         if not root.exists():
-            return []
-        keys = set()
-        for entry in root.iterdir():
-            key = drop_key_of(entry.name)
-            if key is None:
-                continue
-            try:
-                keys.add(validate_key(key, "crawl drop"))
-            except ValueError:
-                continue
-        return sorted(keys)
+            return [], []
+        files, folders = [], []
+        # One listing with details (one request on S3), not one stat per file.
+        for info in root.fs.ls(root.path, detail=True):
+            name = str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
+            if info.get("type") == "directory":
+                folders.append(name)
+            else:
+                files.append(LandedFile(name, int(info.get("size") or 0), _mtime(info)))
+        return files, folders
+
+    def files(self) -> list[LandedFile]:
+        return self._listing()[0]
+
+    def scan(self, known_keys: Iterable[str] = (), settle_seconds: float | None = None) -> LandingScan:
+        settle = self.settle_seconds if settle_seconds is None else settle_seconds
+        files, folders = self._listing()
+        scan = scan_landing(files, time.time(), settle, known_keys)
+        scan.ignored.extend(
+            (f"{name}/", "a folder: drops are files directly in the landing location") for name in folders
+        )
+        return scan
+
+    def list_drops(self) -> list[str]:
+        """Keys of all unambiguous drops present, settled or not, sorted."""
+        return sorted(self.scan(settle_seconds=0).ready)
 
     def path_for(self, key: str) -> UPath:
         return find_drop_file(self.root(), validate_key(key, "crawl drop"))

@@ -1,7 +1,8 @@
 """Resource sets per deployment, chosen by one environment variable: CLIMB_DEPLOYMENT=local|production
 (read, like every variable, through core/settings.py).
 
-local (default): everything under CLIMB_HOME (default ./.climb): storage/, landing/, an MLflow sqlite store.
+local (default): everything under CLIMB_HOME (default ./.climb): storage/, landing/, an MLflow sqlite store;
+CLIMB_STORAGE_URL, CLIMB_LANDING_URL and MLFLOW_TRACKING_URI override each of them.
 production: CLIMB_STORAGE_URL (s3://bucket/prefix), CLIMB_LANDING_URL, optional CLIMB_S3_ENDPOINT_URL
 (MinIO) and CLIMB_S3_REGION, MLFLOW_TRACKING_URI. Credentials come from the environment / instance profile only.
 """
@@ -22,6 +23,8 @@ from climb_dagster.resources.tracking import MlflowTracker
 def settings(deployment: str | None = None) -> dict[str, Any]:
     """Storage, landing, S3 endpoint/region and MLflow URI of a deployment (default: CLIMB_DEPLOYMENT)."""
     env = Settings.from_env()
+    # Refused when the settings are read, before any path derived from them reaches a log line.
+    env.refuse_credentials()
     if (deployment or env.deployment) != "production":
         return {
             "storage": env.local_storage(),

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
+from climb_dagster.core.redact import redact, redact_value
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -24,6 +26,32 @@ EXPERIMENT = "climb.experiment"
 ROUND = "climb.round"
 PROXY = "climb.proxy"
 PARENT = "mlflow.parentRunId"
+
+
+_SQLITE_READY: set[str] = set()
+
+
+def _set_up_sqlite_store(uri: str) -> None:
+    """Create (migrate) a local sqlite MLflow store under an exclusive file lock, once per process.
+
+    MLflow migrates a fresh sqlite store on first use; two processes doing it at once (two demos on a fresh
+    home) leave it half-migrated and unusable ("table _alembic_tmp_metrics already exists").
+    """
+    if not uri.startswith("sqlite:///") or uri in _SQLITE_READY:
+        return
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    db = uri.removeprefix("sqlite:///")
+    os.makedirs(os.path.dirname(os.path.abspath(db)), exist_ok=True)
+    with open(db + ".setup-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    _SQLITE_READY.add(uri)
 
 
 class TrackingUnavailable(RuntimeError):
@@ -45,6 +73,7 @@ class MlflowTracker(dg.ConfigurableResource):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.http_timeout_s))
         from mlflow.tracking import MlflowClient
 
+        _set_up_sqlite_store(self.tracking_uri)
         return MlflowClient(tracking_uri=self.tracking_uri)
 
     def _retry(self, what: str, fn: Callable[[], T]) -> T:
@@ -54,9 +83,14 @@ class MlflowTracker(dg.ConfigurableResource):
                 return fn()
             except Exception as exc:  # MLflow raises MlflowException, requests errors, sqlalchemy errors...
                 last = exc
-                log.warning("MLflow %s failed (attempt %d/%d): %s", what, attempt + 1, self.max_attempts, exc)
+                log.warning(
+                    "MLflow %s failed (attempt %d/%d): %s", what, attempt + 1, self.max_attempts, redact(exc)
+                )
                 time.sleep(self.backoff_s * (2**attempt))
-        raise TrackingUnavailable(f"MLflow at {self.tracking_uri!r} unavailable for {what}: {last}") from last
+        # Chained exceptions are dropped (`from None`): MLflow's own error texts repeat the URI unredacted.
+        raise TrackingUnavailable(
+            redact(f"MLflow at {self.tracking_uri!r} unavailable for {what}: {type(last).__name__}: {last}")
+        ) from None
 
     def experiment_id(self) -> str:
         def get_or_create() -> str:
@@ -71,7 +105,7 @@ class MlflowTracker(dg.ConfigurableResource):
     def ensure_run(self, kind: str, tags: dict[str, str], name: str, parent_run_id: str | None = None) -> str:
         """The run with these tags (created when absent). Returns its run id."""
         exp_id = self.experiment_id()
-        all_tags = {KIND: kind, **tags}
+        all_tags = redact_value({KIND: kind, **tags})
         if parent_run_id:
             all_tags[PARENT] = parent_run_id
         query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in all_tags.items())
@@ -93,7 +127,7 @@ class MlflowTracker(dg.ConfigurableResource):
         def write() -> None:
             client = self._client()
             existing = client.get_run(run_id).data.params
-            new_params = [Param(k, str(v)) for k, v in (params or {}).items() if k not in existing]
+            new_params = [Param(k, redact(v)) for k, v in (params or {}).items() if k not in existing]
             now = int(time.time() * 1000)
             ms = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if v is not None]
             client.log_batch(run_id, metrics=ms, params=new_params)

@@ -58,7 +58,7 @@ def setup(tmp_path: Path, tiny_model: Path) -> dict:
     _write_drop(landing, "drop-0002", 4, 100)
     resources = {
         "io_manager": ClimbIOManagerFactory(base_path=str(tmp_path / "store")),
-        "landing": LandingZone(base=str(landing)),
+        "landing": LandingZone(base=str(landing), settle_seconds=0),
         "embedder": EmbeddingModelResource(
             model_path=str(tiny_model), precision="fp32", progress_interval_s=0
         ),
@@ -165,7 +165,7 @@ def test_full_stage_new_drop_and_recluster(setup: dict) -> None:
     # 1. The landing sensor registers both drops and, with no centroids yet, only embeds them.
     result = _sensor(setup, new_drops_sensor)
     assert [r.partition_key for r in result.run_requests] == drops
-    assert [r.run_key for r in result.run_requests] == drops
+    assert [r.run_key.split("@")[0] for r in result.run_requests] == drops  # key@file fingerprint
     assert {r.job_name for r in result.run_requests} == {"drop_embedding_job"}
     assert result.dynamic_partitions_requests[0].partition_keys == drops
     instance.add_dynamic_partitions(crawl_drops.name, drops)

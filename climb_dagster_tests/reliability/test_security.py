@@ -292,7 +292,7 @@ def test_new_drops_sensor_ignores_files_whose_names_are_not_safe_keys(tmp_path: 
              ".hidden.parquet", "ok-0001.parquet", "ok_0002.jsonl", "notes.txt"]  # fmt: skip
     for name in names:
         (landing / name).write_bytes(b"")
-    zone = LandingZone(base=str(landing))
+    zone = LandingZone(base=str(landing), settle_seconds=0)
     assert zone.list_drops() == ["ok-0001", "ok_0002"]
     instance = dg.DagsterInstance.ephemeral()
     context = dg.build_sensor_context(instance=instance, resources={"landing": zone})

@@ -113,7 +113,8 @@ def test_write_export_shards_blend_and_manifest(tmp_path):
     docs = (d.documents for d in kept_documents(raw, assigned, mapping))
     manifest = write_export(out, docs, tokenizer, plan, config, blend, about)
     assert json.loads((out / "manifest.json").read_text()) == manifest
-    assert json.loads((out / "blend.json").read_text()) == blend
+    assert json.loads((out / manifest["version_path"] / "blend.json").read_text()) == blend
+    assert [p.name for p in (out / "versions").iterdir()] == [manifest["version"]]
     shards = [pl.read_parquet(tmp_path / "export" / s["file"]) for s in manifest["shards"]]
     assert sum(s.height for s in shards) == sum(s["rows"] for s in manifest["shards"])
     assert all(s.height <= 2 for s in shards) and manifest["tokens_sampled"] == sum(

@@ -23,10 +23,10 @@ def test_only_the_settings_module_reads_the_environment() -> None:
         for path in PACKAGE.rglob("*.py")
         if READ.search(path.read_text()) and path.name != "settings.py"
     ]
-    # The demo corpus builder passes PATH on to `man` (a subprocess), and the demo driver asks Dagster's
-    # own DAGSTER_HOME: neither is a setting of this package.
-    assert sorted(readers) == ["climb_dagster/demo/corpus/man.py", "climb_dagster/demo/run.py"]
-    demo = (PACKAGE / "demo" / "run.py").read_text()
+    # The demo corpus builder passes PATH on to `man` (a subprocess), and the demo's instance set-up asks
+    # Dagster's own DAGSTER_HOME: neither is a setting of this package.
+    assert sorted(readers) == ["climb_dagster/demo/corpus/man.py", "climb_dagster/demo/instance.py"]
+    demo = (PACKAGE / "demo" / "instance.py").read_text()
     assert [m.group(0) for m in re.finditer(r'os\.environ\.get\("[A-Z_]+"\)', demo)] == [
         'os.environ.get("DAGSTER_HOME")'
     ]
@@ -61,3 +61,19 @@ def test_from_env_reads_each_variable() -> None:
 def test_bad_values_are_named(env: dict, needle: str) -> None:
     with pytest.raises(ClimbInputError, match=re.escape(needle)):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize("name", ["CLIMB_STORAGE_URL", "CLIMB_LANDING_URL", "CLIMB_S3_ENDPOINT_URL"])
+def test_refuse_credentials_names_the_variable_and_masks_the_secret(name: str) -> None:
+    url = "s3://KEY:hunter2@bucket/x" if name != "CLIMB_S3_ENDPOINT_URL" else "http://u:hunter2@minio:9000"
+    settings = Settings.from_env({name: url})
+    with pytest.raises(ClimbInputError, match=name) as info:
+        settings.refuse_credentials()
+    assert "hunter2" not in str(info.value)
+    Settings.from_env({name: "s3://bucket/x"}).refuse_credentials()
+
+
+def test_storage_url_applies_to_the_local_deployment() -> None:
+    assert Settings.from_env({"CLIMB_STORAGE_URL": "s3://b/assets"}).local_storage() == "s3://b/assets"
+    home = Settings.from_env({"CLIMB_HOME": "/h"})
+    assert home.local_storage() == "/h/storage"

@@ -1,4 +1,5 @@
-"""round_k_proxy_evaluations: one mapped step per proxy (train or reuse, then score on the target)."""
+"""round_k_proxy_evaluations: one mapped step per proxy, or per pack of proxies trained as one batched model
+when the proxy pack size is above 1 (train or reuse, then score on the target); one record per proxy."""
 
 # No `from __future__ import annotations`: Dagster reads annotations at decoration time.
 
@@ -13,18 +14,34 @@ from climb_dagster.k8s import PROXY_OP_TAGS
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.storage import ClimbStorage
 
+# Key of a mapped step that trains several proxies as one pack (its value: the members' jobs).
+PACK = "pack"
+
 
 def _plan_op(k: int) -> dg.OpDefinition:
     @dg.op(name=f"round_{k}_plan_proxies", out=dg.DynamicOut(dict))
-    def plan(mixtures_table: pl.DataFrame):
+    def plan(mixtures_table: pl.DataFrame, record: ExperimentRecord):
+        """One mapped step per proxy, or per pack of proxies when the pack size is above 1."""
+        from climb_dagster.core.proxy.config import auto_pack_size
+
         weights = bootstrap.table_mixtures(mixtures_table) if mixtures_table.height else np.zeros((0, 0))
-        for row, w in zip(mixtures_table.iter_rows(named=True), weights, strict=True):
-            job = {
+        jobs = [
+            {
                 schema.MIXTURE_ID: row[schema.MIXTURE_ID],
                 schema.PROXY_KEY: row[schema.PROXY_KEY],
                 schema.WEIGHTS: w.tolist(),
             }
-            yield dg.DynamicOutput(job, mapping_key=row[schema.MIXTURE_ID].replace("-", "_"))
+            for row, w in zip(mixtures_table.iter_rows(named=True), weights, strict=True)
+        ]
+        size = auto_pack_size(record.proxy)
+        if size <= 1:
+            for job in jobs:
+                yield dg.DynamicOutput(job, mapping_key=job[schema.MIXTURE_ID].replace("-", "_"))
+            return
+        for start in range(0, len(jobs), size):
+            yield dg.DynamicOutput(
+                {PACK: jobs[start : start + size]}, mapping_key=f"pack_{start // size:03d}"
+            )
 
     return plan
 
@@ -37,26 +54,51 @@ def _train_op(k: int) -> dg.OpDefinition:
         record: ExperimentRecord,
         tokens: TokenStoreRef,
         job: dict,
-    ) -> dict:
-        """Train one proxy on one mixture (reused from the cache when this exact run already finished)."""
-        from climb_dagster.core.target_eval import open_token_store, target_evaluator
+    ) -> list:
+        """Train one proxy, or one pack of proxies as one batched model, on its mixture(s); runs that
+        already finished are reused from the cache. One record per proxy."""
+        from climb_dagster.core.target_eval import open_token_store, target_evaluator, target_pack_evaluator
 
         proxy = record.proxy
         store = open_token_store(tokens.path, storage.options())
-        evaluate = target_evaluator(
-            record.target_spec, store.load_tokenizer(), proxy.train.num_threads, storage.options()
-        )
-        cache = bootstrap.ProxyCache(storage.root() / "proxy_runs")
+        cache = bootstrap.ProxyCache(storage.root() / "proxy_runs", warn=context.log.warning)
+        name = job[schema.MIXTURE_ID] if PACK not in job else f"pack of {len(job[PACK])}"
+        args = (record.target_spec, store.load_tokenizer(), proxy.train.num_threads, storage.options())
 
         def progress(step: int, total: int, loss: float) -> None:
-            context.log.debug(f"{job[schema.MIXTURE_ID]}: step {step}/{total} loss {loss:.3f}")
+            context.log.debug(f"{name}: step {step}/{total} loss {loss:.3f}")
 
-        result = bootstrap.run_proxy_job(job, store, proxy, record.seed, evaluate, cache, progress)
-        verb = "reused" if result[schema.CACHED] else "trained"
-        context.log.info(
-            f"{verb} proxy {job[schema.MIXTURE_ID]} ({result[schema.STATUS]}): score {result[schema.SCORE]}"
-        )
-        return result
+        if PACK in job:
+            results = bootstrap.run_proxy_pack_job(
+                job[PACK],
+                store,
+                proxy,
+                record.seed,
+                target_pack_evaluator(*args),
+                cache,
+                progress,
+                storage.options(),
+            )
+        else:
+            results = [
+                bootstrap.run_proxy_job(
+                    job,
+                    store,
+                    proxy,
+                    record.seed,
+                    target_evaluator(*args),
+                    cache,
+                    progress,
+                    storage.options(),
+                )
+            ]
+        for result in results:
+            verb = "reused" if result[schema.CACHED] else "trained"
+            context.log.info(
+                f"{verb} proxy {result[schema.MIXTURE_ID]} ({result[schema.STATUS]}): "
+                f"score {result[schema.SCORE]}"
+            )
+        return results
 
     return train
 
@@ -64,7 +106,8 @@ def _train_op(k: int) -> dg.OpDefinition:
 def _collect_op(k: int) -> dg.OpDefinition:
     @dg.op(name=f"round_{k}_collect_proxies")
     def collect(context: dg.OpExecutionContext, tokens: TokenStoreRef, results: list) -> pl.DataFrame:
-        table = bootstrap.evaluations_table(results, tokens.n_clusters)
+        records = [r for step in results for r in step]  # one list per mapped step (proxy or pack)
+        table = bootstrap.evaluations_table(records, tokens.n_clusters)
         failed = table.filter(pl.col(schema.STATUS) != schema.OK)
         for row in failed.iter_rows(named=True):
             context.log.warning(
@@ -104,8 +147,8 @@ def evaluations_asset(k: int) -> dg.AssetsDefinition:
         },
     )
     def evaluations(mixtures_table, record, tokens):
-        """Proxy LM trained on each mixture and scored on the target (one step per proxy)."""
-        results = plan(mixtures_table).map(lambda job: train(record, tokens, job))
+        """Proxy LM trained on each mixture and scored on the target (one step per proxy or per pack)."""
+        results = plan(mixtures_table, record).map(lambda job: train(record, tokens, job))
         return collect(tokens, results.collect())
 
     return evaluations

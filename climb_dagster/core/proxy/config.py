@@ -88,6 +88,15 @@ class ProxyTrainConfig:
             `ln(vocab_size)`) marks the run as diverged, like a NaN/inf loss does.
         check_every: how often (steps) the loss is checked for divergence; checking needs a host sync.
         device: "cpu" or "cuda".
+        precision: "auto" (fp32 on CPU; bf16 autocast on CUDA, fp16 + loss scaling where the GPU has no
+            bf16), "fp32", "bf16" or "fp16". Master weights and optimizer state stay fp32 in every mode.
+        compile: "auto" (torch.compile on CUDA, eager on CPU), "on" or "off". A compilation failure falls
+            back to eager and the run goes on.
+        activation_checkpointing: recompute each layer's activations in the backward pass (for
+            350M-class proxies whose activations do not fit).
+        pack_size: proxies trained together as one batched model (see pack.py); 0 picks a size from the
+            device's memory (`auto_pack_size`). Not part of a run's key: a packed member equals its
+            separate run.
     """
 
     batch_size: int = 16
@@ -104,6 +113,10 @@ class ProxyTrainConfig:
     divergence_factor: float = 3.0
     check_every: int = 8
     device: str = "cpu"
+    precision: str = "auto"
+    compile: str = "auto"
+    activation_checkpointing: bool = False
+    pack_size: int = 0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "steps", "num_threads", "check_every"):
@@ -129,27 +142,69 @@ class ProxyTrainConfig:
         _finite("ProxyTrainConfig", "divergence_factor", self.divergence_factor, 1.0, 1e9, lo_open=True)
         if self.device not in ("cpu", "cuda"):
             raise ClimbInputError(f"ProxyTrainConfig.device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ClimbInputError(
+                f"ProxyTrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}"
+            )
+        if self.compile not in ("auto", "on", "off"):
+            raise ClimbInputError(
+                f"ProxyTrainConfig.compile must be 'auto', 'on' or 'off', got {self.compile!r}"
+            )
+        if not isinstance(self.activation_checkpointing, bool):
+            raise ClimbInputError(
+                f"ProxyTrainConfig.activation_checkpointing must be a bool, got {self.activation_checkpointing!r}"
+            )
+        if isinstance(self.pack_size, bool) or not isinstance(self.pack_size, int) or self.pack_size < 0:
+            raise ClimbInputError(
+                f"ProxyTrainConfig.pack_size must be an integer >= 0 (0 = automatic), got {self.pack_size!r}"
+            )
 
     @classmethod
     def tiny(cls) -> ProxyTrainConfig:
         return cls(batch_size=8, steps=30, lr=1e-2, warmup_steps=3, check_every=5)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Fields added after the first release are left out at their defaults, so that the keys of
+        # runs cached before them stay valid.
+        return {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if k not in LATER_DEFAULTS or v != LATER_DEFAULTS[k]
+        }
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LATER_DEFAULTS: dict[str, Any] = {
+    "precision": "auto",
+    "compile": "auto",
+    "activation_checkpointing": False,
+    "pack_size": 0,
+}
 
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    """Everything that determines a proxy run besides the data, the mixture and the seed."""
+    """Everything that determines a proxy run besides the data, the mixture and the seed.
+
+    Args:
+        base_model: a Hugging Face checkpoint (local directory or `s3://...`) every proxy continues
+            pre-training from instead of a fresh seeded init (the paper's setting). Its location is part
+            of the run key: keep checkpoints immutable (a new version gets a new path).
+    """
 
     model: ProxyModelConfig = field(default_factory=ProxyModelConfig)
     train: ProxyTrainConfig = field(default_factory=ProxyTrainConfig)
+    base_model: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ProxyModelConfig):
             raise ClimbInputError(f"ProxyConfig.model must be a ProxyModelConfig, got {self.model!r}")
         if not isinstance(self.train, ProxyTrainConfig):
             raise ClimbInputError(f"ProxyConfig.train must be a ProxyTrainConfig, got {self.train!r}")
+        if self.base_model is not None and (not isinstance(self.base_model, str) or not self.base_model):
+            raise ClimbInputError(
+                f"ProxyConfig.base_model must be a checkpoint path or s3:// URL, got {self.base_model!r}"
+            )
 
     @classmethod
     def default(cls) -> ProxyConfig:
@@ -162,7 +217,11 @@ class ProxyConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProxyConfig:
         try:
-            return cls(model=ProxyModelConfig(**data["model"]), train=ProxyTrainConfig(**data["train"]))
+            return cls(
+                model=ProxyModelConfig(**data["model"]),
+                train=ProxyTrainConfig(**data["train"]),
+                base_model=data.get("base_model"),
+            )
         except (KeyError, TypeError) as exc:
             raise ClimbInputError(f"bad proxy config {dict(data)!r}: {exc}") from exc
 
@@ -184,7 +243,57 @@ class ProxyConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model.to_dict(), "train": self.train.to_dict()}
+        out = {"model": self.model.to_dict(), "train": self.train.to_dict()}
+        if self.base_model is not None:
+            out["base_model"] = self.base_model
+        return out
+
+    def run_dict(self) -> dict[str, Any]:
+        """What keys a run: everything but how many proxies share the device (`pack_size`)."""
+        out = self.to_dict()
+        out["train"] = {k: v for k, v in out["train"].items() if k != "pack_size"}
+        return out
 
     def content_hash(self) -> str:
         return content_hash(self.to_dict())
+
+
+# Upper bound of the automatic pack size: beyond it one step's windows and logits outgrow the benefit.
+MAX_AUTO_PACK = 64
+
+
+def bytes_per_member(config: ProxyConfig) -> float:
+    """Device memory one pack member needs while training (an estimate, 25% slack included).
+
+    fp32 weights, gradients and two AdamW moments (16 bytes a parameter), the activations kept for the
+    backward pass (~(10 d_model + 4 d_ff) values a token per layer in the autocast dtype, or one d_model
+    vector per layer with checkpointing) and the logits (bf16, their fp32 copy and its gradient).
+    """
+    m, t = config.model, config.train
+    params = m.n_layers * (4 * m.d_model**2 + 3 * m.d_model * m.d_ff) + m.vocab_size * m.d_model
+    per_layer = m.d_model if t.activation_checkpointing else 10 * m.d_model + 4 * m.d_ff
+    tokens = config.tokens_per_step
+    activations = tokens * (m.n_layers * per_layer * 2 + m.vocab_size * 10)
+    return 1.25 * (16 * params + activations)
+
+
+def auto_pack_size(config: ProxyConfig, device_memory: int | None = None) -> int:
+    """`config.train.pack_size`, or when 0 (automatic): on CPU 1, on CUDA as many members as fit in 80%
+    of the device memory (capped at MAX_AUTO_PACK).
+
+    CPU rule: Dagster already runs one proxy per core as parallel steps, which uses every core; a pack
+    on one thread gains little there (the head, over half of a CPU step, runs member by member; a pack
+    of 4 demo proxies measured 1.2x the one-at-a-time throughput), so set `pack_size` explicitly to pack
+    on CPU. `device_memory` (bytes) defaults to the visible GPU's;
+    a planner without a GPU (e.g. the Dagster run pod) assumes an 80 GB device.
+    """
+    t = config.train
+    if t.pack_size:
+        return t.pack_size
+    if t.device == "cpu":
+        return 1
+    if device_memory is None:
+        import torch
+
+        device_memory = torch.cuda.mem_get_info()[1] if torch.cuda.is_available() else 80 * 10**9
+    return int(max(1, min(MAX_AUTO_PACK, 0.8 * device_memory // bytes_per_member(config))))

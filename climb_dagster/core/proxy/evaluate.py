@@ -149,10 +149,11 @@ def eval_loss(model: Any, windows: np.ndarray, batch_size: int = 32) -> float:
         )
     was_training = model.training
     model.eval()
+    device = model.lm_head.weight.device
     total, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, windows.shape[0], batch_size):
-            batch = torch.from_numpy(windows[start : start + batch_size].astype(np.int64))
+            batch = torch.from_numpy(windows[start : start + batch_size].astype(np.int64)).to(device)
             hidden = model.model(input_ids=batch[:, :-1], use_cache=False).last_hidden_state
             targets = batch[:, 1:].reshape(-1)
             loss = linear_cross_entropy(hidden.reshape(targets.shape[0], -1), model.lm_head.weight, targets)
@@ -177,38 +178,52 @@ def load_multiple_choice(path: str | os.PathLike[str]) -> list[MultipleChoiceIte
     p = Path(path)
     if not p.is_file():
         raise ClimbInputError(f"multiple-choice file not found: {p}")
+    return parse_multiple_choice(p.read_bytes(), str(p))
+
+
+def parse_multiple_choice(data: bytes, source: str) -> list[MultipleChoiceItem]:
+    """Validate and parse multiple-choice JSONL bytes; every error names `source` (the user's file) and line."""
     items = []
-    with open(p, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ClimbInputError(f"{p}:{lineno}: not valid JSON: {exc}") from exc
-            context, choices, gold = row.get("context"), row.get("choices"), row.get("gold")
-            if not isinstance(context, str):
-                raise ClimbInputError(f"{p}:{lineno}: 'context' must be a string, got {context!r}")
-            if (
-                not isinstance(choices, list)
-                or len(choices) < 2
-                or not all(isinstance(c, str) and c for c in choices)
-            ):
-                raise ClimbInputError(
-                    f"{p}:{lineno}: 'choices' must be >= 2 non-empty strings, got {choices!r}"
-                )
-            if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < len(choices):
-                raise ClimbInputError(f"{p}:{lineno}: 'gold' must be an index into choices, got {gold!r}")
-            items.append(MultipleChoiceItem(context, tuple(choices), gold))
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        if lineno == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ClimbInputError(f"{source}:{lineno}: invalid UTF-8 at byte {exc.start}") from exc
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ClimbInputError(f"{source}:{lineno}: not valid JSON: {exc}") from exc
+        if not isinstance(row, dict):
+            raise ClimbInputError(f"{source}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        context, choices, gold = row.get("context"), row.get("choices"), row.get("gold")
+        if not isinstance(context, str):
+            raise ClimbInputError(f"{source}:{lineno}: 'context' must be a string, got {context!r}")
+        if (
+            not isinstance(choices, list)
+            or len(choices) < 2
+            or not all(isinstance(c, str) and c for c in choices)
+        ):
+            raise ClimbInputError(
+                f"{source}:{lineno}: 'choices' must be >= 2 non-empty strings, got {choices!r}"
+            )
+        if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < len(choices):
+            raise ClimbInputError(
+                f"{source}:{lineno}: 'gold' must be an index into the {len(choices)} choices, got {gold!r}"
+            )
+        items.append(MultipleChoiceItem(context, tuple(choices), gold))
     if not items:
-        raise ClimbInputError(f"multiple-choice file is empty: {p}")
+        raise ClimbInputError(f"multiple-choice file is empty: {source}")
     return items
 
 
-def choice_logprobs(
-    model: Any, tokenizer: Any, item: MultipleChoiceItem, block_size: int
-) -> list[tuple[float, int]]:
-    """(sum of log-probs, n tokens) of each choice as a continuation of the context.
+def choice_batch(
+    tokenizer: Any, item: MultipleChoiceItem, block_size: int
+) -> tuple[Any, list[tuple[int, int]]]:
+    """Token ids (n_choices, width) of context + each choice, right-padded, and each choice's span.
 
     Context and choice are encoded separately (the choice carries its own leading space) and the
     context is cut from the left so that context + choice fit in `block_size + 1` tokens.
@@ -229,21 +244,52 @@ def choice_logprobs(
         seqs.append(seq)
         spans.append((len(seq) - len(cont), len(seq)))
     width = max(len(s) for s in seqs)
-    pad = tokenizer.pad_token_id
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
     for i, s in enumerate(seqs):
         ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-    with torch.no_grad():
-        # Right padding under a causal mask never influences the real positions: no attention mask needed.
-        logits = model(input_ids=ids[:, :-1], use_cache=False).logits.float()
-        logp = torch.log_softmax(logits, dim=-1)
+    return ids, spans
+
+
+def span_logprobs(logits: Any, ids: Any, spans: list[tuple[int, int]]) -> list[tuple[float, int]]:
+    """(sum of log-probs, n tokens) of each span, from the logits of ids[:, :-1]."""
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=-1)
     out = []
     for i, (a, b) in enumerate(spans):
-        targets = ids[i, a:b]
+        targets = ids[i, a:b].to(logp.device)
         # Position t predicts token t+1.
         lp = logp[i, a - 1 : b - 1].gather(1, targets[:, None]).sum()
         out.append((float(lp), b - a))
     return out
+
+
+def choice_logprobs(
+    model: Any, tokenizer: Any, item: MultipleChoiceItem, block_size: int
+) -> list[tuple[float, int]]:
+    """(sum of log-probs, n tokens) of each choice as a continuation of the context (see choice_batch)."""
+    import torch
+
+    ids, spans = choice_batch(tokenizer, item, block_size)
+    with torch.no_grad():
+        # Right padding under a causal mask never influences the real positions: no attention mask needed.
+        inputs = ids[:, :-1].to(model.lm_head.weight.device)
+        logits = model(input_ids=inputs, use_cache=False).logits
+    return span_logprobs(logits, ids, spans)
+
+
+def choice_accuracy(
+    items: Sequence[MultipleChoiceItem], logprobs: Sequence[list[tuple[float, int]]], normalize: str
+) -> float:
+    """Fraction of items whose gold choice has the highest normalised log-likelihood (ties: first)."""
+    correct = 0
+    for item, lps in zip(items, logprobs, strict=True):
+        scores = []
+        for choice, (lp, n_tok) in zip(item.choices, lps, strict=True):
+            denom = {"none": 1.0, "char": float(len(choice)), "token": float(n_tok)}[normalize]
+            scores.append(lp / denom)
+        correct += int(int(np.argmax(scores)) == item.gold)
+    return correct / len(items)
 
 
 def eval_multiple_choice(
@@ -261,17 +307,9 @@ def eval_multiple_choice(
     block = int(getattr(model.config, "max_position_embeddings", 128))
     was_training = model.training
     model.eval()
-    correct = 0
-    for item in items:
-        scores = []
-        for choice, (lp, n_tok) in zip(
-            item.choices, choice_logprobs(model, tokenizer, item, block), strict=True
-        ):
-            denom = {"none": 1.0, "char": float(len(choice)), "token": float(n_tok)}[normalize]
-            scores.append(lp / denom)
-        correct += int(int(np.argmax(scores)) == item.gold)
+    logprobs = [choice_logprobs(model, tokenizer, item, block) for item in items]
     model.train(was_training)
-    return correct / len(items)
+    return choice_accuracy(items, logprobs, normalize)
 
 
 def build_multiple_choice(

@@ -217,6 +217,26 @@ def write_token_store(
     return TokenStore.open(out)
 
 
+def _inside(store: Path, name: Any, cid: int) -> Path:
+    """The token file an index entry names, refused unless it is a plain file name inside the store
+    (no separators, no '..', no symlink leading out): an index must not make a reader map any file."""
+    index = store / INDEX_FILE
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or Path(name).name != name
+        or "\\" in name
+    ):
+        raise ClimbInputError(
+            f"{index}: super-cluster {cid} names token file {name!r}, not a file inside the store"
+        )
+    file = store / name
+    if file.is_symlink() or not file.resolve().is_relative_to(store.resolve()):
+        raise ClimbInputError(f"{index}: token file {name!r} of super-cluster {cid} points outside the store")
+    return file
+
+
 def _cluster_file(cid: int) -> str:
     return f"cluster_{cid:03d}.bin"
 
@@ -264,7 +284,7 @@ class TokenStore:
         for cid in ids:
             entry = clusters[str(cid)]
             dtype = np.dtype(entry["dtype"])
-            file = p / entry["file"]
+            file = _inside(p, entry["file"], cid)
             if not file.is_file():
                 raise ClimbInputError(f"token file of super-cluster {cid} not found: {file}")
             n = int(entry["n_tokens"])

@@ -15,15 +15,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from climb_dagster.core import schema
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.hashing import proxy_run_key
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyTrainConfig
 from climb_dagster.core.proxy.sampler import sample_windows, validate_mixture
 from climb_dagster.core.proxy.tokens import TokenStore
+
+if TYPE_CHECKING:
+    from climb_dagster.core.proxy import runtime
 
 RUN_FILE = "proxy_run.json"
 # Callback(step, total_steps, loss): called at most ~20 times per run, never per step.
@@ -48,27 +52,29 @@ class ProxyResult:
     n_params: int
     model_dir: str | None = None
     model: Any = field(default=None, repr=False)
+    # Every step's loss (not in to_dict: the curve above is the summary that gets stored).
+    step_losses: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status == schema.OK
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (no model object; NaN/inf losses become None)."""
         return {
-            "status": self.status,
-            "reason": self.reason,
-            "run_key": self.run_key,
-            "steps": self.steps,
-            "tokens": self.tokens,
-            "loss_first": self.loss_first,
-            "loss_last": self.loss_last,
-            "loss_min": self.loss_min,
-            "loss_curve": [[s, v] for s, v in self.loss_curve],
-            "wall_s": self.wall_s,
-            "tokens_per_s": self.tokens_per_s,
-            "n_params": self.n_params,
-            "model_dir": self.model_dir,
+            schema.STATUS: self.status,
+            schema.REASON: self.reason,
+            schema.RUN_KEY: self.run_key,
+            schema.STEPS: self.steps,
+            schema.TOKENS: self.tokens,
+            schema.LOSS_FIRST: self.loss_first,
+            schema.LOSS_LAST: self.loss_last,
+            schema.LOSS_MIN: self.loss_min,
+            schema.LOSS_CURVE: [[s, v] for s, v in self.loss_curve],
+            schema.WALL_S: self.wall_s,
+            schema.TOKENS_PER_S: self.tokens_per_s,
+            schema.N_PARAMS: self.n_params,
+            schema.MODEL_DIR: self.model_dir,
         }
 
 
@@ -82,13 +88,16 @@ def lr_at(step: int, cfg: ProxyTrainConfig) -> float:
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
 
 
-def make_optimizer(model: Any, cfg: ProxyTrainConfig) -> Any:
-    """AdamW with weight decay on 2-D parameters only (matrices and embeddings, not norms)."""
+def make_optimizer(model: Any, cfg: ProxyTrainConfig, member_dims: int = 0) -> Any:
+    """AdamW with weight decay on 2-D parameters only (matrices and embeddings, not norms).
+
+    member_dims: leading dimensions that index pack members (pack.py), not counted as matrix dimensions.
+    """
     import torch
 
     params = list({id(p): p for p in model.parameters() if p.requires_grad}.values())
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
+    decay = [p for p in params if p.ndim - member_dims >= 2]
+    no_decay = [p for p in params if p.ndim - member_dims < 2]
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -115,6 +124,7 @@ def train_proxy(
     init_from: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
     windows: np.ndarray | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> ProxyResult:
     """Train a proxy LM on `config.train.steps` batches of windows drawn from `mixture`.
 
@@ -124,11 +134,11 @@ def train_proxy(
             config.json, tokenizer files, proxy_run.json); written to a temp dir, then renamed.
         windows: pre-sampled (steps * batch_size, block_size + 1) token windows, to train two trainers
             on identical data (the bench); by default they are sampled from `mixture` with `seed + 1`.
+        storage_options: s3 options (endpoint, retries) to fetch a remote `config.base_model`.
 
     A run whose loss becomes NaN/inf or explodes is returned with status "failed" and a reason.
     """
-    import torch
-
+    from climb_dagster.core.proxy import runtime
     from climb_dagster.core.proxy.model import (
         build_model,
         check_compatible,
@@ -139,14 +149,7 @@ def train_proxy(
 
     mcfg, tcfg = config.model, config.train
     w = validate_mixture(mixture, store.n_clusters)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ClimbInputError(f"seed must be an integer, got {seed!r}")
-    if store.vocab_size > mcfg.vocab_size:
-        raise ClimbInputError(
-            f"token store {store.path} has vocab_size {store.vocab_size} > ProxyModelConfig.vocab_size {mcfg.vocab_size}"
-        )
-    if tcfg.device == "cuda" and not torch.cuda.is_available():
-        raise ClimbInputError("ProxyTrainConfig.device='cuda' but CUDA is not available")
+    check_run_inputs(store, config, [seed])
     run_key = proxy_run_key(w.tolist(), config, seed, store.key())
     n_windows = tcfg.steps * tcfg.batch_size
     if windows is None:
@@ -158,22 +161,69 @@ def train_proxy(
 
     t0 = time.perf_counter()
     with torch_threads(tcfg.num_threads):
-        device = torch.device(tcfg.device)
-        if init_from is not None:
-            model = load_model(init_from)
-            check_compatible(model, mcfg, str(init_from))
+        rt = runtime.resolve(tcfg)
+        base_dir = checkpoint_dir(init_from if init_from is not None else config.base_model, storage_options)
+        if base_dir is not None:
+            model = load_model(base_dir)
+            check_compatible(model, mcfg, str(init_from or config.base_model))
         else:
             model = build_model(mcfg, seed, eod_id=store.eod_id)
-        model.to(device).train()
+        model.to(rt.device).train()
         n_params = count_params(model)
-        data = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.int64)).to(device)
-        losses, status, reason, done = _loop(model, data, config, progress)
+        losses, status, reason, done = _loop(model, windows, config, rt, progress)
     wall = time.perf_counter() - t0
+    result = summarize(losses, status, reason, done, run_key, config, wall, n_params)
+    if status == schema.OK:
+        result.model = model
+        if out_dir is not None:
+            result.model_dir = str(save_proxy(model, store, out_dir, result, config, w, seed))
+    return result
 
+
+def check_run_inputs(store: TokenStore, config: ProxyConfig, seeds: Sequence[Any]) -> None:
+    """Seeds are integers and the token store's vocabulary fits the model's embedding."""
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ClimbInputError(f"seed must be an integer, got {seed!r}")
+    if store.vocab_size > config.model.vocab_size:
+        raise ClimbInputError(
+            f"token store {store.path} has vocab_size {store.vocab_size} > "
+            f"ProxyModelConfig.vocab_size {config.model.vocab_size}"
+        )
+
+
+def checkpoint_dir(
+    location: str | os.PathLike[str] | None, storage_options: dict[str, Any] | None = None
+) -> Path | None:
+    """A local directory holding the checkpoint at `location` (a path, or an s3:// URL fetched once)."""
+    if location is None:
+        return None
+    text = str(location)
+    if "://" not in text:
+        return Path(text)
+    from climb_dagster.core import storage
+
+    path = storage.make_path(text, storage_options)
+    if not path.exists():
+        raise ClimbInputError(f"base checkpoint not found: {text}")
+    return storage.local_dir_copy(path)
+
+
+def summarize(
+    losses: np.ndarray,
+    status: str,
+    reason: str,
+    done: int,
+    run_key: str,
+    config: ProxyConfig,
+    wall: float,
+    n_params: int,
+) -> ProxyResult:
+    """The ProxyResult of a run from its per-step losses (the model is attached by the caller)."""
     tokens = done * config.tokens_per_step
     finite = losses[:done][np.isfinite(losses[:done])]
     tail = losses[max(0, done - max(1, done // 10)) : done]
-    result = ProxyResult(
+    return ProxyResult(
         status=status,
         reason=reason,
         run_key=run_key,
@@ -186,66 +236,106 @@ def train_proxy(
         wall_s=wall,
         tokens_per_s=tokens / wall if wall > 0 else 0.0,
         n_params=n_params,
-        model=model if status == "ok" else None,
+        step_losses=losses[:done],
     )
-    if status == "ok" and out_dir is not None:
-        result.model_dir = str(save_proxy(model, store, out_dir, result, config, w, seed))
-    return result
+
+
+def divergence_limit(config: ProxyConfig) -> float:
+    return config.train.divergence_factor * math.log(config.model.vocab_size)
+
+
+def first_divergence(seen: np.ndarray, offset: int, limit: float) -> tuple[int, str] | None:
+    """(step, reason) of the first non-finite or exploding loss in `seen` (losses from step `offset`)."""
+    bad = np.flatnonzero(~np.isfinite(seen) | (seen > limit))
+    if not bad.size:
+        return None
+    value = float(seen[bad[0]])
+    why = "non-finite" if not math.isfinite(value) else f"exploding (> {limit:.3g})"
+    at = offset + int(bad[0])
+    return at, f"diverged: {why} loss {value!r} at step {at}"
+
+
+def step_loss(model: Any, x: Any, y: Any, fused_head: bool) -> Any:
+    """Mean next-token loss of one batch. CPU: the chunked fused head (loss.py); CUDA: plain logits +
+    cross-entropy, which torch.compile fuses and which runs in the autocast dtype."""
+    import torch
+
+    hidden = model.model(input_ids=x, use_cache=False).last_hidden_state
+    weight = model.lm_head.weight
+    if fused_head:
+        from climb_dagster.core.proxy.loss import linear_cross_entropy
+
+        return linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), weight, y.reshape(-1))
+    logits = hidden @ weight.t()
+    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
 
 
 def _loop(
-    model: Any, data: Any, config: ProxyConfig, progress: Progress | None
+    model: Any, windows: np.ndarray, config: ProxyConfig, rt: runtime.Runtime, progress: Progress | None
 ) -> tuple[np.ndarray, str, str, int]:
     """The training loop proper; returns (per-step losses, status, reason, steps done)."""
     import torch
 
-    from climb_dagster.core.proxy.loss import linear_cross_entropy
+    from climb_dagster.core.proxy import runtime
 
     tcfg = config.train
-    steps, bs = tcfg.steps, tcfg.batch_size
-    vocab = config.model.vocab_size
-    limit = tcfg.divergence_factor * math.log(vocab)
+    steps = tcfg.steps
+    limit = divergence_limit(config)
     opt = make_optimizer(model, tcfg)
+    scaler = rt.grad_scaler()
     params = [p for g in opt.param_groups for p in g["params"]]
+    if tcfg.activation_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+    def loss_of(x: Any, y: Any) -> Any:
+        # Autocast covers the forward only; the backward runs in the dtypes the forward chose.
+        with rt.autocast():
+            return step_loss(model, x, y, rt.fused_head)
+
+    forward = runtime.CompiledStep(loss_of, rt.compile)
+
+    def backward(loss: Any) -> None:
+        (loss if scaler is None else scaler.scale(loss)).backward()
+
+    def reset() -> None:
+        opt.zero_grad(set_to_none=True)
+
+    batches = runtime.Batches(windows, rt.device, tcfg.batch_size)
     # Losses stay on the device and are read back only every `check_every` steps: no per-step sync.
-    loss_buf = torch.empty(steps, dtype=torch.float32, device=data.device)
+    loss_buf = torch.empty(steps, dtype=torch.float32, device=rt.device)
     report_every = max(1, steps // 20)
-    base = model.model  # the decoder; the LM head is fused into the loss (see loss.py)
-    head_weight = model.lm_head.weight
-    d_model = config.model.d_model
     checked = 0
     for step in range(steps):
         lr = lr_at(step, tcfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = data[step * bs : (step + 1) * bs]
-        x, y = batch[:, :-1], batch[:, 1:]
-        hidden = base(input_ids=x, use_cache=False).last_hidden_state
-        loss = linear_cross_entropy(hidden.reshape(-1, d_model), head_weight, y.reshape(-1))
-        loss.backward()
+        x, y = batches.get(step)
+        loss = forward.forward_backward((x, y), backward, reset)
+        if scaler is not None:
+            scaler.unscale_(opt)
         if tcfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip, foreach=True)
-        opt.step()
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
         opt.zero_grad(set_to_none=True)
         loss_buf[step] = loss.detach()
         last = step == steps - 1
         if (step + 1) % tcfg.check_every == 0 or last:
-            seen = loss_buf[checked : step + 1].cpu().numpy()
-            bad = np.flatnonzero(~np.isfinite(seen) | (seen > limit))
-            if bad.size:
-                at = checked + int(bad[0])
-                value = float(seen[bad[0]])
-                why = "non-finite" if not math.isfinite(value) else f"exploding (> {limit:.3g})"
-                out = loss_buf[: at + 1].cpu().numpy().astype(np.float64)
-                return out, "failed", f"diverged: {why} loss {value!r} at step {at}", at + 1
+            hit = first_divergence(loss_buf[checked : step + 1].cpu().numpy(), checked, limit)
+            if hit is not None:
+                at, why = hit
+                return loss_buf[: at + 1].cpu().numpy().astype(np.float64), schema.FAILED, why, at + 1
             checked = step + 1
         if progress is not None and ((step + 1) % report_every == 0 or last):
             progress(step + 1, steps, float(loss_buf[step]))
     losses = loss_buf.cpu().numpy().astype(np.float64)
     # The last update is not seen by any loss: a NaN/inf gradient there would only show in the weights.
     if not bool(torch.stack([p.detach().isfinite().all() for p in params]).all()):
-        return losses, "failed", f"diverged: non-finite weights after step {steps - 1}", steps
-    return losses, "ok", "", steps
+        return losses, schema.FAILED, f"diverged: non-finite weights after step {steps - 1}", steps
+    return losses, schema.OK, "", steps
 
 
 def save_proxy(

@@ -1,0 +1,462 @@
+"""Proxy packs: m proxies of one ProxyModelConfig trained as one batched model on one device.
+
+A demo-size proxy keeps a GPU a few percent busy; m of them with a leading member dimension on every
+parameter (bmm for the linears, SDPA over m * batch rows) fill it. Packing changes nothing a member
+computes, only how the device is used:
+- each member starts from the weights `build_model(config, seed)` gives it (built, then stacked) or from
+  the base checkpoint, and sees exactly the windows it would see alone (`sample_windows(.., seed + 1)`);
+- the loss is each member's own mean; their sum is differentiated, and as no parameter is shared the
+  gradients of one member never touch another's;
+- AdamW is element-wise (its state is per member by construction), weight decay goes to the members'
+  matrices as alone, the learning rate schedule is the same, and gradients are clipped by each member's
+  own norm;
+- a member whose loss diverges is cut out of the pack (its rows of every parameter and optimizer state are
+  dropped) with the reason it would have had alone, and the others go on.
+So in fp32 a member's losses equal its separate run up to float summation order (tested to 1e-4 relative).
+Under fp16 loss scaling (GPUs without bf16) one scaler serves the pack: an overflow in one member skips
+that step for all of them.
+
+Imported lazily (it imports torch and transformers).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from climb_dagster.core import schema
+from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.hashing import proxy_run_key
+from climb_dagster.core.proxy import runtime
+from climb_dagster.core.proxy.config import ProxyConfig
+from climb_dagster.core.proxy.loss import linear_cross_entropy
+from climb_dagster.core.proxy.model import (
+    build_model,
+    check_compatible,
+    count_params,
+    load_model,
+    torch_threads,
+)
+from climb_dagster.core.proxy.sampler import sample_windows, validate_mixture
+from climb_dagster.core.proxy.tokens import TokenStore
+from climb_dagster.core.proxy.train import (
+    Progress,
+    ProxyResult,
+    check_run_inputs,
+    checkpoint_dir,
+    divergence_limit,
+    first_divergence,
+    lr_at,
+    make_optimizer,
+    save_proxy,
+    summarize,
+)
+
+
+class PackedLlama(torch.nn.Module):
+    """m Llama proxies of the same sizes as one module: parameter `name` of member j is `param(name)[j]`.
+
+    Names are those of LlamaForCausalLM.named_parameters() (the tied LM head is the embedding).
+    """
+
+    def __init__(self, members: Sequence[torch.nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ClimbInputError("a proxy pack needs at least one member")
+        c = members[0].config
+        self.n_heads, self.n_layers = int(c.num_attention_heads), int(c.num_hidden_layers)
+        self.names = [n for n, _ in members[0].named_parameters()]
+        own = [dict(m.named_parameters()) for m in members]
+        self.stacked = torch.nn.ParameterList(
+            [torch.nn.Parameter(torch.stack([o[n].detach() for o in own]).contiguous()) for n in self.names]
+        )
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.eps = float(members[0].config.rms_norm_eps)
+        # RoPE tables from the members' own rotary embedding (positions are the same for every member).
+        inv_freq = members[0].model.rotary_emb.inv_freq.detach().float().cpu()
+        freqs = torch.arange(int(c.max_position_embeddings), dtype=torch.float)[:, None] * inv_freq[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        self.register_buffer("cos", emb.cos(), persistent=False)
+        self.register_buffer("sin", emb.sin(), persistent=False)
+        self.checkpointing = False
+
+    @property
+    def size(self) -> int:
+        return self.stacked[0].shape[0]
+
+    def param(self, name: str) -> torch.Tensor:
+        return self.stacked[self.index[name]]
+
+    @torch.no_grad()
+    def keep(self, rows: Sequence[int], optimizer: Any = None) -> None:
+        """Keep only members `rows` (positions in the current pack), in parameters and optimizer state.
+
+        New Parameter objects replace the old ones (autograd caches a parameter's shape), and the
+        optimizer's groups and state move over to them.
+        """
+        idx = torch.as_tensor(list(rows), dtype=torch.long, device=self.stacked[0].device)
+        for i, old in enumerate(list(self.stacked)):
+            new = torch.nn.Parameter(old.detach().index_select(0, idx))
+            self.stacked[i] = new
+            if optimizer is None:
+                continue
+            state = optimizer.state.pop(old, None)
+            if state is not None:
+                # AdamW's moments have the parameter's shape; its step count is a scalar shared by all rows.
+                optimizer.state[new] = {
+                    k: v.index_select(0, idx) if torch.is_tensor(v) and v.ndim == old.ndim else v
+                    for k, v in state.items()
+                }
+            for group in optimizer.param_groups:
+                group["params"] = [new if q is old else q for q in group["params"]]
+
+    def member_state(self, j: int) -> dict[str, torch.Tensor]:
+        return {n: self.stacked[i][j] for i, n in enumerate(self.names)}
+
+    # --- forward ---------------------------------------------------------------------------------------
+
+    def _norm(self, h: torch.Tensor, name: str) -> torch.Tensor:
+        # LlamaRMSNorm: statistics in fp32, weight applied in the input dtype.
+        dtype = h.dtype
+        x = h.to(torch.float32)
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.param(name)[:, None, :] * x.to(dtype)
+
+    def _linear(self, h: torch.Tensor, name: str) -> torch.Tensor:
+        # (m, N, in) x (m, out, in) -> (m, N, out): nn.Linear per member.
+        return torch.bmm(h, self.param(name).transpose(1, 2))
+
+    def _layer(self, h: torch.Tensor, i: int, batch: int) -> torch.Tensor:
+        m, n, d = h.shape
+        t = n // batch
+        hd = d // self.n_heads
+        pre = f"model.layers.{i}."
+        x = self._norm(h, pre + "input_layernorm.weight")
+
+        def heads(name: str) -> torch.Tensor:
+            return self._linear(x, pre + name).reshape(m * batch, t, self.n_heads, hd).transpose(1, 2)
+
+        q, k, v = (
+            heads("self_attn.q_proj.weight"),
+            heads("self_attn.k_proj.weight"),
+            heads("self_attn.v_proj.weight"),
+        )
+        cos, sin = self.cos[:t].to(q.dtype), self.sin[:t].to(q.dtype)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=t > 1)
+        a = a.transpose(1, 2).reshape(m, n, d)
+        h = h + self._linear(a, pre + "self_attn.o_proj.weight")
+        x = self._norm(h, pre + "post_attention_layernorm.weight")
+        gate = torch.nn.functional.silu(self._linear(x, pre + "mlp.gate_proj.weight"))
+        return h + self._linear(
+            gate * self._linear(x, pre + "mlp.up_proj.weight"), pre + "mlp.down_proj.weight"
+        )
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """Final hidden states (m, batch * T, d) of token ids x (m, batch, T), member j on x[j]."""
+        m, b, t = x.shape
+        emb = self.param("model.embed_tokens.weight")
+        vocab = emb.shape[1]
+        offsets = torch.arange(m, device=x.device)[:, None, None] * vocab
+        h = torch.nn.functional.embedding(x + offsets, emb.reshape(m * vocab, -1)).reshape(m, b * t, -1)
+        for i in range(self.n_layers):
+            if self.checkpointing and torch.is_grad_enabled():
+                from torch.utils.checkpoint import checkpoint
+
+                h = checkpoint(self._layer, h, i, b, use_reentrant=False)
+            else:
+                h = self._layer(h, i, b)
+        return self._norm(h, "model.norm.weight")
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor, fused_head: bool) -> torch.Tensor:
+        """Each member's mean next-token loss (m,) on its own batch (x, y: (m, batch, T))."""
+        h = self.hidden(x)
+        w = self.param("model.embed_tokens.weight")
+        targets = y.reshape(y.shape[0], -1)
+        if fused_head:
+            # CPU: the chunked fused head, member by member, exactly as a separate run computes it.
+            return torch.stack([linear_cross_entropy(h[j], w[j], targets[j]) for j in range(h.shape[0])])
+        logits = torch.bmm(h, w.transpose(1, 2)).float()
+        ce = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
+        )
+        return ce.reshape(targets.shape).mean(dim=1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(m, batch, T, vocab) logits of every member on x (m, batch, T)."""
+        h = self.hidden(x)
+        w = self.param("model.embed_tokens.weight")
+        return torch.bmm(h, w.transpose(1, 2)).reshape(*x.shape, -1)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def clip_per_member(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """clip_grad_norm_ applied to each member on its own: by the norm of its gradients over all parameters.
+
+    Same math as torch.nn.utils.clip_grad_norm_ (coef = max_norm / (norm + 1e-6), at most 1); no host sync.
+    Returns the members' norms.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    per_param = torch.stack([torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1) for g in grads])
+    norms = torch.linalg.vector_norm(per_param, dim=0)
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.reshape(-1, *([1] * (g.ndim - 1))).to(g.dtype))
+    return norms
+
+
+def train_pack(
+    store: TokenStore,
+    mixtures: Sequence[Sequence[float] | np.ndarray],
+    config: ProxyConfig,
+    seeds: Sequence[int],
+    out_dirs: Sequence[str | os.PathLike[str] | None] | None = None,
+    progress: Progress | None = None,
+    windows: np.ndarray | None = None,
+    init_from: Sequence[str | os.PathLike[str] | None] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> list[ProxyResult]:
+    """Train one proxy per (mixture, seed) together as one packed model; one ProxyResult per member.
+
+    Each result is what `train_proxy(store, mixture, config, seed, out_dir)` returns for that member
+    (same run key, losses within float rounding, model saved in Hugging Face format), except that
+    wall_s is the pack's time. `windows` (m, steps * batch, block + 1) replaces the sampled windows;
+    `init_from` gives members their own checkpoint to continue from (None: config.base_model or the seed).
+    """
+    mcfg, tcfg = config.model, config.train
+    m = len(mixtures)
+    if m == 0 or len(seeds) != m:
+        raise ClimbInputError(f"a pack needs one seed per mixture: {m} mixtures, {len(seeds)} seeds")
+    if out_dirs is not None and len(out_dirs) != m:
+        raise ClimbInputError(f"a pack of {m} needs {m} out_dirs, got {len(out_dirs)}")
+    if init_from is not None and len(init_from) != m:
+        raise ClimbInputError(f"a pack of {m} needs {m} init_from entries, got {len(init_from)}")
+    check_run_inputs(store, config, seeds)
+    ws = [validate_mixture(w, store.n_clusters) for w in mixtures]
+    keys = [proxy_run_key(w.tolist(), config, s, store.key()) for w, s in zip(ws, seeds, strict=True)]
+    n_windows = tcfg.steps * tcfg.batch_size
+    if windows is None:
+        windows = np.stack(
+            [
+                sample_windows(store, w, n_windows, mcfg.block_size, s + 1)
+                for w, s in zip(ws, seeds, strict=True)
+            ]
+        )
+    elif windows.shape != (m, n_windows, mcfg.block_size + 1):
+        raise ClimbInputError(
+            f"windows have shape {windows.shape}, expected {(m, n_windows, mcfg.block_size + 1)}"
+        )
+
+    t0 = time.perf_counter()
+    with torch_threads(tcfg.num_threads):
+        rt = runtime.resolve(tcfg)
+        members = []
+        for j, s in enumerate(seeds):
+            source = init_from[j] if init_from is not None and init_from[j] is not None else config.base_model
+            base_dir = checkpoint_dir(source, storage_options)
+            if base_dir is None:
+                members.append(build_model(mcfg, s, eod_id=store.eod_id))
+            else:
+                members.append(load_model(base_dir))
+                check_compatible(members[-1], mcfg, str(source))
+        pack = PackedLlama(members).to(rt.device).train()
+        pack.checkpointing = tcfg.activation_checkpointing
+        outcome = _pack_loop(pack, windows, config, rt, progress)
+        n_params = count_params(members[0])
+        results = []
+        for j in range(m):
+            losses, status, reason, done = outcome[j]
+            results.append(summarize(losses, status, reason, done, keys[j], config, 0.0, n_params))
+            if status == schema.OK:
+                state = pack.member_state(outcome.rows[j])
+                with torch.no_grad():
+                    for name, p in members[j].named_parameters():
+                        p.copy_(state[name].to(p.device))
+                results[j].model = members[j].to(rt.device).train()
+    wall = time.perf_counter() - t0
+    for j, r in enumerate(results):
+        r.wall_s = wall
+        r.tokens_per_s = r.tokens / wall if wall > 0 else 0.0
+        if r.ok and out_dirs is not None and out_dirs[j] is not None:
+            r.model_dir = str(save_proxy(r.model, store, out_dirs[j], r, config, ws[j], seeds[j]))
+    return results
+
+
+class _Outcome(dict):
+    """member -> (losses, status, reason, steps done); `rows[member]`: its row in the final pack."""
+
+    rows: dict[int, int]
+
+
+def _pack_loop(
+    pack: PackedLlama,
+    windows: np.ndarray,
+    config: ProxyConfig,
+    rt: runtime.Runtime,
+    progress: Progress | None,
+) -> _Outcome:
+    tcfg = config.train
+    steps, m = tcfg.steps, pack.size
+    limit = divergence_limit(config)
+    opt = make_optimizer(pack, tcfg, member_dims=1)
+    scaler = rt.grad_scaler()
+    params = [p for g in opt.param_groups for p in g["params"]]
+
+    def losses_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with rt.autocast():  # the forward only; the backward runs in the dtypes the forward chose
+            return pack.losses(x, y, fused_head=rt.fused_head)
+
+    forward = runtime.CompiledStep(losses_of, rt.compile)
+
+    def backward(losses: torch.Tensor) -> None:
+        # Members share no parameter: the gradient of the sum is each member's own gradient.
+        total = losses.sum()
+        (total if scaler is None else scaler.scale(total)).backward()
+
+    def reset() -> None:
+        opt.zero_grad(set_to_none=True)
+
+    batches = runtime.Batches(windows, rt.device, tcfg.batch_size)
+    loss_buf = torch.full((steps, m), float("nan"), dtype=torch.float32, device=rt.device)
+    active = list(range(m))  # original member index of each row of the pack
+    active_t = torch.arange(m, device=rt.device)
+    outcome = _Outcome()
+    report_every = max(1, steps // 20)
+    checked = 0
+    for step in range(steps):
+        lr = lr_at(step, tcfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, y = batches.get(step)
+        if len(active) < m:
+            x, y = x.index_select(0, active_t), y.index_select(0, active_t)
+        losses = forward.forward_backward((x, y), backward, reset)
+        if scaler is not None:
+            scaler.unscale_(opt)
+        if tcfg.grad_clip > 0:
+            clip_per_member(params, tcfg.grad_clip)
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss_buf[step].index_copy_(0, active_t, losses.detach().float())
+        last = step == steps - 1
+        if (step + 1) % tcfg.check_every == 0 or last:
+            seen = loss_buf[checked : step + 1].cpu().numpy()
+            failed = []
+            for row, j in enumerate(active):
+                hit = first_divergence(seen[:, j], checked, limit)
+                if hit is not None:
+                    at, why = hit
+                    curve = loss_buf[: at + 1, j].cpu().numpy().astype(np.float64)
+                    outcome[j] = (curve, schema.FAILED, why, at + 1)
+                    failed.append(row)
+            if failed:
+                rows = [r for r in range(len(active)) if r not in failed]
+                active = [active[r] for r in rows]
+                if not active:
+                    break
+                pack.keep(rows, opt)
+                params = [p for g in opt.param_groups for p in g["params"]]
+                active_t = torch.as_tensor(active, device=rt.device)
+            checked = step + 1
+        if progress is not None and ((step + 1) % report_every == 0 or last):
+            progress(step + 1, steps, float(loss_buf[step, active_t].mean()))
+    outcome.rows = {j: row for row, j in enumerate(active)}
+    finite = (
+        [
+            bool(torch.stack([p[row].detach().isfinite().all() for p in params]).all())
+            for row in range(len(active))
+        ]
+        if active
+        else []
+    )
+    for row, j in enumerate(active):
+        curve = loss_buf[:, j].cpu().numpy().astype(np.float64)
+        if not finite[row]:
+            outcome[j] = (curve, schema.FAILED, f"diverged: non-finite weights after step {steps - 1}", steps)
+        else:
+            outcome[j] = (curve, schema.OK, "", steps)
+    return outcome
+
+
+def evaluate_pack_components(
+    models: Sequence[torch.nn.Module], target: Any, tokenizer: Any = None, num_threads: int = 1
+) -> list[dict[str, float]]:
+    """`evaluate_components` of every model at once: the models (same sizes, same device) are stacked
+    into one PackedLlama and each evaluation batch is one forward pass for all of them."""
+    from climb_dagster.core.proxy import evaluate as ev
+    from climb_dagster.core.proxy.targets import LOSS
+
+    target.check_files()
+    device = models[0].lm_head.weight.device
+    m = len(models)
+    with torch_threads(num_threads), torch.no_grad():
+        pack = PackedLlama(models).to(device).train(False)
+        values: list[dict[str, float]] = [{} for _ in models]
+        for e in target.evaluators:
+            if e.kind == LOSS:
+                got = _pack_eval_loss(pack, ev.load_eval_windows(e.path), e.batch_size, device)
+            else:
+                if tokenizer is None:
+                    raise ClimbInputError(f"evaluator {e.name} needs a tokenizer")
+                items = ev.load_multiple_choice(e.path)
+                block = int(models[0].config.max_position_embeddings)
+                per_member: list[list[list[tuple[float, int]]]] = [[] for _ in models]
+                for item in items:
+                    ids, spans = ev.choice_batch(tokenizer, item, block)
+                    x = ids[:, :-1].to(device).unsqueeze(0).expand(m, -1, -1)
+                    logits = pack.logits(x)
+                    for j in range(m):
+                        per_member[j].append(ev.span_logprobs(logits[j], ids, spans))
+                got = [ev.choice_accuracy(items, lps, e.normalize) for lps in per_member]
+            for j, value in enumerate(got):
+                # A non-finite value marks that member's model as diverged; the caller fails only it.
+                values[j][e.name] = value
+    return values
+
+
+def _pack_eval_loss(
+    pack: PackedLlama, windows: np.ndarray, batch_size: int, device: torch.device
+) -> list[float]:
+    vocab = pack.param("model.embed_tokens.weight").shape[1]
+    if int(windows.max()) >= vocab:
+        raise ClimbInputError(
+            f"evaluation windows hold token id {int(windows.max())} >= model vocab_size {vocab}"
+        )
+    m = pack.size
+    total = torch.zeros(m, dtype=torch.float64, device=device)
+    count = 0
+    for start in range(0, windows.shape[0], batch_size):
+        batch = torch.from_numpy(windows[start : start + batch_size].astype(np.int64)).to(device)
+        x = batch[:, :-1].unsqueeze(0).expand(m, -1, -1)
+        y = batch[:, 1:].unsqueeze(0).expand(m, -1, -1)
+        n = y.shape[1] * y.shape[2]
+        total += pack.losses(x, y, fused_head=device.type == "cpu").double() * n
+        count += n
+    return (total / count).tolist()
+
+
+def evaluate_pack(
+    models: Sequence[torch.nn.Module], target: Any, tokenizer: Any = None, num_threads: int = 1
+) -> list[float]:
+    """The target score of each model (NaN where a component is not finite), evaluated as one pack."""
+    import math
+
+    out = []
+    for values in evaluate_pack_components(models, target, tokenizer, num_threads):
+        finite = all(math.isfinite(v) for v in values.values())
+        out.append(target.combine(values) if finite else float("nan"))
+    return out

@@ -1,0 +1,1 @@
+"""Ops of the jobs that materialize no asset (jobs.py wires them)."""
