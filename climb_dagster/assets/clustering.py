@@ -104,6 +104,8 @@ def document_embeddings(
             "device": model.device,
             "precision": model.precision,
             "max_length": model.max_length,
+            "token_budget": model.token_budget,
+            "max_batch_size": model.max_batch_size,
             "load_seconds": round(load_s, 3),
             "embed_seconds": round(p.elapsed_s, 3) if p else 0.0,
             "docs_per_s": round(p.docs_per_s, 1) if p else 0.0,

@@ -16,18 +16,20 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from climb_dagster.core.embedding_onnx import OnnxEncoder, onnxruntime_available
 from climb_dagster.core.errors import ClimbInputError
 
 if TYPE_CHECKING:
     import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8", "onnx-int8")
 POOLING_KEYS = (
     # Order in which sentence-transformers concatenates several active pooling modes.
     ("pooling_mode_cls_token", "cls"),
@@ -55,12 +57,17 @@ class EmbedderConfig:
     Args:
         model_path: local sentence-transformers folder; None = the shipped all-MiniLM-L6-v2.
         device: "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:N" or "mps".
-        precision: "auto" (CUDA: bf16 or fp16; CPU: bf16 where the CPU has native bf16, else fp32;
-            bf16 keeps cosine >= 0.999 with fp32 on MiniLM), "fp32" (exact), "bf16",
-            "fp16" (CUDA only) or "int8" (CPU: dynamic int8 on the attention Linear layers only; the
-            feed-forward layers are too sensitive to activation outliers).
+        precision: "auto" (CUDA: bf16 or fp16; CPU: bf16 where the CPU has native bf16, else "onnx-int8"
+            when onnxruntime is installed, else fp32; bf16 keeps cosine >= 0.999 with fp32 on MiniLM),
+            "fp32" (exact), "bf16", "fp16" (CUDA only), "int8" (CPU: torch dynamic int8 on the attention
+            Linear layers only; the feed-forward layers are too sensitive to activation outliers) or
+            "onnx-int8" (CPU: ONNX Runtime int8 session, mean cosine ~0.99 with fp32; measured in
+            core/embedding_onnx.py).
         token_budget: padded tokens per forward pass; batches of short texts hold more documents.
-        max_batch_size: upper bound on documents per forward pass.
+            None = from the device: 8192 on CPUs, on CUDA half the free memory divided by the model's
+            activation bytes per token (core/embedding_gpu.token_budget_from_memory).
+        max_batch_size: upper bound on documents per forward pass; None = 256 on CPUs, on CUDA the
+            budget over 32 tokens.
         chunk_docs: documents tokenised and sorted at once; bounds host memory for huge drops.
         max_length: truncation in tokens; None = the model's max_seq_length.
         max_windows: windows of `max_length` tokens read per document, averaged weighted by their
@@ -74,8 +81,8 @@ class EmbedderConfig:
     model_path: str | None = None
     device: str = "auto"
     precision: str = "auto"
-    token_budget: int = 8192
-    max_batch_size: int = 256
+    token_budget: int | None = None
+    max_batch_size: int | None = None
     chunk_docs: int = 16384
     max_length: int | None = None
     max_windows: int = 2
@@ -89,7 +96,7 @@ class EmbedderConfig:
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             raise ClimbInputError(f"device={self.device!r}: expected auto, cpu, mps, cuda or cuda:N")
         for name in ("token_budget", "max_batch_size", "chunk_docs", "max_windows"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ClimbInputError(f"{name}={getattr(self, name)!r}: must be >= 1")
         if self.max_length is not None and self.max_length < 2:
             raise ClimbInputError(f"max_length={self.max_length!r}: must be >= 2 or None")
@@ -328,12 +335,18 @@ def resolve_precision(precision: str, device: str) -> str:
         if on_cuda:
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         if device == "cpu":
-            return "bf16" if cpu_has_native_bf16() else "fp32"
+            if cpu_has_native_bf16():
+                return "bf16"
+            return "onnx-int8" if onnxruntime_available() else "fp32"
         return "fp32"
     if precision == "fp16" and not on_cuda:
         raise ClimbInputError(f"precision='fp16' needs CUDA; device is {device!r} (use bf16 or int8)")
-    if precision == "int8" and device != "cpu":
-        raise ClimbInputError(f"precision='int8' is CPU-only; device is {device!r}")
+    if precision in ("int8", "onnx-int8") and device != "cpu":
+        raise ClimbInputError(f"precision={precision!r} is CPU-only; device is {device!r}")
+    if precision == "onnx-int8" and not onnxruntime_available():
+        raise ClimbInputError(
+            "precision='onnx-int8' needs onnxruntime and onnx (pip install climb-dagster[cpu])"
+        )
     return precision
 
 
@@ -364,6 +377,24 @@ class SentenceEmbedder:
             limit = tok_max if tok_max and tok_max < 1_000_000 else 512
         max_pos = getattr(model.config, "max_position_embeddings", None)
         self.max_length = int(min(limit, max_pos) if max_pos and max_pos > 0 else limit)
+        self.token_budget, self.max_batch_size = self._batch_sizes()
+
+    def _batch_sizes(self) -> tuple[int, int]:
+        """Token budget and documents per pass: the config's, else sized for the device."""
+        from climb_dagster.core import embedding_gpu as gpu
+
+        if not self.device.startswith("cuda"):
+            budget = self.config.token_budget or gpu.CPU_TOKEN_BUDGET
+            return budget, self.config.max_batch_size or gpu.CPU_MAX_BATCH
+        budget = self.config.token_budget
+        if budget is None:
+            import torch
+
+            free, _ = torch.cuda.mem_get_info(torch.device(self.device))
+            shape = gpu.EncoderShape.of(self.model.config)
+            width = 4 if self.precision == "fp32" else 2
+            budget = gpu.token_budget_from_memory(free, shape, self.max_length, width)
+        return budget, self.config.max_batch_size or gpu.batch_cap(budget)
 
     @classmethod
     def load(cls, config: EmbedderConfig | None = None) -> SentenceEmbedder:
@@ -390,6 +421,25 @@ class SentenceEmbedder:
             model = AutoModel.from_pretrained(str(path), **kwargs)
         model.eval()
         dense = [_load_dense(p) for p in spec.dense_paths]
+        if precision == "onnx-int8":
+            names = tuple(
+                n for n in ("input_ids", "attention_mask", "token_type_ids") if n in _inputs(tokenizer)
+            )
+            try:
+                return cls(
+                    config,
+                    spec,
+                    tokenizer,
+                    OnnxEncoder.from_model(model, path, names, config.num_threads),
+                    dense,
+                    device=device,
+                    precision=precision,
+                )
+            except ClimbInputError:
+                if config.precision != "auto":
+                    raise
+                # "auto" must not fail on a model the exporter cannot handle: the exact path instead.
+                precision = "fp32"
         model, dense = _to_precision(model, dense, precision, device)
         return cls(config, spec, tokenizer, model, dense, device=device, precision=precision)
 
@@ -450,22 +500,38 @@ class SentenceEmbedder:
         reported = -1
         tokens_done = 0
         docs_done = 0
-        with torch.inference_mode():
-            for chunk_start in range(0, n, self.config.chunk_docs):
+        starts = list(range(0, n, self.config.chunk_docs))
+        # Tokenising the next chunk in a background thread overlaps it with this chunk's forward passes
+        # (the Rust tokenizer releases the GIL).
+        with ThreadPoolExecutor(max_workers=1) as tokenizer_pool, torch.inference_mode():
+            pending = (
+                tokenizer_pool.submit(self._tokenize, texts[: self.config.chunk_docs]) if starts else None
+            )
+            for chunk_start in starts:
                 chunk = texts[chunk_start : chunk_start + self.config.chunk_docs]
-                ids, type_ids, owner = self._tokenize(chunk)
+                assert pending is not None
+                ids, type_ids, owner = pending.result()
+                after = chunk_start + self.config.chunk_docs
+                if after < n:
+                    pending = tokenizer_pool.submit(
+                        self._tokenize, texts[after : after + self.config.chunk_docs]
+                    )
                 lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-                pooled: np.ndarray | None = None
+                # Pooled sums stay on the device for the whole chunk: one copy back per chunk, no sync per batch.
+                owner_t = torch.from_numpy(owner).to(self.device)
+                weights_t = torch.from_numpy(lengths).to(self.device, torch.float32)
+                pooled: torch.Tensor | None = None
                 items_done = 0
-                for batch in token_budget_batches(
-                    lengths, self.config.token_budget, self.config.max_batch_size
-                ):
+                for batch in token_budget_batches(lengths, self.token_budget, self.max_batch_size):
                     vectors = self._pool_batch(
                         [ids[i] for i in batch], type_ids and [type_ids[i] for i in batch]
                     )
                     if pooled is None:
-                        pooled = np.zeros((len(chunk), vectors.shape[1]), dtype=np.float64)
-                    np.add.at(pooled, owner[batch], vectors * lengths[batch, None])
+                        pooled = torch.zeros(
+                            (len(chunk), vectors.shape[1]), dtype=torch.float32, device=self.device
+                        )
+                    index = torch.from_numpy(batch).to(self.device)
+                    pooled.index_add_(0, owner_t[index], vectors * weights_t[index, None])
                     tokens_done += int(lengths[batch].sum())
                     items_done += len(batch)
                     docs_done = chunk_start + len(chunk) * items_done // len(ids)
@@ -475,14 +541,14 @@ class SentenceEmbedder:
                         last_report, reported = now, docs_done
                 assert pooled is not None
                 weight = np.bincount(owner, weights=lengths, minlength=len(chunk))
-                pooled /= np.maximum(weight, 1)[:, None]
-                out[chunk_start : chunk_start + len(chunk)] = self._finish(pooled)
+                pooled_np = pooled.cpu().numpy().astype(np.float64) / np.maximum(weight, 1)[:, None]
+                out[chunk_start : chunk_start + len(chunk)] = self._finish(pooled_np)
         if progress is not None and reported != docs_done:
             progress(EmbedProgress(docs_done, n, tokens_done, time.perf_counter() - started))
         return out
 
-    def _pool_batch(self, ids: list[list[int]], type_ids: list[list[int]] | None) -> np.ndarray:
-        """Pooled fp32 vectors [b, h * modes] of one padded batch."""
+    def _pool_batch(self, ids: list[list[int]], type_ids: list[list[int]] | None) -> torch.Tensor:
+        """Pooled fp32 vectors [b, h * modes] of one padded batch, on the model's device."""
         import torch
 
         width = max(len(x) for x in ids)
@@ -500,10 +566,14 @@ class SentenceEmbedder:
         inputs = {"input_ids": input_ids, "attention_mask": mask}
         if types is not None:
             inputs["token_type_ids"] = types
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        if self.device.startswith("cuda"):
+            # Pinned host memory lets the copy run asynchronously with the previous batch's kernels.
+            inputs = {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in inputs.items()}
+        else:
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.inference_mode():
             hidden = self.model(**inputs).last_hidden_state
-            return pool(hidden, inputs["attention_mask"], self.spec.pooling_modes).cpu().numpy()
+            return pool(hidden, inputs["attention_mask"], self.spec.pooling_modes)
 
     def _finish(self, pooled: np.ndarray) -> np.ndarray:
         """Dense heads and normalisation on pooled vectors, as float32."""
@@ -516,6 +586,11 @@ class SentenceEmbedder:
             if self.spec.normalize:
                 vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)
             return vectors.cpu().numpy()
+
+
+def _inputs(tokenizer: Any) -> tuple[str, ...]:
+    """Names the tokenizer feeds the model (token_type_ids only for models that take them)."""
+    return tuple(getattr(tokenizer, "model_input_names", ("input_ids", "token_type_ids", "attention_mask")))
 
 
 @dataclass

@@ -207,8 +207,25 @@ class Assignment:
     distance: np.ndarray  # float32 [n]
 
 
+def _on_gpu(index: Any, centroid_shape: tuple[int, int]) -> tuple[Any, int]:
+    """The flat index on every visible GPU, and the assignment rows per chunk that fit the smallest
+    device's free memory (chunk plus its scores against every centroid; core/embedding_gpu.rows_per_chunk)."""
+    import faiss
+
+    from climb_dagster.core.embedding_gpu import rows_per_chunk
+
+    try:
+        import torch
+
+        free = min(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+    except (ImportError, RuntimeError, ValueError):
+        free = 4 << 30  # torch without CUDA next to faiss-gpu: assume a small device
+    k, dim = centroid_shape
+    return faiss.index_cpu_to_all_gpus(index), rows_per_chunk(free, dim, k)
+
+
 def assign_clusters(embeddings: Any, centroids: np.ndarray, config: KMeansConfig) -> Assignment:
-    """Nearest centroid for every row, `config.chunk_rows` rows at a time."""
+    """Nearest centroid for every row, `config.chunk_rows` rows at a time (on GPUs: sized to device memory)."""
     import faiss
 
     centroids = np.ascontiguousarray(centroids, dtype=np.float32)
@@ -219,11 +236,14 @@ def assign_clusters(embeddings: Any, centroids: np.ndarray, config: KMeansConfig
     cosine = config.metric == "cosine"
     index = faiss.IndexFlatIP(centroids.shape[1]) if cosine else faiss.IndexFlatL2(centroids.shape[1])
     index.add(_normalise(centroids) if cosine else centroids)
+    step = config.chunk_rows
+    if _use_gpu(config.device):
+        index, step = _on_gpu(index, centroids.shape)
     n = embeddings.shape[0]
     cluster = np.empty(n, dtype=np.int32)
     distance = np.empty(n, dtype=np.float32)
-    for start in range(0, n, config.chunk_rows):
-        chunk = np.ascontiguousarray(embeddings[start : start + config.chunk_rows], dtype=np.float32)
+    for start in range(0, n, step):
+        chunk = np.ascontiguousarray(embeddings[start : start + step], dtype=np.float32)
         if not np.isfinite(chunk).all():
             raise ClimbInputError(f"embeddings rows {start}..{start + len(chunk) - 1} contain NaN or inf")
         if cosine:

@@ -31,11 +31,11 @@ def home_lock(folder: Path) -> Iterator[None]:
 
 
 def open_instance() -> dg.DagsterInstance:
-    """DagsterInstance.get() with every storage initialised under the home's lock; ephemeral without
-    DAGSTER_HOME."""
+    """DagsterInstance.get() with every storage initialised under the home's lock; without DAGSTER_HOME a
+    throwaway instance in a temporary folder (on disk, because the demo's proxy steps run in processes)."""
     home = os.environ.get("DAGSTER_HOME")
     if not home:
-        return dg.DagsterInstance.ephemeral()
+        return dg.DagsterInstance.local_temp()
     with home_lock(Path(home)):
         instance = dg.DagsterInstance.get()
         # Touch each storage so that its tables exist before the lock is released.

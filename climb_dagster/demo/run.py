@@ -49,6 +49,51 @@ def _print_rounds(root, experiment: str) -> None:
         print(f"{row['round']:>5}  {row['best_observed']:>13.4f}  {oof:>12}  {improved}")
 
 
+def experiment_job() -> dg.JobDefinition:
+    """The experiment job of the code location, for `reconstructable` (step processes rebuild it by name)."""
+    from climb_dagster.definitions import defs
+
+    return defs.resolve_job_def("climb_experiment_job")
+
+
+def parallel_execution(cores: int) -> dict:
+    """Run config that trains up to `cores` proxies at once, each in its own step process.
+
+    Processes rather than threads: proxies are independent, so k processes of one torch thread each scale
+    with the cores, while one ~1M-parameter proxy gains far less than 2x from a second thread (its matrices
+    are small). The forkserver imports the package and torch once, so a step process starts by forking
+    instead of re-importing them.
+    """
+    return {
+        "execution": {
+            "config": {
+                "max_concurrent": max(1, cores),
+                "start_method": {"forkserver": {"preload_modules": ["climb_dagster.definitions", "torch"]}},
+            }
+        }
+    }
+
+
+def _run_experiment(instance: dg.DagsterInstance, partition_key: str, run_config: dict, cores: int) -> None:
+    """The experiment's rounds under the multiprocess executor, so a round's proxies train in parallel."""
+    from climb_dagster.core.settings import Settings
+
+    if Settings.from_env().executor != "multiprocess":
+        from climb_dagster.definitions import defs
+        from climb_dagster.jobs import EXPERIMENT_GROUPS
+
+        _run(defs, instance, dg.AssetSelection.groups(*EXPERIMENT_GROUPS), partition_key, run_config)
+        return
+    with dg.execute_job(
+        dg.reconstructable(experiment_job),
+        instance=instance,
+        tags={"dagster/partition": partition_key},
+        run_config={**QUIET, **run_config, **parallel_execution(cores)},
+        raise_on_error=True,
+    ) as result:
+        assert result.success
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m climb_dagster.demo")
     parser.add_argument(
@@ -59,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategy", default="climb", choices=["climb", "regmix", "random", "doremi"])
     parser.add_argument("--experiment", default=DEMO_EXPERIMENT)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--parallel", type=int, default=os.cpu_count() or 1, help="proxies trained at once (default: cores)"
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("CLIMB_HOME", os.path.abspath(".climb"))
@@ -72,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from climb_dagster.definitions import defs
     from climb_dagster.demo.landing import prepare_landing, prepare_target, test_path
-    from climb_dagster.jobs import EXPERIMENT_GROUPS, FULL_DROP_KEYS
+    from climb_dagster.jobs import FULL_DROP_KEYS
     from climb_dagster.partitions import crawl_drops, experiments
 
     target, held = prepare_target(
@@ -115,13 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": [int(r) for r in args.rounds.split(",")],
         "seed": args.seed,
     }
-    _run(
-        defs,
-        instance,
-        dg.AssetSelection.groups(*EXPERIMENT_GROUPS),
-        args.experiment,
-        {"ops": {"experiment": {"config": spec}}},
-    )
+    _run_experiment(instance, args.experiment, {"ops": {"experiment": {"config": spec}}}, args.parallel)
     print(f"[demo] bootstrapping done in {time.perf_counter() - stage_t:.0f}s")
 
     from climb_dagster.core import schema, storage

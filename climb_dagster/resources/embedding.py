@@ -26,8 +26,8 @@ class EmbeddingModelResource(dg.ConfigurableResource):
     model_path: str | None = None
     device: str = "auto"
     precision: str = "auto"
-    token_budget: int = 8192
-    max_batch_size: int = 256
+    token_budget: int | None = None
+    max_batch_size: int | None = None
     max_length: int | None = None
     max_windows: int = 2
     num_threads: int | None = None

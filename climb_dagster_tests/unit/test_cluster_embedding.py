@@ -173,11 +173,46 @@ def test_truncation_follows_max_seq_length(tiny_model: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("precision", ["bf16", "int8"])
-def test_reduced_precisions_agree_with_fp32(tiny_model: Path, precision: str) -> None:
+@pytest.mark.parametrize("precision", ["bf16", "int8", "onnx-int8"])
+def test_reduced_precisions_agree_with_fp32(
+    tiny_model: Path, precision: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLIMB_CACHE_DIR", str(tmp_path))
     ref = SentenceEmbedder.load(EmbedderConfig(model_path=str(tiny_model), precision="fp32")).embed(TEXTS)
     out = SentenceEmbedder.load(EmbedderConfig(model_path=str(tiny_model), precision=precision)).embed(TEXTS)
     assert (out * ref).sum(1).min() > 0.98
+
+
+def test_auto_precision_rule_on_cpus_without_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    from climb_dagster.core import embedding
+
+    monkeypatch.setattr(embedding, "cpu_has_native_bf16", lambda: True)
+    assert embedding.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(embedding, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(embedding, "onnxruntime_available", lambda: True)
+    assert embedding.resolve_precision("auto", "cpu") == "onnx-int8"
+    monkeypatch.setattr(embedding, "onnxruntime_available", lambda: False)
+    assert embedding.resolve_precision("auto", "cpu") == "fp32"
+    with pytest.raises(ClimbInputError, match="onnxruntime"):
+        embedding.resolve_precision("onnx-int8", "cpu")
+
+
+def test_onnx_export_is_cached_and_complete(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from climb_dagster.core import embedding_onnx
+
+    monkeypatch.setenv("CLIMB_CACHE_DIR", str(tmp_path))
+    config = EmbedderConfig(model_path=str(tiny_model), precision="onnx-int8")
+    first = SentenceEmbedder.load(config).embed(TEXTS)
+    assert [p.name for p in tmp_path.iterdir()] == [p.name for p in tmp_path.glob("onnx-*")]
+    assert len(list(tmp_path.iterdir())) == 1 and not list(tmp_path.glob("*/encoder.onnx"))
+
+    def no_export(*args: object) -> None:
+        raise AssertionError("exported again although the cache holds the model")
+
+    monkeypatch.setattr(embedding_onnx, "export_int8", no_export)
+    np.testing.assert_array_equal(SentenceEmbedder.load(config).embed(TEXTS), first)
 
 
 def test_fp16_on_cpu_is_refused(tiny_model: Path) -> None:
@@ -200,7 +235,9 @@ def test_minilm_agrees_with_sentence_transformers() -> None:
         config = EmbedderConfig(precision=precision, device="cpu", max_windows=1)  # truncate, as ST does
         out = SentenceEmbedder.load(config).embed(TEXTS)
         cos = (out * ref).sum(1)
-        assert cos.min() >= 0.99, (precision, cos)
+        # auto is int8 on CPUs without native bf16: close on average, less on the empty text; on demo
+        # documents `bench embed` measures the mean (>= 0.99) and min.
+        assert cos.mean() >= 0.98 and cos.min() >= 0.95, (precision, cos)
     exact = SentenceEmbedder.load(EmbedderConfig(precision="fp32", device="cpu", max_windows=1)).embed(TEXTS)
     np.testing.assert_allclose(exact, ref, atol=1e-4)
 
@@ -260,3 +297,19 @@ def test_windows_average_pooled_vectors_by_tokens(tmp_path: Path) -> None:
     np.testing.assert_allclose(out[1], one.embed(["short text"])[0], atol=1e-5)
     np.testing.assert_allclose(one.embed([long])[0], windows[0], atol=1e-5)
     assert two.count_tokens([long, "short text"]).tolist() == [32, one.count_tokens(["short text"])[0]]
+
+
+def test_batch_sizes_default_per_device_and_follow_the_config(tiny_model: Path) -> None:
+    emb = SentenceEmbedder.load(EmbedderConfig(model_path=str(tiny_model), precision="fp32"))
+    assert (emb.token_budget, emb.max_batch_size) == (8192, 256)
+    set_ = EmbedderConfig(model_path=str(tiny_model), precision="fp32", token_budget=64, max_batch_size=3)
+    emb = SentenceEmbedder.load(set_)
+    assert (emb.token_budget, emb.max_batch_size) == (64, 3)
+    # Several chunks (tokenised ahead in the background) and small batches give the same vectors.
+    small = SentenceEmbedder.load(
+        EmbedderConfig(
+            model_path=str(tiny_model), precision="fp32", token_budget=64, max_batch_size=3, chunk_docs=2
+        )
+    ).embed(TEXTS)
+    whole = SentenceEmbedder.load(EmbedderConfig(model_path=str(tiny_model), precision="fp32")).embed(TEXTS)
+    np.testing.assert_allclose(small, whole, atol=1e-5)
