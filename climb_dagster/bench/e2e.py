@@ -32,6 +32,8 @@ from climb_dagster.core.direction import Direction
 from climb_dagster.core.errors import ClimbInputError
 
 STRATEGIES = ("climb", "random", "regmix")
+# Selectable besides the defaults: DoReMi spends its own 2 proxies (reference + DRO), not the search budget.
+OPTIONAL_STRATEGIES = ("doremi",)
 # Proxy seeds: a search's proxies share one seed (same initialisation: mixtures differ, not luck); final
 # mixtures are retrained with seeds no search used.
 PROXY_SEED = 1_000
@@ -48,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, default=24, help="proxies per search, equal for every strategy")
     parser.add_argument("--seeds", type=int, default=3, help="search seeds per strategy")
     parser.add_argument("--final-seeds", type=int, default=2, help="fresh retrains of each final mixture")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument(
+        "--strategies", default=",".join(STRATEGIES), help="comma-separated; also: doremi (its own 2 proxies)"
+    )
     parser.add_argument("--ratios", default="4,2,1", help="climb's per-round budget split")
     parser.add_argument("--candidates", type=int, default=20_000, help="Dirichlet draws ranked per round")
     parser.add_argument("--k", type=int, default=None, help="K_init (default: default_n_clusters(docs))")
@@ -260,6 +264,14 @@ def final_picks(
     }
 
 
+def doremi_answer(lab: Lab, prior: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
+    """DoReMi's averaged domain weights from its reference and DRO proxies, and the proxies it trained."""
+    from climb_dagster.core.proxy.doremi import train_doremi
+
+    result = train_doremi(lab.store, prior, lab.proxy, seed)
+    return np.asarray(result.weights, dtype=np.float64), int(result.proxies_trained)
+
+
 def _stderr(values: list[float]) -> float:
     return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
@@ -269,9 +281,10 @@ def run_e2e(args: argparse.Namespace, lab: Lab, validation: ValidationLab) -> di
     from climb_dagster.core.search import run_search
 
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    unknown = [n for n in names if n not in STRATEGIES]
+    known = STRATEGIES + OPTIONAL_STRATEGIES
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ClimbInputError(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
+        raise ClimbInputError(f"unknown strategies {unknown}; choose from {list(known)}")
     ratios = tuple(float(x) for x in args.ratios.split(","))
     prior = np.asarray(lab.store.n_tokens, dtype=np.float64)
     prior = prior / prior.sum()
@@ -287,17 +300,21 @@ def run_e2e(args: argparse.Namespace, lab: Lab, validation: ValidationLab) -> di
         return float(np.nanmean([f[0] for f in fresh])), float(np.nanmean([f[1] for f in fresh]))
 
     for name in names:
-        cfg = strategy_config(name, args.budget, ratios, args.candidates)
+        cfg = None if name == "doremi" else strategy_config(name, args.budget, ratios, args.candidates)
         test, val, evaluated, finals = [], [], [], []
         for s in range(args.seeds):
-            result = run_search(cfg, validation.evaluator(PROXY_SEED + s), prior=prior, seed=s)
-            evaluated.append(int(result.scores.size))
+            if cfg is None:
+                final, spent = doremi_answer(lab, prior, PROXY_SEED + s)
+            else:
+                result = run_search(cfg, validation.evaluator(PROXY_SEED + s), prior=prior, seed=s)
+                final, spent = result.final_mixture, int(result.scores.size)
+            evaluated.append(spent)
             if name == "climb":
                 oof.append(oof_by_round(result))
-            t, v = retrain(result.final_mixture, s)
+            t, v = retrain(final, s)
             test.append(t)
             val.append(v)
-            finals.append([round(float(w), 4) for w in result.final_mixture])
+            finals.append([round(float(w), 4) for w in final])
             if name == "climb" and args.compare_final_picks:
                 for pick, mixture in final_picks(result, validation, s, prior, args.reeval_top).items():
                     t, v = retrain(mixture, s)

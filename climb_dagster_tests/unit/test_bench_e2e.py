@@ -103,6 +103,21 @@ def test_e2e_runs_every_strategy_at_equal_budget(lab):
     assert picks["observed"]["test_mean"] == s["climb"]["test_mean"]
 
 
+def test_e2e_runs_doremi_when_selected(lab):
+    from climb_dagster.bench import e2e
+
+    validation = e2e.ValidationLab.of(lab["lab"])
+    args = argparse.Namespace(**{**vars(lab["args"]), "strategies": "doremi", "compare_final_picks": False})
+    out = e2e.run_e2e(args, lab["lab"], validation)
+    doremi = out["strategies"]["doremi"]
+    # DoReMi trains its reference and DRO proxies; the search's validation target is never used.
+    assert doremi["proxies_per_search"] == [2] and validation.trained == 0
+    weights = np.asarray(doremi["final_mixtures"][0])
+    assert weights.shape == (lab["lab"].n_superclusters,) and abs(weights.sum() - 1) < 1e-3
+    assert np.isfinite(doremi["test_mean"]) and np.isfinite(doremi["val_mean"])
+    assert out["oof_spearman_by_round"] == []
+
+
 def test_e2e_cli_prints_the_report(lab, capsys):
     import json
 
