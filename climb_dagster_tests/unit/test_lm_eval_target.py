@@ -76,25 +76,10 @@ def test_lm_eval_accuracy_matches_our_multiple_choice_scorer(setup: dict) -> Non
 def test_lm_eval_component_is_weighted_with_the_loss(setup: dict, tmp_path: Path) -> None:
     """A combined target (held-out loss + lm-eval accuracy) through prepare_target and the evaluator, offline,
     on the saved Hugging Face checkpoint."""
-    import json
-
-    from upath import UPath
-
-    from climb_dagster.core.experiment import TargetConfig
     from climb_dagster.core.proxy.targets import TargetSpec, evaluate_components
-    from climb_dagster.core.target_eval import prepare_target, target_evaluator
+    from climb_dagster.core.target_eval import target_evaluator
 
-    docs = tmp_path / "target.jsonl"
-    docs.write_text("".join(json.dumps({"text": t}) + "\n" for t in pc.texts()[-40:]))
-    target = TargetConfig(
-        kind="combined",
-        documents_path=str(docs),
-        lm_eval_path=str(setup["tasks"]),
-        lm_eval_tasks=("tiny_mc",),
-        lm_eval_weight=2.0,
-        max_eval_windows=8,
-    )
-    spec = prepare_target(target, pc.tokenizer_dir(), 32, UPath(tmp_path / "prepared"))
+    spec = _combined_target(setup, tmp_path, lm_eval_weight=2.0)
     kinds = [e["kind"] for e in spec["evaluators"]]
     assert kinds == ["loss", "lm_eval"] and spec["direction"] == "minimize"
     evaluate = target_evaluator(spec, setup["tokenizer"], 1)
@@ -106,25 +91,10 @@ def test_lm_eval_component_is_weighted_with_the_loss(setup: dict, tmp_path: Path
 
 def test_proxy_pack_runs_the_lm_eval_component_per_member(setup: dict, tmp_path: Path) -> None:
     """A pack (issue 10) scores an lm-eval component model by model: the same values as separate runs."""
-    import json
-
-    from upath import UPath
-
-    from climb_dagster.core.experiment import TargetConfig
     from climb_dagster.core.proxy.pack import evaluate_pack_components
     from climb_dagster.core.proxy.targets import TargetSpec, evaluate_components
-    from climb_dagster.core.target_eval import prepare_target
 
-    docs = tmp_path / "target.jsonl"
-    docs.write_text("".join(json.dumps({"text": t}) + "\n" for t in pc.texts()[-40:]))
-    target = TargetConfig(
-        kind="combined",
-        documents_path=str(docs),
-        lm_eval_path=str(setup["tasks"]),
-        lm_eval_tasks=("tiny_mc",),
-        max_eval_windows=8,
-    )
-    spec = TargetSpec.from_dict(prepare_target(target, pc.tokenizer_dir(), 32, UPath(tmp_path / "prepared")))
+    spec = TargetSpec.from_dict(_combined_target(setup, tmp_path))
     models = [setup["model"], setup["other_model"]]
     packed = evaluate_pack_components(models, spec, setup["tokenizer"])
     separate = [evaluate_components(m, spec, setup["tokenizer"]) for m in models]
@@ -181,3 +151,25 @@ def test_lm_eval_target_is_a_checked_folder_validated_before_writing(tmp_path: P
     with pytest.raises(ClimbInputError, match="holds no task .yaml files"):
         prepare_target(config(empty), pc.tokenizer_dir(), 32, UPath(out))
     assert not out.exists(), "nothing is written before every input is valid"
+
+
+def _combined_target(setup: dict, tmp_path: Path, **extra) -> dict:
+    """A prepared `combined` target: held-out loss on the last 40 demo texts plus the tiny lm-eval task."""
+    import json
+
+    from upath import UPath
+
+    from climb_dagster.core.experiment import TargetConfig
+    from climb_dagster.core.target_eval import prepare_target
+
+    docs = tmp_path / "target.jsonl"
+    docs.write_text("".join(json.dumps({"text": t}) + "\n" for t in pc.texts()[-40:]))
+    target = TargetConfig(
+        kind="combined",
+        documents_path=str(docs),
+        lm_eval_path=str(setup["tasks"]),
+        lm_eval_tasks=("tiny_mc",),
+        max_eval_windows=8,
+        **extra,
+    )
+    return prepare_target(target, pc.tokenizer_dir(), 32, UPath(tmp_path / "prepared"))
