@@ -13,6 +13,7 @@ import sys
 from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.core import bootstrap, storage
 from climb_dagster.core.plots import weights_bar_png
+from climb_dagster.core.rounds import fit_table, load_predictor
 from climb_dagster.resources.experiment_tracking import experiment_run, track_final, track_round
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster.resources.sets import settings
@@ -23,19 +24,23 @@ def replay_experiment(root, tracker: MlflowTracker, name: str) -> dict[str, int]
     record = read_value(root / "experiment" / name)
     experiment_run(tracker, record)
     rounds = 0
+    seen = []
     for k in range(1, MAX_ROUNDS + 1):
         try:
             evals = read_value(root / f"round_{k}_proxy_evaluations" / name)
             model = read_value(root / f"round_{k}_predictor" / name)
         except FileNotFoundError:
             break
+        seen.append(evals)
         if evals.height == 0:
             continue
         summary = {key: v for key, v in model.metadata.items() if key != "sidecar"}
         plots = {
             f"round_{k}_weights.png": weights_bar_png(bootstrap.table_mixtures(evals), f"round {k} weights")
         }
-        track_round(tracker, record, k, evals, summary, model.texts[0], plots)
+        predictor = load_predictor(model)
+        fit = fit_table(seen, predictor, predictor.predict(bootstrap.history(seen)[0]))
+        track_round(tracker, record, k, evals, summary, model, plots, fit)
         rounds += 1
     try:
         track_final(tracker, record, read_value(root / "final_mixture" / name))
@@ -54,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     s = settings()
     root = storage.make_path(s["storage"], storage.s3_storage_options(s["endpoint"], s["region"]))
-    tracker = MlflowTracker(tracking_uri=args.tracking_uri or s["mlflow"])
+    tracker = MlflowTracker(
+        tracking_uri=args.tracking_uri or s["mlflow"], artifact_root=s["mlflow_artifacts"]
+    )
     names = args.experiment or sorted(
         p.name.removesuffix(".json") for p in (root / "experiment").iterdir() if p.name.endswith(".json")
     )

@@ -125,7 +125,9 @@ def experiment(
         storage.options(),
     )
     data = ExperimentRecord.prepare(record, cluster_tokens, target_spec)
-    tracking = try_track(context.log.warning, "MLflow parent run", lambda: experiment_run(tracker, data))
+    tracking = try_track(
+        context.log.warning, "MLflow parent run", lambda: experiment_run(tracker, data), tracker
+    )
     return dg.Output(
         data,
         metadata={

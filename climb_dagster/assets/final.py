@@ -72,7 +72,7 @@ def final_mixture(
     )
     png = weights_bar_png(np.vstack([weights]), f"{record.name}: final mixture")
     tracking = try_track(
-        context.log.warning, "MLflow final mixture", lambda: track_final(tracker, record, final)
+        context.log.warning, "MLflow final mixture", lambda: track_final(tracker, record, final), tracker
     )
     return dg.Output(
         final,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import numpy as np
@@ -119,13 +120,14 @@ def run_proxy_job(
     if hit is not None:
         return {**hit, schema.MIXTURE_ID: job[schema.MIXTURE_ID], schema.CACHED: True}
     mixture = np.asarray(job[schema.WEIGHTS], dtype=np.float64)
+    started = time.time()
     with tempfile.TemporaryDirectory(prefix="climb-proxy-") as tmp:
         model_dir = Path(tmp) / "model"
         result = train_proxy(
             store, mixture, proxy, seed, out_dir=model_dir, progress=progress, storage_options=storage_options
         )
         score = float(evaluate(result.model)) if result.ok else None
-        record = _finish(key, result, score, mixture, model_dir, cache)
+        record = _finish(key, result, score, mixture, model_dir, cache, started)
     return {**record, schema.MIXTURE_ID: job[schema.MIXTURE_ID], schema.CACHED: False}
 
 
@@ -159,6 +161,7 @@ def run_proxy_pack_job(
             todo.append(i)
     if todo:
         mixtures = [np.asarray(jobs[i][schema.WEIGHTS], dtype=np.float64) for i in todo]
+        started = time.time()  # the members train together: one start for all of them
         with tempfile.TemporaryDirectory(prefix="climb-pack-") as tmp:
             dirs = [Path(tmp) / f"model-{n}" for n in range(len(todo))]
             results = train_pack(
@@ -177,16 +180,25 @@ def run_proxy_pack_job(
                     scores[n] = float(value)
             for n, i in enumerate(todo):
                 record = _finish(
-                    jobs[i][schema.PROXY_KEY], results[n], scores[n], mixtures[n], dirs[n], cache
+                    jobs[i][schema.PROXY_KEY], results[n], scores[n], mixtures[n], dirs[n], cache, started
                 )
                 records[i] = {**record, schema.MIXTURE_ID: jobs[i][schema.MIXTURE_ID], schema.CACHED: False}
     return [r for r in records if r is not None]
 
 
 def _finish(
-    key: str, result: Any, score: float | None, mixture: np.ndarray, model_dir: Any, cache: ProxyCache
+    key: str,
+    result: Any,
+    score: float | None,
+    mixture: np.ndarray,
+    model_dir: Any,
+    cache: ProxyCache,
+    started: float,
 ) -> dict:
-    """Cache a finished run (failed or not) under its key, uploading its model when it scored; return its record."""
+    """Cache a finished run (failed or not) under its key, uploading its model when it scored; return its record.
+
+    `started`: epoch seconds when its training began; the record keeps it and the end of its scoring, so
+    the run's real times survive a later reuse from the cache."""
     import math
 
     status, reason = result.status, result.reason
@@ -209,9 +221,19 @@ def _finish(
         schema.TOKENS_PER_S: round(result.tokens_per_s, 1),
         schema.N_PARAMS: result.n_params,
         schema.WEIGHTS: [float(w) for w in mixture],
+        schema.STARTED_AT: round(started, 3),
+        schema.ENDED_AT: round(time.time(), 3),
+        schema.LOSS_CURVE: [[int(step), float(loss)] for step, loss in result.loss_curve],
     }
     cache.put(key, record)
     return record
+
+
+def _cell(record: dict[str, Any], column: str) -> Any:
+    value = record.get(column)
+    if column == schema.LOSS_CURVE and value is not None:
+        return [[float(step), float(loss)] for step, loss in value]  # JSON keeps steps as integers
+    return value
 
 
 def evaluations_table(records: list[dict[str, Any]], n_clusters: int) -> pl.DataFrame:
@@ -226,9 +248,13 @@ def evaluations_table(records: list[dict[str, Any]], n_clusters: int) -> pl.Data
         schema.TOKENS: pl.Int64,
         schema.WALL_S: pl.Float64,
         schema.CACHED: pl.Boolean,
+        schema.STARTED_AT: pl.Float64,
+        schema.ENDED_AT: pl.Float64,
+        # [[step, loss], ...] downsampled (ProxyResult.loss_curve); null for runs cached before it was kept.
+        schema.LOSS_CURVE: pl.List(pl.List(pl.Float64)),
     }
     rows = sorted(records, key=lambda r: r[schema.MIXTURE_ID])
-    base = pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema=columns)
+    base = pl.DataFrame([{c: _cell(r, c) for c in columns} for r in rows], schema=columns)
     weights = pl.DataFrame(
         [r[schema.WEIGHTS] for r in rows] if rows else np.zeros((0, n_clusters)),
         schema={c: pl.Float64 for c in weight_columns(n_clusters)},

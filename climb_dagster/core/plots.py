@@ -108,14 +108,27 @@ def weights_bar_png(mixtures: np.ndarray, title: str) -> bytes:
     return _png(fig)
 
 
-def predicted_vs_actual_png(predicted: np.ndarray, actual: np.ndarray, title: str) -> bytes:
+def predicted_vs_actual_png(
+    predicted: np.ndarray, actual: np.ndarray, title: str, out_of_fold: np.ndarray | None = None
+) -> bytes:
+    """Predicted vs observed score: out-of-fold predictions (each by a model that never saw that proxy)
+    in colour when given, the in-sample fit in grey beside them, so a perfect in-sample diagonal cannot
+    pass for predictive skill."""
     fig = _figure(4.0, 3.5)
     ax = fig.subplots()
-    ax.scatter(actual, predicted, s=14, color="#dd8452")
+    shown = [predicted]
+    if out_of_fold is None:
+        ax.scatter(actual, predicted, s=14, color="#dd8452", label="in-sample")
+    else:
+        ax.scatter(actual, predicted, s=10, color="#bbbbbb", label="in-sample")
+        ax.scatter(actual, out_of_fold, s=16, color="#dd8452", label="out-of-fold")
+        shown.append(out_of_fold)
+        ax.legend(loc="best", fontsize=7)
     if actual.size:
-        lo, hi = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+        values = np.concatenate([actual, *shown])
+        lo, hi = float(values.min()), float(values.max())
         ax.plot([lo, hi], [lo, hi], color="#999999", linewidth=1)
-    ax.set_xlabel("actual score")
+    ax.set_xlabel("observed score")
     ax.set_ylabel("predicted score")
     ax.set_title(title, fontsize=9)
     return _png(fig)

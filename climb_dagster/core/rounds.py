@@ -14,6 +14,9 @@ from climb_dagster.core.bootstrap import table_mixtures
 from climb_dagster.core.direction import Direction
 
 CV_FOLDS = 5
+# Columns of fit_table besides the mixture id, score and weights.
+PREDICTED = "predicted"
+OOF_PREDICTED = "oof_predicted"
 
 
 def load_predictor(model: ModelText):
@@ -85,6 +88,33 @@ def predictor_summary(
         "n_spent": int(spent),
     }
     return summary, in_sample
+
+
+def fit_table(evals: list[pl.DataFrame], fitted: Any, in_sample: np.ndarray) -> pl.DataFrame:
+    """Every successful proxy so far (rows of `bootstrap.history`, in its order): mixture id, observed
+    score, the predictor's in-sample and out-of-fold predictions (null without cross-validation), weights."""
+    frames = [f for f in evals if f.height]
+    rows = pl.concat(frames, how="diagonal_relaxed").filter(pl.col(schema.STATUS) == schema.OK)
+    oof = fitted.metadata.get("cv_predictions")
+    return pl.DataFrame(
+        {
+            schema.MIXTURE_ID: rows[schema.MIXTURE_ID],
+            schema.SCORE: rows[schema.SCORE],
+            PREDICTED: in_sample.astype(np.float64),
+            OOF_PREDICTED: pl.Series(oof if oof is not None else [None] * rows.height, dtype=pl.Float64),
+        }
+    ).hstack(rows.select(schema.weight_columns_of(rows.columns)))
+
+
+def oof_spearman_check(fitted: Any) -> tuple[bool, dict[str, Any]]:
+    """Whether the predictor ranks held-out mixtures better than chance (out-of-fold Spearman > 0), and
+    what the check saw. Without cross-validation (fewer than 4 scored proxies) it passes and says so."""
+    cv = fitted.metadata.get("cv_spearman")
+    if cv is None:
+        return True, {"oof_spearman": "not computed: fewer than 4 scored proxies"}
+    if not np.isfinite(cv):
+        return False, {"oof_spearman": "undefined: constant out-of-fold predictions"}
+    return bool(cv > 0), {"oof_spearman": float(cv)}
 
 
 def round_progress(summaries: list[dict[str, Any]], direction: Direction) -> list[dict[str, Any]]:

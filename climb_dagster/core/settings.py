@@ -96,5 +96,10 @@ class Settings:
     def local_mlflow(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{os.path.join(self.home, 'mlflow.db')}"
 
+    def local_mlflow_artifacts(self) -> str:
+        """Artifacts of a local MLflow store (sqlite or file), whatever MLFLOW_TRACKING_URI names: under the
+        home, never ./mlruns of the working directory."""
+        return os.path.join(self.home, "mlflow-artifacts")
+
     def local_cache_dir(self) -> str:
         return self.cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "climb-dagster")

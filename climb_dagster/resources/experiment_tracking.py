@@ -9,17 +9,31 @@ from __future__ import annotations
 import io
 import json
 import logging
+import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import dagster as dg
 import polars as pl
 
 from climb_dagster.core import schema
+from climb_dagster.core.artifacts import ModelText
 from climb_dagster.core.records import ExperimentRecord, FinalMixture
 from climb_dagster.core.redact import redact
-from climb_dagster.resources.tracking import EXPERIMENT, PROXY, ROUND, MlflowTracker, TrackingUnavailable
+from climb_dagster.core.rounds import load_predictor
+from climb_dagster.resources.tracking import (
+    CONFIG_HASH,
+    EXPERIMENT,
+    PROXY,
+    ROUND,
+    MlflowTracker,
+    TrackingUnavailable,
+)
 
 log = logging.getLogger(__name__)
+LOSS_METRIC = "loss"  # a proxy's training loss per step
+EXAMPLE_ROWS = 5  # mixtures in the logged predictor's input example
 
 
 def _flat_params(record: ExperimentRecord) -> dict[str, Any]:
@@ -42,20 +56,46 @@ def _flat_params(record: ExperimentRecord) -> dict[str, Any]:
 
 
 def experiment_run(tracker: MlflowTracker, record: ExperimentRecord) -> str:
-    run_id = tracker.ensure_run("experiment", {EXPERIMENT: record.name}, name=record.name)
+    run_id = tracker.ensure_run(
+        "experiment",
+        {EXPERIMENT: record.name},
+        name=record.name,
+        extra_tags={CONFIG_HASH: record.config_hash},
+    )
     tracker.log(run_id, params=_flat_params(record))
     return run_id
 
 
-def _round_run(tracker: MlflowTracker, record: ExperimentRecord, round_number: int) -> str:
-    parent = experiment_run(tracker, record)
-    name = record.name
-    return tracker.ensure_run(
-        "round",
-        {EXPERIMENT: name, ROUND: str(round_number)},
-        name=f"{name}/round-{round_number}",
-        parent_run_id=parent,
-    )
+@dataclass(frozen=True)
+class Logged:
+    """Where a tracked step landed in MLflow: its run, and the logged model when it logged one."""
+
+    run_id: str
+    run_url: str
+    model_uri: str | None = None
+    model_url: str | None = None
+
+
+def _started(evaluations: pl.DataFrame) -> float | None:
+    """When the round's first proxy began training (None for tables stored before times were kept)."""
+    if schema.STARTED_AT not in evaluations.columns:
+        return None
+    first = evaluations[schema.STARTED_AT].min()
+    return None if first is None else float(first)
+
+
+def _log_predictor(tracker: MlflowTracker, run_id: str, model: ModelText, evaluations: pl.DataFrame, k: int):
+    """The round's whole ensemble as one MLflow logged model; its input example: this round's mixtures."""
+    predictor = load_predictor(model)
+    example = evaluations.select(predictor.feature_names).head(EXAMPLE_ROWS).to_pandas()
+    with tempfile.TemporaryDirectory(prefix="climb-predictor-") as tmp:
+        return tracker.log_predictor(run_id, str(predictor.save(tmp)), example, step=k)
+
+
+def _csv(table: pl.DataFrame) -> bytes:
+    buf = io.StringIO()
+    table.select(c for c in table.columns if c != schema.LOSS_CURVE).write_csv(buf)
+    return buf.getvalue().encode()
 
 
 def track_round(
@@ -64,11 +104,31 @@ def track_round(
     round_number: int,
     evaluations: pl.DataFrame,
     summary: dict[str, Any],
-    predictor_text: str | None,
+    predictor: ModelText | None,
     plots: dict[str, bytes],
-) -> str:
-    """Round run with params/metrics/artifacts, one nested proxy run per evaluated mixture."""
-    run_id = _round_run(tracker, record, round_number)
+    fit: pl.DataFrame | None = None,
+) -> Logged:
+    """Round run with params/metrics/artifacts and the predictor as a logged model, one nested proxy run
+    per evaluated mixture (real start/end times, loss curve), and the round's best-so-far and out-of-fold
+    Spearman as metrics at step `round_number` on the experiment's parent run."""
+    parent = experiment_run(tracker, record)
+    tracker.log(
+        parent,
+        metrics={
+            "best_score_so_far": summary.get("best_observed_score"),
+            "oof_spearman": summary.get("cv_spearman"),
+        },
+        step=round_number,
+    )
+    tags = {CONFIG_HASH: record.config_hash}
+    run_id = tracker.ensure_run(
+        "round",
+        {EXPERIMENT: record.name, ROUND: str(round_number)},
+        name=f"{record.name}/round-{round_number}",
+        parent_run_id=parent,
+        start_time_s=_started(evaluations),
+        extra_tags=tags,
+    )
     tracker.log(
         run_id,
         params={
@@ -78,13 +138,12 @@ def track_round(
         },
         metrics={k: v for k, v in summary.items() if isinstance(v, int | float)},
     )
-    buf = io.StringIO()
-    evaluations.write_csv(buf)
-    tracker.log_artifact_bytes(run_id, f"round_{round_number}_evaluations.csv", buf.getvalue().encode())
+    tracker.log_artifact_bytes(run_id, f"round_{round_number}_evaluations.csv", _csv(evaluations))
+    if fit is not None:
+        tracker.log_artifact_bytes(run_id, f"round_{round_number}_fit.csv", _csv(fit))
     for name, png in plots.items():
         tracker.log_artifact_bytes(run_id, name, png, artifact_path="plots")
-    if predictor_text:
-        tracker.log_lightgbm(run_id, predictor_text)
+    model_id = _log_predictor(tracker, run_id, predictor, evaluations, round_number) if predictor else None
     weight_cols = schema.weight_columns_of(evaluations.columns)
     for row in evaluations.iter_rows(named=True):
         proxy_run = tracker.ensure_run(
@@ -92,6 +151,8 @@ def track_round(
             {EXPERIMENT: record.name, ROUND: str(round_number), PROXY: row[schema.PROXY_KEY]},
             name=row[schema.MIXTURE_ID],
             parent_run_id=run_id,
+            start_time_s=row.get(schema.STARTED_AT),
+            extra_tags=tags,
         )
         metrics = {
             k: row[k]
@@ -105,9 +166,22 @@ def track_round(
         if row.get(schema.REASON):
             params[schema.REASON] = row[schema.REASON][:250]
         tracker.log(proxy_run, params=params, metrics=metrics)
-        tracker.finish(proxy_run, "FINISHED" if row[schema.STATUS] == schema.OK else "FAILED")
+        curve = row.get(schema.LOSS_CURVE) or []
+        tracker.log_metric_history(
+            proxy_run, LOSS_METRIC, [(int(step), loss) for step, loss in curve], row.get(schema.ENDED_AT)
+        )
+        tracker.finish(
+            proxy_run,
+            "FINISHED" if row[schema.STATUS] == schema.OK else "FAILED",
+            end_time_s=row.get(schema.ENDED_AT),
+        )
     tracker.finish(run_id)
-    return run_id
+    return Logged(
+        run_id,
+        tracker.run_url(run_id),
+        None if model_id is None else f"models:/{model_id}",
+        None if model_id is None else tracker.model_url(model_id),
+    )
 
 
 def track_final(tracker: MlflowTracker, record: ExperimentRecord, final: FinalMixture) -> str:
@@ -120,11 +194,24 @@ def track_final(tracker: MlflowTracker, record: ExperimentRecord, final: FinalMi
     return run_id
 
 
-def try_track(warn: Callable[[str], None], what: str, fn: Callable[[], Any]) -> dict[str, str]:
-    """Run a tracking call; when MLflow is down, warn and return metadata that says how to replay."""
+def try_track(
+    warn: Callable[[str], None], what: str, fn: Callable[[], Any], tracker: MlflowTracker | None = None
+) -> dict[str, Any]:
+    """Run a tracking call; metadata that links to its MLflow run (and logged model), or, when MLflow is
+    down, a warning and metadata that say how to replay.
+
+    `fn` returns a `Logged` or a run id (then `tracker` makes its link)."""
     try:
-        fn()
-        return {"mlflow": "logged"}
+        done = fn()
+        if isinstance(done, str) and tracker is not None:
+            done = Logged(done, tracker.run_url(done))
+        if not isinstance(done, Logged):
+            return {"mlflow": "logged"}
+        meta: dict[str, Any] = {"mlflow": dg.MetadataValue.url(done.run_url)}
+        if done.model_uri:
+            meta["mlflow_model"] = dg.MetadataValue.text(done.model_uri)
+            meta["mlflow_model_page"] = dg.MetadataValue.url(done.model_url)
+        return meta
     except TrackingUnavailable as exc:
         warn(
             redact(f"{what}: {exc}. Results are stored; replay later with `python -m climb_dagster.replay`.")

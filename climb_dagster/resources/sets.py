@@ -32,6 +32,7 @@ def settings(deployment: str | None = None) -> dict[str, Any]:
             "endpoint": env.s3_endpoint_url,
             "region": env.s3_region,
             "mlflow": env.local_mlflow(),
+            "mlflow_artifacts": env.local_mlflow_artifacts(),
         }
     names = {"CLIMB_STORAGE_URL": env.storage_url, "CLIMB_LANDING_URL": env.landing_url}
     names["MLFLOW_TRACKING_URI"] = env.mlflow_tracking_uri
@@ -44,6 +45,7 @@ def settings(deployment: str | None = None) -> dict[str, Any]:
         "endpoint": env.s3_endpoint_url,
         "region": env.s3_region,
         "mlflow": env.mlflow_tracking_uri,
+        "mlflow_artifacts": None,  # the tracking server keeps them
     }
 
 
@@ -55,6 +57,6 @@ def build_resources(deployment: str | None = None) -> dict[str, Any]:
         ),
         "landing": LandingZone(base=s["landing"], s3_endpoint_url=s["endpoint"], s3_region=s["region"]),
         "storage": ClimbStorage(base_path=s["storage"], s3_endpoint_url=s["endpoint"], s3_region=s["region"]),
-        "tracker": MlflowTracker(tracking_uri=s["mlflow"]),
+        "tracker": MlflowTracker(tracking_uri=s["mlflow"], artifact_root=s["mlflow_artifacts"]),
         "embedder": default_embedder(),
     }

@@ -11,11 +11,13 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import dagster as dg
 
+from climb_dagster.core.code_version import code_version
 from climb_dagster.core.redact import redact, redact_value
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,22 @@ EXPERIMENT = "climb.experiment"
 ROUND = "climb.round"
 PROXY = "climb.proxy"
 PARENT = "mlflow.parentRunId"
+CONFIG_HASH = "climb.config_hash"
+CODE_VERSION = "climb.code_version"
+GIT_COMMIT = "mlflow.source.git.commit"
+NOTE = "mlflow.note.content"  # the description MLflow's UI shows on an experiment or run
+DESCRIPTION = (
+    "CLIMB data-mixture search (climb-dagster). One parent run per experiment (params: its config; "
+    "stepped metrics: best score so far and the predictor's out-of-fold Spearman per round), one child "
+    "run per round (predictor as a logged model, plots, evaluations) and one grandchild per proxy LM "
+    "(its mixture, score, loss curve, real training times)."
+)
+# Where `make ui` serves MLflow for a local store (links in Dagster metadata point there).
+LOCAL_UI_URL = "http://127.0.0.1:5000"
+# The predictor's MLflow model code (run by MLflow at load time, so never imported here) and its artifact key.
+PREDICTOR_CODE = Path(__file__).with_name("predictor_model.py")
+PREDICTOR_ARTIFACT = "predictor"
+MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 
 
 _SQLITE_READY: set[str] = set()
@@ -58,11 +76,22 @@ class TrackingUnavailable(RuntimeError):
     """MLflow did not answer after the configured retries; results are stored and can be replayed."""
 
 
+def is_local_store(uri: str) -> bool:
+    """A store MLflow reads from disk (sqlite file or file store), which keeps artifacts where told."""
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
 class MlflowTracker(dg.ConfigurableResource):
     """Small interface over `MlflowClient`: find-or-create runs by tags, log params/metrics/artifacts."""
 
     tracking_uri: str
     experiment_name: str = "climb"
+    # Where a local store's experiment keeps its artifacts (local deployment: $CLIMB_HOME/mlflow-artifacts);
+    # without it MLflow would use ./mlruns of whatever directory the process started in. A tracking server
+    # decides for itself (it is ignored there).
+    artifact_root: str | None = None
+    # Base of links to runs and models in Dagster metadata (default: the server itself, or `make ui`'s).
+    ui_url: str | None = None
     max_attempts: int = 4
     backoff_s: float = 0.5
     # HTTP requests to a tracking server: fail fast instead of MLflow's default minutes of retries.
@@ -92,35 +121,80 @@ class MlflowTracker(dg.ConfigurableResource):
             redact(f"MLflow at {self.tracking_uri!r} unavailable for {what}: {type(last).__name__}: {last}")
         ) from None
 
+    def artifact_location(self) -> str | None:
+        """The artifact location a new experiment gets: a file URI under `artifact_root` for a local store."""
+        if not self.artifact_root or not is_local_store(self.tracking_uri):
+            return None
+        return (Path(self.artifact_root).resolve() / self.experiment_name).as_uri()
+
     def experiment_id(self) -> str:
+        """The experiment (created with its description and artifact location when absent)."""
+
         def get_or_create() -> str:
             client = self._client()
             exp = client.get_experiment_by_name(self.experiment_name)
-            if exp is not None:
-                return exp.experiment_id
-            return client.create_experiment(self.experiment_name)
+            if exp is None:
+                return client.create_experiment(
+                    self.experiment_name,
+                    artifact_location=self.artifact_location(),
+                    tags={NOTE: DESCRIPTION},
+                )
+            if NOTE not in exp.tags:
+                client.set_experiment_tag(exp.experiment_id, NOTE, DESCRIPTION)
+            wanted = self.artifact_location()
+            if wanted and not exp.artifact_location.startswith(wanted):
+                log.warning(
+                    "MLflow experiment %r keeps its artifacts at %s, not under %s: it was created before; "
+                    "use a new experiment name to keep them under CLIMB_HOME",
+                    self.experiment_name,
+                    redact(exp.artifact_location),
+                    wanted,
+                )
+            return exp.experiment_id
 
         return self._retry("get experiment", get_or_create)
 
-    def ensure_run(self, kind: str, tags: dict[str, str], name: str, parent_run_id: str | None = None) -> str:
-        """The run with these tags (created when absent). Returns its run id."""
+    def ensure_run(
+        self,
+        kind: str,
+        tags: dict[str, str],
+        name: str,
+        parent_run_id: str | None = None,
+        start_time_s: float | None = None,
+        extra_tags: dict[str, str] | None = None,
+    ) -> str:
+        """The run with these tags (created when absent). Returns its run id.
+
+        A new run starts at `start_time_s` (epoch seconds; default now) and also carries `extra_tags` and
+        the code version; those are not part of the lookup, so new code or a new start finds the same run.
+        """
         exp_id = self.experiment_id()
         all_tags = redact_value({KIND: kind, **tags})
         if parent_run_id:
             all_tags[PARENT] = parent_run_id
         query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in all_tags.items())
+        version = code_version()
+        created_tags = {**all_tags, CODE_VERSION: version["version"], **redact_value(extra_tags or {})}
+        if "git_sha" in version:
+            created_tags[GIT_COMMIT] = version["git_sha"]
+        start_ms = None if start_time_s is None else int(start_time_s * 1000)
 
         def find_or_create() -> str:
             client = self._client()
             found = client.search_runs([exp_id], filter_string=query, max_results=1)
             if found:
                 return found[0].info.run_id
-            return client.create_run(exp_id, tags=all_tags, run_name=name).info.run_id
+            run = client.create_run(exp_id, start_time=start_ms, tags=created_tags, run_name=name)
+            return run.info.run_id
 
         return self._retry(f"ensure {kind} run {name}", find_or_create)
 
     def log(
-        self, run_id: str, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None
+        self,
+        run_id: str,
+        params: dict[str, Any] | None = None,
+        metrics: dict[str, float] | None = None,
+        step: int = 0,
     ) -> None:
         from mlflow.entities import Metric, Param
 
@@ -129,10 +203,28 @@ class MlflowTracker(dg.ConfigurableResource):
             existing = client.get_run(run_id).data.params
             new_params = [Param(k, redact(v)) for k, v in (params or {}).items() if k not in existing]
             now = int(time.time() * 1000)
-            ms = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if v is not None]
+            ms = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items() if v is not None]
             client.log_batch(run_id, metrics=ms, params=new_params)
 
         self._retry(f"log to run {run_id}", write)
+
+    def log_metric_history(
+        self, run_id: str, key: str, points: Sequence[tuple[int, float]], timestamp_s: float | None = None
+    ) -> None:
+        """Log `key` at each (step, value), once: a metric that already has a history is left alone."""
+        from mlflow.entities import Metric
+
+        stamp = int((time.time() if timestamp_s is None else timestamp_s) * 1000)
+        metrics = [Metric(key, float(v), stamp, int(s)) for s, v in points]
+
+        def write() -> None:
+            client = self._client()
+            if not metrics or client.get_metric_history(run_id, key):
+                return
+            for start in range(0, len(metrics), MAX_BATCH):
+                client.log_batch(run_id, metrics=metrics[start : start + MAX_BATCH])
+
+        self._retry(f"log {key} history to run {run_id}", write)
 
     def log_artifact_bytes(
         self, run_id: str, name: str, data: bytes, artifact_path: str | None = None
@@ -146,23 +238,84 @@ class MlflowTracker(dg.ConfigurableResource):
 
         self._retry(f"artifact {name}", write)
 
-    def log_lightgbm(self, run_id: str, model_text: str, artifact_path: str = "predictor") -> None:
-        """Log a LightGBM booster with `mlflow.lightgbm` (Booster -> native text format, no pickle)."""
+    def log_predictor(
+        self, run_id: str, predictor_dir: str, input_example: Any, name: str = "predictor", step: int = 0
+    ) -> str:
+        """Log a predictor saved by `Predictor.save` as one MLflow logged model (pyfunc, model from code)
+        with its signature and input example; once per run. Returns the model id (URI `models:/<id>`).
 
-        def write() -> None:
+        `input_example`: a pandas DataFrame with the predictor's feature columns.
+        """
+
+        def write() -> str:
             import lightgbm
-            import mlflow.lightgbm
+            import mlflow
+            import mlflow.pyfunc
+            from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+            from mlflow.models import Model, ModelSignature
+            from mlflow.types import ColSpec, Schema
 
-            booster = lightgbm.Booster(model_str=model_text)
+            client = self._client()
+            run = client.get_run(run_id)
+            for output in (run.outputs.model_outputs if run.outputs else None) or []:
+                logged = client.get_logged_model(output.model_id)
+                if logged.name == name and logged.status == LoggedModelStatus.READY:
+                    return logged.model_id
+            model = client.create_logged_model(
+                run.info.experiment_id, name=name, source_run_id=run_id, model_type="climb-predictor"
+            )
+            signature = ModelSignature(
+                inputs=Schema([ColSpec("double", c) for c in input_example.columns]),
+                outputs=Schema([ColSpec("double")]),
+            )
+            # The MLmodel file names the logged model and run, as mlflow.pyfunc.log_model would write it.
+            meta = Model(
+                artifact_path=model.artifact_location,
+                model_uuid=model.model_id,
+                run_id=run_id,
+                model_id=model.model_id,
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 target = os.path.join(tmp, "model")
-                # Explicit requirements: MLflow would otherwise infer them in a subprocess (seconds per call).
-                mlflow.lightgbm.save_model(
-                    booster, target, pip_requirements=[f"lightgbm=={lightgbm.__version__}"]
+                mlflow.pyfunc.save_model(
+                    target,
+                    python_model=str(PREDICTOR_CODE),
+                    artifacts={PREDICTOR_ARTIFACT: predictor_dir},
+                    signature=signature,
+                    input_example=input_example,
+                    mlflow_model=meta,
+                    # Explicit requirements: MLflow would otherwise infer them in a subprocess (seconds).
+                    pip_requirements=[
+                        f"mlflow=={mlflow.__version__}",
+                        f"lightgbm=={lightgbm.__version__}",
+                        f"climb-dagster=={code_version()['version']}",
+                    ],
                 )
-                self._client().log_artifacts(run_id, target, artifact_path)
+                client.log_model_artifacts(model.model_id, target)
+            client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+            client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=step)])
+            return model.model_id
 
-        self._retry("log LightGBM predictor", write)
+        return self._retry(f"log predictor model of run {run_id}", write)
 
-    def finish(self, run_id: str, status: str = "FINISHED") -> None:
-        self._retry(f"finish run {run_id}", lambda: self._client().set_terminated(run_id, status))
+    def finish(self, run_id: str, status: str = "FINISHED", end_time_s: float | None = None) -> None:
+        """End a run now, or at `end_time_s` (epoch seconds) when the work it records ended earlier."""
+        end_ms = None if end_time_s is None else int(end_time_s * 1000)
+        self._retry(
+            f"finish run {run_id}", lambda: self._client().set_terminated(run_id, status, end_time=end_ms)
+        )
+
+    def run_url(self, run_id: str) -> str:
+        """Where the run shows in the MLflow UI."""
+        return f"{self._ui()}/#/experiments/{self.experiment_id()}/runs/{run_id}"
+
+    def model_url(self, model_id: str) -> str:
+        """Where a logged model shows in the MLflow UI."""
+        return f"{self._ui()}/#/experiments/{self.experiment_id()}/models/{model_id}"
+
+    def _ui(self) -> str:
+        if self.ui_url:
+            return self.ui_url.rstrip("/")
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return redact(self.tracking_uri).rstrip("/")
+        return LOCAL_UI_URL

@@ -7,11 +7,26 @@ import dagster as dg
 from climb_dagster.core import bootstrap
 from climb_dagster.core.artifacts import ModelText
 from climb_dagster.core.plots import png_markdown, predicted_vs_actual_png, weights_bar_png
-from climb_dagster.core.rounds import cv_folds, predictor_summary, unexplained_scores
+from climb_dagster.core.rounds import (
+    OOF_PREDICTED,
+    cv_folds,
+    fit_table,
+    oof_spearman_check,
+    predictor_summary,
+    unexplained_scores,
+)
 from climb_dagster.core.timing import Timer
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.experiment_tracking import track_round, try_track
 from climb_dagster.resources.tracking import MlflowTracker
+
+OOF_CHECK = "oof_spearman_positive"
+OOF_CHECK_DESCRIPTION = (
+    "Warns when the predictor ranks held-out proxies no better than chance: the Spearman correlation of "
+    "its out-of-fold predictions (each proxy predicted by a model fitted without it) with the observed "
+    "scores is <= 0 or undefined. The next round then ranks candidates on noise; consider more proxies "
+    "per round. Passes, saying so, when fewer than 4 proxies scored (no cross-validation)."
+)
 
 
 def predictor_asset(k: int) -> dg.AssetsDefinition:
@@ -27,7 +42,12 @@ def predictor_asset(k: int) -> dg.AssetsDefinition:
         ins=ins,
         kinds={"lightgbm", "mlflow"},
         check_specs=[
-            dg.AssetCheckSpec("evaluations_scores_finite", asset=f"round_{k}_predictor", blocking=True)
+            dg.AssetCheckSpec("evaluations_scores_finite", asset=f"round_{k}_predictor", blocking=True),
+            dg.AssetCheckSpec(
+                OOF_CHECK,
+                asset=f"round_{k}_predictor",
+                description=OOF_CHECK_DESCRIPTION,
+            ),
         ],
     )
     def predictor(context: dg.AssetExecutionContext, tracker: MlflowTracker, **upstream):
@@ -61,27 +81,43 @@ def predictor_asset(k: int) -> dg.AssetsDefinition:
         )
         texts, sidecar = fitted.to_strings()
         summary, in_sample = predictor_summary(fitted, hm, hs, spent, record.direction)
-        scatter = predicted_vs_actual_png(in_sample, hs, f"{record.name} round {k}: in-sample fit")
+        fit = fit_table(evals, fitted, in_sample)
+        oof = fitted.metadata.get("cv_predictions")
+        oof_passed, oof_seen = oof_spearman_check(fitted)
+        title = f"{record.name} round {k}: out-of-fold Spearman {oof_seen['oof_spearman']}"
+        scatter = predicted_vs_actual_png(
+            in_sample,
+            hs,
+            title if oof is not None else f"{record.name} round {k}: in-sample fit only",
+            out_of_fold=None if oof is None else fit[OOF_PREDICTED].to_numpy(),
+        )
+        model = ModelText(tuple(texts), {"sidecar": sidecar, **summary})
         this_round = evals[-1]
         tracking = {}
         if this_round.height > 0:
             bars = weights_bar_png(bootstrap.table_mixtures(this_round), f"round {k} weights")
-            plots = {f"round_{k}_weights.png": bars, f"round_{k}_predicted_vs_actual.png": scatter}
+            plots = {f"round_{k}_weights.png": bars, f"round_{k}_predicted_vs_observed.png": scatter}
             tracking = try_track(
                 context.log.warning,
                 f"MLflow round {k}",
-                lambda: track_round(tracker, record, k, this_round, summary, texts[0], plots),
+                lambda: track_round(tracker, record, k, this_round, summary, model, plots, fit),
             )
-        model = ModelText(tuple(texts), {"sidecar": sidecar, **summary})
         yield dg.Output(
             model,
             metadata={
                 **{key: v for key, v in summary.items() if v is not None},
                 "fit_seconds": timer.rounded(3),
-                "predicted_vs_actual": dg.MetadataValue.md(png_markdown(scatter, "predicted vs actual")),
+                "predicted_vs_observed": dg.MetadataValue.md(png_markdown(scatter, "predicted vs observed")),
                 **tracking,
             },
         )
         yield dg.AssetCheckResult(check_name="evaluations_scores_finite", passed=True)
+        yield dg.AssetCheckResult(
+            check_name=OOF_CHECK,
+            passed=oof_passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=oof_seen,
+            description=None if oof_passed else "the predictor ranks held-out proxies no better than chance",
+        )
 
     return predictor

@@ -257,7 +257,8 @@ def fit_predictor(
 ) -> Predictor:
     """Fit the (ensemble) predictor on every evaluated mixture; early stopping never sees other data.
 
-    With `cv_folds >= 2` the metadata also carries the out-of-fold Spearman (`cv_spearman`).
+    With `cv_folds >= 2` the metadata also carries the out-of-fold predictions of every row
+    (`cv_predictions`, in row order) and their Spearman against the scores (`cv_spearman`).
     """
     config = config or PredictorConfig()
     check_direction(direction)
@@ -277,7 +278,9 @@ def fit_predictor(
         "best_iterations": [m["best_iteration"] for m in infos],
     }
     if cv_folds >= 2:
-        meta["cv_spearman"] = cross_val_spearman(x, y, config, seed, cv_folds)
+        oof = cross_val_predictions(x, y, config, seed, cv_folds)
+        meta["cv_predictions"] = [float(v) for v in oof]
+        meta["cv_spearman"] = spearman(oof, y)
     return Predictor(boosters, direction, list(names), meta)
 
 
@@ -285,6 +288,14 @@ def cross_val_spearman(
     mixtures: np.ndarray, scores: np.ndarray, config: PredictorConfig, seed: int, folds: int = 5
 ) -> float:
     """Out-of-fold Spearman of the predictor: each fold is predicted by a model that never saw it."""
+    x, y = _check_xy(mixtures, scores)
+    return spearman(cross_val_predictions(x, y, config, seed, folds), y)
+
+
+def cross_val_predictions(
+    mixtures: np.ndarray, scores: np.ndarray, config: PredictorConfig, seed: int, folds: int = 5
+) -> np.ndarray:
+    """Out-of-fold prediction of every row (row order): each fold predicted by a model fitted without it."""
     x, y = _check_xy(mixtures, scores)
     folds = min(folds, x.shape[0])
     if folds < 2:
@@ -296,4 +307,4 @@ def cross_val_spearman(
         train = np.setdiff1d(order, test)
         p = fit_predictor(x[train], y[train], Direction.MINIMIZE, seed + f + 1, config)
         pred[test] = p.predict(x[test])
-    return spearman(pred, y)
+    return pred
