@@ -25,6 +25,25 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def keep_out_of_user_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test runs with CLIMB_HOME and MLFLOW_TRACKING_URI in a temp dir (a developer's own exports
+    never receive test runs), and the session fails if anything wrote ./mlruns, ./mlflow.db or the
+    checkout's .climb."""
+    from climb_dagster_tests.user_stores import snapshot, user_stores, written
+
+    stores = user_stores(Path.cwd())
+    before = snapshot(stores)
+    home = tmp_path_factory.mktemp("session-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLIMB_HOME", str(home / "climb"))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        yield
+    changed = written(before, snapshot(stores))
+    if changed:
+        pytest.fail(f"the test run wrote into the user's stores {changed}; tests must use temp dirs")
+
+
 @pytest.fixture
 def climb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "climb"

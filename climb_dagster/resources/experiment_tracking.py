@@ -112,12 +112,9 @@ def track_round(
     per evaluated mixture (real start/end times, loss curve), and the round's best-so-far and out-of-fold
     Spearman as metrics at step `round_number` on the experiment's parent run."""
     parent = experiment_run(tracker, record)
-    tracker.log(
+    tracker.log_step_metrics(
         parent,
-        metrics={
-            "best_score_so_far": summary.get("best_observed_score"),
-            "oof_spearman": summary.get("cv_spearman"),
-        },
+        {"best_score_so_far": summary.get("best_observed_score"), "oof_spearman": summary.get("cv_spearman")},
         step=round_number,
     )
     tags = {CONFIG_HASH: record.config_hash}

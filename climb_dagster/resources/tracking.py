@@ -194,7 +194,6 @@ class MlflowTracker(dg.ConfigurableResource):
         run_id: str,
         params: dict[str, Any] | None = None,
         metrics: dict[str, float] | None = None,
-        step: int = 0,
     ) -> None:
         from mlflow.entities import Metric, Param
 
@@ -203,10 +202,28 @@ class MlflowTracker(dg.ConfigurableResource):
             existing = client.get_run(run_id).data.params
             new_params = [Param(k, redact(v)) for k, v in (params or {}).items() if k not in existing]
             now = int(time.time() * 1000)
-            ms = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items() if v is not None]
+            ms = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if v is not None]
             client.log_batch(run_id, metrics=ms, params=new_params)
 
         self._retry(f"log to run {run_id}", write)
+
+    def log_step_metrics(self, run_id: str, metrics: dict[str, float | None], step: int) -> None:
+        """Log each metric at `step` unless it already has a value there (a re-execution or a replay
+        of the same round adds no second point)."""
+        from mlflow.entities import Metric
+
+        def write() -> None:
+            client = self._client()
+            now = int(time.time() * 1000)
+            new = [
+                Metric(k, float(v), now, step)
+                for k, v in metrics.items()
+                if v is not None and all(m.step != step for m in client.get_metric_history(run_id, k))
+            ]
+            if new:
+                client.log_batch(run_id, metrics=new)
+
+        self._retry(f"log step {step} metrics to run {run_id}", write)
 
     def log_metric_history(
         self, run_id: str, key: str, points: Sequence[tuple[int, float]], timestamp_s: float | None = None

@@ -76,7 +76,14 @@ def test_rounds_final_and_export(pipeline):
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
-    assert checks and all(c.passed for c in checks)
+    assert checks and all(c.passed for c in checks if c.severity == dg.AssetCheckSeverity.ERROR)
+    # The out-of-fold warning says what the stored predictor's cross-validation says, nothing else.
+    oof = {c.asset_key.path[0]: c for c in checks if c.check_name == "oof_spearman_positive"}
+    assert sorted(oof) == [f"round_{k}_predictor" for k in (1, 2, 3)]
+    for asset, check in oof.items():
+        cv = read_value(root / asset / "tiny").metadata["cv_spearman"]
+        assert check.severity == dg.AssetCheckSeverity.WARN
+        assert check.passed == (cv is None or cv > 0), (asset, cv)
 
 
 def test_rerun_trains_nothing_again(pipeline):
@@ -112,7 +119,38 @@ def test_mlflow_holds_experiment_round_proxy_tree(pipeline):
     assert len(proxies) == 8 and all(p.data.tags["mlflow.parentRunId"] in round_ids for p in proxies)
     assert all("score" in p.data.metrics for p in proxies)
     artifacts = [a.path for a in client.list_artifacts(rounds[0].info.run_id)]
-    assert "predictor" in artifacts and any(a.endswith("_evaluations.csv") for a in artifacts)
+    assert any(a.endswith("_evaluations.csv") for a in artifacts)
+    assert any(a.endswith("_fit.csv") for a in artifacts)
+    # Real training times: a proxy run lasts at least its training's wall time, and has its loss curve.
+    for p in proxies:
+        assert (p.info.end_time - p.info.start_time) / 1000 >= p.data.metrics["wall_s"]
+        losses = client.get_metric_history(p.info.run_id, "loss")
+        assert len(losses) >= 2 and losses[0].step == 0 and losses[-1].step > 0
+        assert p.data.tags["climb.config_hash"] and p.data.tags["climb.code_version"]
+    assert exp.tags["mlflow.note.content"]
+    assert exp.artifact_location == (pipeline["home"] / "mlflow-artifacts" / "climb").as_uri()
+    best = client.get_metric_history(parent[0].info.run_id, "best_score_so_far")
+    assert [m.step for m in best] == [1, 2, 3]
+
+
+def test_logged_predictor_predicts_as_the_stored_one_the_next_round_used(pipeline, monkeypatch):
+    """Each round's MLflow logged model (the whole ensemble) gives the stored predictor's predictions on
+    the next round's mixtures, which that predictor chose; the asset links to the run and the model."""
+    import mlflow
+
+    from climb_dagster.core.rounds import load_predictor
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{pipeline['home'] / 'mlflow.db'}")
+    root = pipeline["root"]
+    for k in (1, 2):
+        meta = _meta(pipeline["first"], f"round_{k}_predictor")
+        assert meta["mlflow"].startswith("http://127.0.0.1:5000/#/experiments/")
+        model = mlflow.pyfunc.load_model(meta["mlflow_model"])
+        stored = load_predictor(read_value(root / f"round_{k}_predictor" / "tiny"))
+        assert len(stored.boosters) == 8, "the climb strategy's ensemble, not its first member"
+        proposed = read_value(root / f"round_{k + 1}_mixtures" / "tiny")
+        got = np.asarray(model.predict(proposed.to_pandas()))
+        np.testing.assert_allclose(got, stored.predict(table_mixtures(proposed)), rtol=0, atol=1e-9)
 
 
 def test_multiple_choice_target_is_maximized(pipeline):
@@ -237,3 +275,53 @@ def test_doremi_experiment_answers_with_its_averaged_weights(pipeline):
     # The answer is DoReMi's averaged weights, not the natural baseline evaluated beside it.
     assert not np.allclose(final.weights, final.natural)
     assert np.allclose(final.weights, table_mixtures(mixtures)[0], atol=1e-9)
+
+
+def test_oof_warning_fires_when_the_predictor_ranks_worse_than_chance(pipeline, tmp_path):
+    """Four proxies on one identical mixture with different scores: each held-out proxy is predicted by the
+    mean of the others, which ranks them backwards (out-of-fold Spearman -1). The predictor still
+    materializes; its WARN check fails and says why."""
+    import polars as pl
+
+    from climb_dagster.partitions import experiments
+    from climb_dagster.resources.io_manager import write_value
+    from climb_dagster.resources.sets import build_resources
+    from climb_dagster.resources.tracking import MlflowTracker
+    from climb_dagster_tests.assets.bootstrap_fixture import all_assets
+
+    root = pipeline["root"]
+    evals = read_value(root / "round_1_proxy_evaluations" / "tiny")
+    assert evals.height == 4 and evals[schema.SCORE].n_unique() == 4
+    flat = evals.with_columns(pl.lit(evals[c][0]).alias(c) for c in schema.weight_columns_of(evals.columns))
+    write_value(root / "experiment" / "flat", read_value(root / "experiment" / "tiny"))
+    write_value(root / "round_1_proxy_evaluations" / "flat", flat)
+    pipeline["instance"].add_dynamic_partitions(experiments.name, ["flat"])
+    # Its own MLflow store: the copied record still names the "tiny" experiment.
+    tracker = MlflowTracker(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "a")
+    )
+    result = dg.materialize(
+        all_assets(),
+        selection=dg.AssetSelection.assets("round_1_predictor"),
+        partition_key="flat",
+        instance=pipeline["instance"],
+        resources={**build_resources(), "tracker": tracker},
+    )
+    assert result.success, "a warning does not stop the round"
+    (check,) = [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.asset_check_evaluation_data.check_name == "oof_spearman_positive"
+    ]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["oof_spearman"].value == pytest.approx(-1.0)
+    assert "no better than chance" in check.description
+    spec = next(
+        s
+        for a in all_assets()
+        if hasattr(a, "check_specs")
+        for s in a.check_specs
+        if s.name == check.check_name
+    )
+    assert "out-of-fold" in spec.description
