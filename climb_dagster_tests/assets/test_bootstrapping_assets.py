@@ -79,7 +79,7 @@ def test_rounds_final_and_export(pipeline):
     assert checks and all(c.passed for c in checks if c.severity == dg.AssetCheckSeverity.ERROR)
     # The out-of-fold warning says what the stored predictor's cross-validation says, nothing else.
     oof = {c.asset_key.path[0]: c for c in checks if c.check_name == "oof_spearman_positive"}
-    assert sorted(oof) == [f"round_{k}_predictor" for k in (1, 2, 3)]
+    assert {f"round_{k}_predictor" for k in (1, 2, 3)} <= set(oof)
     for asset, check in oof.items():
         cv = read_value(root / asset / "tiny").metadata["cv_spearman"]
         assert check.severity == dg.AssetCheckSeverity.WARN
@@ -125,7 +125,8 @@ def test_mlflow_holds_experiment_round_proxy_tree(pipeline):
     for p in proxies:
         assert (p.info.end_time - p.info.start_time) / 1000 >= p.data.metrics["wall_s"]
         losses = client.get_metric_history(p.info.run_id, "loss")
-        assert len(losses) >= 2 and losses[0].step == 0 and losses[-1].step > 0
+        steps = [m.step for m in losses]
+        assert len(steps) >= 2 and steps == sorted(set(steps)), steps
         assert p.data.tags["climb.config_hash"] and p.data.tags["climb.code_version"]
     assert exp.tags["mlflow.note.content"]
     assert exp.artifact_location == (pipeline["home"] / "mlflow-artifacts" / "climb").as_uri()

@@ -28,15 +28,14 @@ from climb_dagster_tests.integration.servers import HOST, MlflowServer
 pytestmark = pytest.mark.integration
 
 
-def _tiny_booster():
-    """A LightGBM regressor on 64 rows (mixture weights -> loss), as the predictor would be."""
-    import lightgbm
+def _tiny_predictor():
+    """A 3-member predictor ensemble on 64 rows (mixture weights -> loss), as a round fits it."""
+    from climb_dagster.core.search.predictor import PredictorConfig, fit_predictor
 
     rng = np.random.default_rng(0)
     x = rng.dirichlet(np.ones(4), size=64)
     y = 3.0 - x[:, 0] + 0.5 * x[:, 1] ** 2 + rng.normal(0, 0.01, size=64)
-    params = {"objective": "regression", "num_leaves": 4, "min_data_in_leaf": 4, "verbose": -1, "seed": 0}
-    return lightgbm.train(params, lightgbm.Dataset(x, y), num_boost_round=10), x
+    return fit_predictor(x, y, "minimize", 0, PredictorConfig(n_models=3)), x
 
 
 def _mlflow_client(url: str):
@@ -76,9 +75,12 @@ def test_experiment_round_proxy_hierarchy(mlflow_server: MlflowServer, tmp_path)
         proxy_runs[run_id] = 3.0 + 0.1 * i
     assert len(proxy_runs) == 3
 
-    booster, x = _tiny_booster()
+    predictor, x = _tiny_predictor()
     tracker.log(round_run, params={"n_proxies": 3}, metrics={"predictor_spearman": 0.9})
-    tracker.log_lightgbm(round_run, booster.model_to_string())
+    import pandas as pd
+
+    frame = pd.DataFrame(x, columns=predictor.feature_names)
+    model_id = tracker.log_predictor(round_run, str(predictor.save(tmp_path / "predictor")), frame.head(3))
     tracker.log_artifact_bytes(
         round_run, "mixtures.json", json.dumps({"m000": [0.25] * 4}).encode(), "mixtures"
     )
@@ -111,16 +113,16 @@ def test_experiment_round_proxy_hierarchy(mlflow_server: MlflowServer, tmp_path)
 
     # Artifacts went through the server (proxied), and the predictor loads back with the same predictions.
     assert client.get_run(round_run).info.artifact_uri.startswith("mlflow-artifacts:")
-    names = {a.path for a in client.list_artifacts(round_run, "predictor")}
-    assert "predictor/MLmodel" in names
-    import mlflow.lightgbm
+    import mlflow
     from mlflow.artifacts import download_artifacts
 
-    local = download_artifacts(
-        run_id=round_run, artifact_path="predictor", dst_path=str(tmp_path), tracking_uri=mlflow_server.url
-    )
-    reloaded = mlflow.lightgbm.load_model(local)
-    np.testing.assert_allclose(reloaded.predict(x), booster.predict(x))
+    assert client.get_logged_model(model_id).source_run_id == round_run
+    mlflow.set_tracking_uri(mlflow_server.url)
+    try:
+        reloaded = mlflow.pyfunc.load_model(f"models:/{model_id}")
+    finally:
+        mlflow.set_tracking_uri(None)
+    np.testing.assert_allclose(reloaded.predict(frame), predictor.predict(x), rtol=0, atol=1e-9)
     mixtures = download_artifacts(
         run_id=round_run,
         artifact_path="mixtures/mixtures.json",

@@ -438,9 +438,10 @@ def _search(client, exp_id: str, kind: str, order_by=None):
 
 def test_mlflow_server_holds_the_experiment_round_proxy_tree(runs: Runs, tmp_path: Path):
     import mlflow
-    import mlflow.lightgbm
     from mlflow.artifacts import download_artifacts
     from mlflow.tracking import MlflowClient
+
+    from climb_dagster.core.rounds import load_predictor
 
     client = MlflowClient(tracking_uri=runs.mlflow_url)
     exp_id = client.get_experiment_by_name(runs.s3_experiment).experiment_id
@@ -490,26 +491,20 @@ def test_mlflow_server_holds_the_experiment_round_proxy_tree(runs: Runs, tmp_pat
             assert p.data.metrics["score"] == score_of[p.data.tags[PROXY]]
             assert p.data.params["status"] == "ok"
 
-        # The predictor artifact is an MLflow LightGBM model that predicts as the stored one does.
-        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "predictor")}
-        assert "predictor/MLmodel" in artifacts
+        # The predictor is one MLflow logged model (the whole ensemble) that predicts as the stored one does.
         assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
             f"plots/round_{k}_weights.png",
-            f"plots/round_{k}_predicted_vs_actual.png",
+            f"plots/round_{k}_predicted_vs_observed.png",
         }
-        loaded = mlflow.lightgbm.load_model(
-            download_artifacts(
-                run_id=run.info.run_id,
-                artifact_path="predictor",
-                dst_path=str(tmp_path / f"r{k}"),
-                tracking_uri=runs.mlflow_url,
-            )
-        )
-        import lightgbm
-
+        (output,) = client.get_run(run.info.run_id).outputs.model_outputs
+        mlflow.set_tracking_uri(runs.mlflow_url)
+        try:
+            loaded = mlflow.pyfunc.load_model(f"models:/{output.model_id}")
+        finally:
+            mlflow.set_tracking_uri(None)
         x = evals.select(schema.weight_columns_of(evals.columns)).to_numpy()
-        np.testing.assert_array_equal(
-            loaded.predict(x), lightgbm.Booster(model_str=model.texts[0]).predict(x)
+        np.testing.assert_allclose(
+            loaded.predict(evals.to_pandas()), load_predictor(model).predict(x), rtol=0, atol=1e-9
         )
 
     best = _search(client, exp_id, "proxy", order_by=["metrics.score ASC"])[0]

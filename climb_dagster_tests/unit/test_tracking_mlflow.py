@@ -214,4 +214,3 @@ def test_artifact_location_only_for_local_stores(tmp_path):
     assert local.artifact_location() == (tmp_path / "a" / "climb").as_uri()
     server = MlflowTracker(tracking_uri="http://mlflow:5000", artifact_root=str(tmp_path / "a"))
     assert server.artifact_location() is None
-    assert server.run_url("r1").startswith("http://mlflow:5000/#/experiments/")
