@@ -46,6 +46,7 @@ CHECKS = {
     ("mixture_export", "mixture_meets_shares"),
     *((f"round_{k}_mixtures", name) for k in ROUND_KS for name in ("weights_valid", "budget_respected")),
     *((f"round_{k}_predictor", "evaluations_scores_finite") for k in ROUND_KS),
+    *((f"round_{k}_predictor", "oof_spearman_positive") for k in ROUND_KS),
 }
 
 

@@ -179,6 +179,10 @@ def test_mlflow_down_results_stored_then_replayed(
     )
     assert np.allclose(scores, stored)
     assert parent.data.metrics["best_observed_score"] == final.best_observed_score
+    # One logged predictor per round although replayed twice, its artifacts under the home.
+    models = client.search_logged_models([exp.experiment_id])
+    assert sorted(m.source_run_id for m in models) == sorted(round_ids)
+    assert exp.artifact_location == (Path(clean_run["home"]) / "mlflow-artifacts" / "climb").as_uri()
     logged = [json.dumps([r.data.params, r.data.tags, r.info.run_name]) for r in runs]
     assert not any(CANARY in text for text in logged), "a credential reached MLflow params/tags"
 

@@ -84,7 +84,10 @@ def predictor_asset(k: int) -> dg.AssetsDefinition:
         fit = fit_table(evals, fitted, in_sample)
         oof = fitted.metadata.get("cv_predictions")
         oof_passed, oof_seen = oof_spearman_check(fitted)
-        title = f"{record.name} round {k}: out-of-fold Spearman {oof_seen['oof_spearman']}"
+        seen = oof_seen["oof_spearman"]
+        title = f"{record.name} round {k}: out-of-fold Spearman " + (
+            f"{seen:.2f}" if isinstance(seen, float) else "undefined"
+        )
         scatter = predicted_vs_actual_png(
             in_sample,
             hs,
