@@ -84,7 +84,9 @@ def _started(evaluations: pl.DataFrame) -> float | None:
     return None if first is None else float(first)
 
 
-def _log_predictor(tracker: MlflowTracker, run_id: str, model: ModelText, evaluations: pl.DataFrame, k: int):
+def _log_predictor(
+    tracker: MlflowTracker, run_id: str, model: ModelText, evaluations: pl.DataFrame, k: int
+) -> str:
     """The round's whole ensemble as one MLflow logged model; its input example: this round's mixtures."""
     predictor = load_predictor(model)
     example = evaluations.select(predictor.feature_names).head(EXAMPLE_ROWS).to_pandas()
