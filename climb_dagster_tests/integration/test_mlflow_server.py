@@ -45,7 +45,7 @@ def _mlflow_client(url: str):
 
 
 @pytest.mark.timeout(240)
-def test_experiment_round_proxy_hierarchy(mlflow_server: MlflowServer, tmp_path):
+def test_experiment_round_proxy_hierarchy(mlflow_server: MlflowServer, tmp_path, monkeypatch):
     tracker = MlflowTracker(
         tracking_uri=mlflow_server.url, experiment_name=f"climb-it-{uuid.uuid4().hex[:8]}"
     )
@@ -117,11 +117,8 @@ def test_experiment_round_proxy_hierarchy(mlflow_server: MlflowServer, tmp_path)
     from mlflow.artifacts import download_artifacts
 
     assert client.get_logged_model(model_id).source_run_id == round_run
-    mlflow.set_tracking_uri(mlflow_server.url)
-    try:
-        reloaded = mlflow.pyfunc.load_model(f"models:/{model_id}")
-    finally:
-        mlflow.set_tracking_uri(None)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)  # not set_tracking_uri: no global state
+    reloaded = mlflow.pyfunc.load_model(f"models:/{model_id}")
     np.testing.assert_allclose(reloaded.predict(frame), predictor.predict(x), rtol=0, atol=1e-9)
     mixtures = download_artifacts(
         run_id=round_run,

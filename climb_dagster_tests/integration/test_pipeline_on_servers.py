@@ -436,7 +436,9 @@ def _search(client, exp_id: str, kind: str, order_by=None):
     return client.search_runs([exp_id], filter_string=f"tags.`{KIND}` = '{kind}'", order_by=order_by)
 
 
-def test_mlflow_server_holds_the_experiment_round_proxy_tree(runs: Runs, tmp_path: Path):
+def test_mlflow_server_holds_the_experiment_round_proxy_tree(
+    runs: Runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     import mlflow
     from mlflow.artifacts import download_artifacts
     from mlflow.tracking import MlflowClient
@@ -454,16 +456,14 @@ def test_mlflow_server_holds_the_experiment_round_proxy_tree(runs: Runs, tmp_pat
     assert parent.data.params["strategy"] == "climb" and parent.data.params["rounds"] == "4:2:2"
     assert parent.data.params["seed"] == str(EXPERIMENT_SPEC["seed"])
 
-    # The fluent API a notebook would use, filtering by the tag the UI shows.
-    mlflow.set_tracking_uri(runs.mlflow_url)
-    try:
-        frame = mlflow.search_runs(
-            experiment_ids=[exp_id],
-            filter_string=f"tags.`{KIND}` = 'round'",
-            order_by=["tags.`climb.round` ASC"],
-        )
-    finally:
-        mlflow.set_tracking_uri(None)
+    # The fluent API a notebook would use, filtering by the tag the UI shows. Through the environment:
+    # mlflow.set_tracking_uri(None) would also drop the session's MLFLOW_TRACKING_URI (conftest.py).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", runs.mlflow_url)
+    frame = mlflow.search_runs(
+        experiment_ids=[exp_id],
+        filter_string=f"tags.`{KIND}` = 'round'",
+        order_by=["tags.`climb.round` ASC"],
+    )
     assert frame["tags.climb.round"].tolist() == ["1", "2", "3"]
     assert set(frame[f"tags.{PARENT}"]) == {parent.info.run_id}
 
@@ -497,11 +497,7 @@ def test_mlflow_server_holds_the_experiment_round_proxy_tree(runs: Runs, tmp_pat
             f"plots/round_{k}_predicted_vs_observed.png",
         }
         (output,) = client.get_run(run.info.run_id).outputs.model_outputs
-        mlflow.set_tracking_uri(runs.mlflow_url)
-        try:
-            loaded = mlflow.pyfunc.load_model(f"models:/{output.model_id}")
-        finally:
-            mlflow.set_tracking_uri(None)
+        loaded = mlflow.pyfunc.load_model(f"models:/{output.model_id}")
         x = evals.select(schema.weight_columns_of(evals.columns)).to_numpy()
         np.testing.assert_allclose(
             loaded.predict(evals.to_pandas()), load_predictor(model).predict(x), rtol=0, atol=1e-9
