@@ -79,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--reeval-top", type=int, default=3, help="mixtures re-evaluated with a second seed")
     parser.add_argument(
+        "--workers", type=int, default=None, help="proxies trained at once (default: the cores)"
+    )
+    parser.add_argument(
         "--workdir", default=None, help="where the token store and windows go (default: temp)"
     )
 
@@ -176,30 +179,40 @@ class ValidationLab:
     """`evaluate(mixtures) -> validation scores` for searches, with one cache across strategies (random and
     RegMix draw the same first round from the same seed) keyed by (mixture, proxy seed).
 
-    `score(mixture, proxy_seed)` trains one proxy and returns its validation score (NaN: diverged)."""
+    `score(mixture, proxy_seed)` trains one proxy and returns its validation score (NaN: diverged);
+    `score_many(jobs)` does the same for a list of (mixture, proxy seed) at once (a round's new proxies,
+    trained in parallel by a `ProxyPool`)."""
 
-    def __init__(self, score: Callable[[np.ndarray, int], float]) -> None:
+    def __init__(
+        self,
+        score: Callable[[np.ndarray, int], float] | None = None,
+        score_many: Callable[[list[tuple[np.ndarray, int]]], list[float]] | None = None,
+    ) -> None:
+        if (score is None) == (score_many is None):
+            raise ClimbInputError("ValidationLab needs exactly one of score and score_many")
         self.cache: dict[tuple[bytes, int], float] = {}
         self.trained = 0
         self.failed = 0
-        self._score = score
+        self._score_many = score_many or (lambda jobs: [score(m, s) for m, s in jobs])
 
     @classmethod
-    def of(cls, lab: Lab) -> ValidationLab:
-        return cls(lambda m, s: proxy_scores(lab, m, s, [lab.val])[0])
+    def of(cls, lab: Lab, pool: Any = None) -> ValidationLab:
+        if pool is None:
+            return cls(lambda m, s: proxy_scores(lab, m, s, [lab.val])[0])
+        return cls(score_many=lambda jobs: [r[0] for r in pool.scores([(m, s, ("val",)) for m, s in jobs])])
 
     def evaluator(self, proxy_seed: int) -> Callable[[np.ndarray], np.ndarray]:
         seen: list[float] = []
 
         def evaluate(mixtures: np.ndarray) -> np.ndarray:
-            out = []
-            for m in np.asarray(mixtures, dtype=np.float64):
-                key = (np.round(m, 9).tobytes(), proxy_seed)
-                if key not in self.cache:
-                    self.cache[key] = self._score(m, proxy_seed)
-                    self.trained += 1
-                out.append(self.cache[key])
-            scores = np.asarray(out)
+            rows = np.asarray(mixtures, dtype=np.float64)
+            keys = [(np.round(m, 9).tobytes(), proxy_seed) for m in rows]
+            missing = {k: m for k, m in zip(keys, rows, strict=True) if k not in self.cache}
+            if missing:
+                scored = self._score_many([(m, proxy_seed) for m in missing.values()])
+                self.cache.update(zip(missing, scored, strict=True))
+                self.trained += len(missing)
+            scores = np.asarray([self.cache[k] for k in keys])
             bad = ~np.isfinite(scores)
             self.failed += int(bad.sum())
             finite = [*seen, *scores[~bad].tolist()]
@@ -276,9 +289,15 @@ def _stderr(values: list[float]) -> float:
     return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
-def run_e2e(args: argparse.Namespace, lab: Lab, validation: ValidationLab) -> dict[str, Any]:
-    """Every strategy's searches and final retrains on a built lab."""
+def run_e2e(
+    args: argparse.Namespace, lab: Lab, validation: ValidationLab, pool: Any = None
+) -> dict[str, Any]:
+    """Every strategy's searches and final retrains on a built lab (`pool`: a ProxyPool for the retrains;
+    default: one at a time in this process)."""
+    from climb_dagster.bench.proxy_pool import ProxyPool
     from climb_dagster.core.search import run_search
+
+    pool = pool or ProxyPool(lab)
 
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
     known = STRATEGIES + OPTIONAL_STRATEGIES
@@ -293,10 +312,9 @@ def run_e2e(args: argparse.Namespace, lab: Lab, validation: ValidationLab) -> di
     oof: list[list[float | None]] = []
 
     def retrain(mixture: np.ndarray, s: int) -> tuple[float, float]:
-        fresh = [
-            proxy_scores(lab, mixture, FRESH_SEED + 100 * s + j, [lab.test, lab.val])
-            for j in range(args.final_seeds)
-        ]
+        fresh = pool.scores(
+            [(mixture, FRESH_SEED + 100 * s + j, ("test", "val")) for j in range(args.final_seeds)]
+        )
         return float(np.nanmean([f[0] for f in fresh])), float(np.nanmean([f[1] for f in fresh]))
 
     for name in names:
@@ -348,13 +366,16 @@ def run_e2e(args: argparse.Namespace, lab: Lab, validation: ValidationLab) -> di
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from climb_dagster.bench.proxy_pool import ProxyPool, default_workers
+
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="climb-e2e-") as tmp:
         work = Path(args.workdir) if args.workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         lab, _ = build_lab(args, work)
-        validation = ValidationLab.of(lab)
-        out = run_e2e(args, lab, validation)
+        with ProxyPool(lab, args.workers or default_workers()) as pool:
+            validation = ValidationLab.of(lab, pool)
+            out = run_e2e(args, lab, validation, pool)
     return {
         "direction": str(Direction.MINIMIZE),
         "budget": args.budget,
@@ -366,5 +387,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "proxies_trained": validation.trained,
         "proxies_failed": validation.failed,
         "proxy_tokens": lab.proxy.token_budget,
+        "workers": args.workers or default_workers(),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
