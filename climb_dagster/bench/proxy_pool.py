@@ -66,7 +66,9 @@ class ProxyPool:
         from climb_dagster.bench.e2e import proxy_scores
 
         if self.workers == 1 or len(jobs) <= 1:
-            return [proxy_scores(self.lab, m, s, [getattr(self.lab, n) for n in names]) for m, s, names in jobs]
+            return [
+                proxy_scores(self.lab, m, s, [getattr(self.lab, n) for n in names]) for m, s, names in jobs
+            ]
         if self._pool is None:
             portable = replace(self.lab, store=self.lab.store.path)
             self._pool = mp.get_context("spawn").Pool(self.workers, initializer=_init, initargs=(portable,))
