@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="fixed-count cut (default: MergeConfig's threshold merge)",
     )
+    parser.add_argument(
+        "--max-superclusters", type=int, default=None, help="bound on the threshold merge's count"
+    )
     parser.add_argument("--proxy", choices=["default", "tiny"], default="default")
     parser.add_argument(
         "--steps", type=int, default=None, help="proxy training steps (default: the config's)"
@@ -123,7 +126,9 @@ def build_lab(args: argparse.Namespace, work: Path) -> tuple[Lab, Any]:
         emb,
         KMeansConfig(n_clusters=args.k, seed=args.seed),
         PruneConfig(),
-        MergeConfig() if args.superclusters is None else MergeConfig(n_superclusters=args.superclusters),
+        MergeConfig(max_superclusters=args.max_superclusters)
+        if args.superclusters is None
+        else MergeConfig(n_superclusters=args.superclusters),
     )
     kept = train.filter(pl.Series(stage.kept)).with_columns(
         pl.Series(schema.SUPER_CLUSTER, stage.super_cluster[stage.kept])
