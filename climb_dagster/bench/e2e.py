@@ -16,6 +16,7 @@ standard error over search seeds and the validation mean, climb's out-of-fold pr
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -81,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also score climb's predicted best, best observed and re-evaluated top (--reeval-top) picks",
     )
     parser.add_argument("--reeval-top", type=int, default=3, help="mixtures re-evaluated with a second seed")
+    parser.add_argument(
+        "--histories", default=None, help="also write every search's mixtures, scores and rounds (JSON)"
+    )
     parser.add_argument(
         "--workers", type=int, default=None, help="proxies trained at once (default: the cores)"
     )
@@ -315,6 +319,7 @@ def run_e2e(
     strategies: dict[str, Any] = {}
     picks: dict[str, dict[str, list[float]]] = {}
     oof: list[list[float | None]] = []
+    histories: list[dict[str, Any]] = []
 
     def retrain(mixture: np.ndarray, s: int) -> tuple[float, float]:
         fresh = pool.scores(
@@ -334,6 +339,16 @@ def run_e2e(
             evaluated.append(spent)
             if name == "climb":
                 oof.append(oof_by_round(result))
+            if cfg is not None:
+                histories.append(
+                    {
+                        "strategy": name,
+                        "search_seed": s,
+                        "mixtures": result.mixtures.round(6).tolist(),
+                        "scores": result.scores.tolist(),
+                        "rounds": result.rounds.tolist(),
+                    }
+                )
             t, v = retrain(final, s)
             test.append(t)
             val.append(v)
@@ -357,6 +372,10 @@ def run_e2e(
         values = [o[r] for o in oof if r < len(o) and o[r] is not None]
         by_round.append(round(float(np.mean(values)), 4) if values else None)
     out: dict[str, Any] = {"strategies": strategies, "oof_spearman_by_round": by_round}
+    if getattr(args, "histories", None):
+        from climb_dagster.core.storage import atomic_write_text, make_path
+
+        atomic_write_text(make_path(args.histories), json.dumps(histories))
     if picks:
         out["climb_final_picks"] = {
             pick: {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -58,8 +59,7 @@ class ProxyPool:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def scores(self, jobs: list[tuple[np.ndarray, int, tuple[str, ...]]]) -> list[list[float]]:
@@ -71,6 +71,9 @@ class ProxyPool:
             ]
         if self._pool is None:
             portable = replace(self.lab, store=self.lab.store.path)
-            self._pool = mp.get_context("spawn").Pool(self.workers, initializer=_init, initargs=(portable,))
-        # chunksize 1: proxies of a round take about equally long, and a round has few of them.
-        return self._pool.map(_score, jobs, chunksize=1)
+            # An executor, not multiprocessing.Pool: a worker that dies (or fails to start) raises
+            # BrokenProcessPool here instead of hanging the benchmark.
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=mp.get_context("spawn"), initializer=_init, initargs=(portable,)
+            )
+        return list(self._pool.map(_score, jobs))

@@ -123,9 +123,13 @@ def test_e2e_cli_prints_the_report(lab, capsys):
 
     from climb_dagster.bench.__main__ import main
 
+    histories = lab["tmp"] / "histories.json"
     argv = [f"{a}" for a in ["e2e", *_cli(lab["args"]), "--strategies", "random", "--seeds", "2"]]
-    assert main(argv) == 0
+    assert main([*argv, "--histories", str(histories), "--workers", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
+    searches = json.loads(histories.read_text())
+    assert [(h["strategy"], h["search_seed"]) for h in searches] == [("random", 0), ("random", 1)]
+    assert all(len(h["scores"]) == len(h["mixtures"]) == len(h["rounds"]) == 6 for h in searches)
     assert set(out) >= {"direction", "budget", "seeds", "strategies", "oof_spearman_by_round", "wall_s"}
     assert out["direction"] == "minimize" and out["budget"] == 6 and out["seeds"] == 2
     assert set(out["strategies"]["random"]) >= {"test_mean", "test_stderr", "val_mean"}
