@@ -37,6 +37,7 @@ from climb_dagster.core.quality import (
     rate_documents,
 )
 from climb_dagster.core.superclusters import (
+    DEFAULT_MAX_SUPERCLUSTERS,
     EXAMPLE_TITLES,
     N_CLUSTERS,
     TOP_TERMS,
@@ -429,7 +430,7 @@ class SuperClustersConfig(dg.Config):
     distance_threshold: float | None = None
     linkage: str = "average"
     min_superclusters: int | None = None
-    max_superclusters: int | None = None
+    max_superclusters: int | None = DEFAULT_MAX_SUPERCLUSTERS
     top_terms: int = 10
     example_titles: int = 3
 

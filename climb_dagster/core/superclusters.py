@@ -50,6 +50,8 @@ STOP_WORDS = frozenset(
 # by the heuristic rater): 0.40 -> 12 super-clusters, 0.45 -> 11, 0.50 -> 7, 0.60 -> 5. Corpora with
 # another embedding model or K_init need their own value (see the README).
 DEFAULT_DISTANCE_THRESHOLD = 0.45
+# The paper's upper end (16-21 super-clusters): a threshold cut above it is cut at 21 instead.
+DEFAULT_MAX_SUPERCLUSTERS = 21
 MERGE_METRICS = ("cosine", "euclidean")
 
 
@@ -72,7 +74,7 @@ class MergeConfig:
     linkage: str = "average"
     metric: str = "cosine"
     min_superclusters: int | None = None
-    max_superclusters: int | None = None
+    max_superclusters: int | None = DEFAULT_MAX_SUPERCLUSTERS
 
     def __post_init__(self) -> None:
         if self.n_superclusters is not None and self.distance_threshold is not None:
