@@ -37,6 +37,7 @@ from climb_dagster.core.quality import (
     rate_documents,
 )
 from climb_dagster.core.superclusters import (
+    DEFAULT_MAX_SUPERCLUSTERS,
     EXAMPLE_TITLES,
     N_CLUSTERS,
     TOP_TERMS,
@@ -422,11 +423,14 @@ class SuperClustersConfig(dg.Config):
 
     distance_threshold None = DEFAULT_DISTANCE_THRESHOLD, in the k-means metric's units (cosine: 1 - cos);
     linkage average|complete|single|ward (ward: Ward's height, meant for fixed-count cuts).
+    min_superclusters / max_superclusters bound the threshold cut's count (None: unbounded).
     """
 
     n_superclusters: int | None = None
     distance_threshold: float | None = None
     linkage: str = "average"
+    min_superclusters: int | None = None
+    max_superclusters: int | None = DEFAULT_MAX_SUPERCLUSTERS
     top_terms: int = 10
     example_titles: int = 3
 

@@ -1,7 +1,7 @@
 """End to end on real proxies: does the search find a better mixture than random search and RegMix at the
 same proxy budget, on documents it never saw?
 
-    python -m climb_dagster.bench e2e --docs 3000 --budget 24 --seeds 3
+    python -m climb_dagster.bench e2e --docs 3000 --budget 32 --seeds 3 --compare-final-picks
 
 The demo corpus is sampled, the target domain's held-out pages are split by title into a validation split
 (the score every search proxy gets) and a test split (used only to score the final mixtures), and every
@@ -16,6 +16,7 @@ standard error over search seeds and the validation mean, climb's out-of-fold pr
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--docs", type=int, default=3000, help="documents sampled across the demo drops")
     parser.add_argument("--target-domain", default="postgres_docs")
     parser.add_argument("--heldout-fraction", type=float, default=0.3, help="of the target domain, by title")
-    parser.add_argument("--budget", type=int, default=24, help="proxies per search, equal for every strategy")
+    parser.add_argument("--budget", type=int, default=32, help="proxies per search, equal for every strategy")
     parser.add_argument("--seeds", type=int, default=3, help="search seeds per strategy")
     parser.add_argument("--final-seeds", type=int, default=2, help="fresh retrains of each final mixture")
     parser.add_argument(
@@ -61,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="fixed-count cut (default: MergeConfig's threshold merge)",
+    )
+    parser.add_argument(
+        "--max-superclusters", type=int, default=10, help="bound on the threshold merge's count"
     )
     parser.add_argument("--proxy", choices=["default", "tiny"], default="default")
     parser.add_argument(
@@ -78,6 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also score climb's predicted best, best observed and re-evaluated top (--reeval-top) picks",
     )
     parser.add_argument("--reeval-top", type=int, default=3, help="mixtures re-evaluated with a second seed")
+    parser.add_argument(
+        "--histories", default=None, help="also write every search's mixtures, scores and rounds (JSON)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="proxies trained at once (default: the cores)"
+    )
     parser.add_argument(
         "--workdir", default=None, help="where the token store and windows go (default: temp)"
     )
@@ -120,7 +130,9 @@ def build_lab(args: argparse.Namespace, work: Path) -> tuple[Lab, Any]:
         emb,
         KMeansConfig(n_clusters=args.k, seed=args.seed),
         PruneConfig(),
-        MergeConfig() if args.superclusters is None else MergeConfig(n_superclusters=args.superclusters),
+        MergeConfig(max_superclusters=args.max_superclusters)
+        if args.superclusters is None
+        else MergeConfig(n_superclusters=args.superclusters),
     )
     kept = train.filter(pl.Series(stage.kept)).with_columns(
         pl.Series(schema.SUPER_CLUSTER, stage.super_cluster[stage.kept])
@@ -176,30 +188,40 @@ class ValidationLab:
     """`evaluate(mixtures) -> validation scores` for searches, with one cache across strategies (random and
     RegMix draw the same first round from the same seed) keyed by (mixture, proxy seed).
 
-    `score(mixture, proxy_seed)` trains one proxy and returns its validation score (NaN: diverged)."""
+    `score(mixture, proxy_seed)` trains one proxy and returns its validation score (NaN: diverged);
+    `score_many(jobs)` does the same for a list of (mixture, proxy seed) at once (a round's new proxies,
+    trained in parallel by a `ProxyPool`)."""
 
-    def __init__(self, score: Callable[[np.ndarray, int], float]) -> None:
+    def __init__(
+        self,
+        score: Callable[[np.ndarray, int], float] | None = None,
+        score_many: Callable[[list[tuple[np.ndarray, int]]], list[float]] | None = None,
+    ) -> None:
+        if (score is None) == (score_many is None):
+            raise ClimbInputError("ValidationLab needs exactly one of score and score_many")
         self.cache: dict[tuple[bytes, int], float] = {}
         self.trained = 0
         self.failed = 0
-        self._score = score
+        self._score_many = score_many or (lambda jobs: [score(m, s) for m, s in jobs])
 
     @classmethod
-    def of(cls, lab: Lab) -> ValidationLab:
-        return cls(lambda m, s: proxy_scores(lab, m, s, [lab.val])[0])
+    def of(cls, lab: Lab, pool: Any = None) -> ValidationLab:
+        if pool is None:
+            return cls(lambda m, s: proxy_scores(lab, m, s, [lab.val])[0])
+        return cls(score_many=lambda jobs: [r[0] for r in pool.scores([(m, s, ("val",)) for m, s in jobs])])
 
     def evaluator(self, proxy_seed: int) -> Callable[[np.ndarray], np.ndarray]:
         seen: list[float] = []
 
         def evaluate(mixtures: np.ndarray) -> np.ndarray:
-            out = []
-            for m in np.asarray(mixtures, dtype=np.float64):
-                key = (np.round(m, 9).tobytes(), proxy_seed)
-                if key not in self.cache:
-                    self.cache[key] = self._score(m, proxy_seed)
-                    self.trained += 1
-                out.append(self.cache[key])
-            scores = np.asarray(out)
+            rows = np.asarray(mixtures, dtype=np.float64)
+            keys = [(np.round(m, 9).tobytes(), proxy_seed) for m in rows]
+            missing = {k: m for k, m in zip(keys, rows, strict=True) if k not in self.cache}
+            if missing:
+                scored = self._score_many([(m, proxy_seed) for m in missing.values()])
+                self.cache.update(zip(missing, scored, strict=True))
+                self.trained += len(missing)
+            scores = np.asarray([self.cache[k] for k in keys])
             bad = ~np.isfinite(scores)
             self.failed += int(bad.sum())
             finite = [*seen, *scores[~bad].tolist()]
@@ -276,9 +298,15 @@ def _stderr(values: list[float]) -> float:
     return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
-def run_e2e(args: argparse.Namespace, lab: Lab, validation: ValidationLab) -> dict[str, Any]:
-    """Every strategy's searches and final retrains on a built lab."""
+def run_e2e(
+    args: argparse.Namespace, lab: Lab, validation: ValidationLab, pool: Any = None
+) -> dict[str, Any]:
+    """Every strategy's searches and final retrains on a built lab (`pool`: a ProxyPool for the retrains;
+    default: one at a time in this process)."""
+    from climb_dagster.bench.proxy_pool import ProxyPool
     from climb_dagster.core.search import run_search
+
+    pool = pool or ProxyPool(lab)
 
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
     known = STRATEGIES + OPTIONAL_STRATEGIES
@@ -291,12 +319,12 @@ def run_e2e(args: argparse.Namespace, lab: Lab, validation: ValidationLab) -> di
     strategies: dict[str, Any] = {}
     picks: dict[str, dict[str, list[float]]] = {}
     oof: list[list[float | None]] = []
+    histories: list[dict[str, Any]] = []
 
     def retrain(mixture: np.ndarray, s: int) -> tuple[float, float]:
-        fresh = [
-            proxy_scores(lab, mixture, FRESH_SEED + 100 * s + j, [lab.test, lab.val])
-            for j in range(args.final_seeds)
-        ]
+        fresh = pool.scores(
+            [(mixture, FRESH_SEED + 100 * s + j, ("test", "val")) for j in range(args.final_seeds)]
+        )
         return float(np.nanmean([f[0] for f in fresh])), float(np.nanmean([f[1] for f in fresh]))
 
     for name in names:
@@ -311,6 +339,16 @@ def run_e2e(args: argparse.Namespace, lab: Lab, validation: ValidationLab) -> di
             evaluated.append(spent)
             if name == "climb":
                 oof.append(oof_by_round(result))
+            if cfg is not None:
+                histories.append(
+                    {
+                        "strategy": name,
+                        "search_seed": s,
+                        "mixtures": result.mixtures.round(6).tolist(),
+                        "scores": result.scores.tolist(),
+                        "rounds": result.rounds.tolist(),
+                    }
+                )
             t, v = retrain(final, s)
             test.append(t)
             val.append(v)
@@ -334,6 +372,10 @@ def run_e2e(args: argparse.Namespace, lab: Lab, validation: ValidationLab) -> di
         values = [o[r] for o in oof if r < len(o) and o[r] is not None]
         by_round.append(round(float(np.mean(values)), 4) if values else None)
     out: dict[str, Any] = {"strategies": strategies, "oof_spearman_by_round": by_round}
+    if getattr(args, "histories", None):
+        from climb_dagster.core.storage import atomic_write_text, make_path
+
+        atomic_write_text(make_path(args.histories), json.dumps(histories))
     if picks:
         out["climb_final_picks"] = {
             pick: {
@@ -348,13 +390,16 @@ def run_e2e(args: argparse.Namespace, lab: Lab, validation: ValidationLab) -> di
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from climb_dagster.bench.proxy_pool import ProxyPool, default_workers
+
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="climb-e2e-") as tmp:
         work = Path(args.workdir) if args.workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         lab, _ = build_lab(args, work)
-        validation = ValidationLab.of(lab)
-        out = run_e2e(args, lab, validation)
+        with ProxyPool(lab, args.workers or default_workers()) as pool:
+            validation = ValidationLab.of(lab, pool)
+            out = run_e2e(args, lab, validation, pool)
     return {
         "direction": str(Direction.MINIMIZE),
         "budget": args.budget,
@@ -366,5 +411,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "proxies_trained": validation.trained,
         "proxies_failed": validation.failed,
         "proxy_tokens": lab.proxy.token_budget,
+        "workers": args.workers or default_workers(),
         "wall_s": round(time.perf_counter() - t0, 1),
     }

@@ -75,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tokenizer-docs", type=int, default=4000, help="documents sampled to train the tokenizer"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--parallel-compare",
+        type=int,
+        default=_default_parallel(),
+        help="CPU: that many proxies as threads (one at a time) vs single-threaded processes (<2: skip)",
+    )
     parser.add_argument("--corpus", default=None, help="parquet glob (text column) or text-file glob")
     parser.add_argument(
         "--hf-default-threads",
@@ -82,6 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="also time one HF Trainer run with torch's default thread count (how it runs out of the box)",
     )
+
+
+def _default_parallel() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def load_texts(pattern: str | None, max_docs: int = 20_000) -> tuple[list[str], list[str], str]:
@@ -395,6 +405,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 windows, config, args.seed, store.eod_id, default_threads, str(Path(tmp) / "hf-default")
             )
         pack = bench_pack(store, config, args.pack, args.seed, cuda) if args.pack > 1 else None
+        parallel = None
+        if args.parallel_compare > 1 and not cuda:
+            from climb_dagster.bench.proxy_parallel import bench_parallel
+
+            parallel = bench_parallel(store, config, args.parallel_compare, args.seed)
         peaks.append(measure_gpu_peak(rt.precision) if cuda else measure_matmul_peak(threads))
 
     best_ours = min(ours, key=lambda r: r["wall_s"])
@@ -426,6 +441,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "mfu": round(mfu, 4),
         "reference_mfu": round(ref_mfu, 4),
         "pack": pack,
+        "parallel": parallel,
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "size": args.size,
         "precision": rt.precision,

@@ -96,6 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--climb-leaf-divisor", type=int, help="tiny-n leaf relaxation (1 = paper's 5 always)"
     )
+    parser.add_argument(
+        "--climb-depth-rows", type=int, help="rows per level of tree depth (0 = max_depth always)"
+    )
     parser.add_argument("--regmix-final", choices=FINAL_PICKS)
     parser.add_argument("--regmix-top-k", type=int)
 
@@ -114,6 +117,8 @@ def _strategy(name: str, budget: int, direction: str, args: argparse.Namespace) 
             pred["n_models"] = args.climb_models
         if args.climb_leaf_divisor:
             pred["leaf_rows_divisor"] = args.climb_leaf_divisor
+        if args.climb_depth_rows is not None:
+            pred["depth_rows"] = args.climb_depth_rows
         if pred:
             ch["predictor"] = replace(cfg.predictor, **pred)
         if args.climb_design:

@@ -50,6 +50,8 @@ STOP_WORDS = frozenset(
 # by the heuristic rater): 0.40 -> 12 super-clusters, 0.45 -> 11, 0.50 -> 7, 0.60 -> 5. Corpora with
 # another embedding model or K_init need their own value (see the README).
 DEFAULT_DISTANCE_THRESHOLD = 0.45
+# The paper's upper end (16-21 super-clusters): a threshold cut above it is cut at 21 instead.
+DEFAULT_MAX_SUPERCLUSTERS = 21
 MERGE_METRICS = ("cosine", "euclidean")
 
 
@@ -59,7 +61,10 @@ class MergeConfig:
 
     At most one of `n_superclusters` (a fixed-count cut) and `distance_threshold` (the paper's criterion:
     merge while the linkage distance is below it) is set; neither = the threshold cut at
-    `DEFAULT_DISTANCE_THRESHOLD`. The threshold is in `metric` units (cosine: 1 - cos, euclidean: L2),
+    `DEFAULT_DISTANCE_THRESHOLD`. `min_superclusters` / `max_superclusters` bound a threshold cut: where it
+    gives a count outside them, the tree is cut at the nearest bound instead (a fixed distance merges
+    less as K_init grows, so a count range is what keeps the search's dimension where the paper has it,
+    16-21, or where a small corpus can learn it). The threshold is in `metric` units (cosine: 1 - cos, euclidean: L2),
     the metric the centroids were fitted with; under "ward" it is Ward's height (Euclidean, grows with
     group size), so thresholds are meant for average/complete/single linkage.
     """
@@ -68,6 +73,8 @@ class MergeConfig:
     distance_threshold: float | None = None
     linkage: str = "average"
     metric: str = "cosine"
+    min_superclusters: int | None = None
+    max_superclusters: int | None = DEFAULT_MAX_SUPERCLUSTERS
 
     def __post_init__(self) -> None:
         if self.n_superclusters is not None and self.distance_threshold is not None:
@@ -77,6 +84,14 @@ class MergeConfig:
             )
         if self.n_superclusters is None and self.distance_threshold is None:
             object.__setattr__(self, "distance_threshold", DEFAULT_DISTANCE_THRESHOLD)
+        for name in ("min_superclusters", "max_superclusters"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ClimbInputError(f"{name}={value!r}: must be >= 1")
+        if (self.min_superclusters or 1) > (self.max_superclusters or float("inf")):
+            raise ClimbInputError(
+                f"min_superclusters={self.min_superclusters} exceeds max_superclusters={self.max_superclusters}"
+            )
         if self.n_superclusters is not None and self.n_superclusters < 1:
             raise ClimbInputError(f"n_superclusters={self.n_superclusters!r}: must be >= 1")
         if self.distance_threshold is not None and not self.distance_threshold > 0:
@@ -91,7 +106,18 @@ class MergeConfig:
     def describe(self) -> str:
         if self.n_superclusters is not None:
             return f"{self.linkage} linkage cut at {self.n_superclusters} super-clusters"
-        return f"{self.linkage} linkage, {self.metric} distance < {self.distance_threshold:g}"
+        bounds = ""
+        if self.min_superclusters is not None or self.max_superclusters is not None:
+            bounds = f", kept within [{self.min_superclusters or 1}, {self.max_superclusters or 'all'}]"
+        return f"{self.linkage} linkage, {self.metric} distance < {self.distance_threshold:g}{bounds}"
+
+    def bounded(self, n: int) -> int | None:
+        """The count to cut at instead when the threshold cut gives `n` super-clusters out of bounds."""
+        if self.max_superclusters is not None and n > self.max_superclusters:
+            return self.max_superclusters
+        if self.min_superclusters is not None and n < self.min_superclusters:
+            return self.min_superclusters
+        return None
 
 
 def merge_clusters(centroids: np.ndarray, clusters: pl.DataFrame, config: MergeConfig) -> pl.DataFrame:
@@ -128,6 +154,9 @@ def merge_clusters(centroids: np.ndarray, clusters: pl.DataFrame, config: MergeC
             labels = fcluster(tree, t=min(config.n_superclusters, len(ids)), criterion="maxclust")
         else:
             labels = fcluster(tree, t=config.distance_threshold, criterion="distance")
+            count = config.bounded(int(np.unique(labels).size))
+            if count is not None:
+                labels = fcluster(tree, t=min(count, len(ids)), criterion="maxclust")
     sizes = clusters.get_column(N_DOCS).to_numpy()
     raw = pl.DataFrame({schema.CLUSTER: ids.astype(np.int32), "raw": labels, N_DOCS: sizes})
     order = (

@@ -123,9 +123,13 @@ def test_e2e_cli_prints_the_report(lab, capsys):
 
     from climb_dagster.bench.__main__ import main
 
+    histories = lab["tmp"] / "histories.json"
     argv = [f"{a}" for a in ["e2e", *_cli(lab["args"]), "--strategies", "random", "--seeds", "2"]]
-    assert main(argv) == 0
+    assert main([*argv, "--histories", str(histories), "--workers", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
+    searches = json.loads(histories.read_text())
+    assert [(h["strategy"], h["search_seed"]) for h in searches] == [("random", 0), ("random", 1)]
+    assert all(len(h["scores"]) == len(h["mixtures"]) == len(h["rounds"]) == 6 for h in searches)
     assert set(out) >= {"direction", "budget", "seeds", "strategies", "oof_spearman_by_round", "wall_s"}
     assert out["direction"] == "minimize" and out["budget"] == 6 and out["seeds"] == 2
     assert set(out["strategies"]["random"]) >= {"test_mean", "test_stderr", "val_mean"}
@@ -146,3 +150,26 @@ def _cli(args: argparse.Namespace) -> list[str]:
     ]
     keys += ["model_path", "precision", "target_domain"]
     return [x for k in keys for x in (f"--{k.replace('_', '-')}", str(getattr(args, k)))]
+
+
+def test_parallel_workers_score_exactly_like_one_process(lab):
+    """Two spawned workers train the same proxies as this process does, bit for bit, and a round's new
+    mixtures go to the pool in one call."""
+    from climb_dagster.bench import e2e
+    from climb_dagster.bench.proxy_pool import ProxyPool
+    from climb_dagster.core.search.sampling import sample_mixtures
+
+    built = lab["lab"]
+    mixtures = sample_mixtures(3, built.n_superclusters, 5)
+    serial = e2e.ValidationLab.of(built).evaluator(e2e.PROXY_SEED)(mixtures)
+    with ProxyPool(built, workers=2) as pool:
+        calls = []
+        scores = pool.scores
+        pool.scores = lambda jobs: calls.append(len(jobs)) or scores(jobs)
+        parallel = e2e.ValidationLab.of(built, pool)
+        got = parallel.evaluator(e2e.PROXY_SEED)(mixtures)
+        # Cached: a second look at the same mixtures trains nothing.
+        again = parallel.evaluator(e2e.PROXY_SEED)(mixtures[:2])
+    assert calls == [3] and parallel.trained == 3
+    np.testing.assert_array_equal(got, serial)
+    np.testing.assert_array_equal(again, serial[:2])

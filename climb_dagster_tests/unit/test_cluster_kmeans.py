@@ -103,7 +103,8 @@ def test_config_and_shape_errors() -> None:
 
 
 def test_default_k_scales_with_corpus() -> None:
-    assert default_n_clusters(3000) == 40
+    assert default_n_clusters(3000) == 64 and default_n_clusters(1400) == 64  # well above 8-21 merged
+    assert default_n_clusters(19_000) == 253 and default_n_clusters(600) == 30
     assert default_n_clusters(100) == 16
     assert default_n_clusters(10_000_000) == 1000
 

@@ -79,6 +79,28 @@ def test_threshold_merge_groups_by_cosine_distance() -> None:
     assert euclid["super_cluster"].to_list() == [0, 0, 0, 2, 2, 1, 1, 1]
 
 
+def test_threshold_cut_is_kept_within_the_count_bounds() -> None:
+    # The three fans of the test above: a 0.1 threshold gives 3 super-clusters, 0.7 gives 2, 0.001 gives 8.
+    centroids = _unit([0, 5, 10, 70, 75, 150, 155, 160])
+    table = pl.DataFrame({"cluster": np.arange(8, dtype=np.int32), "n_docs": [3, 3, 3, 1, 1, 2, 2, 2]})
+
+    def count(**kw) -> int:
+        return merge_clusters(centroids, table, MergeConfig(**kw))["super_cluster"].n_unique()
+
+    assert count(distance_threshold=0.1, min_superclusters=2, max_superclusters=4) == 3  # within: unchanged
+    assert count(distance_threshold=0.001) == 8
+    assert count(distance_threshold=0.001, max_superclusters=3) == 3  # too fine: cut at the upper bound
+    bounded = merge_clusters(centroids, table, MergeConfig(distance_threshold=0.001, max_superclusters=3))
+    assert bounded["super_cluster"].to_list() == [0, 0, 0, 2, 2, 1, 1, 1]  # the fans, as by distance
+    assert count(distance_threshold=0.7, min_superclusters=3) == 3  # too coarse: cut at the lower bound
+    assert count(distance_threshold=0.7, min_superclusters=20) == 8  # never more than the clusters
+    assert "kept within [2, 4]" in MergeConfig(min_superclusters=2, max_superclusters=4).describe()
+    with pytest.raises(ClimbInputError, match="min_superclusters=5 exceeds max_superclusters=4"):
+        MergeConfig(min_superclusters=5, max_superclusters=4)
+    with pytest.raises(ClimbInputError, match="max_superclusters=0"):
+        MergeConfig(max_superclusters=0)
+
+
 def test_default_merge_is_the_threshold_cut_and_counts_are_reported() -> None:
     cfg = MergeConfig()
     assert cfg.n_superclusters is None and cfg.distance_threshold == DEFAULT_DISTANCE_THRESHOLD > 0

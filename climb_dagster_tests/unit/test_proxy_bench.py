@@ -29,6 +29,8 @@ def test_proxy_bench_runs_both_trainers_on_real_text() -> None:
             "--no-hf-default-threads",
             "--pack",
             "2",
+            "--parallel-compare",
+            "2",
         ]
     )
     out = proxy.run(args)
@@ -45,3 +47,8 @@ def test_proxy_bench_runs_both_trainers_on_real_text() -> None:
     assert pack["m"] == 2 and pack["aggregate_tokens_per_s"] > 0 and pack["ratio_vs_one_at_a_time"] > 0
     # fp32 on CPU: every member of the pack follows its separate run.
     assert 0 <= pack["max_rel_loss_diff_vs_separate"] < 1e-4
+    par = out["parallel"]
+    assert par["proxies"] == 2 and par["faster"] in ("threads", "processes")
+    assert par["threads_tokens_per_s"] > 0 and par["processes_tokens_per_s"] > 0
+    # Same seeds and windows in both modes: only the thread count's summation order differs.
+    assert par["max_abs_loss_diff"] < 1e-3

@@ -147,3 +147,16 @@ def test_bad_inputs_raise_with_value(data: tuple[np.ndarray, np.ndarray]) -> Non
         fit_predictor(x, y, seed=0).predict(np.ones((2, 3)) / 3)
     with pytest.raises(ClimbInputError, match="max_depth out of range: 0"):
         PredictorConfig(max_depth=0)
+
+
+def test_trees_get_shallower_on_small_histories() -> None:
+    from climb_dagster.core.search.predictor import lgb_params, tree_depth
+
+    cfg = PredictorConfig()
+    assert [tree_depth(cfg, n) for n in (5, 24, 47, 48, 96, 192, 10_000)] == [1, 1, 1, 2, 3, 4, 4]
+    assert tree_depth(PredictorConfig(depth_rows=0), 5) == cfg.max_depth == 4
+    params = lgb_params(cfg, 24, 0)
+    assert params["max_depth"] == 1 and params["num_leaves"] == 2
+    assert lgb_params(cfg, 10_000, 0)["num_leaves"] == cfg.num_leaves
+    with pytest.raises(ClimbInputError, match="depth_rows out of range: -1"):
+        PredictorConfig(depth_rows=-1)

@@ -43,6 +43,11 @@ class PredictorConfig:
     min_data_in_leaf: int = 5
     # Tiny histories: at most n_train // leaf_rows_divisor rows per leaf, so trees can still split.
     leaf_rows_divisor: int = 12
+    # Small histories: each level of tree depth needs twice the rows, depth = log2(n_train / depth_rows)
+    # clipped to [1, max_depth] (stumps below 2 * depth_rows rows; 0 = always max_depth). On the e2e
+    # lab's own proxies (16 super-clusters) the out-of-fold Spearman at 24 / 32 rows was 0.56 / 0.61 with
+    # stumps against 0.41 / 0.46 at depth 4; on RegMix's pools at 12 / 24 rows depth 2 beat depth 4.
+    depth_rows: int = 12
     lambda_l1: float = 0.01
     lambda_l2: float = 0.1
     feature_fraction: float = 1.0
@@ -61,6 +66,7 @@ class PredictorConfig:
             "num_leaves": self.num_leaves >= 2,
             "min_data_in_leaf": self.min_data_in_leaf >= 1,
             "leaf_rows_divisor": self.leaf_rows_divisor >= 1,
+            "depth_rows": self.depth_rows >= 0,
             "lambda_l1": self.lambda_l1 >= 0,
             "lambda_l2": self.lambda_l2 >= 0,
             "feature_fraction": 0 < self.feature_fraction <= 1,
@@ -71,13 +77,21 @@ class PredictorConfig:
                 raise ClimbInputError(f"PredictorConfig.{name} out of range: {getattr(self, name)!r}")
 
 
+def tree_depth(config: PredictorConfig, n_train: int) -> int:
+    """The depth trees may use on `n_train` rows (see PredictorConfig.depth_rows)."""
+    if config.depth_rows == 0:
+        return config.max_depth
+    return int(np.clip(np.floor(np.log2(max(n_train, 1) / config.depth_rows)), 1, config.max_depth))
+
+
 def lgb_params(config: PredictorConfig, n_train: int, seed: int) -> dict[str, Any]:
-    """LightGBM parameters; min_data_in_leaf shrinks for tiny n so a tree can still split."""
+    """LightGBM parameters; for tiny n trees get shallower and min_data_in_leaf shrinks so they still split."""
+    depth = tree_depth(config, n_train)
     return {
         "objective": "regression",
         "learning_rate": config.learning_rate,
-        "max_depth": config.max_depth,
-        "num_leaves": config.num_leaves,
+        "max_depth": depth,
+        "num_leaves": max(2, min(config.num_leaves, 2**depth)),
         "min_data_in_leaf": max(1, min(config.min_data_in_leaf, n_train // config.leaf_rows_divisor)),
         "min_sum_hessian_in_leaf": 0.0,
         "min_data_in_bin": 1,
