@@ -13,6 +13,7 @@ import sys
 from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.core import bootstrap, storage
 from climb_dagster.core.plots import weights_bar_png
+from climb_dagster.core.superclusters import supercluster_labels
 from climb_dagster.resources.experiment_tracking import experiment_run, track_final, track_round
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster.resources.sets import settings
@@ -23,6 +24,10 @@ def replay_experiment(root, tracker: MlflowTracker, name: str) -> dict[str, int]
     record = read_value(root / "experiment" / name)
     experiment_run(tracker, record)
     rounds = 0
+    try:
+        stats = read_value(root / "super_cluster_stats")
+    except FileNotFoundError:
+        stats = None  # weights are then named by super-cluster id alone
     for k in range(1, MAX_ROUNDS + 1):
         try:
             evals = read_value(root / f"round_{k}_proxy_evaluations" / name)
@@ -32,10 +37,10 @@ def replay_experiment(root, tracker: MlflowTracker, name: str) -> dict[str, int]
         if evals.height == 0:
             continue
         summary = {key: v for key, v in model.metadata.items() if key != "sidecar"}
-        plots = {
-            f"round_{k}_weights.png": weights_bar_png(bootstrap.table_mixtures(evals), f"round {k} weights")
-        }
-        track_round(tracker, record, k, evals, summary, model.texts[0], plots)
+        mixtures = bootstrap.table_mixtures(evals)
+        labels = supercluster_labels(stats, mixtures.shape[1])
+        plots = {f"round_{k}_weights.png": weights_bar_png(mixtures, f"round {k} weights", labels)}
+        track_round(tracker, record, k, evals, summary, model.texts[0], plots, labels=labels)
         rounds += 1
     try:
         track_final(tracker, record, read_value(root / "final_mixture" / name))

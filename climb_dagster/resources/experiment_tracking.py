@@ -17,6 +17,7 @@ import polars as pl
 from climb_dagster.core import schema
 from climb_dagster.core.records import ExperimentRecord, FinalMixture
 from climb_dagster.core.redact import redact
+from climb_dagster.core.superclusters import label_key
 from climb_dagster.resources.tracking import EXPERIMENT, PROXY, ROUND, MlflowTracker, TrackingUnavailable
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,11 @@ def track_round(
     summary: dict[str, Any],
     predictor_text: str | None,
     plots: dict[str, bytes],
+    labels: list[str] | None = None,
 ) -> str:
-    """Round run with params/metrics/artifacts, one nested proxy run per evaluated mixture."""
+    """Round run with params/metrics/artifacts, one nested proxy run per evaluated mixture.
+
+    `labels` name the weight params by super-cluster (`w_07_postgres_query_index`) instead of `w_007`."""
     run_id = _round_run(tracker, record, round_number)
     tracker.log(
         run_id,
@@ -98,7 +102,7 @@ def track_round(
             for k in (schema.SCORE, schema.TRAIN_LOSS, schema.TOKENS, schema.WALL_S)
             if row.get(k) is not None
         }
-        params = {c: round(row[c], 6) for c in weight_cols} | {
+        params = {weight_param(c, labels): round(row[c], 6) for c in weight_cols} | {
             schema.STATUS: row[schema.STATUS],
             schema.MIXTURE_ID: row[schema.MIXTURE_ID],
         }
@@ -108,6 +112,14 @@ def track_round(
         tracker.finish(proxy_run, "FINISHED" if row[schema.STATUS] == schema.OK else "FAILED")
     tracker.finish(run_id)
     return run_id
+
+
+def weight_param(column: str, labels: list[str] | None) -> str:
+    """MLflow's name for a weight column: `w_` + the super-cluster's label as an identifier, when known."""
+    index = int(column.removeprefix(schema.WEIGHT_PREFIX))
+    if labels is None or index >= len(labels):
+        return column
+    return schema.WEIGHT_PREFIX + label_key(labels[index])
 
 
 def track_final(tracker: MlflowTracker, record: ExperimentRecord, final: FinalMixture) -> str:
