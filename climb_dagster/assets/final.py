@@ -42,8 +42,8 @@ WEIGHT_SUM_TOLERANCE = 1e-6
             "final_weights_sum_to_one",
             asset="final_mixture",
             blocking=True,
-            description=f"The final weights are finite, non-negative and sum to 1 (within {WEIGHT_SUM_TOLERANCE:g}), "
-            "one per super-cluster.",
+            description="The final weights are finite, non-negative and sum to 1 "
+            f"(within {WEIGHT_SUM_TOLERANCE:g}).",
         )
     ],
 )

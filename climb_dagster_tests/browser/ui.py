@@ -1,4 +1,4 @@
-"""The Dagster webserver and a headless Chromium (Debian's chromium + chromium-driver) for the browser tests."""
+"""The Dagster webserver and headless Chromium (Debian's chromium + chromium-driver) for the browser tests."""
 
 from __future__ import annotations
 

@@ -157,7 +157,7 @@ def evaluations_asset(k: int) -> dg.AssetsDefinition:
 def failed_proxies_check(k: int) -> dg.AssetChecksDefinition:
     @experiment_check(asset=f"round_{k}_proxy_evaluations", name="no_failed_proxies")
     def no_failed_proxies(evaluations: pl.DataFrame) -> dg.AssetCheckResult:
-        """No proxy of the round failed (diverged or errored); warns with the count, fails when none succeeded."""
+        """No proxy of the round failed (diverged, errored); warns with the count, errs when none succeeded."""
         failed = evaluations.filter(pl.col(schema.STATUS) != schema.OK)
         succeeded = evaluations.height - failed.height
         return dg.AssetCheckResult(

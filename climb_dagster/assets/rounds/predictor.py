@@ -33,7 +33,7 @@ def predictor_asset(k: int) -> dg.AssetsDefinition:
                 "evaluations_scores_finite",
                 asset=f"round_{k}_predictor",
                 blocking=True,
-                description="Every evaluation the predictor is fitted on has a finite score, or is marked failed.",
+                description="Every evaluation the predictor fits on has a finite score or is marked failed.",
             )
         ],
     )
