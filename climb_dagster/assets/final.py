@@ -235,7 +235,7 @@ def mixture_meets_shares(mixture_export: dict) -> dg.AssetCheckResult:
             "realized_share": list(report.realized),
         }
     )
-    labels = list(mixture_export["blend"].get("labels", {}).values())
+    labels = list(mixture_export.get("blend", {}).get("labels", {}).values())
     if len(labels) == table.height:
         table = table.insert_column(1, pl.Series("label", labels))
     return dg.AssetCheckResult(
