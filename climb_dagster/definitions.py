@@ -6,7 +6,7 @@ from climb_dagster.assets.clustering import CLUSTERING_ASSETS, CLUSTERING_CHECKS
 from climb_dagster.assets.experiments import experiment
 from climb_dagster.assets.final import FINAL_CHECKS, final_mixture, mixture_export
 from climb_dagster.assets.ingest import raw_documents
-from climb_dagster.assets.rounds import ROUND_ASSETS
+from climb_dagster.assets.rounds import ROUND_ASSETS, ROUND_CHECKS
 from climb_dagster.assets.tokens import TOKEN_ASSETS
 from climb_dagster.automation.clustering import CLUSTERING_SCHEDULES, CLUSTERING_SENSORS
 from climb_dagster.automation.retention import RETENTION_SCHEDULES
@@ -23,7 +23,7 @@ defs = dg.Definitions(
         final_mixture,
         mixture_export,
     ],
-    asset_checks=[*CLUSTERING_CHECKS, *FINAL_CHECKS],
+    asset_checks=[*CLUSTERING_CHECKS, *ROUND_CHECKS, *FINAL_CHECKS],
     jobs=JOBS,
     sensors=CLUSTERING_SENSORS,
     schedules=[*CLUSTERING_SCHEDULES, *RETENTION_SCHEDULES],

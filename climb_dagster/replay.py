@@ -14,6 +14,7 @@ from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.core import bootstrap, storage
 from climb_dagster.core.plots import weights_bar_png
 from climb_dagster.core.rounds import fit_table, load_predictor
+from climb_dagster.core.superclusters import supercluster_labels
 from climb_dagster.resources.experiment_tracking import experiment_run, track_final, track_round
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster.resources.sets import settings
@@ -25,6 +26,10 @@ def replay_experiment(root, tracker: MlflowTracker, name: str) -> dict[str, int]
     experiment_run(tracker, record)
     rounds = 0
     seen = []
+    try:
+        stats = read_value(root / "super_cluster_stats")
+    except FileNotFoundError:
+        stats = None  # weights are then named by super-cluster id alone
     for k in range(1, MAX_ROUNDS + 1):
         try:
             evals = read_value(root / f"round_{k}_proxy_evaluations" / name)
@@ -35,12 +40,12 @@ def replay_experiment(root, tracker: MlflowTracker, name: str) -> dict[str, int]
         if evals.height == 0:
             continue
         summary = {key: v for key, v in model.metadata.items() if key != "sidecar"}
-        plots = {
-            f"round_{k}_weights.png": weights_bar_png(bootstrap.table_mixtures(evals), f"round {k} weights")
-        }
+        mixtures = bootstrap.table_mixtures(evals)
+        labels = supercluster_labels(stats, mixtures.shape[1])
+        plots = {f"round_{k}_weights.png": weights_bar_png(mixtures, f"round {k} weights", labels)}
         predictor = load_predictor(model)
         fit = fit_table(seen, predictor, predictor.predict(bootstrap.history(seen)[0]))
-        track_round(tracker, record, k, evals, summary, model, plots, fit)
+        track_round(tracker, record, k, evals, summary, model, plots, fit, labels=labels)
         rounds += 1
     try:
         track_final(tracker, record, read_value(root / "final_mixture" / name))

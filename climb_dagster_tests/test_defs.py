@@ -39,6 +39,10 @@ JOBS = {
 # Jobs of ops that materialize no asset: deleting old <storage>/<run_id>/ folders.
 OP_JOBS = {"storage_retention_job": ["delete_old_run_folders"]}
 CHECKS = {
+    ("raw_documents", "ingest_counts"),
+    ("document_embeddings", "embeddings_finite"),
+    ("final_mixture", "final_weights_sum_to_one"),
+    *((f"round_{k}_proxy_evaluations", "no_failed_proxies") for k in ROUND_KS),
     ("cluster_assignments", "assignments_complete"),
     ("cluster_centroids", "centroids_are_finite"),
     ("pruned_clusters", "enough_documents_kept"),
@@ -69,6 +73,11 @@ def test_definitions_load(climb_home):
     }
     assert op_jobs == OP_JOBS
     assert {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys} == CHECKS
+    # Every check says in the UI what it verifies.
+    undescribed = [
+        key.to_user_string() for key in graph.asset_check_keys if not graph.get_check_spec(key).description
+    ]
+    assert undescribed == []
     assert sorted(s.name for s in defs.sensors) == ["merge_sensor", "new_drops_sensor", "reassign_sensor"]
     assert [(s.name, s.cron_schedule, s.job_name) for s in defs.schedules] == [
         ("recluster_schedule", "0 3 * * 0", "refit_centroids_job"),
@@ -79,6 +88,7 @@ def test_definitions_load(climb_home):
     assert parents == {
         "experiment",
         "cluster_tokens",
+        "super_cluster_stats",
         "round_1_proxy_evaluations",
         "round_2_proxy_evaluations",
         "round_2_predictor",
@@ -88,6 +98,7 @@ def test_definitions_load(climb_home):
     assert parents == {
         "experiment",
         "cluster_tokens",
+        "super_cluster_stats",
         "round_6_predictor",
         *(f"round_{k}_proxy_evaluations" for k in ROUND_KS),
     }

@@ -14,11 +14,12 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from climb_dagster.assets.metadata import table as table_metadata
 from climb_dagster.core import schema
 from climb_dagster.core.artifacts import TensorBundle
 from climb_dagster.core.configs import core_config
 from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.kmeans import KMeansConfig, assign_clusters, fit_centroids
+from climb_dagster.core.kmeans import KMeansConfig, assign_clusters, fit_centroids, nonfinite_rows
 from climb_dagster.core.plots import (
     centroid_map_png,
     png_markdown,
@@ -39,8 +40,6 @@ from climb_dagster.core.quality import (
 from climb_dagster.core.superclusters import (
     DEFAULT_MAX_SUPERCLUSTERS,
     EXAMPLE_TITLES,
-    N_CLUSTERS,
-    TOP_TERMS,
     MergeConfig,
     ProfileConfig,
     cluster_quality_from_profile,
@@ -48,9 +47,9 @@ from climb_dagster.core.superclusters import (
     drop_profile,
     merge_clusters,
     merge_counts,
+    supercluster_labels,
     supercluster_stats,
 )
-from climb_dagster.core.tables import markdown_table
 from climb_dagster.core.timing import Timer
 from climb_dagster.k8s import EMBEDDING_OP_TAGS
 from climb_dagster.partitions import crawl_drops
@@ -75,10 +74,23 @@ def _check_rows(name: str, n: int, docs: pl.DataFrame, key: str) -> None:
         raise ClimbInputError(f"drop {key}: {name} has {n} rows but raw_documents has {docs.height}")
 
 
-@dg.asset(partitions_def=crawl_drops, group_name=GROUP, kinds={"pytorch", "numpy"}, op_tags=EMBEDDING_OP_TAGS)
+@dg.asset(
+    partitions_def=crawl_drops,
+    group_name=GROUP,
+    kinds={"pytorch", "numpy"},
+    op_tags=EMBEDDING_OP_TAGS,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "embeddings_finite",
+            asset="document_embeddings",
+            blocking=True,
+            description="No NaN or infinite value in any embedding, and one row per document of the drop.",
+        )
+    ],
+)
 def document_embeddings(
     context: dg.AssetExecutionContext, raw_documents: pl.DataFrame, embedder: EmbeddingModelResource
-) -> dg.Output[np.ndarray]:
+):
     """One float32 row per document of the drop (sentence-transformers pooling, normalised)."""
     timer = Timer()
     model = embedder.load()
@@ -96,7 +108,7 @@ def document_embeddings(
 
     emb = model.embed(raw_documents.get_column(schema.TEXT).to_list(), progress=report)
     p = last[0] if last else None
-    return dg.Output(
+    yield dg.Output(
         emb,
         metadata={
             "dagster/row_count": int(emb.shape[0]),
@@ -113,6 +125,12 @@ def document_embeddings(
             "tokens_per_s": round(p.tokens_per_s, 1) if p else 0.0,
             "tokens": int(p.tokens_done) if p else 0,
         },
+    )
+    bad = nonfinite_rows(emb)
+    yield dg.AssetCheckResult(
+        check_name="embeddings_finite",
+        passed=bad == 0 and emb.shape[0] == raw_documents.height,
+        metadata={"rows": int(emb.shape[0]), "documents": raw_documents.height, "nonfinite_rows": bad},
     )
 
 
@@ -382,7 +400,7 @@ def cluster_quality(cluster_profiles: dict, cluster_centroids: TensorBundle) -> 
             "dagster/row_count": table.height,
             f"clusters_below_{PAPER_THRESHOLD:g}": int((means < PAPER_THRESHOLD).sum()),
             f"docs_below_{PAPER_THRESHOLD:g}": int(sizes[means < PAPER_THRESHOLD].sum()),
-            "per_cluster": dg.MetadataValue.md(markdown_table(per_cluster, max_rows=60, decimals=3)),
+            "per_cluster": table_metadata(per_cluster, max_rows=60, decimals=3),
             "quality_histogram": dg.MetadataValue.md(png_markdown(hist, "cluster quality histogram")),
             "drops": len(cluster_profiles),
             "documents": int(table.get_column(N_DOCS).sum()),
@@ -435,31 +453,21 @@ class SuperClustersConfig(dg.Config):
     example_titles: int = 3
 
 
-def _stats_table(stats: pl.DataFrame) -> dg.TableMetadataValue:
-    columns = [
-        dg.TableColumn(schema.SUPER_CLUSTER, "int"),
-        dg.TableColumn(N_CLUSTERS, "int"),
-        dg.TableColumn(N_DOCS, "int"),
-        dg.TableColumn(schema.N_TOKENS, "int", description="whitespace-separated words"),
-        dg.TableColumn(QUALITY_MEAN, "float"),
-        dg.TableColumn(TOP_TERMS, "string"),
-        dg.TableColumn(EXAMPLE_TITLES, "string"),
-    ]
-    records = [
-        dg.TableRecord(
-            {
-                schema.SUPER_CLUSTER: int(row[schema.SUPER_CLUSTER]),
-                N_CLUSTERS: int(row[N_CLUSTERS]),
-                N_DOCS: int(row[N_DOCS]),
-                schema.N_TOKENS: int(row[schema.N_TOKENS]),
-                QUALITY_MEAN: round(float(row[QUALITY_MEAN] or 0.0), 3),
-                TOP_TERMS: ", ".join(row[TOP_TERMS] or []),
-                EXAMPLE_TITLES: " | ".join(row[EXAMPLE_TITLES] or []),
-            }
-        )
-        for row in stats.iter_rows(named=True)
-    ]
-    return dg.MetadataValue.table(records, schema=dg.TableSchema(columns))
+def _stats_table(stats: pl.DataFrame, labels: list[str]) -> dg.TableMetadataValue:
+    shown = stats.with_columns(
+        pl.Series("label", labels),
+        pl.col(QUALITY_MEAN).fill_null(0.0),
+        pl.col(EXAMPLE_TITLES).list.join(" | "),
+    ).select(schema.SUPER_CLUSTER, "label", pl.exclude(schema.SUPER_CLUSTER, "label"))
+    return table_metadata(
+        shown,
+        max_rows=1000,
+        decimals=3,
+        descriptions={
+            "label": "id and first top terms: the name used in every table, plot and export",
+            schema.N_TOKENS: "whitespace-separated words",
+        },
+    )
 
 
 @dg.multi_asset(
@@ -496,7 +504,8 @@ def super_clusters(
     sizes[pruned_clusters.get_column(schema.CLUSTER).to_numpy()] = pruned_clusters.get_column(
         N_DOCS
     ).to_numpy()
-    sizes_png = supercluster_sizes_png(stats.get_column(N_DOCS).to_list())
+    labels = supercluster_labels(stats, stats.height)
+    sizes_png = supercluster_sizes_png(stats.get_column(N_DOCS).to_list(), labels)
     map_png = centroid_map_png(centroids, groups, sizes)
     n_super = stats.height
     counts = merge_counts(len(centroids), pruned_clusters, n_super)
@@ -522,7 +531,7 @@ def super_clusters(
                 "documents": int(stats.get_column(N_DOCS).sum()),
                 "tokens": int(stats.get_column(schema.N_TOKENS).sum()),
                 "token_unit": "whitespace-separated words",
-                "super_clusters": _stats_table(stats),
+                "super_clusters": _stats_table(stats, labels),
                 "sizes_plot": dg.MetadataValue.md(png_markdown(sizes_png, "super-cluster sizes")),
                 "seconds": round(timer.seconds, 3),
             },

@@ -2,20 +2,20 @@
 
 # No `from __future__ import annotations`: Dagster reads annotations at decoration time.
 
-import warnings
-
 import dagster as dg
 import numpy as np
 import polars as pl
 
+from climb_dagster.assets.checks import experiment_check
 from climb_dagster.assets.experiments import MAX_ROUNDS
+from climb_dagster.assets.metadata import table as table_metadata
 from climb_dagster.core import bootstrap, schema
 from climb_dagster.core import storage as files
 from climb_dagster.core.configs import core_config
-from climb_dagster.core.plots import png_markdown, weights_bar_png
+from climb_dagster.core.plots import final_vs_natural_png, png_markdown
 from climb_dagster.core.records import FinalMixture, TokenStoreRef
 from climb_dagster.core.rounds import load_predictor
-from climb_dagster.core.tables import markdown_table
+from climb_dagster.core.superclusters import supercluster_labels
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.experiment_tracking import track_final, try_track
 from climb_dagster.resources.io_manager import LAZY
@@ -23,6 +23,7 @@ from climb_dagster.resources.storage import ClimbStorage
 from climb_dagster.resources.tracking import MlflowTracker
 
 EVAL_KEYS = [f"round_{j}_proxy_evaluations" for j in range(1, MAX_ROUNDS + 1)]
+WEIGHT_SUM_TOLERANCE = 1e-6
 
 
 @dg.asset(
@@ -32,13 +33,21 @@ EVAL_KEYS = [f"round_{j}_proxy_evaluations" for j in range(1, MAX_ROUNDS + 1)]
         "experiment": dg.AssetIn("experiment"),
         "cluster_tokens": dg.AssetIn("cluster_tokens"),
         "predictor": dg.AssetIn(f"round_{MAX_ROUNDS}_predictor"),
+        "super_cluster_stats": dg.AssetIn("super_cluster_stats"),
         **{key: dg.AssetIn(key) for key in EVAL_KEYS},
     },
     kinds={"json", "mlflow"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "final_weights_sum_to_one",
+            asset="final_mixture",
+            blocking=True,
+            description="The final weights are finite, non-negative and sum to 1 "
+            f"(within {WEIGHT_SUM_TOLERANCE:g}).",
+        )
+    ],
 )
-def final_mixture(
-    context: dg.AssetExecutionContext, tracker: MlflowTracker, **upstream
-) -> dg.Output[FinalMixture]:
+def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **upstream):
     """The selected mixture over super-clusters, beside the natural token-share mixture."""
     from climb_dagster.core.search.strategies import select_final
 
@@ -66,25 +75,44 @@ def final_mixture(
         proxies_trained=int(spent) + exp.extra_proxies,
         proxies_successful=int(hs.size),
         config_hash=record.config_hash,
+        labels=tuple(supercluster_labels(upstream["super_cluster_stats"], prior.size)),
     )
     table = pl.DataFrame(
-        {schema.SUPER_CLUSTER: list(range(prior.size)), "final": weights.round(4), "natural": prior.round(4)}
+        {
+            schema.SUPER_CLUSTER: list(range(prior.size)),
+            "label": list(final.labels),
+            "final": weights,
+            "natural": prior,
+        }
     )
-    png = weights_bar_png(np.vstack([weights]), f"{record.name}: final mixture")
+    png = final_vs_natural_png(weights, prior, final.labels, f"{record.name}: final mixture vs natural")
     tracking = try_track(
         context.log.warning, "MLflow final mixture", lambda: track_final(tracker, record, final), tracker
     )
-    return dg.Output(
+    yield dg.Output(
         final,
         metadata={
             "predicted_score": final.predicted_score,
             "predicted_natural_score": final.predicted_natural_score,
             "best_observed_score": final.best_observed_score,
             "proxies_trained": final.proxies_trained,
-            "final_vs_natural": dg.MetadataValue.md(markdown_table(table)),
-            "final_plot": dg.MetadataValue.md(png_markdown(png, "final mixture")),
+            "final_vs_natural": table_metadata(table, max_rows=1000),
+            "final_plot": dg.MetadataValue.md(png_markdown(png, "final mixture vs natural")),
             **tracking,
         },
+    )
+    yield _weights_sum_check(weights)
+
+
+def _weights_sum_check(weights: np.ndarray) -> dg.AssetCheckResult:
+    total = float(weights.sum())
+    ok = bool(
+        np.isfinite(weights).all() and (weights >= 0).all() and abs(total - 1.0) <= WEIGHT_SUM_TOLERANCE
+    )
+    return dg.AssetCheckResult(
+        check_name="final_weights_sum_to_one",
+        passed=ok,
+        metadata={"sum": total, "tolerance": WEIGHT_SUM_TOLERANCE, "min_weight": float(weights.min())},
     )
 
 
@@ -138,7 +166,8 @@ def mixture_export(
     weights, n_super = plan.weights, plan.weights.size
     names = [f"super_cluster_{i:03d}" for i in range(n_super)]
     prefixes = [f"{cluster_tokens.path}/cluster_{i:03d}" for i in range(n_super)]
-    blend = export.blend_formats(weights, names, prefixes)
+    labels = list(final_mixture.labels) or supercluster_labels(super_cluster_stats, n_super)
+    blend = export.blend_formats(weights, names, prefixes, labels)
     if plan.capped:
         context.log.warning(
             f"super-clusters {list(plan.capped)} would repeat up to {plan.uncapped_max_rate:.1f}x to meet the "
@@ -162,12 +191,13 @@ def mixture_export(
     table = pl.DataFrame(
         {
             schema.SUPER_CLUSTER: list(range(n_super)),
-            "weight": weights.round(4),
+            "label": labels,
+            "weight": weights,
             "target_tokens": (weights * plan.token_budget).round().astype(np.int64),
             "sampled_tokens": got,
             "target_share": manifest["target_share"],
             "realized_share": manifest["realized_share"],
-            "repeat_rate": plan.rates.round(3),
+            "repeat_rate": plan.rates,
         }
     )
     return dg.Output(
@@ -186,22 +216,12 @@ def mixture_export(
             "shards": len(manifest["shards"]),
             "export_path": dg.MetadataValue.path(str(out)),
             "megatron_data_path": blend["megatron_data_path"],
-            "per_super_cluster": dg.MetadataValue.md(markdown_table(table)),
+            "per_super_cluster": table_metadata(table, max_rows=1000),
         },
     )
 
 
-def _experiment_check(**kwargs) -> object:
-    # Partitioned asset checks are a Dagster "preview" feature (1.13); keep its warning out of every load.
-    def decorate(fn):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", dg.PreviewWarning)
-            return dg.asset_check(partitions_def=experiments, **kwargs)(fn)
-
-    return decorate
-
-
-@_experiment_check(asset=mixture_export)
+@experiment_check(asset=mixture_export)
 def mixture_meets_shares(mixture_export: dict) -> dg.AssetCheckResult:
     """The export's realized token share per super-cluster is within the tolerance of the mixture's."""
     from climb_dagster.core.export import ShareReport
@@ -215,6 +235,9 @@ def mixture_meets_shares(mixture_export: dict) -> dg.AssetCheckResult:
             "realized_share": list(report.realized),
         }
     )
+    labels = list(mixture_export.get("blend", {}).get("labels", {}).values())
+    if len(labels) == table.height:
+        table = table.insert_column(1, pl.Series("label", labels))
     return dg.AssetCheckResult(
         passed=report.passed,
         severity=severity,
@@ -222,7 +245,7 @@ def mixture_meets_shares(mixture_export: dict) -> dg.AssetCheckResult:
             "max_abs_difference": round(report.max_abs_difference, 6),
             "tolerance": report.tolerance,
             "off_target": dg.MetadataValue.json(list(report.off_target)),
-            "shares": dg.MetadataValue.md(markdown_table(table)),
+            "shares": table_metadata(table, max_rows=1000, decimals=6),
         },
     )
 

@@ -8,7 +8,7 @@ import polars as pl
 
 from climb_dagster.core import schema
 from climb_dagster.core.configs import core_config
-from climb_dagster.core.corpus import CorpusConfig, read_drop
+from climb_dagster.core.corpus import CorpusConfig, DropStats, read_drop
 from climb_dagster.core.storage import storage_errors
 from climb_dagster.core.timing import Timer
 from climb_dagster.partitions import crawl_drops
@@ -24,10 +24,21 @@ class RawDocumentsConfig(dg.Config):
     max_drop_bytes: int = CorpusConfig.max_drop_bytes
 
 
-@dg.asset(partitions_def=crawl_drops, group_name="ingest", kinds={"polars", "parquet"})
-def raw_documents(
-    context: dg.AssetExecutionContext, config: RawDocumentsConfig, landing: LandingZone
-) -> dg.Output[pl.DataFrame]:
+@dg.asset(
+    partitions_def=crawl_drops,
+    group_name="ingest",
+    kinds={"polars", "parquet"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "ingest_counts",
+            asset="raw_documents",
+            blocking=True,
+            description="Documents in = documents kept + empty ones dropped, the drop is not empty, and ids "
+            "are present and unique.",
+        )
+    ],
+)
+def raw_documents(context: dg.AssetExecutionContext, config: RawDocumentsConfig, landing: LandingZone):
     """One crawl drop, schema-checked, with empty documents dropped and oversized ones truncated."""
     key = context.partition_key
     timer = Timer()
@@ -42,7 +53,7 @@ def raw_documents(
         context.log.warning(
             f"drop {key}: truncated {stats.rows_truncated} documents to {config.max_chars} chars"
         )
-    return dg.Output(
+    yield dg.Output(
         docs,
         metadata={
             "dagster/row_count": docs.height,
@@ -50,5 +61,27 @@ def raw_documents(
             **stats.as_dict(),
             "mean_chars": float(docs[schema.TEXT].str.len_chars().mean()),
             "seconds": round(timer.seconds, 3),
+        },
+    )
+    yield _ingest_counts(docs, stats)
+
+
+def _ingest_counts(docs: pl.DataFrame, stats: DropStats) -> dg.AssetCheckResult:
+    ids = docs.get_column(schema.ID) if schema.ID in docs.columns else pl.Series([], dtype=pl.String)
+    duplicates = ids.len() - ids.n_unique()
+    balanced = stats.rows_read == stats.rows_kept + stats.rows_empty and stats.rows_kept == docs.height
+    return dg.AssetCheckResult(
+        check_name="ingest_counts",
+        passed=balanced
+        and docs.height > 0
+        and ids.len() == docs.height
+        and ids.null_count() == 0
+        and duplicates == 0,
+        metadata={
+            "documents_in": stats.rows_read,
+            "documents_out": docs.height,
+            "empty_dropped": stats.rows_empty,
+            "null_ids": ids.null_count(),
+            "duplicate_ids": duplicates,
         },
     )

@@ -10,10 +10,10 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from climb_dagster.assets.metadata import table as table_metadata
 from climb_dagster.core import schema
 from climb_dagster.core import storage as files
 from climb_dagster.core.records import TokenStoreRef
-from climb_dagster.core.tables import markdown_table
 from climb_dagster.core.timing import Timer
 from climb_dagster.resources.io_manager import LAZY
 from climb_dagster.resources.storage import ClimbStorage
@@ -58,7 +58,7 @@ def proxy_tokenizer(
         {"path": str(target), "sha256": sha, "vocab_size": config.vocab_size},
         metadata={
             "vocab_size": config.vocab_size,
-            "path": dg.MetadataValue.path(str(target)),
+            "tokenizer_dir": dg.MetadataValue.path(str(target)),
             "seconds": timer.rounded(2),
         },
     )
@@ -108,8 +108,8 @@ def cluster_tokens(
             "n_superclusters": n_super,
             "tokens_per_s": round(sum(n_tokens) / max(seconds, 1e-9)),
             "seconds": round(seconds, 2),
-            "per_super_cluster": dg.MetadataValue.md(markdown_table(table)),
-            "path": dg.MetadataValue.path(str(target)),
+            "per_super_cluster": table_metadata(table, max_rows=1000),
+            "token_store_dir": dg.MetadataValue.path(str(target)),
         },
     )
 

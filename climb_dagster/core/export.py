@@ -244,15 +244,25 @@ def write_export(
 
 
 def blend_formats(
-    weights: Sequence[float], names: Sequence[str], data_prefixes: Sequence[str]
+    weights: Sequence[float],
+    names: Sequence[str],
+    data_prefixes: Sequence[str],
+    labels: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The mixture as JSON weights, a Megatron-LM/NeMo `--data-path` list and HF interleave probabilities."""
+    """The mixture as JSON weights, a Megatron-LM/NeMo `--data-path` list and HF interleave probabilities.
+
+    `labels` (human names from the top terms) go under their own key, name -> label, so readers of the
+    weights keep working."""
     w = validate_mixtures(np.asarray([weights], dtype=np.float64), len(names), source="final mixture")[0]
     if len(data_prefixes) != len(names):
         raise ClimbInputError(f"{len(data_prefixes)} data prefixes for {len(names)} super-clusters")
+    if labels is not None and len(labels) != len(names):
+        raise ClimbInputError(f"{len(labels)} labels for {len(names)} super-clusters")
     keep = [i for i in range(len(names)) if w[i] > 0]
+    named = {"labels": dict(zip(names, labels, strict=True))} if labels is not None else {}
     return {
         "weights": {names[i]: float(w[i]) for i in range(len(names))},
+        **named,
         # Megatron/NeMo take "weight prefix weight prefix ..." and renormalise the weights themselves.
         "megatron_data_path": " ".join(f"{w[i]:.6f} {data_prefixes[i]}" for i in keep),
         "megatron_data_path_list": [[float(w[i]), data_prefixes[i]] for i in keep],

@@ -258,3 +258,12 @@ def assign_clusters(embeddings: Any, centroids: np.ndarray, config: KMeansConfig
         else:
             distance[start : start + len(chunk)] = np.sqrt(np.maximum(scores[:, 0], 0.0))
     return Assignment(cluster=cluster, distance=distance)
+
+
+def nonfinite_rows(embeddings: np.ndarray, chunk_rows: int = 65536) -> int:
+    """How many rows hold a NaN or inf, read `chunk_rows` at a time (embeddings may be a large memmap)."""
+    bad = 0
+    for start in range(0, embeddings.shape[0], chunk_rows):
+        chunk = np.asarray(embeddings[start : start + chunk_rows])
+        bad += int((~np.isfinite(chunk)).any(axis=tuple(range(1, chunk.ndim))).sum())
+    return bad

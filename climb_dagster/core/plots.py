@@ -30,12 +30,10 @@ def supercluster_sizes_png(n_docs: Sequence[int], labels: Sequence[str] | None =
     sizes = np.asarray(n_docs)
     if sizes.ndim != 1 or len(sizes) == 0:
         raise ClimbInputError(f"need a non-empty 1-D list of sizes, got shape {sizes.shape}")
-    fig = _figure(max(4.0, 0.35 * len(sizes) + 2), 3.2)
+    fig = _figure(_label_width(labels, len(sizes)), 3.6 if labels is not None else 3.2)
     ax = fig.add_subplot()
-    x = np.arange(len(sizes))
-    ax.bar(x, sizes, color="#4c72b0")
-    ax.set_xticks(x, labels if labels is not None else [str(i) for i in x], rotation=90, fontsize=7)
-    ax.set_xlabel("super-cluster")
+    ax.bar(np.arange(len(sizes)), sizes, color="#4c72b0")
+    _super_cluster_axis(ax, len(sizes), labels)
     ax.set_ylabel("documents")
     ax.set_title("Documents per super-cluster")
     return _png(fig)
@@ -94,17 +92,58 @@ def png_markdown(png: bytes, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
 
 
-def weights_bar_png(mixtures: np.ndarray, title: str) -> bytes:
+def _super_cluster_axis(ax, n: int, labels: Sequence[str] | None) -> None:  # noqa: ANN001
+    """One tick per super-cluster at integer positions, named by its label (or its id)."""
+    if labels is not None and len(labels) != n:
+        raise ClimbInputError(f"{len(labels)} labels for {n} super-clusters")
+    x = np.arange(n)
+    named = labels is not None
+    ax.set_xticks(
+        x,
+        list(labels) if named else [str(i) for i in x],
+        rotation=60 if named else 0,
+        ha="right" if named else "center",
+        fontsize=7,
+    )
+    ax.set_xlabel("super-cluster")
+
+
+def _label_width(labels: Sequence[str] | None, n: int) -> float:
+    """Figure width that leaves each bar group room for its (rotated) label."""
+    return max(5.0, (0.55 if labels is not None else 0.3) * n + 2)
+
+
+def weights_bar_png(mixtures: np.ndarray, title: str, labels: Sequence[str] | None = None) -> bytes:
     """Mean weight per super-cluster (bars) with the min-max range over the mixtures of a round."""
-    fig = _figure(5.0, 3.0)
+    n = mixtures.shape[1]
+    fig = _figure(_label_width(labels, n), 3.6 if labels is not None else 3.0)
     ax = fig.subplots()
-    x = np.arange(mixtures.shape[1])
+    x = np.arange(n)
     if mixtures.shape[0]:
         ax.bar(x, mixtures.mean(axis=0), color="#4c72b0")
         ax.vlines(x, mixtures.min(axis=0), mixtures.max(axis=0), color="#333333", linewidth=1)
-    ax.set_xlabel("super-cluster")
+    _super_cluster_axis(ax, n, labels)
     ax.set_ylabel("weight")
     ax.set_title(title, fontsize=9)
+    return _png(fig)
+
+
+def final_vs_natural_png(
+    weights: Sequence[float], natural: Sequence[float], labels: Sequence[str] | None, title: str
+) -> bytes:
+    """Grouped bars per super-cluster: the selected mixture beside the natural (token-share) mixture."""
+    w, nat = np.asarray(weights, dtype=np.float64), np.asarray(natural, dtype=np.float64)
+    if w.shape != nat.shape or w.ndim != 1 or w.size == 0:
+        raise ClimbInputError(f"weights {w.shape} and natural {nat.shape} must be equal, non-empty 1-D")
+    fig = _figure(_label_width(labels, w.size), 3.8)
+    ax = fig.subplots()
+    x = np.arange(w.size)
+    ax.bar(x - 0.2, w, width=0.4, color="#4c72b0", label="selected")
+    ax.bar(x + 0.2, nat, width=0.4, color="#aaaaaa", label="natural (token shares)")
+    _super_cluster_axis(ax, w.size, labels)
+    ax.set_ylabel("weight")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
     return _png(fig)
 
 

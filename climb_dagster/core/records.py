@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -154,25 +154,35 @@ class FinalMixture:
     proxies_trained: int
     proxies_successful: int
     config_hash: str
+    # One name per super-cluster (core.superclusters.supercluster_labels); empty in files written before.
+    labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
         object.__setattr__(self, "natural", tuple(float(w) for w in self.natural))
+        object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
         if len(self.weights) != len(self.natural):
             raise ClimbInputError(
                 f"final mixture of {self.experiment!r}: {len(self.weights)} weights, {len(self.natural)} natural"
+            )
+        if self.labels and len(self.labels) != len(self.weights):
+            raise ClimbInputError(
+                f"final mixture of {self.experiment!r}: {len(self.labels)} labels, {len(self.weights)} weights"
             )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["direction"] = str(self.direction)
         data["weights"], data["natural"] = list(self.weights), list(self.natural)
+        data["labels"] = list(self.labels)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FinalMixture:
         try:
-            return cls(**{f.name: data[f.name] for f in fields(cls)})
+            return cls(
+                **{f.name: data[f.name] for f in fields(cls) if f.name in data or f.default is MISSING}
+            )
         except KeyError as exc:
             raise _missing("final mixture", exc, data) from exc
 

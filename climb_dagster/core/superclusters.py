@@ -9,7 +9,8 @@ class; tf = term count / class total, idf = log(1 + mean class total / term coun
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -382,3 +383,34 @@ def supercluster_stats(
         .sort(sc)
         .select(sc, N_CLUSTERS, N_DOCS, schema.N_TOKENS, QUALITY_MEAN, TOP_TERMS, EXAMPLE_TITLES)
     )
+
+
+# A label names a super-cluster by its first top terms; the zero-padded id in front keeps labels unique
+# (two super-clusters may share terms) and sortable, and stable as long as the clustering is.
+LABEL_TERMS = 3
+LABEL_SEPARATOR = "\u00b7"  # middle dot: short, and never part of a term (terms are [a-z]+)
+
+
+def supercluster_label(super_cluster: int, top_terms: Sequence[str] | str | None, width: int = 2) -> str:
+    """`"07 postgres·query·index"`: the id, zero-padded to `width`, and the first LABEL_TERMS top terms."""
+    if isinstance(top_terms, str):  # a single term stored as a plain string
+        top_terms = [top_terms]
+    terms = LABEL_SEPARATOR.join(list(top_terms or [])[:LABEL_TERMS])
+    return f"{int(super_cluster):0{width}d} {terms}".rstrip()
+
+
+def supercluster_labels(stats: pl.DataFrame | None, n_superclusters: int) -> list[str]:
+    """One label per super-cluster id 0..n-1 from `super_cluster_stats` (ids without a row: the bare id)."""
+    width = max(2, len(str(max(n_superclusters - 1, 0))))
+    terms: dict[int, Any] = {}
+    if stats is not None and schema.SUPER_CLUSTER in stats.columns:
+        column = (
+            stats.get_column(TOP_TERMS).to_list() if TOP_TERMS in stats.columns else [None] * stats.height
+        )
+        terms = dict(zip(stats.get_column(schema.SUPER_CLUSTER).to_list(), column, strict=True))
+    return [supercluster_label(i, terms.get(i), width) for i in range(n_superclusters)]
+
+
+def label_key(label: str) -> str:
+    """A label as an identifier (letters, digits, `_`) for names that allow no other characters (MLflow)."""
+    return re.sub(r"[^0-9A-Za-z]+", "_", label).strip("_")

@@ -31,6 +31,17 @@ def _run(
     assert result.success
 
 
+def _print_final(final, stats) -> None:  # noqa: ANN001 - FinalMixture, super_cluster_stats frame
+    """The final mixture beside the natural one, one line per super-cluster, named by its label."""
+    from climb_dagster.core.superclusters import supercluster_labels
+
+    labels = final.labels or tuple(supercluster_labels(stats, len(final.weights)))
+    width = max(len("super-cluster"), *(len(label) for label in labels))
+    print(f"{'super-cluster':<{width}}  {'found':>6}  {'natural':>7}")
+    for label, w, n in zip(labels, final.weights, final.natural, strict=True):
+        print(f"{label:<{width}}  {w:>6.3f}  {n:>7.3f}")
+
+
 def _print_rounds(root, experiment: str) -> None:
     """Per round: best observed score so far, the predictor's out-of-fold Spearman, whether it improved."""
     from climb_dagster.core.rounds import round_progress
@@ -166,25 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     _run_experiment(instance, args.experiment, {"ops": {"experiment": {"config": spec}}}, args.parallel)
     print(f"[demo] bootstrapping done in {time.perf_counter() - stage_t:.0f}s")
 
-    from climb_dagster.core import schema, storage
+    from climb_dagster.core import storage
     from climb_dagster.resources.io_manager import read_value
     from climb_dagster.resources.sets import settings
 
     root = storage.make_path(settings()["storage"])
     final = read_value(root / "final_mixture" / args.experiment)
     _print_rounds(root, args.experiment)
-    stats = read_value(root / "super_cluster_stats")
     print(
         f"\n[demo] final mixture of experiment {args.experiment!r} ({final.strategy}, target: held-out "
         f"{args.target_domain} loss, {final.direction}):"
     )
-    print(f"{'super-cluster':>13}  {'found':>6}  {'natural':>7}  top terms")
-    terms = {row[schema.SUPER_CLUSTER]: row for row in stats.to_dicts()}
-    for i, (w, n) in enumerate(zip(final.weights, final.natural, strict=True)):
-        row = terms.get(i, {})
-        top = row.get("top_terms") or ""
-        top = ", ".join(top[:5]) if isinstance(top, list) else str(top)[:60]
-        print(f"{i:>13}  {w:>6.3f}  {n:>7.3f}  {top}")
+    _print_final(final, read_value(root / "super_cluster_stats"))
     print(
         json.dumps(
             {

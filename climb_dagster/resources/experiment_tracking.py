@@ -22,6 +22,7 @@ from climb_dagster.core.artifacts import ModelText
 from climb_dagster.core.records import ExperimentRecord, FinalMixture
 from climb_dagster.core.redact import redact
 from climb_dagster.core.rounds import load_predictor
+from climb_dagster.core.superclusters import label_key
 from climb_dagster.resources.tracking import (
     CONFIG_HASH,
     EXPERIMENT,
@@ -109,10 +110,13 @@ def track_round(
     predictor: ModelText | None,
     plots: dict[str, bytes],
     fit: pl.DataFrame | None = None,
+    labels: list[str] | None = None,
 ) -> Logged:
     """Round run with params/metrics/artifacts and the predictor as a logged model, one nested proxy run
     per evaluated mixture (real start/end times, loss curve), and the round's best-so-far and out-of-fold
-    Spearman as metrics at step `round_number` on the experiment's parent run."""
+    Spearman as metrics at step `round_number` on the experiment's parent run.
+
+    `labels` name the weight params by super-cluster (`w_07_postgres_query_index`) instead of `w_007`."""
     parent = experiment_run(tracker, record)
     tracker.log_step_metrics(
         parent,
@@ -158,7 +162,7 @@ def track_round(
             for k in (schema.SCORE, schema.TRAIN_LOSS, schema.TOKENS, schema.WALL_S)
             if row.get(k) is not None
         }
-        params = {c: round(row[c], 6) for c in weight_cols} | {
+        params = {weight_param(c, labels): round(row[c], 6) for c in weight_cols} | {
             schema.STATUS: row[schema.STATUS],
             schema.MIXTURE_ID: row[schema.MIXTURE_ID],
         }
@@ -181,6 +185,14 @@ def track_round(
         None if model_id is None else f"models:/{model_id}",
         None if model_id is None else tracker.model_url(model_id),
     )
+
+
+def weight_param(column: str, labels: list[str] | None) -> str:
+    """MLflow's name for a weight column: `w_` + the super-cluster's label as an identifier, when known."""
+    index = int(column.removeprefix(schema.WEIGHT_PREFIX))
+    if labels is None or index >= len(labels):
+        return column
+    return schema.WEIGHT_PREFIX + label_key(labels[index])
 
 
 def track_final(tracker: MlflowTracker, record: ExperimentRecord, final: FinalMixture) -> str:

@@ -145,8 +145,27 @@ class StoredValue:
         return f"StoredValue({self.path})"
 
 
+class _WithoutPathMetadata:
+    """An output context that drops UPathIOManager's `path` entry: it names the value's path without the
+    suffix this IO manager picks per type, a file that never exists. `stored_at` names the real one."""
+
+    def __init__(self, context: dg.OutputContext) -> None:
+        self._context = context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    def add_output_metadata(self, metadata: dict[str, Any]) -> None:
+        kept = {k: v for k, v in metadata.items() if k != "path"}
+        if kept:
+            self._context.add_output_metadata(kept)
+
+
 class ClimbIOManager(dg.UPathIOManager):
     extension = None
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        super().handle_output(_WithoutPathMetadata(context), obj)  # type: ignore[arg-type]
 
     def make_safe_partition_path(self, base_path: UPath, partition: str) -> UPath:
         return base_path / validate_key(partition)

@@ -13,6 +13,7 @@ from climb_dagster.core.bootstrap import table_mixtures
 from climb_dagster.core.records import FinalMixture
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster_tests.assets.bootstrap_fixture import (
+    DOMAINS,
     TINY_EXPERIMENT,
     run_experiment,
     seed_clustered_corpus,
@@ -84,6 +85,19 @@ def test_rounds_final_and_export(pipeline):
         cv = read_value(root / asset / "tiny").metadata["cv_spearman"]
         assert check.severity == dg.AssetCheckSeverity.WARN
         assert check.passed == (cv is None or cv > 0), (asset, cv)
+    names = {c.check_name for c in checks}
+    assert {"no_failed_proxies", "final_weights_sum_to_one", "weights_valid", "mixture_meets_shares"} <= names
+    # Super-clusters are named by their top terms in the record, the export and the UI's tables.
+    labels = [f"{i:02d} {d}" for i, d in enumerate(DOMAINS)]
+    assert list(final.labels) == labels
+    blend = json.loads((root / "exports" / "tiny" / manifest["files"][0]).read_text())
+    assert list(blend["labels"].values()) == labels and list(blend["weights"]) == list(blend["labels"])
+    mixtures = _meta(result, "round_1_mixtures")["mixtures"]
+    assert [c.name for c in mixtures.schema.columns][3:] == labels and len(mixtures.records) == 4
+    final_meta = _meta(result, "final_mixture")
+    assert [r.data["label"] for r in final_meta["final_vs_natural"].records] == labels
+    assert "data:image/png;base64," in final_meta["final_plot"]
+    assert "path" not in final_meta and final_meta["stored_at"].endswith("final_mixture/tiny.json")
 
 
 def test_rerun_trains_nothing_again(pipeline):
@@ -118,6 +132,10 @@ def test_mlflow_holds_experiment_round_proxy_tree(pipeline):
     proxies = by_kind["proxy"]
     assert len(proxies) == 8 and all(p.data.tags["mlflow.parentRunId"] in round_ids for p in proxies)
     assert all("score" in p.data.metrics for p in proxies)
+    # Weight params are named by super-cluster label, not w_000.
+    assert {k for k in proxies[0].data.params if k.startswith("w_")} == {
+        f"w_{i:02d}_{d}" for i, d in enumerate(DOMAINS)
+    }
     artifacts = [a.path for a in client.list_artifacts(rounds[0].info.run_id)]
     assert any(a.endswith("_evaluations.csv") for a in artifacts)
     assert any(a.endswith("_fit.csv") for a in artifacts)

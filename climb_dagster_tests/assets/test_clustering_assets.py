@@ -135,6 +135,8 @@ def test_definitions_load(setup: dict) -> None:
     }
     assert {graph.get(k).group_name for k in graph.get_all_asset_keys()} == {"ingest", "clustering"}
     assert {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys} == {
+        ("raw_documents", "ingest_counts"),
+        ("document_embeddings", "embeddings_finite"),
         ("cluster_assignments", "assignments_complete"),
         ("cluster_centroids", "centroids_are_finite"),
         ("pruned_clusters", "enough_documents_kept"),
@@ -178,6 +180,10 @@ def test_full_stage_new_drop_and_recluster(setup: dict) -> None:
         meta = _meta(r, "document_embeddings")
         assert meta["dagster/row_count"].value in (18, 12)
         assert meta["tokens_per_s"].value > 0
+        checks = {c.check_name: c for c in r.get_asset_check_evaluations()}
+        assert {"ingest_counts", "embeddings_finite"} <= set(checks)
+        assert all(c.passed for c in checks.values())
+        assert checks["embeddings_finite"].metadata["nonfinite_rows"].value == 0
         emb = np.load(setup["store"] / "document_embeddings" / f"{key}.npy", allow_pickle=False)
         assert emb.dtype == np.float32 and emb.shape[1] == 32
 
@@ -217,7 +223,10 @@ def test_full_stage_new_drop_and_recluster(setup: dict) -> None:
     assert "cut at 2 super-clusters" in merge_meta["merge"].value
     quality_meta = _meta(r, "cluster_quality")
     assert "data:image/png;base64," in quality_meta["quality_histogram"].value
-    assert "at_least_3" in quality_meta["per_cluster"].value
+    per_cluster = quality_meta["per_cluster"].value
+    assert "at_least_3" in [c.name for c in per_cluster.schema.columns] and per_cluster.records
+    labels = [r.data["label"] for r in stats_meta["super_clusters"].value.records]
+    assert labels[0].startswith("00 ") and len(labels[0]) > 3, "named by its top terms"
     mapping = pl.read_parquet(setup["store"] / "super_clusters.parquet")
     assert mapping.columns == ["cluster", "super_cluster"]
     stats = pl.read_parquet(setup["store"] / "super_cluster_stats.parquet")

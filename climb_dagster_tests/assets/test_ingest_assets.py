@@ -30,6 +30,12 @@ def test_raw_documents_materializes_one_drop(tmp_path):
     meta = result.asset_materializations_for_node("raw_documents")[0].metadata
     assert meta["dagster/row_count"].value == 2
     assert meta["rows_empty_dropped"].value == 1
+    # The IO manager names the file it wrote, and no suffix-less `path` beside it.
+    assert "path" not in meta
+    assert meta["stored_at"].value == str(tmp_path / "store" / "raw_documents" / "drop-0001.parquet")
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "ingest_counts" and check.passed
+    assert check.metadata["documents_in"].value == 3 and check.metadata["documents_out"].value == 2
     stored = pl.read_parquet(tmp_path / "store" / "raw_documents" / "drop-0001.parquet")
     assert stored["id"].to_list() == ["a", "c"]
 
@@ -59,3 +65,17 @@ def test_landing_lists_valid_drops_only(tmp_path):
     ]:
         (landing / name).write_text("x")
     assert LandingZone(base=str(landing)).list_drops() == ["drop-0001", "drop-0002"]
+
+
+def test_ingest_counts_fails_on_unbalanced_counts_and_duplicate_ids():
+    from climb_dagster.assets.ingest import _ingest_counts
+    from climb_dagster.core.corpus import DropStats
+
+    docs = pl.DataFrame({"id": ["a", "a"], "text": ["x", "y"]})
+    ok = _ingest_counts(docs, DropStats(rows_read=2, rows_kept=2))
+    assert not ok.passed and ok.metadata["duplicate_ids"].value == 1
+    unique = docs.with_columns(pl.Series("id", ["a", "b"]))
+    assert _ingest_counts(unique, DropStats(rows_read=2, rows_kept=2)).passed
+    lost = _ingest_counts(unique, DropStats(rows_read=3, rows_kept=2))
+    assert not lost.passed and lost.metadata["documents_in"].value == 3
+    assert not _ingest_counts(unique.head(0), DropStats()).passed, "an empty drop fails"

@@ -6,7 +6,7 @@ same predictor, so every experiment has the same asset graph. The decisions live
 """
 
 from climb_dagster.assets.experiments import MAX_ROUNDS
-from climb_dagster.assets.rounds.evaluations import evaluations_asset
+from climb_dagster.assets.rounds.evaluations import evaluations_asset, failed_proxies_check
 from climb_dagster.assets.rounds.mixtures import mixtures_asset
 from climb_dagster.assets.rounds.predictor import predictor_asset
 
@@ -17,3 +17,4 @@ def build_round(k: int) -> list:
 
 
 ROUND_ASSETS = [a for k in range(1, MAX_ROUNDS + 1) for a in build_round(k)]
+ROUND_CHECKS = [failed_proxies_check(k) for k in range(1, MAX_ROUNDS + 1)]

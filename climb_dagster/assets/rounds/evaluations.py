@@ -7,9 +7,10 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from climb_dagster.assets.checks import experiment_check
+from climb_dagster.assets.metadata import table as table_metadata
 from climb_dagster.core import bootstrap, schema
 from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
-from climb_dagster.core.tables import markdown_table
 from climb_dagster.k8s import PROXY_OP_TAGS
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.storage import ClimbStorage
@@ -119,12 +120,11 @@ def _collect_op(k: int) -> dg.OpDefinition:
                 "failed": failed.height,
                 "reused_from_cache": int(table[schema.CACHED].sum()) if table.height else 0,
                 "train_seconds": float(table[schema.WALL_S].sum()) if table.height else 0.0,
-                "evaluations": dg.MetadataValue.md(
-                    markdown_table(
-                        table.select(
-                            schema.MIXTURE_ID, schema.STATUS, schema.SCORE, schema.TRAIN_LOSS, schema.CACHED
-                        )
-                    )
+                "evaluations": table_metadata(
+                    table.select(
+                        schema.MIXTURE_ID, schema.STATUS, schema.SCORE, schema.TRAIN_LOSS, schema.CACHED
+                    ),
+                    max_rows=200,
                 ),
             }
         )
@@ -152,3 +152,24 @@ def evaluations_asset(k: int) -> dg.AssetsDefinition:
         return collect(tokens, results.collect())
 
     return evaluations
+
+
+def failed_proxies_check(k: int) -> dg.AssetChecksDefinition:
+    @experiment_check(asset=f"round_{k}_proxy_evaluations", name="no_failed_proxies")
+    def no_failed_proxies(evaluations: pl.DataFrame) -> dg.AssetCheckResult:
+        """No proxy of the round failed (diverged, errored); warns with the count, errs when none succeeded."""
+        failed = evaluations.filter(pl.col(schema.STATUS) != schema.OK)
+        succeeded = evaluations.height - failed.height
+        return dg.AssetCheckResult(
+            passed=failed.height == 0,
+            severity=dg.AssetCheckSeverity.WARN
+            if succeeded > 0 or evaluations.height == 0
+            else dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "failed": failed.height,
+                "succeeded": succeeded,
+                "failed_mixtures": dg.MetadataValue.json(failed.get_column(schema.MIXTURE_ID).to_list()),
+            },
+        )
+
+    return no_failed_proxies

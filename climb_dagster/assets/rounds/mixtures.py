@@ -6,11 +6,13 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from climb_dagster.core import bootstrap
+from climb_dagster.assets.metadata import table as table_metadata
+from climb_dagster.core import bootstrap, schema
 from climb_dagster.core.plots import png_markdown, weights_bar_png
 from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
 from climb_dagster.core.rounds import history_for_proposal, load_predictor, weights_valid
-from climb_dagster.core.tables import markdown_table
+from climb_dagster.core.superclusters import supercluster_labels
+from climb_dagster.core.tables import named_weights
 from climb_dagster.core.timing import Timer
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.storage import ClimbStorage
@@ -31,7 +33,12 @@ def _doremi_proposal(
 
 def mixtures_asset(k: int) -> dg.AssetsDefinition:
     prev_evals = [f"round_{j}_proxy_evaluations" for j in range(1, k)]
-    ins = {"experiment": dg.AssetIn("experiment"), "cluster_tokens": dg.AssetIn("cluster_tokens")}
+    ins = {
+        "experiment": dg.AssetIn("experiment"),
+        "cluster_tokens": dg.AssetIn("cluster_tokens"),
+        # For the super-clusters' names in the table and plot.
+        "super_cluster_stats": dg.AssetIn("super_cluster_stats"),
+    }
     ins |= {name: dg.AssetIn(name) for name in prev_evals}
     if k > 1:
         ins["predictor"] = dg.AssetIn(f"round_{k - 1}_predictor")
@@ -43,8 +50,18 @@ def mixtures_asset(k: int) -> dg.AssetsDefinition:
         ins=ins,
         kinds={"parquet"},
         check_specs=[
-            dg.AssetCheckSpec("weights_valid", asset=f"round_{k}_mixtures", blocking=True),
-            dg.AssetCheckSpec("budget_respected", asset=f"round_{k}_mixtures", blocking=True),
+            dg.AssetCheckSpec(
+                "weights_valid",
+                asset=f"round_{k}_mixtures",
+                blocking=True,
+                description="Every mixture is finite, non-negative and sums to 1 over all super-clusters.",
+            ),
+            dg.AssetCheckSpec(
+                "budget_respected",
+                asset=f"round_{k}_mixtures",
+                blocking=True,
+                description="The round proposes exactly the number of proxies its budget plans.",
+            ),
         ],
     )
     def mixtures(context: dg.AssetExecutionContext, storage: ClimbStorage, **upstream):
@@ -72,7 +89,9 @@ def mixtures_asset(k: int) -> dg.AssetsDefinition:
             )
         keys = [proxy_run_key(m.tolist(), record.proxy, exp.seed, record.data_key()) for m in proposed]
         table = bootstrap.mixtures_table(k, proposed, keys)
-        png = weights_bar_png(proposed, f"{record.name} round {k}: weights")
+        labels = supercluster_labels(upstream["super_cluster_stats"], prior.size)
+        png = weights_bar_png(proposed, f"{record.name} round {k}: weights", labels)
+        shown = named_weights(table, labels).with_columns(pl.col(schema.PROXY_KEY).str.head(12))
         yield dg.Output(
             table,
             metadata={
@@ -80,7 +99,9 @@ def mixtures_asset(k: int) -> dg.AssetsDefinition:
                 "dagster/row_count": table.height,
                 **extra,
                 "seconds": timer.rounded(3),
-                "mixtures": dg.MetadataValue.md(markdown_table(table, max_rows=20, decimals=3)),
+                "mixtures": table_metadata(
+                    shown, max_rows=50, decimals=3, descriptions={schema.PROXY_KEY: "first 12 characters"}
+                ),
                 "weights_plot": dg.MetadataValue.md(png_markdown(png, "weights")),
             },
         )

@@ -15,6 +15,7 @@ from climb_dagster.core.rounds import (
     predictor_summary,
     unexplained_scores,
 )
+from climb_dagster.core.superclusters import supercluster_labels
 from climb_dagster.core.timing import Timer
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.experiment_tracking import track_round, try_track
@@ -30,7 +31,8 @@ OOF_CHECK_DESCRIPTION = (
 
 
 def predictor_asset(k: int) -> dg.AssetsDefinition:
-    ins = {"experiment": dg.AssetIn("experiment")}
+    # super_cluster_stats: the super-clusters' names for the plots and MLflow.
+    ins = {"experiment": dg.AssetIn("experiment"), "super_cluster_stats": dg.AssetIn("super_cluster_stats")}
     ins |= {
         f"round_{j}_proxy_evaluations": dg.AssetIn(f"round_{j}_proxy_evaluations") for j in range(1, k + 1)
     }
@@ -42,7 +44,12 @@ def predictor_asset(k: int) -> dg.AssetsDefinition:
         ins=ins,
         kinds={"lightgbm", "mlflow"},
         check_specs=[
-            dg.AssetCheckSpec("evaluations_scores_finite", asset=f"round_{k}_predictor", blocking=True),
+            dg.AssetCheckSpec(
+                "evaluations_scores_finite",
+                asset=f"round_{k}_predictor",
+                blocking=True,
+                description="Every evaluation the predictor fits on has a finite score or is marked failed.",
+            ),
             dg.AssetCheckSpec(
                 OOF_CHECK,
                 asset=f"round_{k}_predictor",
@@ -98,12 +105,16 @@ def predictor_asset(k: int) -> dg.AssetsDefinition:
         this_round = evals[-1]
         tracking = {}
         if this_round.height > 0:
-            bars = weights_bar_png(bootstrap.table_mixtures(this_round), f"round {k} weights")
+            mixtures = bootstrap.table_mixtures(this_round)
+            labels = supercluster_labels(upstream["super_cluster_stats"], mixtures.shape[1])
+            bars = weights_bar_png(mixtures, f"round {k} weights", labels)
             plots = {f"round_{k}_weights.png": bars, f"round_{k}_predicted_vs_observed.png": scatter}
             tracking = try_track(
                 context.log.warning,
                 f"MLflow round {k}",
-                lambda: track_round(tracker, record, k, this_round, summary, model, plots, fit),
+                lambda: track_round(
+                    tracker, record, k, this_round, summary, model, plots, fit, labels=labels
+                ),
             )
         yield dg.Output(
             model,

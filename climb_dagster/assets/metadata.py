@@ -1,0 +1,21 @@
+"""Metadata values the assets attach, built from core's plain tables and plots."""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+
+from climb_dagster.core.tables import column_types, table_rows
+
+
+def table(
+    df: pl.DataFrame, max_rows: int = 50, decimals: int = 4, descriptions: dict[str, str] | None = None
+) -> dg.TableMetadataValue:
+    """A polars frame as Dagster table metadata (the UI renders it as a table), first `max_rows` rows."""
+    descriptions = descriptions or {}
+    columns = [
+        dg.TableColumn(name, kind, description=descriptions.get(name))
+        for name, kind in column_types(df).items()
+    ]
+    records = [dg.TableRecord(row) for row in table_rows(df, max_rows, decimals)]
+    return dg.MetadataValue.table(records, schema=dg.TableSchema(columns))
