@@ -77,7 +77,12 @@ def test_rounds_final_and_export(pipeline):
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
-    assert checks and all(c.passed for c in checks if c.severity == dg.AssetCheckSeverity.ERROR)
+    failed = [
+        (c.asset_key.to_user_string(), c.check_name, c.metadata)
+        for c in checks
+        if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
+    ]
+    assert checks and not failed, failed
     # The out-of-fold warning says what the stored predictor's cross-validation says, nothing else.
     oof = {c.asset_key.path[0]: c for c in checks if c.check_name == "oof_spearman_positive"}
     assert {f"round_{k}_predictor" for k in (1, 2, 3)} <= set(oof)
