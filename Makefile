@@ -40,10 +40,8 @@ test-fast: install
 
 ui: install
 	@mkdir -p $(DAGSTER_HOME)
-	@echo "Dagster UI: http://127.0.0.1:3000   MLflow UI: http://127.0.0.1:5000   (Ctrl-C stops both)"
-	@trap 'kill 0' INT TERM EXIT; \
-	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri "sqlite:///$(CLIMB_HOME)/mlflow.db" & \
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	exec $(PY) -m climb_dagster.ui --host 127.0.0.1 --dagster-port 3000 --mlflow-port 5000 \
+		--mlflow-backend-store-uri "sqlite:///$(CLIMB_HOME)/mlflow.db"
 
 lint: install
 	$(VENV)/bin/ruff check climb_dagster climb_dagster_tests
