@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default=DEMO_EXPERIMENT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--proxy-steps", type=int, default=None, help="optimizer steps per proxy (default: the experiment's)"
+    )
+    parser.add_argument(
         "--parallel", type=int, default=os.cpu_count() or 1, help="proxies trained at once (default: cores)"
     )
     args = parser.parse_args(argv)
@@ -119,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
 
     from climb_dagster import jobs
+    from climb_dagster.assets.targets import documents_target
     from climb_dagster.definitions import defs
     from climb_dagster.demo.landing import prepare_landing, prepare_target, test_path
     from climb_dagster.partitions import crawl_drops, experiments
@@ -154,11 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     _run_job(defs, instance, jobs.proxy_data_job.name)
     instance.add_dynamic_partitions(experiments.name, [args.experiment])
     spec = {
-        "target_documents_path": str(target),
+        "target": documents_target(target),
         "strategy": args.strategy,
         "rounds": [int(r) for r in args.rounds.split(",")],
         "seed": args.seed,
     }
+    if args.proxy_steps is not None:
+        spec["proxy_steps"] = args.proxy_steps
     _run_experiment(instance, args.experiment, {"ops": {"experiment": {"config": spec}}}, args.parallel)
     print(f"[demo] bootstrapping done in {time.perf_counter() - stage_t:.0f}s")
 
