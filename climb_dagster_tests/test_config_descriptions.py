@@ -85,3 +85,23 @@ def test_every_op_config_field_has_a_description(climb_home):
     for name, op in sorted(ops.items()):
         missing += _undescribed(op.config_schema.config_type, name)
     assert missing == []
+
+
+# MlflowTracker's fields are being reworked by the MLflow part of issue 12 (another branch); its descriptions
+# come with that merge, and then this exception goes.
+RESOURCES_DESCRIBED_ELSEWHERE = {"tracker"}
+
+
+def test_every_resource_config_field_has_a_description(climb_home):
+    from climb_dagster.resources.sets import build_resources
+
+    resources = build_resources()
+    assert {"io_manager", "storage", "landing", "embedder"} <= set(resources)
+    missing = []
+    for name, resource in sorted(resources.items()):
+        if name in RESOURCES_DESCRIBED_ELSEWHERE:
+            continue
+        for field_name, field in type(resource).to_fields_dict().items():
+            if not (field.description or "").strip():
+                missing.append(f"{name}.{field_name}")
+    assert missing == []
