@@ -13,6 +13,10 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export CLIMB_HOME ?= $(CURDIR)/.climb
 export DAGSTER_HOME ?= $(CLIMB_HOME)/dagster_home
+# `make ui`: where the two UIs listen (climb_dagster/ui.py stops both on Ctrl-C or SIGTERM).
+UI_HOST ?= 127.0.0.1
+DAGSTER_PORT ?= 3000
+MLFLOW_PORT ?= 5000
 
 .PHONY: install demo test test-fast ui lint bench-search clean
 
@@ -40,7 +44,7 @@ test-fast: install
 
 ui: install
 	@mkdir -p $(DAGSTER_HOME)
-	exec $(PY) -m climb_dagster.ui --host 127.0.0.1 --dagster-port 3000 --mlflow-port 5000 \
+	@exec $(PY) -m climb_dagster.ui --host $(UI_HOST) --dagster-port $(DAGSTER_PORT) --mlflow-port $(MLFLOW_PORT) \
 		--mlflow-backend-store-uri "sqlite:///$(CLIMB_HOME)/mlflow.db"
 
 lint: install
