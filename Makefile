@@ -13,6 +13,10 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export CLIMB_HOME ?= $(CURDIR)/.climb
 export DAGSTER_HOME ?= $(CLIMB_HOME)/dagster_home
+# `make ui`: where the two UIs listen (climb_dagster/ui.py stops both on Ctrl-C or SIGTERM).
+UI_HOST ?= 127.0.0.1
+DAGSTER_PORT ?= 3000
+MLFLOW_PORT ?= 5000
 
 .PHONY: install demo test test-fast ui lint bench-search clean
 
@@ -40,10 +44,8 @@ test-fast: install
 
 ui: install
 	@mkdir -p $(DAGSTER_HOME)
-	@echo "Dagster UI: http://127.0.0.1:3000   MLflow UI: http://127.0.0.1:5000   (Ctrl-C stops both)"
-	@trap 'kill 0' INT TERM EXIT; \
-	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri "sqlite:///$(CLIMB_HOME)/mlflow.db" & \
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	@exec $(PY) -m climb_dagster.ui --host $(UI_HOST) --dagster-port $(DAGSTER_PORT) --mlflow-port $(MLFLOW_PORT) \
+		--mlflow-backend-store-uri "sqlite:///$(CLIMB_HOME)/mlflow.db"
 
 lint: install
 	$(VENV)/bin/ruff check climb_dagster climb_dagster_tests

@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 import numpy as np
 import polars as pl
+from pydantic import Field
 
 from climb_dagster.assets.metadata import table as table_metadata
 from climb_dagster.core import schema
@@ -137,12 +138,19 @@ def document_embeddings(
 class CentroidsConfig(dg.Config):
     """K-means settings (see climb_dagster.core.kmeans.KMeansConfig); n_clusters None = sized to the corpus."""
 
-    n_clusters: int | None = None
-    niter: int = 25
-    seed: int = 0
-    max_points_per_centroid: int = 256
-    metric: str = "cosine"
-    device: str = "auto"
+    n_clusters: int | None = Field(
+        default=None, description="Number of k-means clusters (K_init); null = sized to the corpus."
+    )
+    niter: int = Field(default=25, description="Lloyd iterations.")
+    seed: int = Field(default=0, description="Seed of the training sample and of FAISS's initialisation.")
+    max_points_per_centroid: int = Field(
+        default=256, description="Training sample cap per centroid (FAISS's own default is 256)."
+    )
+    metric: str = Field(
+        default="cosine",
+        description="cosine (spherical k-means, distance 1 - cos) or euclidean (plain k-means, L2 distance).",
+    )
+    device: str = Field(default="auto", description="auto (GPU when FAISS sees one), cpu or cuda.")
 
     def build(self) -> KMeansConfig:
         return core_config(KMeansConfig, self)
@@ -212,7 +220,7 @@ def centroids_are_finite(cluster_centroids: TensorBundle) -> dg.AssetCheckResult
 
 
 class AssignmentsConfig(dg.Config):
-    chunk_rows: int = 65536
+    chunk_rows: int = Field(default=65536, description="Embeddings assigned per chunk (bounds memory).")
 
 
 @dg.asset(partitions_def=crawl_drops, group_name=GROUP, kinds={"faiss", "polars"})
@@ -295,10 +303,22 @@ class QualityConfig(dg.Config):
     rater_weights: name -> weight when several raters are averaged. Default: the heuristic rater alone.
     """
 
-    raters_file: str | None = None
-    raters: list[str] = ["heuristic"]
-    rater_options: dict[str, dict[str, Any]] = {}
-    rater_weights: dict[str, float] = {}
+    raters_file: str | None = Field(
+        default=None,
+        description="A raters file (YAML/JSON list of dimension, model path or URI, weight); when set, "
+        "raters, rater_options and rater_weights are not used.",
+    )
+    raters: list[str] = Field(
+        default=["heuristic"],
+        description='Raters by registered name ("heuristic", "fasttext") or "module:Factory".',
+    )
+    rater_options: dict[str, dict[str, Any]] = Field(
+        default={},
+        description='Rater name -> keyword options, e.g. {"fasttext": {"model_path": "/models/quality.bin"}}.',
+    )
+    rater_weights: dict[str, float] = Field(
+        default={}, description="Rater name -> weight when several raters are averaged (default 1 each)."
+    )
 
     def build(self, storage_options: dict[str, Any] | None = None) -> list[RaterSpec]:
         if self.raters_file:
@@ -342,9 +362,11 @@ def document_quality(
 
 
 class ProfilesConfig(dg.Config):
-    terms_per_cluster: int = 300
-    words_per_doc: int = 256
-    titles_per_cluster: int = 5
+    terms_per_cluster: int = Field(
+        default=300, description="Term counts kept per cluster of a drop (for c-TF-IDF)."
+    )
+    words_per_doc: int = Field(default=256, description="Leading words of each document that are counted.")
+    titles_per_cluster: int = Field(default=5, description="Titles nearest the centroid kept per cluster.")
 
 
 @dg.asset(partitions_def=crawl_drops, group_name=GROUP, kinds={"polars"})
@@ -412,8 +434,10 @@ def cluster_quality(cluster_profiles: dict, cluster_centroids: TensorBundle) -> 
 
 
 class PruneClustersConfig(dg.Config):
-    threshold: float = 3.0
-    min_docs: int = 1
+    threshold: float = Field(
+        default=3.0, description="Drop clusters whose mean quality is below this (1-5; the paper's 3.0)."
+    )
+    min_docs: int = Field(default=1, description="Drop clusters with fewer documents than this.")
 
 
 @dg.asset(group_name=GROUP, kinds={"polars"})
@@ -444,13 +468,29 @@ class SuperClustersConfig(dg.Config):
     min_superclusters / max_superclusters bound the threshold cut's count (None: unbounded).
     """
 
-    n_superclusters: int | None = None
-    distance_threshold: float | None = None
-    linkage: str = "average"
-    min_superclusters: int | None = None
-    max_superclusters: int | None = DEFAULT_MAX_SUPERCLUSTERS
-    top_terms: int = 10
-    example_titles: int = 3
+    n_superclusters: int | None = Field(
+        default=None,
+        description="A fixed number of super-clusters (cut of the merge tree); null: distance cut.",
+    )
+    distance_threshold: float | None = Field(
+        default=None,
+        description="Merge while the linkage distance is below this (k-means metric units, cosine: 1 - cos); "
+        "null = the default threshold. Set at most one of this and n_superclusters.",
+    )
+    linkage: str = Field(default="average", description="average, complete, single or ward.")
+    min_superclusters: int | None = Field(
+        default=None,
+        description="Lower bound on the distance cut's count: fewer super-clusters = cut at this count instead.",
+    )
+    max_superclusters: int | None = Field(
+        default=DEFAULT_MAX_SUPERCLUSTERS,
+        description="Upper bound on the distance cut's count (default 21, the paper's upper end): more = cut "
+        "at this count instead. null: unbounded.",
+    )
+    top_terms: int = Field(
+        default=10, description="c-TF-IDF terms shown (and used for names) per super-cluster."
+    )
+    example_titles: int = Field(default=3, description="Example document titles shown per super-cluster.")
 
 
 def _stats_table(stats: pl.DataFrame, labels: list[str]) -> dg.TableMetadataValue:

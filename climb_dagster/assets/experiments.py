@@ -3,8 +3,10 @@
 # No `from __future__ import annotations`: Dagster reads Config annotations at decoration time.
 
 import dagster as dg
+from pydantic import Field
 
-from climb_dagster.core.experiment import DEFAULT_MAX_BUDGET, ExperimentConfig, TargetConfig
+from climb_dagster.assets.targets import Target
+from climb_dagster.core.experiment import DEFAULT_MAX_BUDGET, ExperimentConfig
 from climb_dagster.core.keys import validate_key
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
 from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
@@ -19,40 +21,65 @@ MAX_ROUNDS = 6
 
 
 class ExperimentSpec(dg.Config):
-    """What the UI's launchpad asks for when an experiment is created (defaults: the CPU demo)."""
+    """What the UI's launchpad asks for when an experiment is created: the target is required (its kind is
+    the key, e.g. `target: {documents_loss: {documents_path: ...}}`); every other field defaults to the CPU
+    demo's setting."""
 
-    target_kind: str = "documents_loss"
-    target_documents_path: str | None = None
-    target_mc_path: str | None = None
-    # lm-evaluation-harness: a local folder of task YAML + data files, the tasks and the metric to report.
-    target_lm_eval_path: str | None = None
-    target_lm_eval_tasks: list[str] = []
-    target_lm_eval_metric: str = "acc"
-    target_lm_eval_weight: float = 1.0
-    target_lm_eval_limit: int | None = None
-    strategy: str = "climb"
-    rounds: list[int] = [6, 3, 2]
-    seed: int = 0
-    n_candidates: int = 20_000
-    top_n_factor: float = 4.0
-    proxy_d_model: int = 128
-    proxy_layers: int = 2
-    proxy_heads: int = 4
-    proxy_block_size: int = 128
-    proxy_batch_size: int = 16
-    proxy_steps: int = 48
-    proxy_lr: float = 3e-3
-    proxy_threads: int = 1
-    proxy_device: str = "cpu"
-    proxy_precision: str = "auto"
-    proxy_compile: str = "auto"
-    proxy_activation_checkpointing: bool = False
-    # Proxies per mapped step, trained as one batched model; 0: automatic (1 on CPU, by memory on CUDA).
-    proxy_pack_size: int = 0
-    # Continue pre-training from this Hugging Face checkpoint (local path or s3://) instead of a fresh init.
-    proxy_base_model: str | None = None
-    # Most proxies (sum of rounds) this experiment may train; a typo like [100000] is refused up front.
-    max_budget: int = DEFAULT_MAX_BUDGET
+    target: Target = Field(
+        discriminator="kind",
+        description="What the proxies are scored on: documents_loss (held-out loss, minimised), mc_accuracy "
+        "(multiple choice, maximised), lm_eval (lm-evaluation-harness tasks) or combined.",
+    )
+    strategy: str = Field(
+        default="climb", description="climb (the paper's search), regmix, random or doremi (baselines)."
+    )
+    rounds: list[int] = Field(
+        default=[6, 3, 2], description="Proxies trained per round, e.g. [64, 32, 16]; at most 6 rounds."
+    )
+    seed: int = Field(default=0, description="Seed of every random choice of the search, in [0, 2^31 - 2].")
+    n_candidates: int = Field(
+        default=20_000,
+        description="Candidate mixtures sampled per round; the round's proxies are chosen among them.",
+    )
+    top_n_factor: float = Field(
+        default=4.0,
+        description="A round samples its proxies among the top (factor x proxies) candidates by prediction.",
+    )
+    proxy_d_model: int = Field(default=128, description="Proxy LM width (feed-forward width is 3x).")
+    proxy_layers: int = Field(default=2, description="Proxy LM transformer layers.")
+    proxy_heads: int = Field(default=4, description="Proxy LM attention heads.")
+    proxy_block_size: int = Field(default=128, description="Tokens per training and evaluation window.")
+    proxy_batch_size: int = Field(default=16, description="Windows per optimizer step.")
+    proxy_steps: int = Field(
+        default=48, description="Optimizer steps per proxy (tokens = steps x batch size x block size)."
+    )
+    proxy_lr: float = Field(default=3e-3, description="Peak learning rate (warmup, then cosine decay).")
+    proxy_threads: int = Field(
+        default=1, description="torch threads per proxy (1: one proxy per core is faster on small proxies)."
+    )
+    proxy_device: str = Field(default="cpu", description="cpu or cuda.")
+    proxy_precision: str = Field(
+        default="auto", description="auto (fp32 on CPU, bf16/fp16 autocast on CUDA), fp32, bf16 or fp16."
+    )
+    proxy_compile: str = Field(default="auto", description="torch.compile: auto (on CUDA only), on or off.")
+    proxy_activation_checkpointing: bool = Field(
+        default=False, description="Recompute activations in the backward pass (large proxies on small GPUs)."
+    )
+    proxy_pack_size: int = Field(
+        default=0,
+        description="Proxies per mapped step, trained as one batched model; 0: automatic (1 on CPU, by memory "
+        "on CUDA).",
+    )
+    proxy_base_model: str | None = Field(
+        default=None,
+        description="Continue pre-training from this Hugging Face checkpoint (local path or s3://) instead of "
+        "a fresh initialisation.",
+    )
+    max_budget: int = Field(
+        default=DEFAULT_MAX_BUDGET,
+        description="Most proxies (sum of rounds) this experiment may train; a typo like [100000] is refused "
+        "up front.",
+    )
 
     def build(self, name: str, vocab_size: int) -> ExperimentConfig:
         model = ProxyModelConfig(
@@ -77,16 +104,7 @@ class ExperimentSpec(dg.Config):
         )
         return ExperimentConfig(
             name=name,
-            target=TargetConfig(
-                kind=self.target_kind,
-                documents_path=self.target_documents_path,
-                mc_path=self.target_mc_path,
-                lm_eval_path=self.target_lm_eval_path,
-                lm_eval_tasks=tuple(self.target_lm_eval_tasks),
-                lm_eval_metric=self.target_lm_eval_metric,
-                lm_eval_weight=self.target_lm_eval_weight,
-                lm_eval_limit=self.target_lm_eval_limit,
-            ),
+            target=self.target.build(),
             strategy=self.strategy,
             rounds=tuple(self.rounds),
             proxy=ProxyConfig(model=model, train=train, base_model=self.proxy_base_model),

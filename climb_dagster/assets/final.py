@@ -5,6 +5,7 @@
 import dagster as dg
 import numpy as np
 import polars as pl
+from pydantic import Field
 
 from climb_dagster.assets.checks import experiment_check
 from climb_dagster.assets.experiments import MAX_ROUNDS
@@ -119,17 +120,27 @@ def _weights_sum_check(weights: np.ndarray) -> dg.AssetCheckResult:
 class MixtureExportConfig(dg.Config):
     """The fields of core.export.ExportConfig (validated there)."""
 
-    # 0 = as many tokens as the kept corpus holds (the mixture re-weights it; small clusters repeat).
-    token_budget: int = 0
-    # Repeat no super-cluster more than this many times.
-    max_repeat: float = 4.0
-    # Shrink the budget until every share holds within max_repeat (False: keep it; capped shares starve).
-    fit_budget: bool = True
-    shard_rows: int = 5_000
-    seed: int = 0
-    # The mixture_meets_shares check: largest |realized - target| share, and "error" or "warn" beyond it.
-    share_tolerance: float = 0.02
-    share_severity: str = "error"
+    token_budget: int = Field(
+        default=0,
+        description="Tokens of the sampled training set; 0 = as many as the kept corpus holds "
+        "(the mixture re-weights it; small super-clusters repeat).",
+    )
+    max_repeat: float = Field(default=4.0, description="Repeat no super-cluster more than this many times.")
+    fit_budget: bool = Field(
+        default=True,
+        description="Shrink the budget until every share holds within max_repeat (false: keep the budget; "
+        "capped super-clusters then fall short of their share).",
+    )
+    shard_rows: int = Field(default=5_000, description="Documents per exported Parquet shard.")
+    seed: int = Field(default=0, description="Seed of the document sampling.")
+    share_tolerance: float = Field(
+        default=0.02,
+        description="mixture_meets_shares check: largest allowed |realized share - target share| of any "
+        "super-cluster.",
+    )
+    share_severity: str = Field(
+        default="error", description="What the share check reports beyond the tolerance: error or warn."
+    )
 
 
 @dg.asset(

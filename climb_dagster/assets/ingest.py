@@ -5,6 +5,7 @@
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from climb_dagster.core import schema
 from climb_dagster.core.configs import core_config
@@ -16,12 +17,23 @@ from climb_dagster.resources.landing import LandingZone
 
 
 class RawDocumentsConfig(dg.Config):
-    text_column: str = schema.TEXT
-    id_column: str | None = schema.ID
-    title_column: str | None = schema.TITLE
-    max_chars: int = 100_000
+    text_column: str = Field(
+        default=schema.TEXT, description="Column of the drop that holds the document text."
+    )
+    id_column: str | None = Field(
+        default=schema.ID, description="Column of document ids; null derives ids as '<drop>-<row>'."
+    )
+    title_column: str | None = Field(
+        default=schema.TITLE, description="Column of document titles (shown in cluster profiles); null: none."
+    )
+    max_chars: int = Field(
+        default=100_000, description="A longer document is truncated to this many characters."
+    )
     # Refuse a drop whose decompressed data exceeds this (checked while streaming; see CorpusConfig).
-    max_drop_bytes: int = CorpusConfig.max_drop_bytes
+    max_drop_bytes: int = Field(
+        default=CorpusConfig.max_drop_bytes,
+        description="Refuse a drop whose decompressed data exceeds this many bytes (checked while streaming).",
+    )
 
 
 @dg.asset(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from climb_dagster.assets.metadata import table as table_metadata
 from climb_dagster.core import schema
@@ -23,10 +24,16 @@ LAZY_IN = {LAZY: True}
 
 
 class ProxyTokenizerConfig(dg.Config):
-    vocab_size: int = 4096
-    max_docs: int = 20_000
-    max_doc_chars: int = 4_000
-    seed: int = 0
+    vocab_size: int = Field(
+        default=4096, description="Vocabulary size of the proxies' byte-level BPE tokenizer."
+    )
+    max_docs: int = Field(
+        default=20_000, description="Documents in the seeded training sample (drawn over all drops)."
+    )
+    max_doc_chars: int = Field(
+        default=4_000, description="Characters of each sampled document the tokenizer sees."
+    )
+    seed: int = Field(default=0, description="Seed of the document sample.")
 
 
 def _texts(raw_documents: dict):

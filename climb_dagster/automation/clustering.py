@@ -35,7 +35,13 @@ def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | 
 @dg.sensor(
     jobs=[drop_clustering_job, drop_embedding_job],
     minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.STOPPED,
+    # On by default: scanning the landing zone is cheap, and a drop left there is meant to be processed.
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "On by default. Every minute: each settled file in the landing zone becomes a crawl_drops partition "
+        "and one run of drop_clustering_job (drop_embedding_job before any centroids exist) for that drop; "
+        "a failed drop is retried once its file changes. Files it does not pick up are named in its skip reason."
+    ),
 )
 def new_drops_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
     """Register each settled landing-zone drop as a partition and process that drop alone; retry a drop
@@ -91,7 +97,16 @@ def new_drops_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) 
     )
 
 
-@dg.sensor(job=reassign_drop_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+@dg.sensor(
+    job=reassign_drop_job,
+    minimum_interval_seconds=60,
+    # On by default: it acts only after centroids change (a refit someone launched), and finishes that refit.
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "On by default; idle until the centroids change. Then one reassign_drop_job run per drop whose "
+        "assignment predates the new centroids (re-assign + re-profile; no re-embedding)."
+    ),
+)
 def reassign_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """After new centroids, re-assign every drop whose assignment predates them (one run per drop)."""
     centroids_id = _latest_storage_id(context.instance, CENTROIDS_KEY)
@@ -112,7 +127,15 @@ def reassign_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     )
 
 
-@dg.sensor(job=merge_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+@dg.sensor(
+    job=merge_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "On by default; idle until every drop is profiled against the latest centroids and a profile is newer "
+        "than the last merge. Then one merge_clusters_job run: re-rate, prune and merge into super-clusters."
+    ),
+)
 def merge_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Re-prune and re-merge once every drop is profiled against the latest centroids."""
     centroids_id = _latest_storage_id(context.instance, CENTROIDS_KEY)
@@ -135,7 +158,14 @@ def merge_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
 @dg.schedule(
     job=refit_centroids_job,
     cron_schedule="0 3 * * 0",
+    # Off by default: a refit is a k-means over a sample of every drop and renumbers the clusters, so the
+    # super-clusters (the features experiments' mixtures are over) change after it.
     default_status=dg.DefaultScheduleStatus.STOPPED,
+    description=(
+        "Off by default (expensive; renumbers clusters, so super-clusters and new experiments' features change). "
+        "Sundays 03:00: refit_centroids_job on a fresh sample over all drops, seeded by the date; reassign_sensor "
+        "and merge_sensor carry the rest. Turn it on once drops arrive regularly."
+    ),
 )
 def recluster_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Weekly refit of the centroids; reassign_sensor and merge_sensor carry the rest."""

@@ -1,5 +1,6 @@
-"""The demo driver (`make demo`): lay out a landing folder and a target, then materialize the pipeline
-stage by stage with the same definitions the Dagster UI shows, and print the answer."""
+"""The demo driver (`make demo`): lay out a landing folder and a target, then run the pipeline stage by
+stage through the named jobs of the code location (jobs.py), as the sensors would, so the Dagster UI shows
+each run under its job, and print the answer."""
 
 from __future__ import annotations
 
@@ -12,20 +13,20 @@ from pathlib import Path
 import dagster as dg
 
 DEMO_EXPERIMENT = "demo"
+EXPERIMENT_JOB = "climb_experiment_job"
 # The demo prints INFO (one line per proxy) rather than Dagster's DEBUG stream; the UI keeps everything.
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
-def _run(
-    defs: dg.Definitions, instance: dg.DagsterInstance, selection, partition_key=None, run_config=None
+def _run_job(
+    defs: dg.Definitions, instance: dg.DagsterInstance, name: str, partition_key=None, run_config=None
 ) -> None:
-    result = dg.materialize(
-        list(defs.assets or []) + list(defs.asset_checks or []),
-        selection=selection,
-        partition_key=partition_key,
-        instance=instance,
-        resources=defs.resources,
+    """One in-process run of the named job of the code location, so the UI lists it under that job (a bare
+    `materialize` would record it as `__ephemeral_asset_job__`)."""
+    result = defs.resolve_job_def(name).execute_in_process(
         run_config={**QUIET, **(run_config or {})},
+        instance=instance,
+        partition_key=partition_key,
         raise_on_error=True,
     )
     assert result.success
@@ -64,7 +65,7 @@ def experiment_job() -> dg.JobDefinition:
     """The experiment job of the code location, for `reconstructable` (step processes rebuild it by name)."""
     from climb_dagster.definitions import defs
 
-    return defs.resolve_job_def("climb_experiment_job")
+    return defs.resolve_job_def(EXPERIMENT_JOB)
 
 
 def parallel_execution(cores: int) -> dict:
@@ -91,9 +92,8 @@ def _run_experiment(instance: dg.DagsterInstance, partition_key: str, run_config
 
     if Settings.from_env().executor != "multiprocess":
         from climb_dagster.definitions import defs
-        from climb_dagster.jobs import EXPERIMENT_GROUPS
 
-        _run(defs, instance, dg.AssetSelection.groups(*EXPERIMENT_GROUPS), partition_key, run_config)
+        _run_job(defs, instance, EXPERIMENT_JOB, partition_key, run_config)
         return
     with dg.execute_job(
         dg.reconstructable(experiment_job),
@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default=DEMO_EXPERIMENT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--proxy-steps", type=int, default=None, help="optimizer steps per proxy (default: the experiment's)"
+    )
+    parser.add_argument(
         "--parallel", type=int, default=os.cpu_count() or 1, help="proxies trained at once (default: cores)"
     )
     args = parser.parse_args(argv)
@@ -129,9 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(env.home)
     t0 = time.perf_counter()
 
+    from climb_dagster import jobs
+    from climb_dagster.assets.targets import documents_target
     from climb_dagster.definitions import defs
     from climb_dagster.demo.landing import prepare_landing, prepare_target, test_path
-    from climb_dagster.jobs import FULL_DROP_KEYS
     from climb_dagster.partitions import crawl_drops, experiments
 
     target, held = prepare_target(
@@ -151,29 +155,27 @@ def main(argv: list[str] | None = None) -> int:
     keys = sorted(written)
     instance.add_dynamic_partitions(crawl_drops.name, keys)
     stage_t = time.perf_counter()
-    embed_keys = [k for k in FULL_DROP_KEYS if k not in ("cluster_assignments", "cluster_profiles")]
+    # The order the automation follows on a fresh deployment: embed each drop (no centroids yet), fit the
+    # centroids, assign and profile each drop, then prune and merge.
     for key in keys:
-        _run(defs, instance, embed_keys, key)
-    _run(defs, instance, ["cluster_centroids"])
+        _run_job(defs, instance, jobs.drop_embedding_job.name, key)
+    _run_job(defs, instance, jobs.refit_centroids_job.name)
     for key in keys:
-        _run(defs, instance, ["cluster_assignments", "cluster_profiles"], key)
-    _run(
-        defs,
-        instance,
-        dg.AssetSelection.groups("clustering")
-        - dg.AssetSelection.assets(*FULL_DROP_KEYS, "cluster_centroids"),
-    )
+        _run_job(defs, instance, jobs.reassign_drop_job.name, key)
+    _run_job(defs, instance, jobs.merge_job.name)
     print(f"[demo] clustering done in {time.perf_counter() - stage_t:.0f}s")
 
     stage_t = time.perf_counter()
-    _run(defs, instance, dg.AssetSelection.groups("proxy_data"))
+    _run_job(defs, instance, jobs.proxy_data_job.name)
     instance.add_dynamic_partitions(experiments.name, [args.experiment])
     spec = {
-        "target_documents_path": str(target),
+        "target": documents_target(target),
         "strategy": args.strategy,
         "rounds": [int(r) for r in args.rounds.split(",")],
         "seed": args.seed,
     }
+    if args.proxy_steps is not None:
+        spec["proxy_steps"] = args.proxy_steps
     _run_experiment(instance, args.experiment, {"ops": {"experiment": {"config": spec}}}, args.parallel)
     print(f"[demo] bootstrapping done in {time.perf_counter() - stage_t:.0f}s")
 

@@ -5,6 +5,7 @@ runs that finished more than `max_age_days` ago (rules in core/retention.py). Ru
 import time
 
 import dagster as dg
+from pydantic import Field
 
 from climb_dagster.core.retention import RunState, folders_to_delete
 from climb_dagster.core.storage import storage_errors
@@ -13,8 +14,13 @@ from climb_dagster.resources.storage import ClimbStorage
 
 class RetentionConfig(dg.Config):
     # Run folders serve only re-execution of that run from failure; after this many days they go.
-    max_age_days: float = 7.0
-    dry_run: bool = False
+    max_age_days: float = Field(
+        default=7.0,
+        description="Delete <storage>/<run_id>/ folders of runs finished more than this many days ago.",
+    )
+    dry_run: bool = Field(
+        default=False, description="List the folders that would be deleted; delete nothing."
+    )
 
 
 def _run_states(instance: dg.DagsterInstance, run_ids: list[str]) -> dict[str, RunState]:

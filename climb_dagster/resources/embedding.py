@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import dagster as dg
+from pydantic import Field
 
 from climb_dagster.core.configs import core_config
 from climb_dagster.core.embedding import EmbedderConfig, SentenceEmbedder
@@ -23,16 +24,35 @@ class EmbeddingModelResource(dg.ConfigurableResource):
     (1 = truncate like sentence-transformers; 2 by default, see EmbedderConfig).
     """
 
-    model_path: str | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    token_budget: int | None = None
-    max_batch_size: int | None = None
-    max_length: int | None = None
-    max_windows: int = 2
-    num_threads: int | None = None
-    trust_remote_code: bool = False
-    progress_interval_s: float = 10.0
+    model_path: str | None = Field(
+        default=None, description="Local sentence-transformers folder; null: the shipped all-MiniLM-L6-v2."
+    )
+    device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N or mps.")
+    precision: str = Field(
+        default="auto",
+        description="auto, fp32 (exact), bf16, fp16 (CUDA), int8 or onnx-int8 (CPU); see EmbedderConfig.",
+    )
+    token_budget: int | None = Field(
+        default=None, description="Padded tokens per forward pass; null: from the device (8192 on CPUs)."
+    )
+    max_batch_size: int | None = Field(
+        default=None, description="Most documents per forward pass; null: from the device (256 on CPUs)."
+    )
+    max_length: int | None = Field(
+        default=None, description="Tokens per window (truncation); null: the model's max_seq_length."
+    )
+    max_windows: int = Field(
+        default=2, description="Windows of max_length tokens read per document, averaged (1: truncate)."
+    )
+    num_threads: int | None = Field(
+        default=None, description="torch intra-op threads (process-wide); null: torch's default."
+    )
+    trust_remote_code: bool = Field(
+        default=False, description="Allow model folders that ship their own modelling code (e.g. stella)."
+    )
+    progress_interval_s: float = Field(
+        default=10.0, description="Least seconds between two progress log lines."
+    )
 
     def embedder_config(self) -> EmbedderConfig:
         return core_config(EmbedderConfig, self)

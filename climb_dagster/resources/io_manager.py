@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 import numpy as np
 import polars as pl
+from pydantic import Field
 from upath import UPath
 
 from climb_dagster.core import storage
@@ -194,9 +195,11 @@ class ClimbIOManager(dg.UPathIOManager):
 class ClimbIOManagerFactory(dg.ConfigurableIOManagerFactory):
     """Stores assets under a local folder (default) or `s3://bucket/prefix` (production)."""
 
-    base_path: str
-    s3_endpoint_url: str | None = None
-    s3_region: str | None = None
+    base_path: str = Field(description="Folder or s3://bucket/prefix under which every asset is stored.")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint (MinIO, moto); null: AWS's default."
+    )
+    s3_region: str | None = Field(default=None, description="S3 region; null: from the environment.")
 
     def create_io_manager(self, context: dg.InitResourceContext) -> ClimbIOManager:
         options = storage.s3_storage_options(self.s3_endpoint_url, self.s3_region)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 import dagster as dg
+from pydantic import Field
 from upath import UPath
 
 from climb_dagster.core import storage
@@ -31,10 +32,14 @@ class LandingZone(dg.ConfigurableResource):
     A drop is picked up once its file has not changed for `settle_seconds` (see core/landing.py).
     """
 
-    base: str
-    s3_endpoint_url: str | None = None
-    s3_region: str | None = None
-    settle_seconds: float = 60.0
+    base: str = Field(description="Folder or s3://bucket/prefix where crawl drops land.")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint (MinIO, moto); null: AWS's default."
+    )
+    s3_region: str | None = Field(default=None, description="S3 region; null: from the environment.")
+    settle_seconds: float = Field(
+        default=60.0, description="A drop is picked up once its file has not changed for this many seconds."
+    )
 
     def root(self) -> UPath:
         options = storage.s3_storage_options(self.s3_endpoint_url, self.s3_region)

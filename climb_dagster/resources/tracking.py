@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import dagster as dg
+from pydantic import Field
 
 from climb_dagster.core.code_version import code_version
 from climb_dagster.core.redact import redact, redact_value
@@ -84,18 +85,27 @@ def is_local_store(uri: str) -> bool:
 class MlflowTracker(dg.ConfigurableResource):
     """Small interface over `MlflowClient`: find-or-create runs by tags, log params/metrics/artifacts."""
 
-    tracking_uri: str
-    experiment_name: str = "climb"
-    # Where a local store's experiment keeps its artifacts (local deployment: $CLIMB_HOME/mlflow-artifacts);
-    # without it MLflow would use ./mlruns of whatever directory the process started in. A tracking server
-    # decides for itself (it is ignored there).
-    artifact_root: str | None = None
-    # Base of links to runs and models in Dagster metadata (default: the server itself, or `make ui`'s).
-    ui_url: str | None = None
-    max_attempts: int = 4
-    backoff_s: float = 0.5
-    # HTTP requests to a tracking server: fail fast instead of MLflow's default minutes of retries.
-    http_timeout_s: int = 10
+    tracking_uri: str = Field(
+        description="MLflow tracking URI: a server (http://...) or a local sqlite store."
+    )
+    experiment_name: str = Field(default="climb", description="MLflow experiment the runs go to.")
+    # Without it MLflow would use ./mlruns of whatever directory the process started in.
+    artifact_root: str | None = Field(
+        default=None,
+        description="Where a local store's experiment keeps its artifacts (local deployment: "
+        "$CLIMB_HOME/mlflow-artifacts); a tracking server decides for itself (ignored there).",
+    )
+    ui_url: str | None = Field(
+        default=None,
+        description="Base of links to runs and models in Dagster metadata (default: the server itself, or "
+        "`make ui`'s).",
+    )
+    max_attempts: int = Field(default=4, description="Attempts per MLflow call before giving up.")
+    backoff_s: float = Field(default=0.5, description="First retry delay in seconds (doubles per attempt).")
+    http_timeout_s: int = Field(
+        default=10,
+        description="HTTP timeout per request to a tracking server: fail fast instead of MLflow's minutes.",
+    )
 
     def _client(self):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

@@ -8,6 +8,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from climb_dagster.assets.targets import documents_target
 from climb_dagster.core import schema, storage
 from climb_dagster.core.bootstrap import table_mixtures
 from climb_dagster.core.records import FinalMixture
@@ -32,7 +33,7 @@ def pipeline(tmp_path_factory):
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     target = seed_clustered_corpus(home)
     instance = dg.DagsterInstance.ephemeral()
-    spec = {**TINY_EXPERIMENT, "target_documents_path": str(target)}
+    spec = {**TINY_EXPERIMENT, "target": documents_target(target)}
     first = run_experiment(instance, "tiny", spec)
     root = storage.make_path(home / "storage")
     yield {
@@ -186,7 +187,7 @@ def test_multiple_choice_target_is_maximized(pipeline):
     home = pipeline["home"]
     texts = pl.read_parquet(home / "target.parquet")["text"].to_list()
     mc = build_multiple_choice(texts, home / "mc.jsonl", n_items=12, n_choices=3, seed=1)
-    spec = {**TINY_EXPERIMENT, "rounds": [3, 2, 1], "target_kind": "mc_accuracy", "target_mc_path": str(mc)}
+    spec = {**TINY_EXPERIMENT, "rounds": [3, 2, 1], "target": {"mc_accuracy": {"mc_path": str(mc)}}}
     result = run_experiment(pipeline["instance"], "tiny-mc", spec)
     assert result.success
     final = read_value(pipeline["root"] / "final_mixture" / "tiny-mc")
@@ -205,15 +206,13 @@ def test_multiple_choice_target_is_maximized(pipeline):
 
 
 def test_unknown_target_kind_fails_before_training(pipeline):
+    """The target's kind is a config selector: an unknown one is refused before any run starts."""
     spec = {
         **TINY_EXPERIMENT,
-        "target_kind": "bleu",
-        "target_documents_path": str(pipeline["home"] / "target.parquet"),
+        "target": {"bleu": {"documents_path": str(pipeline["home"] / "target.parquet")}},
     }
-    result = run_experiment(pipeline["instance"], "tiny-bad", spec, raise_on_error=False)
-    assert not result.success
-    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
-    assert "unknown target kind 'bleu'" in failure.step_failure_data.error.cause.message
+    with pytest.raises(dg.DagsterInvalidConfigError, match="bleu"):
+        run_experiment(pipeline["instance"], "tiny-bad", spec, raise_on_error=False)
     assert not (pipeline["root"] / "round_1_mixtures" / "tiny-bad.parquet").exists()
 
 

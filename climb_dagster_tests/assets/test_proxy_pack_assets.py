@@ -9,6 +9,7 @@ import shutil
 import dagster as dg
 import pytest
 
+from climb_dagster.assets.targets import documents_target
 from climb_dagster.core import schema, storage
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster_tests.assets.bootstrap_fixture import (
@@ -38,7 +39,7 @@ def test_rounds_map_over_packs_with_one_record_per_proxy(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     target = seed_clustered_corpus(tmp_path)
     instance = dg.DagsterInstance.ephemeral()
-    spec = {**TINY_EXPERIMENT, "target_documents_path": str(target), "proxy_pack_size": 3}
+    spec = {**TINY_EXPERIMENT, "target": documents_target(target), "proxy_pack_size": 3}
     first = run_experiment(instance, "packed", spec)
     assert first.success
     # Rounds of 4, 2 and 2 proxies: packs of (3, 1), (2) and (2).
@@ -89,7 +90,7 @@ def test_base_checkpoint_reaches_every_proxy_of_an_experiment(tmp_path, monkeypa
     base.save_pretrained(tmp_path / "base")
     spec = {
         **TINY_EXPERIMENT,
-        "target_documents_path": str(target),
+        "target": documents_target(target),
         "proxy_base_model": str(tmp_path / "base"),
     }
     result = run_experiment(dg.DagsterInstance.ephemeral(), "cpt", spec, raise_on_error=False)

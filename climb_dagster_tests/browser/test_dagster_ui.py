@@ -11,6 +11,7 @@ from contextlib import ExitStack
 import dagster as dg
 import pytest
 
+from climb_dagster.assets.targets import documents_target
 from climb_dagster.core import storage
 from climb_dagster.core.superclusters import supercluster_labels
 from climb_dagster.resources.io_manager import read_value
@@ -43,7 +44,7 @@ def ui(tmp_path_factory):
     # A persistent instance in DAGSTER_HOME: the webserver reads the same run and event storage.
     with dg.DagsterInstance.get() as instance:
         result = run_experiment(
-            instance, EXPERIMENT, {**TINY_EXPERIMENT, "target_documents_path": str(target)}
+            instance, EXPERIMENT, {**TINY_EXPERIMENT, "target": documents_target(str(target))}
         )
     assert result.success
     labels = supercluster_labels(read_value(storage.make_path(home / "storage") / "super_cluster_stats"), 4)

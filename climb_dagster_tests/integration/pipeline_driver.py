@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from climb_dagster.assets.targets import documents_target
 from climb_dagster.core import schema
 from climb_dagster_tests.assets.bootstrap_fixture import TINY_EXPERIMENT
 from climb_dagster_tests.paths import DEMO_DATA
@@ -117,7 +118,7 @@ def run_bootstrapping(
     instance.add_dynamic_partitions(experiments.name, [name])
     groups = groups or EXPERIMENT_GROUPS
     ops: dict[str, Any] = {
-        "experiment": {"config": {**EXPERIMENT_SPEC, "target_documents_path": target_path}}
+        "experiment": {"config": {**EXPERIMENT_SPEC, "target": documents_target(target_path)}}
     }
     if "final" in groups:
         ops["mixture_export"] = {"config": EXPORT_CONFIG}

@@ -18,6 +18,7 @@ import dagster as dg
 import pytest
 
 from climb_dagster.assets.ingest import raw_documents
+from climb_dagster.assets.targets import documents_target
 from climb_dagster.partitions import crawl_drops
 from climb_dagster.resources.sets import build_resources
 from climb_dagster_tests.assets.bootstrap_fixture import (
@@ -209,9 +210,7 @@ def test_bootstrapping_run_events_are_in_postgres(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
     name = f"pg-{uuid.uuid4().hex[:8]}"
     target = seed_clustered_corpus(climb_home)
-    result = run_experiment(
-        postgres_instance, name, {**TINY_EXPERIMENT, "target_documents_path": str(target)}
-    )
+    result = run_experiment(postgres_instance, name, {**TINY_EXPERIMENT, "target": documents_target(target)})
     assert result.success
 
     runs = _query(

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from climb_dagster.assets.targets import documents_target
 from climb_dagster_tests.assets.bootstrap_fixture import (
     TINY_EXPERIMENT,
     all_assets,
@@ -34,7 +35,7 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         instance.add_dynamic_partitions(experiments.name, ["base"])
         resources = local_resources(home)
         materialize_proxy_data(instance, resources)
-        spec = {**TINY_EXPERIMENT, "target_documents_path": str(target)}
+        spec = {**TINY_EXPERIMENT, "target": documents_target(target)}
         exp = dg.materialize(
             all_assets(),
             selection=["experiment"],

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from climb_dagster.assets.ingest import raw_documents
+from climb_dagster.assets.targets import documents_target
 from climb_dagster.core import schema
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.experiment import ExperimentConfig
@@ -273,7 +274,6 @@ def test_bad_mixture_weights_refused(tiny_corpus: dict, monkeypatch: pytest.Monk
 @pytest.mark.parametrize(
     ("name", "change", "needles"),
     [
-        ("unknown-target", {"target_kind": "perplexity"}, ["unknown target kind 'perplexity'"]),
         ("zero-round", {"rounds": [2, 0, 1]}, ["rounds must be positive integers", "(2, 0, 1)"]),
         ("seven-rounds", {"rounds": [1] * 7}, ["asks for 7 rounds", "defines 6"]),
         ("bad-strategy", {"strategy": "grid"}, ["unknown strategy 'grid'"]),
@@ -288,6 +288,14 @@ def test_bad_experiment_config_refused(tiny_corpus: dict, name: str, change: dic
     assert _stored(tiny_corpus, "experiment", name) == []
 
 
+def test_unknown_target_kind_refused_by_the_config_schema(tiny_corpus: dict):
+    """The target's kind is a selector of the experiment config: an unknown one never starts a run."""
+    spec = {**tiny_corpus["spec"], "target": {"perplexity": {"documents_path": "t.parquet"}}}
+    with pytest.raises(dg.DagsterInvalidConfigError, match="perplexity"):
+        materialize_in(tiny_corpus, ["experiment"], "unknown-target", spec)
+    assert _stored(tiny_corpus, "experiment", "unknown-target") == []
+
+
 def test_budget_smaller_than_rounds_refused():
     data = {"name": "small", "target": {"documents_path": "t.parquet"}, "budget": 2, "ratios": [4, 2, 1]}
     with pytest.raises(ClimbInputError, match="budget 2 is smaller than the number of rounds 3"):
@@ -299,18 +307,18 @@ def test_target_evaluation_set_missing_or_empty(tiny_corpus: dict, tmp_path: Pat
     spec = dict(tiny_corpus["spec"])
     path = tmp_path / "target.parquet"
     if case == "missing":
-        spec["target_documents_path"] = str(path)
+        spec["target"] = documents_target(path)
         needle = f"target evaluation set not found: {path}"
     elif case == "empty_file":
         path.write_bytes(b"")
-        spec["target_documents_path"] = str(path)
+        spec["target"] = documents_target(path)
         needle = f"target evaluation set is empty: {path}"
     elif case == "empty_rows":
         pl.DataFrame(schema={"text": pl.String}).write_parquet(path)
-        spec["target_documents_path"] = str(path)
+        spec["target"] = documents_target(path)
         needle = "zero rows"
     else:
-        spec |= {"target_kind": "mc_accuracy", "target_mc_path": str(tmp_path / "mc.jsonl")}
+        spec["target"] = {"mc_accuracy": {"mc_path": str(tmp_path / "mc.jsonl")}}
         needle = f"target evaluation set not found: {tmp_path / 'mc.jsonl'}"
     name = f"target-{case.replace('_', '-')}"
     result = materialize_in(tiny_corpus, ["experiment"], name, spec)

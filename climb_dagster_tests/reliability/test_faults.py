@@ -15,6 +15,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from climb_dagster.assets.targets import documents_target
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.experiment import ExperimentConfig, TargetConfig
 from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
@@ -49,7 +50,7 @@ def test_sigkill_mid_round_then_resume_reuses_finished_proxies(clean_run: dict, 
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     target = seed_clustered_corpus(home)
-    spec = {**clean_run["spec"], "target_documents_path": str(target)}
+    spec = {**clean_run["spec"], "target": documents_target(target)}
     root = home / "storage"
     env = {
         **os.environ,

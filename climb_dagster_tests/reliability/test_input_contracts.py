@@ -137,7 +137,8 @@ def test_bad_multiple_choice_target_names_the_users_file_and_writes_nothing(
         mc.mkdir()
     else:
         mc.write_bytes(content)
-    spec = {**tiny_corpus["spec"], "target_kind": "combined", "target_mc_path": str(mc)}
+    documents = tiny_corpus["spec"]["target"]["documents_loss"]["documents_path"]
+    spec = {**tiny_corpus["spec"], "target": {"combined": {"documents_path": documents, "mc_path": str(mc)}}}
     name = f"mc-{case}"
     result = materialize_in(tiny_corpus, ["experiment"], name, spec)
     assert not result.success

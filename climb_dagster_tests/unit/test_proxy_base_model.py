@@ -61,9 +61,10 @@ def test_base_model_from_a_remote_location(base: str) -> None:
 
 def test_base_model_is_part_of_the_experiment_config(base: str) -> None:
     from climb_dagster.assets.experiments import ExperimentSpec
+    from climb_dagster.assets.targets import DocumentsLossTarget
 
     exp = ExperimentSpec(
-        target_documents_path="t.parquet",
+        target=DocumentsLossTarget(documents_path="t.parquet"),
         proxy_base_model=base,
         proxy_d_model=32,
         proxy_layers=1,
@@ -73,7 +74,10 @@ def test_base_model_is_part_of_the_experiment_config(base: str) -> None:
     again = ExperimentConfig.from_dict(json.loads(json.dumps(exp.to_dict())))
     assert again == exp and again.proxy.base_model == base
     plain = ExperimentSpec(
-        target_documents_path="t.parquet", proxy_d_model=32, proxy_layers=1, proxy_heads=2
+        target=DocumentsLossTarget(documents_path="t.parquet"),
+        proxy_d_model=32,
+        proxy_layers=1,
+        proxy_heads=2,
     ).build("cpt", vocab_size=512)
     assert "base_model" not in plain.proxy.to_dict()  # keys of runs without one are unchanged
     assert exp.content_hash() != plain.content_hash()

@@ -153,10 +153,10 @@ def test_trees_get_shallower_on_small_histories() -> None:
     from climb_dagster.core.search.predictor import lgb_params, tree_depth
 
     cfg = PredictorConfig()
-    assert [tree_depth(cfg, n) for n in (5, 24, 47, 48, 96, 192, 10_000)] == [1, 1, 1, 2, 3, 4, 4]
+    assert [tree_depth(cfg, n) for n in (5, 12, 24, 32, 63, 64, 10_000)] == [1, 1, 2, 3, 3, 4, 4]
     assert tree_depth(PredictorConfig(depth_rows=0), 5) == cfg.max_depth == 4
     params = lgb_params(cfg, 24, 0)
-    assert params["max_depth"] == 1 and params["num_leaves"] == 2
+    assert params["max_depth"] == 2 and params["num_leaves"] == 4
     assert lgb_params(cfg, 10_000, 0)["num_leaves"] == cfg.num_leaves
     with pytest.raises(ClimbInputError, match="depth_rows out of range: -1"):
         PredictorConfig(depth_rows=-1)

@@ -1,0 +1,242 @@
+"""`make ui`: the Dagster UI (`dagster dev`: webserver, daemon, code server) and the MLflow UI, started
+together and stopped together, with nothing left running after Ctrl-C or SIGTERM.
+
+Each UI runs in its own session (so its own process group): a Ctrl-C in the terminal reaches only this
+launcher, which then stops both in order. First each group gets its usual stop signal (SIGINT for
+`dagster dev`, its Ctrl-C path that stops webserver, daemon and code servers; SIGTERM for MLflow's server),
+then SIGTERM after `grace` seconds, then SIGKILL. On Linux the launcher is a child subreaper: a process
+orphaned by its parent's exit (a code server whose webserver died first, or one in a session of its own) is
+re-parented to the launcher instead of init, so the final sweep finds and stops it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# `dagster dev` takes more than 15 s to stop its webserver, daemon and code servers on a loaded machine.
+DEFAULT_GRACE_S = 30.0
+KILL_WAIT_S = 10.0
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@dataclass(frozen=True)
+class Service:
+    """One program to run in a process group of its own, and the signal that stops it gracefully."""
+
+    name: str
+    argv: tuple[str, ...]
+    stop_signal: int = signal.SIGTERM
+
+
+def _become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux prctl), so none escapes the final sweep by losing its parent."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _descendants() -> list:
+    import psutil
+
+    try:
+        return psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _reap_adopted(own: set[int]) -> None:
+    """Collect the exit status of adopted orphans (not of our own Popen children, which poll() reaps)."""
+    import psutil
+
+    for proc in _descendants():
+        try:
+            if proc.pid not in own and proc.ppid() == os.getpid() and proc.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(proc.pid, os.WNOHANG)
+        except (psutil.Error, ChildProcessError):
+            pass
+
+
+def _alive(procs: dict[str, subprocess.Popen], own: set[int]) -> list:
+    """Our children still running, and every descendant that is not yet a reaped zombie."""
+    import psutil
+
+    _reap_adopted(own)
+    for p in procs.values():
+        p.poll()
+    running = []
+    for proc in _descendants():
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                running.append(proc)
+        except psutil.Error:
+            pass
+    return running
+
+
+def _wait_gone(procs: dict[str, subprocess.Popen], own: set[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        if not _alive(procs, own):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+
+
+def stop_all(
+    services: Sequence[Service], procs: dict[str, subprocess.Popen], grace: float, log=print
+) -> list[str]:
+    """Stop every service's group and every descendant; return the names of processes that needed SIGKILL."""
+    own = {p.pid for p in procs.values()}
+    for service in services:
+        proc = procs.get(service.name)
+        if proc is not None and proc.poll() is None:
+            _signal_group(proc.pid, service.stop_signal)
+    if _wait_gone(procs, own, grace):
+        return []
+    log(f"[ui] still running after {grace:.0f}s: {_names(_alive(procs, own))}; sending SIGTERM")
+    for proc in procs.values():
+        _signal_group(proc.pid, signal.SIGTERM)
+    for leftover in _alive(procs, own):
+        _send(leftover, signal.SIGTERM)
+    if _wait_gone(procs, own, KILL_WAIT_S):
+        return []
+    killed = _alive(procs, own)
+    names = _names(killed)
+    log(f"[ui] killing {names}")
+    for proc in procs.values():
+        _signal_group(proc.pid, signal.SIGKILL)
+    for leftover in killed:
+        _send(leftover, signal.SIGKILL)
+    _wait_gone(procs, own, KILL_WAIT_S)
+    return names
+
+
+def _send(proc, sig: int) -> None:
+    import psutil
+
+    try:
+        proc.send_signal(sig)
+    except psutil.Error:
+        pass
+
+
+def _names(procs: list) -> list[str]:
+    import psutil
+
+    names = []
+    for proc in procs:
+        try:
+            names.append(f"{proc.pid}:{' '.join(proc.cmdline()[:4])[:80]}")
+        except psutil.Error:
+            pass
+    return names
+
+
+def supervise(
+    services: Sequence[Service], grace: float = DEFAULT_GRACE_S, env=None, cwd=None, log=print
+) -> int:
+    """Run the services until a signal (SIGINT, SIGTERM, SIGHUP) arrives or one of them exits, then stop all.
+
+    Returns 0 after a signal, 1 when a service exited on its own (the other is stopped as well).
+    """
+    received: list[int] = []
+
+    def on_signal(signum, frame) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    _become_subreaper()
+    procs: dict[str, subprocess.Popen] = {}
+    exited: str | None = None
+    try:
+        for service in services:
+            procs[service.name] = subprocess.Popen(service.argv, start_new_session=True, env=env, cwd=cwd)
+        while not received and exited is None:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    exited = name
+                    log(f"[ui] {name} exited with status {proc.returncode}; stopping the others")
+                    break
+            time.sleep(0.2)
+    finally:
+        # Also on an exception while starting: whatever started is stopped.
+        stop_all(services, procs, grace, log)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 1 if exited is not None and not received else 0
+
+
+def services(args: argparse.Namespace) -> list[Service]:
+    py = sys.executable
+    dagster = Service(
+        "dagster",
+        (py, "-m", "dagster", "dev", "-w", args.workspace, "-h", args.host, "-p", str(args.dagster_port)),
+        stop_signal=signal.SIGINT,
+    )
+    mlflow = Service(
+        "mlflow",
+        (
+            py,
+            "-m",
+            "mlflow",
+            "ui",
+            "--host",
+            args.host,
+            "--port",
+            str(args.mlflow_port),
+            "--backend-store-uri",
+            args.mlflow_backend_store_uri,
+            *args.mlflow_arg,
+        ),
+    )
+    return [mlflow, dagster]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from climb_dagster.core.settings import Settings
+
+    parser = argparse.ArgumentParser(prog="python -m climb_dagster.ui", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--dagster-port", type=int, default=3000)
+    parser.add_argument("--mlflow-port", type=int, default=5000)
+    parser.add_argument("--workspace", default="workspace.yaml")
+    parser.add_argument(
+        "--mlflow-backend-store-uri",
+        default=None,
+        help="default: MLFLOW_TRACKING_URI, else sqlite:///$CLIMB_HOME/mlflow.db (what the pipeline logs to)",
+    )
+    parser.add_argument(
+        "--mlflow-arg", action="append", default=[], help="one more argument for `mlflow ui` (repeatable)"
+    )
+    parser.add_argument("--grace", type=float, default=DEFAULT_GRACE_S, help="seconds to stop before SIGTERM")
+    args = parser.parse_args(argv)
+    if args.mlflow_backend_store_uri is None:
+        args.mlflow_backend_store_uri = Settings.from_env().local_mlflow()
+    print(
+        f"[ui] Dagster UI: http://{args.host}:{args.dagster_port}   MLflow UI: http://{args.host}:{args.mlflow_port}"
+        "   (Ctrl-C stops both)",
+        flush=True,
+    )
+    return supervise(services(args), grace=args.grace)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Issue 12, item 6: the launchpad names what an experiment needs, and every config field says what it is."""
+
+import dagster as dg
+import pytest
+from dagster._config import ConfigTypeKind
+
+from climb_dagster.assets.targets import documents_target
+
+EXPERIMENT_JOB = "climb_experiment_job"
+
+
+def _job(name: str) -> dg.JobDefinition:
+    from climb_dagster.definitions import defs
+
+    return defs.resolve_job_def(name)
+
+
+def test_scaffolded_experiment_config_names_the_missing_target(climb_home):
+    """What the launchpad starts from (every field at its default) is refused, naming the target."""
+    job = _job(EXPERIMENT_JOB)
+    with pytest.raises(dg.DagsterInvalidConfigError) as refused:
+        dg.validate_run_config(job, {"ops": {"experiment": {"config": {}}}})
+    message = str(refused.value)
+    assert 'Missing required config entry "target"' in message, message
+    assert "root:ops:experiment:config" in message, message
+    # An empty run config too: Dagster's example of the missing entry points at the target.
+    with pytest.raises(dg.DagsterInvalidConfigError, match="target"):
+        dg.validate_run_config(job, {})
+
+
+@pytest.mark.parametrize(
+    ("target", "missing"),
+    [
+        ({"documents_loss": {}}, "documents_path"),
+        ({"mc_accuracy": {}}, "mc_path"),
+        ({"lm_eval": {"lm_eval_path": "tasks/"}}, "lm_eval_tasks"),
+        ({"combined": {"mc_path": "mc.jsonl"}}, "documents_path"),
+    ],
+)
+def test_each_target_kind_requires_its_files(climb_home, target: dict, missing: str):
+    with pytest.raises(dg.DagsterInvalidConfigError, match=f'Missing required config entry "{missing}"'):
+        dg.validate_run_config(_job(EXPERIMENT_JOB), {"ops": {"experiment": {"config": {"target": target}}}})
+
+
+def test_the_target_is_all_an_experiment_needs(climb_home):
+    config = {"ops": {"experiment": {"config": {"target": documents_target("s3://bucket/heldout.parquet")}}}}
+    resolved = dg.validate_run_config(_job(EXPERIMENT_JOB), config)
+    assert resolved["ops"]["experiment"]["config"]["rounds"] == [6, 3, 2]
+
+
+def _undescribed(config_type, path: str) -> list[str]:
+    kind = config_type.kind
+    if kind in (ConfigTypeKind.ARRAY, ConfigTypeKind.NONEABLE):
+        return _undescribed(config_type.inner_type, path)
+    if kind == ConfigTypeKind.MAP:
+        return _undescribed(config_type.inner_type, f"{path}.<value>")
+    if not ConfigTypeKind.has_fields(kind):
+        return []
+    missing = []
+    for name, field in config_type.fields.items():
+        where = f"{path}.{name}"
+        if not (field.description or "").strip():
+            missing.append(where)
+        missing += _undescribed(field.config_type, where)
+    return missing
+
+
+def test_every_op_config_field_has_a_description(climb_home):
+    from climb_dagster.definitions import defs
+
+    ops = {}
+    for job in defs.resolve_all_job_defs():
+        for node_def in job.all_node_defs:
+            if isinstance(node_def, dg.OpDefinition) and node_def.config_schema is not None:
+                ops[node_def.name] = node_def
+    # The configurable steps of every stage are among them.
+    assert {
+        "experiment",
+        "raw_documents",
+        "cluster_centroids",
+        "mixture_export",
+        "delete_old_run_folders",
+    } <= set(ops)
+    missing = []
+    for name, op in sorted(ops.items()):
+        missing += _undescribed(op.config_schema.config_type, name)
+    assert missing == []
+
+
+# MlflowTracker's fields are being reworked by the MLflow part of issue 12 (another branch); its descriptions
+# come with that merge, and then this exception goes.
+RESOURCES_DESCRIBED_ELSEWHERE: set[str] = set()
+
+
+def test_every_resource_config_field_has_a_description(climb_home):
+    from climb_dagster.resources.sets import build_resources
+
+    resources = build_resources()
+    assert {"io_manager", "storage", "landing", "embedder"} <= set(resources)
+    missing = []
+    for name, resource in sorted(resources.items()):
+        if name in RESOURCES_DESCRIBED_ELSEWHERE:
+            continue
+        for field_name, field in type(resource).to_fields_dict().items():
+            if not (field.description or "").strip():
+                missing.append(f"{name}.{field_name}")
+    assert missing == []

@@ -1,0 +1,159 @@
+"""Issue 12, item 11: `make ui` (climb_dagster/ui.py) stops both UIs and every process they started on
+Ctrl-C (SIGINT) or SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from climb_dagster.ui import Service, supervise
+from climb_dagster_tests.paths import REPO_ROOT
+
+# A child that ignores SIGINT and SIGTERM and starts a grandchild in a session of its own (out of its group),
+# which also ignores them: only the escalation to SIGKILL and the subreaper's sweep can stop them.
+STUBBORN = textwrap.dedent(
+    """
+    import os, signal, subprocess, sys, time
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if sys.argv[1] == "parent":
+        subprocess.Popen([sys.executable, __file__, "grandchild", sys.argv[2]], start_new_session=True)
+    open(sys.argv[2] + "." + sys.argv[1], "w").write(str(os.getpid()))
+    while True:
+        time.sleep(0.1)
+    """
+)
+
+
+def _gone(pids: dict[int, float], timeout: float) -> list[str]:
+    """The processes (pid -> create time, so a reused pid does not count) still alive after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for pid, created in pids.items():
+            try:
+                proc = psutil.Process(pid)
+                if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(f"{pid}: {' '.join(proc.cmdline())[:120]}")
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.5)
+
+
+def test_supervise_escalates_and_sweeps_orphans(tmp_path: Path):
+    """Children deaf to SIGINT/SIGTERM, one outside the group, are killed; the launcher returns."""
+    script = tmp_path / "stubborn.py"
+    script.write_text(STUBBORN)
+    mark = str(tmp_path / "pid")
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from climb_dagster.ui import Service, supervise
+        sys.exit(supervise([Service("a", (sys.executable, {str(script)!r}, "parent", {mark!r}))], grace=0.5))
+        """
+    )
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    )
+    files = [Path(f"{mark}.parent"), Path(f"{mark}.grandchild")]
+    deadline = time.monotonic() + 60
+    while not all(f.exists() and f.read_text() for f in files):
+        assert time.monotonic() < deadline and launcher.poll() is None, "stubborn children did not start"
+        time.sleep(0.1)
+    pids = {int(f.read_text()): psutil.Process(int(f.read_text())).create_time() for f in files}
+    launcher.send_signal(signal.SIGTERM)
+    assert launcher.wait(timeout=60) == 0
+    assert _gone(pids, 5) == []
+    assert "killing" in launcher.stdout.read()
+
+
+def test_supervise_stops_the_other_when_one_exits(tmp_path: Path):
+    sleeper = Service("sleeper", (sys.executable, "-c", "import time; time.sleep(600)"))
+    quitter = Service("quitter", (sys.executable, "-c", "import sys; sys.exit(3)"))
+    lines: list[str] = []
+    started = time.monotonic()
+    assert supervise([sleeper, quitter], grace=5, log=lines.append) == 1
+    assert time.monotonic() - started < 30
+    assert any("quitter exited with status 3" in line for line in lines)
+    assert psutil.Process().children(recursive=True) == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_make_ui_stops_both_uis(climb_home, tmp_path: Path, how: str):
+    """`make ui` as a user runs it; Ctrl-C = SIGINT to the terminal's process group, SIGTERM = to make alone."""
+    dagster_port, mlflow_port = _free_port(), _free_port()
+    stamp = tmp_path / "installed"
+    stamp.touch()  # the venv is installed: `make` skips `install`
+    make_vars = {
+        "VENV": str(Path(sys.executable).parent.parent),
+        "PY": sys.executable,
+        "STAMP": str(stamp),
+        "DAGSTER_PORT": str(dagster_port),
+        "MLFLOW_PORT": str(mlflow_port),
+    }
+    log = tmp_path / "ui.log"
+    make = subprocess.Popen(
+        ["make", "--no-print-directory", "ui", *(f"{k}={v}" for k, v in make_vars.items())],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, like a shell's foreground job
+    )
+    tree: list[psutil.Process] = []
+    try:
+        urls = [f"http://127.0.0.1:{dagster_port}/server_info", f"http://127.0.0.1:{mlflow_port}/health"]
+        deadline = time.monotonic() + 240
+        while not all(_answers(u) for u in urls):
+            assert make.poll() is None, f"make exited with {make.returncode}: {log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "the UIs did not answer within 240 s"
+            time.sleep(1)
+        tree = psutil.Process(make.pid).children(recursive=True)
+        running = " ".join(" ".join(p.cmdline()[:4]) for p in tree)
+        # Every process that used to be left behind: webserver, daemon, code server, MLflow's server.
+        for part in ("dagster_webserver", "dagster._daemon", "dagster code-server", "mlflow ui", "uvicorn"):
+            assert part in running, f"{part!r} not among {running}"
+        pids = {p.pid: p.create_time() for p in tree}
+        if how == "ctrl-c":
+            os.killpg(make.pid, signal.SIGINT)
+        else:
+            make.send_signal(signal.SIGTERM)
+        make.wait(timeout=120)
+        assert _gone(pids, 10) == [], log.read_text()[-3000:]
+    finally:
+        # Never leave UIs behind from a failed run of this test.
+        if make.poll() is None:
+            make.kill()
+        for proc in tree:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
