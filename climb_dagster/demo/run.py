@@ -13,6 +13,9 @@ from pathlib import Path
 import dagster as dg
 
 DEMO_EXPERIMENT = "demo"
+# The demo's 1,400 documents are clustered into K_init 64 and merged into at most this many super-clusters:
+# fewer dimensions than proxies, so the round predictors can learn (README "End to end on real proxies").
+DEMO_MAX_SUPERCLUSTERS = 10
 EXPERIMENT_JOB = "climb_experiment_job"
 # The demo prints INFO (one line per proxy) rather than Dagster's DEBUG stream; the UI keeps everything.
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -116,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default=DEMO_EXPERIMENT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--max-superclusters",
+        type=int,
+        default=DEMO_MAX_SUPERCLUSTERS,
+        help="bound on the merge (default 10: a search of ~20 proxies learns over ~10 dimensions)",
+    )
+    parser.add_argument(
         "--proxy-steps", type=int, default=None, help="optimizer steps per proxy (default: the experiment's)"
     )
     parser.add_argument(
@@ -162,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     _run_job(defs, instance, jobs.refit_centroids_job.name)
     for key in keys:
         _run_job(defs, instance, jobs.reassign_drop_job.name, key)
-    _run_job(defs, instance, jobs.merge_job.name)
+    merge = {"ops": {"super_clusters": {"config": {"max_superclusters": args.max_superclusters}}}}
+    _run_job(defs, instance, jobs.merge_job.name, run_config=merge)
     print(f"[demo] clustering done in {time.perf_counter() - stage_t:.0f}s")
 
     stage_t = time.perf_counter()
