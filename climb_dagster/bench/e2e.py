@@ -1,7 +1,7 @@
 """End to end on real proxies: does the search find a better mixture than random search and RegMix at the
 same proxy budget, on documents it never saw?
 
-    python -m climb_dagster.bench e2e --docs 3000 --budget 32 --seeds 3 --compare-final-picks
+    python -m climb_dagster.bench e2e --docs 3000 --seeds 3 --compare-final-picks
 
 The demo corpus is sampled, the target domain's held-out pages are split by title into a validation split
 (the score every search proxy gets) and a test split (used only to score the final mixtures), and every
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--docs", type=int, default=3000, help="documents sampled across the demo drops")
     parser.add_argument("--target-domain", default="postgres_docs")
     parser.add_argument("--heldout-fraction", type=float, default=0.3, help="of the target domain, by title")
-    parser.add_argument("--budget", type=int, default=32, help="proxies per search, equal for every strategy")
+    parser.add_argument("--budget", type=int, default=24, help="proxies per search, equal for every strategy")
     parser.add_argument("--seeds", type=int, default=3, help="search seeds per strategy")
     parser.add_argument("--final-seeds", type=int, default=2, help="fresh retrains of each final mixture")
     parser.add_argument(
