@@ -107,7 +107,13 @@ def document_embeddings(
         last[:] = [progress]
         context.log.info(f"drop {key}: {progress}")
 
-    emb = model.embed(raw_documents.get_column(schema.TEXT).to_list(), progress=report)
+    from climb_dagster.core.embedding import scratch_rows
+    from climb_dagster.core.settings import Settings
+
+    # Rows go to an unlinked scratch file chunk by chunk (bounded memory for large drops); the IO manager
+    # then streams that file to storage.
+    rows = scratch_rows(Settings.from_env().local_cache_dir(), raw_documents.height, model.dimension)
+    emb = model.embed(raw_documents.get_column(schema.TEXT).to_list(), progress=report, out=rows)
     p = last[0] if last else None
     yield dg.Output(
         emb,

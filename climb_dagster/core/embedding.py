@@ -12,7 +12,9 @@ chosen per device (bf16 on CPUs with native bf16 units, bf16/fp16 on CUDA). `pre
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -41,6 +43,18 @@ POOLING_KEYS = (
 )
 _ST_PREFIX = "sentence_transformers.models."
 _ST_IGNORED_MODULES = {"Dropout"}
+
+
+def scratch_rows(directory: str | os.PathLike[str], n: int, dim: int) -> np.ndarray:
+    """A float32 [n, dim] array backed by a file in `directory` that is already unlinked: rows written to it
+    go to disk (page cache) instead of anonymous memory, and nothing is left behind once it is dropped."""
+    os.makedirs(directory, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="embeddings-", suffix=".npy", dir=directory)
+    os.close(fd)
+    try:
+        return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
+    finally:
+        os.unlink(path)  # the mapping stays valid until the array is garbage collected
 
 
 def default_model_path() -> Path:
@@ -479,9 +493,15 @@ class SentenceEmbedder:
         return np.bincount(owner, weights=lengths, minlength=len(texts)).astype(np.int64)
 
     def embed(
-        self, texts: Sequence[str], progress: Callable[[EmbedProgress], None] | None = None
+        self,
+        texts: Sequence[str],
+        progress: Callable[[EmbedProgress], None] | None = None,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Embed texts into float32 [n, d] rows in input order.
+
+        `out`: a float32 [n, d] array to fill (e.g. a memory-mapped file, so a drop's embeddings go to disk
+        chunk by chunk instead of all being held in memory); returned.
 
         With `max_windows > 1` a long text is read as consecutive windows of `max_length` tokens whose
         pooled vectors are averaged weighted by their token counts (for mean pooling: the mean over all
@@ -494,7 +514,12 @@ class SentenceEmbedder:
         if bad:
             raise ClimbInputError(f"texts[{bad[0]}] is {type(texts[bad[0]]).__name__}, expected str")
         n = len(texts)
-        out = np.zeros((n, self.dimension), dtype=np.float32)
+        if out is None:
+            out = np.zeros((n, self.dimension), dtype=np.float32)
+        elif out.shape != (n, self.dimension) or out.dtype != np.float32:
+            raise ClimbInputError(
+                f"embed: out is {out.dtype} {out.shape}, expected float32 {(n, self.dimension)}"
+            )
         started = time.perf_counter()
         last_report = started
         reported = -1

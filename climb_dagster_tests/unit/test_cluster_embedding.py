@@ -147,6 +147,19 @@ def test_embed_restores_order_and_matches_single_docs(tiny_model: Path) -> None:
         np.testing.assert_allclose(emb.embed([text])[0], out[i], atol=1e-5)
 
 
+def test_embed_streams_into_an_unlinked_scratch_file(tiny_model: Path, tmp_path: Path) -> None:
+    from climb_dagster.core.embedding import scratch_rows
+
+    emb = SentenceEmbedder.load(EmbedderConfig(model_path=str(tiny_model), precision="fp32", token_budget=64))
+    rows = scratch_rows(tmp_path / "scratch", len(TEXTS), 32)
+    assert isinstance(rows, np.memmap) and list((tmp_path / "scratch").iterdir()) == []  # nothing left behind
+    out = emb.embed(TEXTS, out=rows)
+    assert out is rows
+    np.testing.assert_array_equal(np.asarray(out), emb.embed(TEXTS))
+    with pytest.raises(ClimbInputError, match=r"out is float64 \(3, 32\)"):
+        emb.embed(TEXTS[:3], out=np.zeros((3, 32)))
+
+
 def test_embed_reports_progress(tiny_model: Path) -> None:
     emb = SentenceEmbedder.load(
         EmbedderConfig(model_path=str(tiny_model), precision="fp32", token_budget=32, progress_interval_s=0)
