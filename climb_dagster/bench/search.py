@@ -60,6 +60,7 @@ TUNABLE: dict[str, tuple[str, Any]] = {
     "ratios": ("climb_ratios", lambda v: v.replace(":", ",")),
     "design": ("climb_design", str),
     "leaf-divisor": ("climb_leaf_divisor", int),
+    "depth-rows": ("climb_depth_rows", int),
 }
 REGMIX_CLIMB_PREDICTOR = "regmix_climb_predictor"
 # Tuning seeds start here (plus --seed-offset), so tuning and reporting never share a search seed.
