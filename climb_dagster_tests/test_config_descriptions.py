@@ -45,7 +45,7 @@ def test_each_target_kind_requires_its_files(climb_home, target: dict, missing: 
 def test_the_target_is_all_an_experiment_needs(climb_home):
     config = {"ops": {"experiment": {"config": {"target": documents_target("s3://bucket/heldout.parquet")}}}}
     resolved = dg.validate_run_config(_job(EXPERIMENT_JOB), config)
-    assert resolved["ops"]["experiment"]["config"]["rounds"] == [6, 3, 2]
+    assert resolved["ops"]["experiment"]["config"]["rounds"] == [10, 5, 3]
 
 
 def _undescribed(config_type, path: str) -> list[str]:

@@ -34,7 +34,9 @@ class ExperimentSpec(dg.Config):
         default="climb", description="climb (the paper's search), regmix, random or doremi (baselines)."
     )
     rounds: list[int] = Field(
-        default=[6, 3, 2], description="Proxies trained per round, e.g. [64, 32, 16]; at most 6 rounds."
+        default=[10, 5, 3],
+        description="Proxies trained per round (default 18 in all: enough for the predictor to learn at demo "
+        "scale), e.g. the paper's [64, 32, 16]; at most 6 rounds.",
     )
     seed: int = Field(default=0, description="Seed of every random choice of the search, in [0, 2^31 - 2].")
     n_candidates: int = Field(

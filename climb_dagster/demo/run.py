@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "--docs-per-drop", type=int, default=700, help="seeded subset of each demo drop (0 = all)"
     )
     parser.add_argument("--target-domain", default="postgres_docs")
-    parser.add_argument("--rounds", default="6,3,2", help="proxies per round")
+    parser.add_argument("--rounds", default="10,5,3", help="proxies per round")
     parser.add_argument("--strategy", default="climb", choices=["climb", "regmix", "random", "doremi"])
     parser.add_argument("--experiment", default=DEMO_EXPERIMENT)
     parser.add_argument("--seed", type=int, default=0)
