@@ -372,7 +372,7 @@ def run_e2e(
         values = [o[r] for o in oof if r < len(o) and o[r] is not None]
         by_round.append(round(float(np.mean(values)), 4) if values else None)
     out: dict[str, Any] = {"strategies": strategies, "oof_spearman_by_round": by_round}
-    if getattr(args, "histories", None):
+    if args.histories:
         from climb_dagster.core.storage import atomic_write_text, make_path
 
         atomic_write_text(make_path(args.histories), json.dumps(histories))
@@ -392,12 +392,13 @@ def run_e2e(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from climb_dagster.bench.proxy_pool import ProxyPool, default_workers
 
+    workers = args.workers or default_workers()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="climb-e2e-") as tmp:
         work = Path(args.workdir) if args.workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         lab, _ = build_lab(args, work)
-        with ProxyPool(lab, args.workers or default_workers()) as pool:
+        with ProxyPool(lab, workers) as pool:
             validation = ValidationLab.of(lab, pool)
             out = run_e2e(args, lab, validation, pool)
     return {
@@ -411,6 +412,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "proxies_trained": validation.trained,
         "proxies_failed": validation.failed,
         "proxy_tokens": lab.proxy.token_budget,
-        "workers": args.workers or default_workers(),
+        "workers": workers,
         "wall_s": round(time.perf_counter() - t0, 1),
     }

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from climb_dagster.bench.proxy_pool import default_workers
+
 DEMO_GLOB = str(Path(__file__).resolve().parents[1] / "demo" / "data" / "drop-000*.parquet")
 FALLBACK_GLOB = "/usr/share/common-licenses/*"
 
@@ -78,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--parallel-compare",
         type=int,
-        default=_default_parallel(),
+        default=default_workers(),
         help="CPU: that many proxies as threads (one at a time) vs single-threaded processes (<2: skip)",
     )
     parser.add_argument("--corpus", default=None, help="parquet glob (text column) or text-file glob")
@@ -88,10 +90,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="also time one HF Trainer run with torch's default thread count (how it runs out of the box)",
     )
-
-
-def _default_parallel() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def load_texts(pattern: str | None, max_docs: int = 20_000) -> tuple[list[str], list[str], str]:
