@@ -117,20 +117,27 @@ def oof_spearman_check(fitted: Any) -> tuple[bool, dict[str, Any]]:
     return bool(cv > 0), {"oof_spearman": float(cv)}
 
 
-def round_progress(summaries: list[dict[str, Any]], direction: Direction) -> list[dict[str, Any]]:
+def round_progress(
+    summaries: list[dict[str, Any]], direction: Direction, evaluations: list[pl.DataFrame] | None = None
+) -> list[dict[str, Any]]:
     """Per round, from its predictor summary: the best observed score so far, the predictor's out-of-fold
-    Spearman, and whether the round improved on the best before it (None for round 1)."""
+    Spearman, and whether the round improved on the best before it (None for round 1). With the rounds'
+    `evaluations`, also the median score of the round's own successful proxies: a search that learns moves
+    it even when no single proxy beats a lucky round-1 draw."""
     out: list[dict[str, Any]] = []
     previous = None
     for k, summary in enumerate(summaries, start=1):
         best = float(summary["best_observed_score"])
-        out.append(
-            {
-                "round": k,
-                "best_observed": best,
-                "oof_spearman": summary.get("cv_spearman"),
-                "improved": None if previous is None else direction.better(best, previous),
-            }
-        )
+        row = {
+            "round": k,
+            "best_observed": best,
+            "oof_spearman": summary.get("cv_spearman"),
+            "improved": None if previous is None else direction.better(best, previous),
+        }
+        if evaluations is not None:
+            table = evaluations[k - 1]
+            scores = table.filter(pl.col(schema.STATUS) == schema.OK)[schema.SCORE].to_numpy()
+            row["round_median"] = float(np.median(scores)) if scores.size else None
+        out.append(row)
         previous = best
     return out

@@ -78,3 +78,24 @@ def test_round_progress_says_which_round_improved():
     assert [r["improved"] for r in rows] == [None, False, True]
     assert [r["oof_spearman"] for r in rows] == [None, -0.3, 0.6] and rows[2]["best_observed"] == 4.5
     assert [r["improved"] for r in round_progress(summaries, Direction.MAXIMIZE)] == [None, False, False]
+    assert "round_median" not in rows[0]
+
+
+def test_round_progress_reports_each_rounds_median_of_successful_proxies():
+    import polars as pl
+
+    from climb_dagster.core import schema
+    from climb_dagster.core.direction import Direction
+    from climb_dagster.core.rounds import round_progress
+
+    def evals(scores, statuses):
+        return pl.DataFrame({schema.SCORE: scores, schema.STATUS: statuses})
+
+    summaries = [{"best_observed_score": 5.0}, {"best_observed_score": 5.0}, {"best_observed_score": 5.0}]
+    tables = [
+        evals([5.0, 7.0, 9.0], [schema.OK] * 3),
+        evals([5.5, 100.0, 6.5], [schema.OK, "diverged", schema.OK]),
+        evals([None], ["failed"]),
+    ]
+    rows = round_progress(summaries, Direction.MINIMIZE, tables)
+    assert [r["round_median"] for r in rows] == [7.0, 6.0, None]
