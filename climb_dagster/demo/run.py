@@ -130,15 +130,15 @@ def experiment_phases(defs: dg.Definitions, n_rounds: int) -> tuple[list[dg.Asse
     MAX_ROUNDS) with the final mixture and export, which need no parallelism and would cost a step process
     each under the multiprocess executor (about 1.5 s to start)."""
     from climb_dagster.assets.experiments import MAX_ROUNDS
+    from climb_dagster.jobs import EXPERIMENT_GROUPS
 
     graph = defs.resolve_asset_graph()
 
-    def groups(*names: str) -> list[dg.AssetKey]:
+    def groups(names: list[str]) -> list[dg.AssetKey]:
         return sorted(dg.AssetSelection.groups(*names).resolve(graph))
 
-    head = groups("experiments", *(f"round_{k}" for k in range(1, n_rounds + 1)))
-    tail = groups(*(f"round_{k}" for k in range(n_rounds + 1, MAX_ROUNDS + 1)), "final")
-    return head, tail
+    tail = [f"round_{k}" for k in range(n_rounds + 1, MAX_ROUNDS + 1)] + ["final"]
+    return groups([g for g in EXPERIMENT_GROUPS if g not in tail]), groups(tail)
 
 
 def _run_experiment(
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--target-domain", default="postgres_docs")
     parser.add_argument(
-        "--rounds", default=",".join(map(str, DEMO_ROUNDS)), help="proxies per round (default 8,4,2)"
+        "--rounds", default=",".join(map(str, DEMO_ROUNDS)), help="proxies per round (default %(default)s)"
     )
     parser.add_argument("--strategy", default="climb", choices=["climb", "regmix", "random", "doremi"])
     parser.add_argument("--experiment", default=DEMO_EXPERIMENT)
