@@ -222,9 +222,12 @@ def test_demo_prints_each_round_best_observed_oof_spearman_and_improvement(pipel
     _print_rounds(pipeline["root"], "tiny")
     lines = capsys.readouterr().out.strip().splitlines()
     assert "round" in lines[1] and "OOF Spearman" in lines[1] and "improved" in lines[1]
+    assert "round median" in lines[1]
+    # Columns: round, best observed, round median, OOF Spearman, improved.
     rows = [line.split() for line in lines[2:]]
-    assert [r[0] for r in rows] == ["1", "2", "3"] and rows[0][3] == "-"
-    assert all(r[3] in {"yes", "no"} for r in rows[1:])
+    assert [r[0] for r in rows] == ["1", "2", "3"] and rows[0][4] == "-"
+    assert all(r[4] in {"yes", "no"} for r in rows[1:])
+    assert all(float(r[2]) >= float(r[1]) for r in rows), "a round's median is never below the best so far"
     best = [float(r[1]) for r in rows]
     assert best == sorted(best, reverse=True), "the best observed loss never gets worse"
 
