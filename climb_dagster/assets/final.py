@@ -14,7 +14,7 @@ from climb_dagster.core import bootstrap, schema
 from climb_dagster.core import storage as files
 from climb_dagster.core.configs import core_config
 from climb_dagster.core.plots import final_vs_natural_png, png_markdown
-from climb_dagster.core.records import FinalMixture, TokenStoreRef
+from climb_dagster.core.records import FinalMixture, TokenizerRef, TokenStoreRef
 from climb_dagster.core.rounds import load_predictor
 from climb_dagster.core.superclusters import supercluster_labels
 from climb_dagster.partitions import experiments
@@ -159,7 +159,7 @@ def mixture_export(
     storage: ClimbStorage,
     final_mixture: FinalMixture,
     cluster_tokens: TokenStoreRef,
-    proxy_tokenizer: dict,
+    proxy_tokenizer: TokenizerRef,
     super_clusters: pl.DataFrame,
     super_cluster_stats: pl.DataFrame,
     raw_documents: dict,
@@ -185,9 +185,7 @@ def mixture_export(
             f"budget of {plan.token_budget} tokens; capped at {settings.max_repeat}x (raise max_repeat or lower "
             "token_budget)"
         )
-    tokenizer = load_tokenizer(
-        files.local_dir_copy(files.make_path(proxy_tokenizer["path"], storage.options()))
-    )
+    tokenizer = load_tokenizer(files.local_dir_copy(files.make_path(proxy_tokenizer.path, storage.options())))
     out = storage.root() / "exports" / name
     drops = kept_documents(raw_documents, cluster_assignments, super_clusters)
     about = {

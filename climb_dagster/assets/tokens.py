@@ -14,7 +14,7 @@ from pydantic import Field
 from climb_dagster.assets.metadata import table as table_metadata
 from climb_dagster.core import schema
 from climb_dagster.core import storage as files
-from climb_dagster.core.records import TokenStoreRef
+from climb_dagster.core.records import TokenizerRef, TokenStoreRef
 from climb_dagster.core.timing import Timer
 from climb_dagster.resources.io_manager import LAZY
 from climb_dagster.resources.storage import ClimbStorage
@@ -44,7 +44,7 @@ def _texts(raw_documents: dict):
 @dg.asset(group_name=GROUP, ins={"raw_documents": dg.AssetIn(metadata=LAZY_IN)}, kinds={"huggingface"})
 def proxy_tokenizer(
     config: ProxyTokenizerConfig, storage: ClimbStorage, raw_documents: dict
-) -> dg.Output[dict]:
+) -> dg.Output[TokenizerRef]:
     """Byte-level BPE tokenizer for the proxy LMs, trained on a bounded seeded sample of all drops."""
     from climb_dagster.core.proxy.tokens import TOKENIZER_FILE, train_tokenizer
 
@@ -62,7 +62,7 @@ def proxy_tokenizer(
         target = storage.root() / "proxy_tokenizer" / sha
         files.upload_dir(out, target)
     return dg.Output(
-        {"path": str(target), "sha256": sha, "vocab_size": config.vocab_size},
+        TokenizerRef(str(target), sha, config.vocab_size),
         metadata={
             "vocab_size": config.vocab_size,
             "tokenizer_dir": dg.MetadataValue.path(str(target)),
@@ -82,7 +82,7 @@ def proxy_tokenizer(
 def cluster_tokens(
     context: dg.AssetExecutionContext,
     storage: ClimbStorage,
-    proxy_tokenizer: dict,
+    proxy_tokenizer: TokenizerRef,
     super_clusters: pl.DataFrame,
     raw_documents: dict,
     cluster_assignments: dict,
@@ -93,7 +93,7 @@ def cluster_tokens(
 
     timer = Timer()
     n_super = int(super_clusters[schema.SUPER_CLUSTER].max()) + 1
-    tokenizer_dir = files.local_dir_copy(files.make_path(proxy_tokenizer["path"], storage.options()))
+    tokenizer_dir = files.local_dir_copy(files.make_path(proxy_tokenizer.path, storage.options()))
     # Each drop is read once; an id in two drops is refused on the way. The store is written to a
     # temporary folder, so a refusal part-way leaves nothing behind.
     drops = kept_documents(raw_documents, cluster_assignments, super_clusters, check_ids=True)

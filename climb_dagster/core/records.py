@@ -70,6 +70,25 @@ class TokenStoreRef:
 
 
 @dataclass(frozen=True)
+class TokenizerRef:
+    """Where `proxy_tokenizer` stored the proxies' tokenizer folder, its content hash and vocabulary size."""
+
+    path: str
+    sha256: str
+    vocab_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TokenizerRef:
+        try:
+            return cls(str(data["path"]), str(data["sha256"]), int(data["vocab_size"]))
+        except KeyError as exc:
+            raise _missing("tokenizer reference", exc, data) from exc
+
+
+@dataclass(frozen=True)
 class ExperimentRecord:
     """An experiment's validated config plus what it was prepared against: the token store and the target.
 
@@ -187,4 +206,6 @@ class FinalMixture:
             raise _missing("final mixture", exc, data) from exc
 
 
-RECORD_TYPES: dict[str, type] = {cls.__name__: cls for cls in (ExperimentRecord, TokenStoreRef, FinalMixture)}
+RECORD_TYPES: dict[str, type] = {
+    cls.__name__: cls for cls in (ExperimentRecord, TokenStoreRef, TokenizerRef, FinalMixture)
+}

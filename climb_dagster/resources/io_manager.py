@@ -189,7 +189,12 @@ class ClimbIOManager(dg.UPathIOManager):
                 if not any(path.with_name(path.name + s).exists() for s in SUFFIXES):
                     raise FileNotFoundError(f"no stored value at {path}")
                 return StoredValue(path)
-            return read_value(path)
+            value = read_value(path)
+        expected = getattr(context.dagster_type, "typing_type", None)
+        if isinstance(value, dict) and expected in RECORD_TYPES.values():
+            # Written before this asset's output became a record (no record_type tag): read as the record.
+            return expected.from_dict(value)
+        return value
 
 
 class ClimbIOManagerFactory(dg.ConfigurableIOManagerFactory):

@@ -241,7 +241,7 @@ def test_proxy_data_matches_and_reads_through_the_local_cache(runs: Runs):
     assert (
         remote_tokens.path == f"s3://{runs.s3.bucket}/{runs.climb_prefix}/cluster_tokens/{local_tokens.key}"
     )
-    assert runs.json("proxy_tokenizer.json")["sha256"] == runs.local("proxy_tokenizer")["sha256"]
+    assert runs.json("proxy_tokenizer.json")["sha256"] == runs.local("proxy_tokenizer").sha256
 
     # The token store and tokenizer were read through local copies (core/storage.py local_dir_copy), and
     # the target windows through local_copy: each cached copy has the bytes of its S3 object.

@@ -8,7 +8,7 @@ from climb_dagster.core import storage
 from climb_dagster.core.artifacts import ModelText, TensorBundle
 from climb_dagster.core.errors import ClimbInputError
 from climb_dagster.core.experiment import ExperimentConfig, TargetConfig
-from climb_dagster.core.records import ExperimentRecord, FinalMixture, TokenStoreRef
+from climb_dagster.core.records import ExperimentRecord, FinalMixture, TokenizerRef, TokenStoreRef
 from climb_dagster.resources.io_manager import read_value, write_value
 
 
@@ -61,10 +61,11 @@ def _records() -> list:
         "fingerprint": "f00d",
     }
     final = FinalMixture("e1", "climb", "minimize", (0.75, 0.25), (0.75, 0.25), 1.0, 2.0, 3.0, 0.5, 8, 7, "h")
-    return [store, ExperimentRecord.prepare(config, store, spec), final]
+    tokenizer = TokenizerRef("/s/proxy_tokenizer/ab12", "ab12", 512)
+    return [store, ExperimentRecord.prepare(config, store, spec), final, tokenizer]
 
 
-@pytest.mark.parametrize("index", [0, 1, 2])
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
 def test_records_round_trip_as_readable_json(base, index):
     record = _records()[index]
     target = write_value(base / "rec", record)
@@ -77,7 +78,7 @@ def test_records_round_trip_as_readable_json(base, index):
 
 
 def test_experiment_record_keeps_the_flat_layout_and_data_key(base):
-    store, record, _ = _records()
+    store, record, *_ = _records()
     data = record.to_dict()
     assert data["name"] == "e1" and data["rounds"] == [4, 2, 2] and data["token_store"] == "k1"
     assert data["token_store_path"] == store.path and data["config_hash"] == record.config.content_hash()
@@ -174,3 +175,32 @@ def test_lazy_inputs_are_handles(tmp_path):
     assert dg.materialize([per_part, fan_in], selection=[fan_in], resources=resources).success
     assert seen == {"a": StoredValue, "b": StoredValue}
     assert read_value(storage.make_path(tmp_path) / "fan_in") == {"a": "a", "b": "b"}
+
+
+def test_a_dict_stored_before_its_output_became_a_record_is_read_as_that_record(tmp_path):
+    """proxy_tokenizer was a plain dict before TokenizerRef: a deployment's stored value (no record_type)
+    still reaches readers that expect the record; other dict inputs stay dicts."""
+    import dagster as dg
+
+    from climb_dagster.resources.io_manager import ClimbIOManagerFactory
+
+    write_value(storage.make_path(tmp_path) / "tok", {"path": "/s/tok", "sha256": "ab", "vocab_size": 300})
+    write_value(storage.make_path(tmp_path) / "plain", {"path": "/s/tok"})
+    seen = {}
+
+    @dg.asset
+    def tok() -> TokenizerRef:
+        raise AssertionError("not materialized in this test")
+
+    @dg.asset
+    def plain() -> dict:
+        raise AssertionError("not materialized in this test")
+
+    @dg.asset
+    def reader(tok: TokenizerRef, plain: dict) -> dict:
+        seen.update(tok=tok, plain=plain)
+        return {}
+
+    resources = {"io_manager": ClimbIOManagerFactory(base_path=str(tmp_path))}
+    assert dg.materialize([tok, plain, reader], selection=[reader], resources=resources).success
+    assert seen == {"tok": TokenizerRef("/s/tok", "ab", 300), "plain": {"path": "/s/tok"}}
