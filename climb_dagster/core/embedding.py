@@ -432,7 +432,9 @@ class SentenceEmbedder:
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = AutoModel.from_pretrained(str(path), **kwargs)
+            # fp32 whatever the checkpoint holds (transformers keeps a checkpoint's fp16/bf16 by default):
+            # every precision below starts from fp32 weights, and int8 export/quantisation needs them.
+            model = AutoModel.from_pretrained(str(path), dtype=torch.float32, **kwargs)
         model.eval()
         dense = [_load_dense(p) for p in spec.dense_paths]
         if precision == "onnx-int8":

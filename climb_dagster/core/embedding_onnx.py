@@ -63,7 +63,7 @@ class _Encoder:
 
 
 # Part of the cache key: a change to how the export is made must not reuse an older export.
-EXPORT_RECIPE = "eager-attention,int8-per-channel-reduce-range"
+EXPORT_RECIPE = "fp32-weights,eager-attention,int8-per-channel-reduce-range"
 
 
 @contextlib.contextmanager
@@ -95,6 +95,10 @@ def export_int8(model: Any, input_names: tuple[str, ...], folder: Path) -> Path:
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    dtypes = {str(p.dtype) for p in model.parameters()} - {"torch.float32"}
+    if dtypes:
+        # ORT's quantiser writes scales in the graph's dtype and then refuses its own fp16 scales.
+        raise ClimbInputError(f"export_int8 needs fp32 weights, the model has {sorted(dtypes)}")
     fp32 = folder / "encoder.onnx"
     int8 = folder / "encoder.int8.onnx"
     example = tuple(torch.ones((2, 8), dtype=torch.long) for _ in input_names)
@@ -176,12 +180,12 @@ class OnnxEncoder:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             path = cached_int8(model, model_path, input_names, cache_dir())
-        except Exception as exc:  # the exporter raises many kinds for unsupported modelling code
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # the exporter and ORT raise many kinds for unsupported modelling code
             raise ClimbInputError(
                 f"precision='onnx-int8': cannot export {type(model).__name__} from {model_path} to ONNX "
-                f"({exc}); use precision='fp32' or 'int8'"
+                f"and load it ({exc}); use precision='fp32' or 'int8'"
             ) from exc
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return cls(session, model.config, input_names)
 
     def __call__(self, **inputs: Any) -> Any:

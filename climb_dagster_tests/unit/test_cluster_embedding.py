@@ -37,9 +37,14 @@ TEXTS = [
 
 
 def make_tiny_model(
-    path: Path, pooling: str = "mean", normalize: bool = True, max_seq_length: int = 64
+    path: Path,
+    pooling: str = "mean",
+    normalize: bool = True,
+    max_seq_length: int = 64,
+    weights: str = "float32",
 ) -> Path:
-    """A randomly initialised 2-layer BERT with the MiniLM tokenizer, saved as a sentence-transformers folder."""
+    """A randomly initialised 2-layer BERT with the MiniLM tokenizer, saved as a sentence-transformers folder
+    with `weights` of that torch dtype."""
     import torch
     from transformers import BertConfig, BertModel
 
@@ -58,7 +63,7 @@ def make_tiny_model(
     # transformers initialises from torch's global generator; fork it so the test leaves no global trace.
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        BertModel(config).save_pretrained(path)
+        BertModel(config).to(getattr(torch, weights)).save_pretrained(path)
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
@@ -241,6 +246,27 @@ def test_onnx_export_traces_eager_attention(tiny_model: Path, tmp_path: Path) ->
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert "Softmax" in ops and "IsNaN" not in ops and "MatMulInteger" in ops
     assert model.config._attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8", "onnx-int8"])
+def test_a_checkpoint_saved_in_fp16_loads_at_every_precision(
+    tmp_path: Path, precision: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many checkpoints ship fp16 weights; transformers keeps their dtype, and ORT's int8 quantiser then
+    wrote fp16 scales it refused to load. The model is read as fp32 first, whatever the file holds."""
+    from climb_dagster.core import embedding_onnx
+
+    monkeypatch.setenv("CLIMB_CACHE_DIR", str(tmp_path / "cache"))
+    half = make_tiny_model(tmp_path / "half", weights="float16")
+    full = make_tiny_model(tmp_path / "full")  # the same seed: these weights before rounding to fp16
+    ref = SentenceEmbedder.load(EmbedderConfig(model_path=str(full), precision="fp32")).embed(TEXTS)
+    embedder = SentenceEmbedder.load(EmbedderConfig(model_path=str(half), precision=precision))
+    assert embedder.precision == precision
+    assert (embedder.embed(TEXTS) * ref).sum(1).min() > 0.98
+    if precision == "fp32":
+        assert {p.dtype for p in embedder.model.parameters()} == {__import__("torch").float32}
+        with pytest.raises(ClimbInputError, match="fp32 weights"):
+            embedding_onnx.export_int8(embedder.model.half(), ("input_ids",), tmp_path)
 
 
 def test_fp16_on_cpu_is_refused(tiny_model: Path) -> None:
