@@ -18,10 +18,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from climb_dagster.bench.demo_sample import DEMO_DATA, sample_table
 from climb_dagster.core import schema
-from climb_dagster.core.errors import ClimbInputError
-
-DEMO_DATA = Path(__file__).resolve().parents[1] / "demo" / "data"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,18 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def sample_demo(data: Path, n_docs: int, seed: int) -> pl.DataFrame:
-    """`n_docs` documents drawn uniformly over all drops, in drop/row order."""
-    files = sorted(data.glob("drop-*.parquet"))
-    if not files:
-        raise ClimbInputError(f"{data}: no drop-*.parquet files")
-    frames = [pl.read_parquet(f).with_columns(pl.lit(f.stem).alias(schema.DROP)) for f in files]
-    docs = pl.concat(frames, how="diagonal")
-    if schema.DOMAIN not in docs.columns:
-        raise ClimbInputError(f"{data}: the drops have no {schema.DOMAIN!r} column to score against")
-    if n_docs > docs.height:
-        raise ClimbInputError(f"--docs {n_docs}: the demo corpus has only {docs.height} documents")
-    idx = np.sort(np.random.default_rng(seed).choice(docs.height, size=n_docs, replace=False))
-    return docs[idx]
+    """`n_docs` documents drawn uniformly over all drops, in drop/row order (`demo_sample.sample_table`)."""
+    return pl.from_arrow(sample_table(data, n_docs, seed))
 
 
 def _embed(docs: pl.DataFrame, args: argparse.Namespace) -> tuple[np.ndarray, float, str, int]:

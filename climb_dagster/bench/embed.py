@@ -19,7 +19,9 @@ import numpy as np
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--docs", type=int, default=512, help="demo documents (seeded sample across drops)")
+    parser.add_argument(
+        "--docs", type=int, default=512, help="demo documents (seeded sample across drops; 0: all)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--rounds", type=int, default=4, help="interleaved timing rounds (texts split evenly)"
@@ -47,12 +49,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    from climb_dagster.bench.cluster import DEMO_DATA, sample_demo
+    from climb_dagster.bench.demo_sample import DEMO_DATA, sample_table
     from climb_dagster.core import schema
     from climb_dagster.core.embedding import EmbedderConfig, SentenceEmbedder
 
-    docs = sample_demo(Path(args.data) if args.data else DEMO_DATA, args.docs, args.seed)
-    texts = docs.get_column(schema.TEXT).to_list()
+    docs = sample_table(Path(args.data) if args.data else DEMO_DATA, args.docs, args.seed)
+    texts = docs.column(schema.TEXT).to_pylist()
     ours = SentenceEmbedder.load(
         EmbedderConfig(
             model_path=args.model_path,

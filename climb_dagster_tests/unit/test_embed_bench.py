@@ -27,3 +27,36 @@ def test_embed_bench_reports_speed_agreement_and_chosen_sizes(
         "fp32",
     )
     assert report["mean_cosine"] >= 0.98
+
+
+def test_embed_bench_imports_nothing_a_bare_gpu_machine_lacks() -> None:
+    """The GPU machines this bench is meant for have torch, transformers, sentence-transformers and pyarrow,
+    but neither polars, dagster, faiss nor lightgbm: the bench and the embedder must not need them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for m in ('polars', 'dagster', 'faiss', 'lightgbm', 'mlflow'): sys.modules[m] = None\n"
+        "from climb_dagster.bench import embed\n"
+        "from climb_dagster.bench.demo_sample import DEMO_DATA, sample_table\n"
+        "from climb_dagster.core import embedding, embedding_gpu\n"
+        "t = sample_table(DEMO_DATA, 5, 0)\n"
+        "assert t.num_rows == 5 and 'drop' in t.column_names, t.column_names\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_demo_sample_takes_every_document_at_zero_and_names_the_corpus_size(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from climb_dagster.bench.demo_sample import DEMO_DATA, sample_table
+    from climb_dagster.core.errors import ClimbInputError
+
+    total = sum(pq.read_metadata(f).num_rows for f in DEMO_DATA.glob("drop-*.parquet"))
+    assert sample_table(DEMO_DATA, 0, 0).num_rows == total
+    with pytest.raises(ClimbInputError, match=f"has {total} documents"):
+        sample_table(DEMO_DATA, total + 1, 0)
+    with pytest.raises(ClimbInputError, match="no drop-"):
+        sample_table(tmp_path, 3, 0)
