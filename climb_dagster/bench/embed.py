@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ref = SentenceTransformer(str(ours.spec.path), device=args.device)
     if ours.device.startswith("cuda"):
         ref.half()  # the reference on GPUs is sentence-transformers in fp16, its fastest common setting
+    else:
+        ref.float()  # and fp32 on CPUs, whatever dtype the checkpoint was saved in
     n_tokens = ours.count_tokens(texts)
 
     # Warm both (thread pools, oneDNN kernels) on a few texts outside the timed rounds.

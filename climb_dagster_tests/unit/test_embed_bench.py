@@ -31,13 +31,13 @@ def test_embed_bench_reports_speed_agreement_and_chosen_sizes(
 
 def test_embed_bench_imports_nothing_a_bare_gpu_machine_lacks() -> None:
     """The GPU machines this bench is meant for have torch, transformers, sentence-transformers and pyarrow,
-    but neither polars, dagster, faiss nor lightgbm: the bench and the embedder must not need them."""
+    but not polars, dagster, faiss, lightgbm or onnxruntime: the bench and the embedder must not need them."""
     import subprocess
     import sys
 
     code = (
         "import sys\n"
-        "for m in ('polars', 'dagster', 'faiss', 'lightgbm', 'mlflow'): sys.modules[m] = None\n"
+        "for m in ('polars', 'dagster', 'faiss', 'lightgbm', 'mlflow', 'onnxruntime'): sys.modules[m] = None\n"
         "from climb_dagster.bench import embed\n"
         "from climb_dagster.bench.demo_sample import DEMO_DATA, sample_table\n"
         "from climb_dagster.core import embedding, embedding_gpu\n"

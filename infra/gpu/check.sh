@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Issue 13's GPU figures on a lent machine, from the project root after infra/gpu/stage.sh:
+#   bash infra/gpu/check.sh          (writes JSON into $OUT; each part runs even if another failed)
+# Dry run on a CPU: DEVICE=cpu DOCS=40 bash infra/gpu/check.sh
+set -u
+out=${OUT:-/tmp/gpu-check}
+device=${DEVICE:-cuda}
+docs=${DOCS:-0}  # 0: all 18,770 demo documents
+model=${MODEL:-.gpu/minilm}
+py=${PY:-python3}
+mkdir -p "$out"
+export HF_HUB_OFFLINE=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" CLIMB_CACHE_DIR="$out/cache"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+  $py -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
+} > "$out/machine.txt" 2>&1
+bench() {  # name, then bench embed options
+  local name=$1; shift
+  timeout 200 $py -m climb_dagster.bench embed --device "$device" --docs "$docs" --model-path "$model" "$@" \
+    > "$out/$name.json" 2> "$out/$name.err"
+  echo "$name rc=$? $(tr -d '\n ' < "$out/$name.json" | head -c 600)"
+}
+# The pipeline's defaults: batch sizes from the device's free memory, background tokenisation.
+bench embed_default
+# The hand-picked sizes behind the issue's 917k tokens/s, to see whether the device rule does as well.
+bench embed_budget_131072 --token-budget 131072 --max-batch-size 2048
+rm -rf "$out/cache"
