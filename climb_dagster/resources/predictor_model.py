@@ -3,7 +3,8 @@
 MLflow copies this file into the logged model and runs it when the model is loaded; the package never
 imports it. The ensemble members travel as LightGBM text files plus the JSON sidecar (Predictor.save),
 so nothing is pickled, and prediction goes through the same `Predictor` class as the search's own.
-Loading needs climb_dagster installed (the predictor's code is not copied into the model).
+The few package files the predictor imports travel in the model's `code/` (tracking.PREDICTOR_PACKAGE_FILES),
+so loading needs mlflow, lightgbm, numpy and scipy only, not climb_dagster.
 """
 
 import mlflow

@@ -44,10 +44,35 @@ LOCAL_UI_URL = "http://127.0.0.1:5000"
 # The predictor's MLflow model code (run by MLflow at load time, so never imported here) and its artifact key.
 PREDICTOR_CODE = Path(__file__).with_name("predictor_model.py")
 PREDICTOR_ARTIFACT = "predictor"
+# What the predictor imports from this package (the import closure of core.search.predictor; a test keeps the
+# two equal): copied into the logged model, so loading it needs mlflow, lightgbm, numpy and scipy, not us.
+PREDICTOR_PACKAGE_FILES = (
+    "__init__.py",
+    "core/__init__.py",
+    "core/direction.py",
+    "core/errors.py",
+    "core/search/__init__.py",
+    "core/search/pool.py",
+    "core/search/predictor.py",
+    "core/search/sampling.py",
+    "core/search/strategies.py",
+)
 MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 
 
 _SQLITE_READY: set[str] = set()
+
+
+def predictor_package(folder: Path) -> Path:
+    """`folder/climb_dagster` holding only PREDICTOR_PACKAGE_FILES, for the logged model's `code_paths`."""
+    import climb_dagster
+
+    source = Path(climb_dagster.__file__).parent
+    target = folder / "climb_dagster"
+    for name in PREDICTOR_PACKAGE_FILES:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        (target / name).write_bytes((source / name).read_bytes())
+    return target
 
 
 def _set_up_sqlite_store(uri: str) -> None:
@@ -302,12 +327,16 @@ class MlflowTracker(dg.ConfigurableResource):
                 run_id=run_id,
                 model_id=model.model_id,
             )
+            import numpy
+            import scipy
+
             with tempfile.TemporaryDirectory() as tmp:
                 target = os.path.join(tmp, "model")
                 mlflow.pyfunc.save_model(
                     target,
                     python_model=str(PREDICTOR_CODE),
                     artifacts={PREDICTOR_ARTIFACT: predictor_dir},
+                    code_paths=[str(predictor_package(Path(tmp) / "code"))],
                     signature=signature,
                     input_example=input_example,
                     mlflow_model=meta,
@@ -315,7 +344,8 @@ class MlflowTracker(dg.ConfigurableResource):
                     pip_requirements=[
                         f"mlflow=={mlflow.__version__}",
                         f"lightgbm=={lightgbm.__version__}",
-                        f"climb-dagster=={code_version()['version']}",
+                        f"numpy=={numpy.__version__}",
+                        f"scipy=={scipy.__version__}",
                     ],
                 )
                 client.log_model_artifacts(model.model_id, target)

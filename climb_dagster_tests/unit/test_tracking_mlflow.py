@@ -214,3 +214,54 @@ def test_artifact_location_only_for_local_stores(tmp_path):
     assert local.artifact_location() == (tmp_path / "a" / "climb").as_uri()
     server = MlflowTracker(tracking_uri="http://mlflow:5000", artifact_root=str(tmp_path / "a"))
     assert server.artifact_location() is None
+
+
+def test_predictor_package_files_are_the_import_closure_of_the_predictor() -> None:
+    import subprocess
+    import sys
+
+    from climb_dagster.resources.tracking import PREDICTOR_PACKAGE_FILES
+
+    code = """
+import pathlib, sys
+import climb_dagster.core.search.predictor
+root = pathlib.Path(sys.modules["climb_dagster"].__file__).parent
+names = [n for n in sys.modules if n.split(".")[0] == "climb_dagster"]
+print(" ".join(pathlib.Path(sys.modules[n].__file__).relative_to(root).as_posix() for n in names))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert set(done.stdout.split()) == set(PREDICTOR_PACKAGE_FILES)
+
+
+def test_logged_predictor_loads_where_climb_dagster_is_not_installed(tracked, tmp_path):
+    """A notebook or serving host with mlflow and lightgbm only: the model carries the predictor's code."""
+    import subprocess
+    import sys
+
+    import climb_dagster
+
+    logged, model, _ = tracked["rounds"][1]
+    table = tracked["evals"][1]
+    table.write_parquet(tmp_path / "table.parquet")
+    expected = load_predictor(model).predict(bootstrap.table_mixtures(table))
+    repo = str(Path(climb_dagster.__file__).resolve().parents[1])
+    code = f"""
+import importlib.util, os, sys
+sys.meta_path = [f for f in sys.meta_path if "__editable__" not in (getattr(f, "__module__", "") or "")]
+sys.path = [p for p in sys.path if p not in ("", {repo!r}) and os.path.abspath(p) != {repo!r}]
+assert importlib.util.find_spec("climb_dagster") is None, "climb_dagster is still importable"
+import mlflow, numpy as np, pandas as pd
+os.environ["MLFLOW_TRACKING_URI"] = {tracked["tracker"].tracking_uri!r}
+loaded = mlflow.pyfunc.load_model({logged.model_uri!r})
+got = loaded.predict(pd.read_parquet({str(tmp_path / "table.parquet")!r}))
+import climb_dagster
+assert "/code/climb_dagster/" in climb_dagster.__file__, climb_dagster.__file__
+print(" ".join(repr(float(x)) for x in np.asarray(got)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    np.testing.assert_allclose([float(x) for x in done.stdout.split()], expected, atol=1e-9)
