@@ -44,9 +44,9 @@ class PredictorConfig:
     # Tiny histories: at most n_train // leaf_rows_divisor rows per leaf, so trees can still split.
     leaf_rows_divisor: int = 12
     # Small histories: each level of tree depth needs twice the rows, depth = log2(n_train / depth_rows)
-    # clipped to [1, max_depth] (0 = always max_depth): 24 rows -> 2, 32-63 -> 3, 64+ -> 4. On RegMix's
-    # test pool (budget 56, 10 seeds, 13 targets) climb's mean regret was 0.0000 with 4, 0.0007 with
-    # depth 4 always and 0.0035 with 12 (stumps up to 47 rows); see README "Predictor depth".
+    # clipped to [1, max_depth] (0 = always max_depth): 24 rows -> 2, 32-63 -> 3, 64+ -> 4. Chosen for
+    # the out-of-fold Spearman of small proxy histories; RegMix's train pool cannot tell 0, 2 and 4 apart
+    # (within one stderr) and finds 8 worse; see README "Predictor depth".
     depth_rows: int = 4
     lambda_l1: float = 0.01
     lambda_l2: float = 0.1
