@@ -1,4 +1,8 @@
-"""round_k_mixtures: the mixtures this round trains proxies on, with their proxy-run keys."""
+"""round_k_mixtures: the mixtures this round trains proxies on, with their proxy-run keys.
+
+Round 1 is a graph: DoReMi's reference and DRO proxies train in a mapped step with the proxy steps' op tags
+(a GPU pod under Kubernetes), present only when the experiment is DoReMi; other rounds are one step.
+"""
 
 # No `from __future__ import annotations`: Dagster reads annotations at decoration time.
 
@@ -14,6 +18,7 @@ from climb_dagster.core.rounds import history_for_proposal, load_predictor, weig
 from climb_dagster.core.superclusters import supercluster_labels
 from climb_dagster.core.tables import named_weights
 from climb_dagster.core.timing import Timer
+from climb_dagster.k8s import PROXY_OP_TAGS
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.storage import ClimbStorage
 
@@ -31,17 +36,125 @@ def _doremi_proposal(
     )
 
 
+def _check_specs(k: int) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            "weights_valid",
+            asset=f"round_{k}_mixtures",
+            blocking=True,
+            description="Every mixture is finite, non-negative and sums to 1 over all super-clusters.",
+        ),
+        dg.AssetCheckSpec(
+            "budget_respected",
+            asset=f"round_{k}_mixtures",
+            blocking=True,
+            description="The round proposes exactly the number of proxies its budget plans.",
+        ),
+    ]
+
+
+def _propose(k: int, upstream: dict, doremi: dict | None):
+    """Mixtures to train proxies on in round k (round 1: Dirichlet around the token shares), then the
+    round's checks. `doremi`: what the DoReMi step answered, for a DoReMi experiment."""
+    from climb_dagster.core.hashing import proxy_run_key
+    from climb_dagster.core.search.strategies import propose_round
+
+    record = upstream["experiment"]
+    exp = record.config
+    prior = upstream["cluster_tokens"].prior()
+    if k > exp.n_rounds:
+        empty = bootstrap.mixtures_table(k, np.zeros((0, prior.size)), [])
+        yield dg.Output(empty, metadata={"active": False, "dagster/row_count": 0})
+        yield from _mixture_checks(k, empty, 0, prior.size)
+        return
+    timer = Timer()
+    extra: dict = {}
+    if exp.strategy == "doremi":
+        if doremi is None:
+            raise dg.Failure(
+                f"round {k}: a DoReMi experiment proposes in round 1 only, after its DoReMi step"
+            )
+        proposed, extra = np.asarray(doremi["weights"], dtype=np.float64), dict(doremi["info"])
+    else:
+        prev = [upstream[f"round_{j}_proxy_evaluations"] for j in range(1, k)]
+        hm, hs = history_for_proposal(prev, exp.target.direction)
+        predictor = load_predictor(upstream["predictor"]) if k > 1 and exp.strategy == "climb" else None
+        proposed = propose_round(exp.strategy_config(), k - 1, hm, hs, prior, exp.seed, predictor=predictor)
+    keys = [proxy_run_key(m.tolist(), record.proxy, exp.seed, record.data_key()) for m in proposed]
+    table = bootstrap.mixtures_table(k, proposed, keys)
+    labels = supercluster_labels(upstream["super_cluster_stats"], prior.size)
+    png = weights_bar_png(proposed, f"{record.name} round {k}: weights", labels)
+    shown = named_weights(table, labels).with_columns(pl.col(schema.PROXY_KEY).str.head(12))
+    yield dg.Output(
+        table,
+        metadata={
+            "active": True,
+            "dagster/row_count": table.height,
+            **extra,
+            "seconds": timer.rounded(3),
+            "mixtures": table_metadata(
+                shown, max_rows=50, decimals=3, descriptions={schema.PROXY_KEY: "first 12 characters"}
+            ),
+            "weights_plot": dg.MetadataValue.md(png_markdown(png, "weights")),
+        },
+    )
+    yield from _mixture_checks(k, table, exp.rounds[k - 1], prior.size)
+
+
+def _doremi_jobs_op(k: int) -> dg.OpDefinition:
+    @dg.op(name=f"round_{k}_doremi_jobs", out=dg.DynamicOut(str))
+    def jobs(record: ExperimentRecord):
+        """One mapped DoReMi step when the experiment is DoReMi, none otherwise (no pod, no GPU)."""
+        if record.config.strategy == "doremi" and k <= record.config.n_rounds:
+            yield dg.DynamicOutput("doremi", mapping_key="doremi")
+
+    return jobs
+
+
+def _doremi_op(k: int) -> dg.OpDefinition:
+    @dg.op(name=f"round_{k}_train_doremi", tags=PROXY_OP_TAGS)
+    def train(storage: ClimbStorage, record: ExperimentRecord, tokens: TokenStoreRef, job: str) -> dict:
+        """DoReMi's reference and DRO proxies (cached under proxy_runs/doremi-<hash>): its averaged weights
+        and the natural mixture, for the round to evaluate."""
+        proposed, info = _doremi_proposal(record, tokens, tokens.prior(), storage)
+        return {"weights": proposed.tolist(), "info": info}
+
+    return train
+
+
+def _propose_op(k: int) -> dg.OpDefinition:
+    @dg.op(
+        name=f"round_{k}_propose_mixtures",
+        out={"result": dg.Out(pl.DataFrame)}
+        # The round's checks: each is satisfied by the AssetCheckResult `_propose` yields for it.
+        | {spec.get_python_identifier(): dg.Out(dg.Nothing) for spec in _check_specs(k)},
+    )
+    def propose(
+        experiment: ExperimentRecord, cluster_tokens: TokenStoreRef, super_cluster_stats, doremi: list
+    ):
+        """The round's mixtures, DoReMi's answer among them when the DoReMi step ran."""
+        upstream = {
+            "experiment": experiment,
+            "cluster_tokens": cluster_tokens,
+            "super_cluster_stats": super_cluster_stats,
+        }
+        yield from _propose(k, upstream, doremi[0] if doremi else None)
+
+    return propose
+
+
 def mixtures_asset(k: int) -> dg.AssetsDefinition:
+    if k == 1:
+        return _first_mixtures_asset()
     prev_evals = [f"round_{j}_proxy_evaluations" for j in range(1, k)]
     ins = {
         "experiment": dg.AssetIn("experiment"),
         "cluster_tokens": dg.AssetIn("cluster_tokens"),
         # For the super-clusters' names in the table and plot.
         "super_cluster_stats": dg.AssetIn("super_cluster_stats"),
+        "predictor": dg.AssetIn(f"round_{k - 1}_predictor"),
     }
     ins |= {name: dg.AssetIn(name) for name in prev_evals}
-    if k > 1:
-        ins["predictor"] = dg.AssetIn(f"round_{k - 1}_predictor")
 
     @dg.asset(
         name=f"round_{k}_mixtures",
@@ -49,72 +162,47 @@ def mixtures_asset(k: int) -> dg.AssetsDefinition:
         group_name=f"round_{k}",
         ins=ins,
         kinds={"parquet"},
-        check_specs=[
-            dg.AssetCheckSpec(
-                "weights_valid",
-                asset=f"round_{k}_mixtures",
-                blocking=True,
-                description="Every mixture is finite, non-negative and sums to 1 over all super-clusters.",
-            ),
-            dg.AssetCheckSpec(
-                "budget_respected",
-                asset=f"round_{k}_mixtures",
-                blocking=True,
-                description="The round proposes exactly the number of proxies its budget plans.",
-            ),
-        ],
+        check_specs=_check_specs(k),
     )
-    def mixtures(context: dg.AssetExecutionContext, storage: ClimbStorage, **upstream):
-        """Mixtures to train proxies on in this round (round 1: Dirichlet around the token shares)."""
-        from climb_dagster.core.hashing import proxy_run_key
-        from climb_dagster.core.search.strategies import propose_round
-
-        record = upstream["experiment"]
-        exp = record.config
-        prior = upstream["cluster_tokens"].prior()
-        if k > exp.n_rounds:
-            empty = bootstrap.mixtures_table(k, np.zeros((0, prior.size)), [])
-            yield dg.Output(empty, metadata={"active": False, "dagster/row_count": 0})
-            yield from _mixture_checks(empty, 0, prior.size)
-            return
-        hm, hs = history_for_proposal([upstream[n] for n in prev_evals], exp.target.direction)
-        predictor = load_predictor(upstream["predictor"]) if k > 1 and exp.strategy == "climb" else None
-        timer = Timer()
-        extra: dict = {}
-        if exp.strategy == "doremi":
-            proposed, extra = _doremi_proposal(record, upstream["cluster_tokens"], prior, storage)
-        else:
-            proposed = propose_round(
-                exp.strategy_config(), k - 1, hm, hs, prior, exp.seed, predictor=predictor
-            )
-        keys = [proxy_run_key(m.tolist(), record.proxy, exp.seed, record.data_key()) for m in proposed]
-        table = bootstrap.mixtures_table(k, proposed, keys)
-        labels = supercluster_labels(upstream["super_cluster_stats"], prior.size)
-        png = weights_bar_png(proposed, f"{record.name} round {k}: weights", labels)
-        shown = named_weights(table, labels).with_columns(pl.col(schema.PROXY_KEY).str.head(12))
-        yield dg.Output(
-            table,
-            metadata={
-                "active": True,
-                "dagster/row_count": table.height,
-                **extra,
-                "seconds": timer.rounded(3),
-                "mixtures": table_metadata(
-                    shown, max_rows=50, decimals=3, descriptions={schema.PROXY_KEY: "first 12 characters"}
-                ),
-                "weights_plot": dg.MetadataValue.md(png_markdown(png, "weights")),
-            },
-        )
-        yield from _mixture_checks(table, exp.rounds[k - 1], prior.size)
+    def mixtures(**upstream):
+        """Mixtures to train proxies on in this round, proposed from the predictor of the round before."""
+        yield from _propose(k, upstream, None)
 
     return mixtures
 
 
-def _mixture_checks(table: pl.DataFrame, planned: int, n_clusters: int):
+def _first_mixtures_asset() -> dg.AssetsDefinition:
+    jobs, train, propose = _doremi_jobs_op(1), _doremi_op(1), _propose_op(1)
+
+    @dg.graph_asset(
+        name="round_1_mixtures",
+        partitions_def=experiments,
+        group_name="round_1",
+        ins={
+            "experiment": dg.AssetIn("experiment"),
+            "cluster_tokens": dg.AssetIn("cluster_tokens"),
+            "super_cluster_stats": dg.AssetIn("super_cluster_stats"),
+        },
+        kinds={"parquet"},
+        check_specs=_check_specs(1),
+    )
+    def round_1_mixtures(experiment, cluster_tokens, super_cluster_stats):
+        """Mixtures to train proxies on in round 1: Dirichlet around the token shares, or DoReMi's answer
+        beside the natural mixture (its proxies train in their own mapped step)."""
+        doremi = jobs(experiment).map(lambda job: train(experiment, cluster_tokens, job))
+        outs = propose(experiment, cluster_tokens, super_cluster_stats, doremi.collect())
+        return dict(zip(propose.output_dict, outs, strict=True))
+
+    return round_1_mixtures
+
+
+def _mixture_checks(k: int, table: pl.DataFrame, planned: int, n_clusters: int):
     """weights_valid: finite, >= 0, rows sum to 1 over all super-clusters; budget_respected: row count."""
     valid, seen = weights_valid(table, n_clusters)
-    yield dg.AssetCheckResult(check_name="weights_valid", passed=valid, metadata=seen)
+    asset = f"round_{k}_mixtures"
+    yield dg.AssetCheckResult(asset_key=asset, check_name="weights_valid", passed=valid, metadata=seen)
     yield dg.AssetCheckResult(
+        asset_key=asset,
         check_name="budget_respected",
         passed=table.height == planned,
         metadata={"rows": table.height, "planned": planned},
