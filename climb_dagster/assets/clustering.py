@@ -552,7 +552,7 @@ def super_clusters(
     ).to_numpy()
     labels = supercluster_labels(stats, stats.height)
     sizes_png = supercluster_sizes_png(stats.get_column(N_DOCS).to_list(), labels)
-    map_png = centroid_map_png(centroids, groups, sizes)
+    map_png = centroid_map_png(centroids, groups, sizes, labels)
     n_super = stats.height
     counts = merge_counts(len(centroids), pruned_clusters, n_super)
     return (

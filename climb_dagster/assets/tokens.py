@@ -15,6 +15,7 @@ from climb_dagster.assets.metadata import table as table_metadata
 from climb_dagster.core import schema
 from climb_dagster.core import storage as files
 from climb_dagster.core.records import TokenizerRef, TokenStoreRef
+from climb_dagster.core.superclusters import supercluster_labels
 from climb_dagster.core.timing import Timer
 from climb_dagster.resources.io_manager import LAZY
 from climb_dagster.resources.storage import ClimbStorage
@@ -84,6 +85,7 @@ def cluster_tokens(
     storage: ClimbStorage,
     proxy_tokenizer: TokenizerRef,
     super_clusters: pl.DataFrame,
+    super_cluster_stats: pl.DataFrame,
     raw_documents: dict,
     cluster_assignments: dict,
 ) -> dg.Output[TokenStoreRef]:
@@ -105,8 +107,14 @@ def cluster_tokens(
         files.upload_dir(store.path, target)
         n_tokens, n_docs, vocab = list(store.n_tokens), list(store.n_docs), store.vocab_size
     seconds = timer.seconds
+    # Named like everywhere else, with each super-cluster's token share (the natural mixture, round 1's prior).
     table = pl.DataFrame(
-        {schema.SUPER_CLUSTER: list(range(n_super)), schema.DOCUMENTS: n_docs, schema.TOKENS: n_tokens}
+        {
+            schema.SUPER_CLUSTER: supercluster_labels(super_cluster_stats, n_super),
+            schema.DOCUMENTS: n_docs,
+            schema.TOKENS: n_tokens,
+            "token_share": [round(t / max(sum(n_tokens), 1), 4) for t in n_tokens],
+        }
     )
     return dg.Output(
         TokenStoreRef(str(target), key, vocab, tuple(n_tokens), tuple(n_docs)),

@@ -50,23 +50,31 @@ def pca_2d(points: np.ndarray) -> np.ndarray:
     return out
 
 
-def centroid_map_png(centroids: np.ndarray, groups: np.ndarray, sizes: np.ndarray | None = None) -> bytes:
-    """2-D PCA map of cluster centroids coloured by super-cluster (-1 = pruned, grey crosses)."""
+def centroid_map_png(
+    centroids: np.ndarray,
+    groups: np.ndarray,
+    sizes: np.ndarray | None = None,
+    labels: Sequence[str] | None = None,
+) -> bytes:
+    """2-D PCA map of cluster centroids coloured by super-cluster (-1 = pruned, grey crosses); with `labels`
+    (one per super-cluster id) a legend names each colour."""
     c = np.asarray(centroids)
     g = np.asarray(groups)
     if c.ndim != 2 or len(c) != len(g) or len(c) == 0:
         raise ClimbInputError(f"centroids {c.shape} and groups {g.shape} do not match")
+    if labels is not None and len(labels) <= int(g.max(initial=-1)):
+        raise ClimbInputError(f"{len(labels)} labels for super-cluster ids up to {int(g.max())}")
     xy = pca_2d(c)
     s = np.asarray(sizes, dtype=np.float64) if sizes is not None else np.ones(len(c))
     area = 10 + 190 * s / max(float(s.max()), 1.0)
-    fig = _figure(5.5, 4.5)
+    fig = _figure(9.0 if labels is not None else 5.5, 4.5)
     ax = fig.add_subplot()
     pruned = g < 0
     if pruned.any():
         ax.scatter(xy[pruned, 0], xy[pruned, 1], s=15, c="#aaaaaa", marker="x", label="pruned")
     kept = ~pruned
     if kept.any():
-        ax.scatter(
+        points = ax.scatter(
             xy[kept, 0],
             xy[kept, 1],
             s=area[kept],
@@ -79,10 +87,15 @@ def centroid_map_png(centroids: np.ndarray, groups: np.ndarray, sizes: np.ndarra
         for sc in np.unique(g[kept]):
             cx, cy = xy[g == sc].mean(axis=0)
             ax.annotate(str(int(sc)), (cx, cy), fontsize=7, ha="center", va="center", weight="bold")
+            if labels is not None:
+                colour = points.cmap(points.norm(sc))
+                ax.scatter([], [], s=30, color=colour, edgecolors="k", linewidths=0.3, label=labels[int(sc)])
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title("Cluster centroids (PCA), numbered by super-cluster")
-    if pruned.any():
+    if labels is not None:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    elif pruned.any():
         ax.legend(loc="best", fontsize=7)
     return _png(fig)
 

@@ -64,7 +64,7 @@ def all_assets() -> list:
     return list(defs.assets) + list(defs.asset_checks or [])
 
 
-def materialize_proxy_data(instance: dg.DagsterInstance, resources: dict) -> None:
+def materialize_proxy_data(instance: dg.DagsterInstance, resources: dict) -> dg.ExecuteInProcessResult:
     """Register the two drops and materialize the proxy tokenizer (vocab 512) and the token store."""
     from climb_dagster.partitions import crawl_drops
 
@@ -77,6 +77,7 @@ def materialize_proxy_data(instance: dg.DagsterInstance, resources: dict) -> Non
         run_config={"ops": {"proxy_tokenizer": {"config": {"vocab_size": 512}}}},
     )
     assert result.success
+    return result
 
 
 def run_experiment(instance: dg.DagsterInstance, name: str, spec: dict, raise_on_error: bool = True):

@@ -12,10 +12,12 @@ from climb_dagster.assets.targets import documents_target
 from climb_dagster.core import schema, storage
 from climb_dagster.core.bootstrap import table_mixtures
 from climb_dagster.core.records import FinalMixture
+from climb_dagster.core.superclusters import supercluster_labels
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster_tests.assets.bootstrap_fixture import (
     DOMAINS,
     TINY_EXPERIMENT,
+    materialize_proxy_data,
     run_experiment,
     seed_clustered_corpus,
 )
@@ -321,6 +323,17 @@ def test_only_a_doremi_experiment_runs_the_doremi_step_and_it_is_tagged_like_a_p
     doremi = tags("round_1_mixtures", "round_1_train_doremi")
     assert doremi == tags("round_1_proxy_evaluations", "round_1_train_proxy")
     assert doremi[ACCELERATOR_TAG] == "gpu" and not tags("round_1_mixtures", "round_1_propose_mixtures")
+
+
+def test_token_store_table_names_each_super_cluster_with_its_token_share(pipeline):
+    from climb_dagster.resources.sets import build_resources
+
+    result = materialize_proxy_data(pipeline["instance"], build_resources())
+    rows = [r.data for r in _meta(result, "cluster_tokens")["per_super_cluster"].records]
+    stats = read_value(pipeline["root"] / "super_cluster_stats")
+    assert [r[schema.SUPER_CLUSTER] for r in rows] == supercluster_labels(stats, len(rows))
+    assert all(" " in r[schema.SUPER_CLUSTER] for r in rows), "labels carry top terms, not bare ids"
+    assert sum(r["token_share"] for r in rows) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_oof_warning_fires_when_the_predictor_ranks_worse_than_chance(pipeline, tmp_path):

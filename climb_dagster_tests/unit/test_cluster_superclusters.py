@@ -179,3 +179,16 @@ def test_plots_are_png() -> None:
     assert pca_2d(np.ones((3, 5))).shape == (3, 2)
     with pytest.raises(ClimbInputError):
         centroid_map_png(_centroids(), np.array([0]))
+
+
+def test_centroid_map_names_each_super_cluster_in_a_legend() -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    groups, sizes = np.array([0, 0, 0, 1, 1, 1, -1]), np.array([5, 5, 5, 1, 1, 1, 9])
+    plain = centroid_map_png(_centroids(), groups, sizes)
+    named = centroid_map_png(_centroids(), groups, sizes, ["00 postgres·query", "01 kernel·driver"])
+    assert Image.open(BytesIO(named)).width > Image.open(BytesIO(plain)).width  # room for the legend
+    with pytest.raises(ClimbInputError, match="1 labels for super-cluster ids up to 1"):
+        centroid_map_png(_centroids(), groups, sizes, ["00 postgres·query"])
