@@ -184,6 +184,7 @@ def test_duplicate_ids_across_drops_refused_by_cluster_tokens(tmp_path: Path):
             pl.DataFrame({schema.ID: ids, schema.CLUSTER: [0] * 3, schema.DISTANCE: [0.1] * 3}),
         )
     write_value(base / "super_clusters", pl.DataFrame({schema.CLUSTER: [0], schema.SUPER_CLUSTER: [0]}))
+    write_value(base / "super_cluster_stats", pl.DataFrame({schema.SUPER_CLUSTER: [0]}))
     from climb_dagster.core.proxy.tokens import train_tokenizer
 
     # Drops are read once, while tokenizing: the tokenizer must exist for the refusal to be reached.
