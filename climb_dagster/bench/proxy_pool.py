@@ -28,11 +28,16 @@ def _init(lab: Any) -> None:
     _LAB = replace(lab, store=TokenStore.open(lab.store))
 
 
-def _score(job: tuple[np.ndarray, int, tuple[str, ...]]) -> list[float]:
+def _lab_scores(lab: Any, job: tuple[np.ndarray, int, tuple[str, ...]]) -> list[float]:
+    """One proxy of `lab` trained on the job's mixture and seed, scored on the lab's targets it names."""
     from climb_dagster.bench.e2e import proxy_scores
 
     mixture, seed, names = job
-    return proxy_scores(_LAB, mixture, seed, [getattr(_LAB, n) for n in names])
+    return proxy_scores(lab, mixture, seed, [getattr(lab, n) for n in names])
+
+
+def _score(job: tuple[np.ndarray, int, tuple[str, ...]]) -> list[float]:
+    return _lab_scores(_LAB, job)
 
 
 def default_workers() -> int:
@@ -63,12 +68,8 @@ class ProxyPool:
             self._pool = None
 
     def scores(self, jobs: list[tuple[np.ndarray, int, tuple[str, ...]]]) -> list[list[float]]:
-        from climb_dagster.bench.e2e import proxy_scores
-
         if self.workers == 1 or len(jobs) <= 1:
-            return [
-                proxy_scores(self.lab, m, s, [getattr(self.lab, n) for n in names]) for m, s, names in jobs
-            ]
+            return [_lab_scores(self.lab, job) for job in jobs]
         if self._pool is None:
             portable = replace(self.lab, store=self.lab.store.path)
             # An executor, not multiprocessing.Pool: a worker that dies (or fails to start) raises
