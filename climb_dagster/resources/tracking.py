@@ -7,11 +7,12 @@ experiment -> round -> proxy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,6 +62,21 @@ MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 
 
 _SQLITE_READY: set[str] = set()
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    """Environment variables set for the duration of the block, then restored."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def predictor_package(folder: Path) -> Path:
@@ -330,7 +346,9 @@ class MlflowTracker(dg.ConfigurableResource):
             import numpy
             import scipy
 
-            with tempfile.TemporaryDirectory() as tmp:
+            # save_model validates the input example by copying the model's files with a progress bar per
+            # copy (three lines in a step's log for nine small files); MLflow reads the switch per call.
+            with tempfile.TemporaryDirectory() as tmp, _environ(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
                 target = os.path.join(tmp, "model")
                 mlflow.pyfunc.save_model(
                     target,

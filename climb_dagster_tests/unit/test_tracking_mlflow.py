@@ -265,3 +265,18 @@ print(" ".join(repr(float(x)) for x in np.asarray(got)))
     )
     assert done.returncode == 0, done.stderr[-3000:]
     np.testing.assert_allclose([float(x) for x in done.stdout.split()], expected, atol=1e-9)
+
+
+def test_logging_a_predictor_prints_no_progress_bars(tmp_path, capfd, monkeypatch):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    tracker = MlflowTracker(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "artifacts")
+    )
+    capfd.readouterr()
+    logged, _, _ = _round(tracker, _record("quiet"), [_evaluations(1, 20, 1, time.time())], 1)
+    assert logged.model_uri
+    assert "Downloading artifacts" not in capfd.readouterr().err
+    assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ, "the switch is restored"
