@@ -325,6 +325,20 @@ def test_only_a_doremi_experiment_runs_the_doremi_step_and_it_is_tagged_like_a_p
     assert doremi[ACCELERATOR_TAG] == "gpu" and not tags("round_1_mixtures", "round_1_propose_mixtures")
 
 
+def test_round_1_weights_check_still_blocks_the_proxies(pipeline, monkeypatch):
+    """round_1_mixtures is a graph (DoReMi's step): its blocking checks must still stop the round."""
+    from climb_dagster.core.search import strategies
+
+    real = strategies.propose_round
+    monkeypatch.setattr(strategies, "propose_round", lambda *a, **k: real(*a, **k) * 2.0)
+    result = run_experiment(pipeline["instance"], "tiny-badweights", pipeline["spec"], raise_on_error=False)
+    assert not result.success
+    failed = {e.step_key for e in result.all_events if e.is_step_failure}
+    assert failed == {"round_1_mixtures.round_1_propose_mixtures"}
+    started = {e.step_key for e in result.all_events if e.is_step_start}
+    assert not [s for s in started if s.startswith("round_1_proxy_evaluations")]
+
+
 def test_token_store_table_names_each_super_cluster_with_its_token_share(pipeline):
     from climb_dagster.resources.sets import build_resources
 
