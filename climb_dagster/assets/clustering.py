@@ -20,7 +20,13 @@ from climb_dagster.core import schema
 from climb_dagster.core.artifacts import TensorBundle
 from climb_dagster.core.configs import core_config
 from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.kmeans import KMeansConfig, assign_clusters, fit_centroids, nonfinite_rows
+from climb_dagster.core.kmeans import (
+    KMeansConfig,
+    assign_clusters,
+    fit_centroids,
+    nonfinite_rows,
+    thin_sample,
+)
 from climb_dagster.core.plots import (
     centroid_map_png,
     png_markdown,
@@ -184,6 +190,8 @@ def cluster_centroids(
     context.log.info(f"fitting k-means over {len(counts)} drops, {sum(counts.values())} documents")
     fit = fit_centroids(counts, lambda key, idx: array(key)[idx], kcfg)
     k = len(fit.centroids)
+    if (thin := thin_sample(fit)) is not None:
+        context.log.warning(thin)
     meta = {
         "metric": kcfg.metric,
         "seed": str(kcfg.seed),

@@ -178,6 +178,9 @@ def fit_centroids(counts: Mapping[str, int], read_rows: RowReader, config: KMean
         seed=config.seed,
         spherical=config.metric == "cosine",
         max_points_per_centroid=config.max_points_per_centroid,
+        # FAISS prints its own "please provide at least ..." line to stderr, outside any log; the caller
+        # reports thin samples instead (`thin_sample`).
+        min_points_per_centroid=1,
         verbose=False,
         gpu=_use_gpu(config.device),
     )
@@ -193,6 +196,22 @@ def fit_centroids(counts: Mapping[str, int], read_rows: RowReader, config: KMean
         objective=float(km.obj[-1]) if len(km.obj) else float("nan"),
         sample_seconds=sample_seconds,
         fit_seconds=time.perf_counter() - t1,
+    )
+
+
+# FAISS's own floor of sampled points per centroid before it warns (ClusteringParameters default).
+FAISS_MIN_POINTS_PER_CENTROID = 39
+
+
+def thin_sample(fit: KMeansFit) -> str | None:
+    """A warning when the fit had fewer sampled points per centroid than FAISS recommends, else None."""
+    k = len(fit.centroids)
+    if fit.n_sample >= FAISS_MIN_POINTS_PER_CENTROID * k:
+        return None
+    return (
+        f"k-means fit {k} centroids on {fit.n_sample} sampled documents ({fit.n_sample / k:.1f} per centroid; "
+        f"FAISS recommends at least {FAISS_MIN_POINTS_PER_CENTROID}): centroids are noisy, lower K_init "
+        "(n_clusters) for a corpus this small"
     )
 
 

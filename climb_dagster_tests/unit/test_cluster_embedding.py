@@ -233,16 +233,25 @@ def test_onnx_export_is_cached_and_complete(
     np.testing.assert_array_equal(SentenceEmbedder.load(config).embed(TEXTS), first)
 
 
-def test_onnx_export_traces_eager_attention(tiny_model: Path, tmp_path: Path) -> None:
+def test_onnx_export_traces_eager_attention(
+    tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The SDPA trace guards each layer's attention with IsNaN/Where (1.43x slower on demo documents); the
-    export traces eager attention instead and leaves the caller's model as it was."""
+    export traces eager attention instead and leaves the caller's model as it was. ORT's pre-processing
+    hint is not logged, and the root logger keeps its filters."""
+    import logging
+
     import onnx
     from transformers import AutoModel
 
     from climb_dagster.core import embedding_onnx
 
     model = AutoModel.from_pretrained(str(tiny_model), attn_implementation="sdpa").eval()
-    path = embedding_onnx.export_int8(model, ("input_ids", "attention_mask"), tmp_path)
+    filters = list(logging.getLogger().filters)
+    with caplog.at_level(logging.INFO):
+        path = embedding_onnx.export_int8(model, ("input_ids", "attention_mask"), tmp_path)
+    assert not [r for r in caplog.records if "pre-processing" in r.getMessage()]
+    assert logging.getLogger().filters == filters
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert "Softmax" in ops and "IsNaN" not in ops and "MatMulInteger" in ops
     assert model.config._attn_implementation == "sdpa"

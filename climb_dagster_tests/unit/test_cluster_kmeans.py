@@ -143,3 +143,13 @@ def test_centroid_memory_does_not_grow_with_corpus(tmp_path: Path) -> None:
         peak_large,
         corpus_bytes,
     )
+
+
+def test_a_thin_sample_is_reported_by_us_not_printed_by_faiss(capfd: pytest.CaptureFixture) -> None:
+    from climb_dagster.core.kmeans import thin_sample
+
+    capfd.readouterr()
+    fit = fit_centroids_on_arrays({"d1": blobs(200)[0]}, KMeansConfig(n_clusters=16, seed=1))
+    assert "please provide" not in capfd.readouterr().err
+    assert "12.5 per centroid" in (thin_sample(fit) or "")
+    assert thin_sample(fit_centroids_on_arrays({"d1": blobs(3000)[0]}, KMeansConfig(n_clusters=4))) is None
