@@ -96,7 +96,14 @@ def train_doremi(
     import torch
 
     from climb_dagster.core.proxy.model import torch_threads
-    from climb_dagster.core.proxy.train import initial_model, lr_at, make_optimizer, train_proxy
+    from climb_dagster.core.proxy.train import (
+        initial_model,
+        lr_at,
+        make_optimizer,
+        optimizer_update,
+        set_lr,
+        train_proxy,
+    )
 
     dro = dro or DoReMiConfig()
     p = validate_mixture(prior, store.n_clusters, what="prior")
@@ -139,9 +146,12 @@ def train_doremi(
         total = np.zeros(d)
         losses = []
         bs = tcfg.batch_size
+
+        def clip() -> None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+
         for step in range(tcfg.steps):
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, tcfg)
+            set_lr(opt, lr_at(step, tcfg))
             rows = slice(step * bs, (step + 1) * bs)
             loss_w = _window_losses(model, data[rows])
             lab = labels[rows]
@@ -158,10 +168,7 @@ def train_doremi(
             weights_t = torch.as_tensor(alpha, dtype=loss_w.dtype, device=device)
             loss = (weights_t * mean_loss).sum()
             loss.backward()
-            if tcfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            optimizer_update(opt, None, clip if tcfg.grad_clip > 0 else None)
             losses.append(float(loss_w.detach().mean()))
             if not np.isfinite(losses[-1]):
                 raise ClimbInputError(f"DoReMi DRO proxy diverged: loss {losses[-1]} at step {step}")

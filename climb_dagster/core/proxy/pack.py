@@ -50,7 +50,9 @@ from climb_dagster.core.proxy.train import (
     initial_model,
     lr_at,
     make_optimizer,
+    optimizer_update,
     save_proxy,
+    set_lr,
     summarize,
 )
 
@@ -325,24 +327,17 @@ def _pack_loop(
     outcome = _Outcome()
     report_every = max(1, steps // 20)
     checked = 0
+
+    def clip() -> None:
+        clip_per_member(params, tcfg.grad_clip)  # `params` is rebound when members are dropped
+
     for step in range(steps):
-        lr = lr_at(step, tcfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        set_lr(opt, lr_at(step, tcfg))
         x, y = batches.get(step)
         if len(active) < m:
             x, y = x.index_select(0, active_t), y.index_select(0, active_t)
         losses = forward.forward_backward((x, y), backward, reset)
-        if scaler is not None:
-            scaler.unscale_(opt)
-        if tcfg.grad_clip > 0:
-            clip_per_member(params, tcfg.grad_clip)
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
-        opt.zero_grad(set_to_none=True)
+        optimizer_update(opt, scaler, clip if tcfg.grad_clip > 0 else None)
         loss_buf[step].index_copy_(0, active_t, losses.detach().float())
         last = step == steps - 1
         if (step + 1) % tcfg.check_every == 0 or last:

@@ -106,6 +106,25 @@ def make_optimizer(model: Any, cfg: ProxyTrainConfig, member_dims: int = 0) -> A
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=True)
 
 
+def set_lr(opt: Any, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def optimizer_update(opt: Any, scaler: Any, clip: Callable[[], None] | None) -> None:
+    """One optimizer step after the backward: unscale (fp16), clip, step, clear the gradients."""
+    if scaler is not None:
+        scaler.unscale_(opt)
+    if clip is not None:
+        clip()
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def _downsample(losses: np.ndarray, points: int = 20) -> list[tuple[int, float]]:
     """About `points` (step, mean loss over the preceding interval) pairs: a curve small enough for metadata."""
     n = losses.size
@@ -314,22 +333,15 @@ def _loop(
     loss_buf = torch.empty(steps, dtype=torch.float32, device=rt.device)
     report_every = max(1, steps // 20)
     checked = 0
+
+    def clip() -> None:
+        torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip, foreach=True)
+
     for step in range(steps):
-        lr = lr_at(step, tcfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        set_lr(opt, lr_at(step, tcfg))
         x, y = batches.get(step)
         loss = forward.forward_backward((x, y), backward, reset)
-        if scaler is not None:
-            scaler.unscale_(opt)
-        if tcfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip, foreach=True)
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
-        opt.zero_grad(set_to_none=True)
+        optimizer_update(opt, scaler, clip if tcfg.grad_clip > 0 else None)
         loss_buf[step] = loss.detach()
         last = step == steps - 1
         if (step + 1) % tcfg.check_every == 0 or last:
