@@ -103,16 +103,17 @@ def load_texts(pattern: str | None, max_docs: int = 20_000) -> tuple[list[str], 
         if not files:
             continue
         if files[0].endswith(".parquet"):
-            import polars as pl
+            # pyarrow, not polars: GPU machines this bench is meant for may lack polars.
+            import pyarrow.parquet as pq
 
-            frames = [pl.read_parquet(f) for f in files]
-            df = pl.concat(
-                [
-                    f.select("text", pl.col("domain") if "domain" in f.columns else pl.lit(n).alias("domain"))
-                    for n, f in zip(files, frames, strict=True)
-                ]
-            )
-            pairs = list(zip(df["text"].to_list(), df["domain"].to_list(), strict=True))
+            pairs = []
+            for f in files:
+                table = pq.read_table(f)
+                texts = table.column("text").to_pylist()
+                groups = (
+                    table.column("domain").to_pylist() if "domain" in table.column_names else [f] * len(texts)
+                )
+                pairs += list(zip(texts, groups, strict=True))
         else:
             pairs = []
             for f in files:

@@ -31,7 +31,8 @@ def test_embed_bench_reports_speed_agreement_and_chosen_sizes(
 
 def test_embed_bench_imports_nothing_a_bare_gpu_machine_lacks() -> None:
     """The GPU machines this bench is meant for have torch, transformers, sentence-transformers and pyarrow,
-    but not polars, dagster, faiss, lightgbm or onnxruntime: the bench and the embedder must not need them."""
+    but not polars, dagster, faiss, lightgbm or onnxruntime: bench embed, bench proxy's corpus and the embedder
+    must not need them."""
     import subprocess
     import sys
 
@@ -43,6 +44,9 @@ def test_embed_bench_imports_nothing_a_bare_gpu_machine_lacks() -> None:
         "from climb_dagster.core import embedding, embedding_gpu\n"
         "t = sample_table(DEMO_DATA, 5, 0)\n"
         "assert t.num_rows == 5 and 'drop' in t.column_names, t.column_names\n"
+        "from climb_dagster.bench import proxy\n"
+        "texts, groups, _ = proxy.load_texts(None)\n"
+        "assert len(texts) == len(groups) > 1000\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
