@@ -65,18 +65,17 @@ _SQLITE_READY: set[str] = set()
 
 
 @contextlib.contextmanager
-def _environ(**values: str) -> Iterator[None]:
-    """Environment variables set for the duration of the block, then restored."""
-    before = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
+def _mlflow_switch(variable: Any, value: str) -> Iterator[None]:
+    """One of MLflow's environment switches (`mlflow.environment_variables`) set for the block, then restored."""
+    before = variable.get_raw()
+    variable.set(value)
     try:
         yield
     finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        if before is None:
+            variable.unset()
+        else:
+            variable.set(before)
 
 
 def predictor_package(folder: Path) -> Path:
@@ -348,7 +347,9 @@ class MlflowTracker(dg.ConfigurableResource):
 
             # save_model validates the input example by copying the model's files with a progress bar per
             # copy (three lines in a step's log for nine small files); MLflow reads the switch per call.
-            with tempfile.TemporaryDirectory() as tmp, _environ(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
+            from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR as BARS
+
+            with tempfile.TemporaryDirectory() as tmp, _mlflow_switch(BARS, "false"):
                 target = os.path.join(tmp, "model")
                 mlflow.pyfunc.save_model(
                     target,
