@@ -70,7 +70,9 @@ class EmbedderConfig:
 
     Args:
         model_path: local sentence-transformers folder; None = the shipped all-MiniLM-L6-v2.
-        device: "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:N" or "mps".
+        device: "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:N" or "mps"; several GPUs of a
+            node: "cuda:all" or "cuda:0,cuda:1" (`embedding_gpu.load_embedder`: one model per GPU, a drop
+            split into contiguous shards).
         precision: "auto" (CUDA: bf16 or fp16; CPU: bf16 where the CPU has native bf16, else "onnx-int8"
             when onnxruntime is installed, else fp32; bf16 keeps cosine >= 0.999 with fp32 on MiniLM),
             "fp32" (exact), "bf16", "fp16" (CUDA only), "int8" (CPU: torch dynamic int8 on the attention
@@ -107,8 +109,10 @@ class EmbedderConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ClimbInputError(f"precision={self.precision!r}: expected one of {PRECISIONS}")
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
-            raise ClimbInputError(f"device={self.device!r}: expected auto, cpu, mps, cuda or cuda:N")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?|cuda:all|cuda:\d+(,cuda:\d+)+", self.device):
+            raise ClimbInputError(
+                f"device={self.device!r}: expected auto, cpu, mps, cuda, cuda:N, cuda:all or cuda:0,cuda:1,..."
+            )
         for name in ("token_budget", "max_batch_size", "chunk_docs", "max_windows"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ClimbInputError(f"{name}={getattr(self, name)!r}: must be >= 1")

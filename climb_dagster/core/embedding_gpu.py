@@ -1,7 +1,8 @@
 """Sizing embedding and assignment work from a device's free memory, and sharding a drop across GPUs.
 
-Pure arithmetic on given figures (free bytes, model shape), so the rules are tested on CPUs; the callers
-read the figures from `torch.cuda.mem_get_info`.
+The sizing rules are pure arithmetic on given figures (free bytes, model shape), so they are tested on
+CPUs; the callers read the figures from `torch.cuda.mem_get_info`. `ShardedEmbedder` runs one embedder per
+GPU of a node on contiguous shards of a drop (tested with CPU embedders).
 """
 
 from __future__ import annotations
@@ -81,17 +82,102 @@ def shard_ranges(n: int, parts: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
-def embed_sharded(
-    texts: Sequence[str], devices: Sequence[str], embed_on: Callable[[str, Sequence[str]], np.ndarray]
-) -> np.ndarray:
-    """Embed contiguous shards of `texts` on several devices at once and put the rows back in order.
+def device_list(device: str) -> list[str] | None:
+    """The devices of a multi-device setting: "cuda:all" (every visible GPU) or "cuda:0,cuda:1"; None for
+    one device ("auto", "cpu", "cuda", "cuda:N", "mps")."""
+    if device == "cuda:all":
+        import torch
 
-    `embed_on(device, shard)` runs one device's model; threads suffice because the GPU kernels and the
-    tokenizers release the GIL.
+        n = torch.cuda.device_count()
+        if n == 0:
+            raise ClimbInputError("device='cuda:all': no CUDA device is visible on this machine")
+        return [f"cuda:{i}" for i in range(n)]
+    if "," not in device:
+        return None
+    names = [d.strip() for d in device.split(",")]
+    if len(set(names)) != len(names):
+        raise ClimbInputError(f"device={device!r}: a device is listed twice")
+    return names
+
+
+def load_embedder(config: Any) -> Any:
+    """A `SentenceEmbedder` for one device, or a `ShardedEmbedder` with one per device of a multi-device
+    setting (each loads its own copy of the model)."""
+    from dataclasses import replace
+
+    from climb_dagster.core.embedding import SentenceEmbedder
+
+    devices = device_list(config.device)
+    if devices is None:
+        return SentenceEmbedder.load(config)
+    return ShardedEmbedder([SentenceEmbedder.load(replace(config, device=d)) for d in devices])
+
+
+class ShardedEmbedder:
+    """Several embedders (one per GPU of a node) used as one: `embed` splits the texts into contiguous
+    shards, embeds them at once and writes each into its slice of `out`, so rows keep the input order.
+
+    Threads suffice: the GPU kernels and the Rust tokenizers release the GIL.
     """
-    ranges = shard_ranges(len(texts), len(devices))
-    if not ranges:
-        return embed_on(devices[0], [])
-    with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
-        parts = list(pool.map(lambda d, r: embed_on(d, texts[r[0] : r[1]]), devices, ranges))
-    return np.concatenate(parts, axis=0)
+
+    def __init__(self, embedders: Sequence[Any]) -> None:
+        if not embedders:
+            raise ClimbInputError("ShardedEmbedder needs at least one embedder")
+        self.embedders = list(embedders)
+        first = self.embedders[0]
+        self.spec, self.precision, self.max_length = first.spec, first.precision, first.max_length
+        self.dimension, self.token_budget, self.max_batch_size = (
+            first.dimension,
+            first.token_budget,
+            first.max_batch_size,
+        )
+        self.device = ",".join(e.device for e in self.embedders)
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        progress: Callable[[Any], None] | None = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Like `SentenceEmbedder.embed`; progress reports the shards' sums (elapsed: the slowest shard)."""
+        import threading
+
+        from climb_dagster.core.embedding import EmbedProgress
+
+        texts = list(texts)
+        n = len(texts)
+        if out is None:
+            out = np.zeros((n, self.dimension), dtype=np.float32)
+        ranges = shard_ranges(n, len(self.embedders))
+        if not ranges:
+            return self.embedders[0].embed(texts, progress=progress, out=out)
+        latest: dict[int, Any] = {}
+        lock = threading.Lock()
+
+        def reporter(shard: int) -> Callable[[Any], None] | None:
+            if progress is None:
+                return None
+
+            def report(p: Any) -> None:
+                with lock:
+                    latest[shard] = p
+                    snaps = list(latest.values())
+                    progress(
+                        EmbedProgress(
+                            docs_done=sum(s.docs_done for s in snaps),
+                            docs_total=n,
+                            tokens_done=sum(s.tokens_done for s in snaps),
+                            elapsed_s=max(s.elapsed_s for s in snaps),
+                        )
+                    )
+
+            return report
+
+        with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
+            futures = [
+                pool.submit(e.embed, texts[a:b], reporter(i), out[a:b])
+                for i, (e, (a, b)) in enumerate(zip(self.embedders, ranges, strict=False))
+            ]
+            for future in futures:
+                future.result()
+        return out

@@ -9,9 +9,10 @@ from pydantic import Field
 
 from climb_dagster.core.configs import core_config
 from climb_dagster.core.embedding import EmbedderConfig, SentenceEmbedder
+from climb_dagster.core.embedding_gpu import ShardedEmbedder, load_embedder
 from climb_dagster.core.settings import Settings
 
-_CACHE: dict[EmbedderConfig, SentenceEmbedder] = {}
+_CACHE: dict[EmbedderConfig, SentenceEmbedder | ShardedEmbedder] = {}
 _LOCK = threading.Lock()
 
 
@@ -27,7 +28,10 @@ class EmbeddingModelResource(dg.ConfigurableResource):
     model_path: str | None = Field(
         default=None, description="Local sentence-transformers folder; null: the shipped all-MiniLM-L6-v2."
     )
-    device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N or mps.")
+    device: str = Field(
+        default="auto",
+        description="auto (CUDA when present), cpu, cuda, cuda:N, mps; several GPUs: cuda:all or cuda:0,cuda:1.",
+    )
     precision: str = Field(
         default="auto",
         description="auto, fp32 (exact), bf16, fp16 (CUDA), int8 or onnx-int8 (CPU); see EmbedderConfig.",
@@ -57,12 +61,13 @@ class EmbeddingModelResource(dg.ConfigurableResource):
     def embedder_config(self) -> EmbedderConfig:
         return core_config(EmbedderConfig, self)
 
-    def load(self) -> SentenceEmbedder:
-        """The loaded model; loaded once per process and config (runs reuse it under in-process executors)."""
+    def load(self) -> SentenceEmbedder | ShardedEmbedder:
+        """The loaded model (one per GPU for a multi-GPU `device`); loaded once per process and config (runs
+        reuse it under in-process executors)."""
         config = self.embedder_config()
         with _LOCK:
             if config not in _CACHE:
-                _CACHE[config] = SentenceEmbedder.load(config)
+                _CACHE[config] = load_embedder(config)
             return _CACHE[config]
 
 

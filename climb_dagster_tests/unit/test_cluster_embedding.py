@@ -376,3 +376,19 @@ def test_batch_sizes_default_per_device_and_follow_the_config(tiny_model: Path) 
     ).embed(TEXTS)
     whole = SentenceEmbedder.load(EmbedderConfig(model_path=str(tiny_model), precision="fp32")).embed(TEXTS)
     np.testing.assert_allclose(small, whole, atol=1e-5)
+
+
+def test_sharded_embedder_of_real_models_matches_one_model(tiny_model: Path, tmp_path: Path) -> None:
+    """Two copies of the model on contiguous shards (as on two GPUs) give the one model's rows, in order,
+    streamed into a scratch file."""
+    from climb_dagster.core.embedding import scratch_rows
+    from climb_dagster.core.embedding_gpu import ShardedEmbedder
+
+    config = EmbedderConfig(model_path=str(tiny_model), precision="fp32", device="cpu")
+    one = SentenceEmbedder.load(config)
+    texts = TEXTS * 3
+    sharded = ShardedEmbedder([SentenceEmbedder.load(config), SentenceEmbedder.load(config)])
+    rows = scratch_rows(tmp_path, len(texts), sharded.dimension)
+    got = sharded.embed(texts, out=rows)
+    np.testing.assert_allclose(got, one.embed(texts), atol=1e-5)
+    assert sharded.device == "cpu,cpu" and sharded.precision == "fp32"

@@ -8,8 +8,9 @@ import pytest
 from climb_dagster.core.embedding_gpu import (
     BUDGET_QUANTUM,
     EncoderShape,
+    ShardedEmbedder,
     batch_cap,
-    embed_sharded,
+    device_list,
     rows_per_chunk,
     shard_ranges,
     token_budget_from_memory,
@@ -52,14 +53,54 @@ def test_shards_cover_every_row_once_in_order(n: int, parts: int) -> None:
         assert max(sizes) - min(sizes) <= 1
 
 
-def test_embed_sharded_restores_order_across_devices() -> None:
+class _FakeEmbedder:
+    """Writes [text as float, its device index] rows and reports progress once at the end."""
+
+    def __init__(self, index: int) -> None:
+        self.index, self.device, self.dimension = index, f"cuda:{index}", 2
+        self.spec = self.precision = self.max_length = self.token_budget = self.max_batch_size = None
+        self.seen = 0
+
+    def embed(self, texts, progress=None, out=None):  # noqa: ANN001, ANN201
+        from climb_dagster.core.embedding import EmbedProgress
+
+        self.seen = len(texts)
+        out[:] = np.array([[float(t), float(self.index)] for t in texts], dtype=np.float32).reshape(-1, 2)
+        if progress is not None:
+            progress(EmbedProgress(len(texts), len(texts), 10 * len(texts), 1.0 + self.index))
+        return out
+
+
+def test_sharded_embedder_fills_each_shard_in_place_in_order_and_sums_progress() -> None:
     texts = [str(i) for i in range(11)]
-    seen: dict[str, int] = {}
-
-    def embed_on(device: str, shard: list[str]) -> np.ndarray:
-        seen[device] = len(shard)
-        return np.array([[float(t), float(device[-1])] for t in shard], dtype=np.float32).reshape(-1, 2)
-
-    out = embed_sharded(texts, ["cuda:0", "cuda:1", "cuda:2"], embed_on)
+    fakes = [_FakeEmbedder(i) for i in range(3)]
+    sharded = ShardedEmbedder(fakes)
+    out = np.full((11, 2), np.nan, dtype=np.float32)
+    reports: list = []
+    assert sharded.embed(texts, progress=reports.append, out=out) is out
     np.testing.assert_array_equal(out[:, 0], np.arange(11))
-    assert sorted(seen.values()) == [3, 4, 4] and list(out[:4, 1]) == [0, 0, 0, 0]
+    assert sorted(f.seen for f in fakes) == [3, 4, 4] and list(out[:4, 1]) == [0, 0, 0, 0]
+    last = reports[-1]
+    assert (last.docs_done, last.docs_total, last.tokens_done, last.elapsed_s) == (11, 11, 110, 3.0)
+    assert sharded.device == "cuda:0,cuda:1,cuda:2" and sharded.dimension == 2
+    assert ShardedEmbedder(fakes).embed([]).shape == (0, 2)
+
+
+def test_device_list_names_every_gpu_of_a_multi_gpu_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from climb_dagster.core.embedding import EmbedderConfig
+
+    assert device_list("cuda") is None and device_list("cpu") is None and device_list("cuda:1") is None
+    assert device_list("cuda:0,cuda:2") == ["cuda:0", "cuda:2"]
+    with pytest.raises(ClimbInputError, match="listed twice"):
+        device_list("cuda:0,cuda:0")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert device_list("cuda:all") == ["cuda:0", "cuda:1"]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(ClimbInputError, match="no CUDA device"):
+        device_list("cuda:all")
+    assert EmbedderConfig(device="cuda:all").device == "cuda:all"
+    assert EmbedderConfig(device="cuda:0,cuda:1").device == "cuda:0,cuda:1"
+    with pytest.raises(ClimbInputError, match="cuda:all"):
+        EmbedderConfig(device="cuda:0,cpu")
