@@ -290,3 +290,32 @@ def test_document_quality_reads_a_raters_file(setup: dict, tmp_path) -> None:
     )
     assert result.success
     assert _meta(result, "document_quality")["raters"].value == "gopher (x1), strict (x3)"
+
+
+class _TwoModelCopies(EmbeddingModelResource):
+    """The multi-GPU path on a CPU: two copies of the model, each embedding half of the drop."""
+
+    def load(self):  # noqa: ANN201
+        from climb_dagster.core.embedding import SentenceEmbedder
+        from climb_dagster.core.embedding_gpu import ShardedEmbedder
+
+        config = self.embedder_config()
+        return ShardedEmbedder([SentenceEmbedder.load(config), SentenceEmbedder.load(config)])
+
+
+def test_document_embeddings_through_a_sharded_embedder_match_one_model(
+    setup: dict, tiny_model: Path
+) -> None:
+    key = "drop-0001"
+    setup["instance"].add_dynamic_partitions(crawl_drops.name, [key])
+    assert _materialize(setup, ["raw_documents", "document_embeddings"], key).success
+    one = np.load(setup["store"] / "document_embeddings" / f"{key}.npy", allow_pickle=False)
+    two = {
+        **setup["resources"],
+        "embedder": _TwoModelCopies(model_path=str(tiny_model), precision="fp32", progress_interval_s=0),
+    }
+    r = _materialize({**setup, "resources": two}, ["document_embeddings"], key)
+    assert r.success and _meta(r, "document_embeddings")["device"].value == "cpu,cpu"
+    sharded = np.load(setup["store"] / "document_embeddings" / f"{key}.npy", allow_pickle=False)
+    np.testing.assert_allclose(sharded, one, atol=1e-5)
+    assert _meta(r, "document_embeddings")["dagster/row_count"].value == one.shape[0]
