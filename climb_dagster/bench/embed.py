@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model-path", default=None, help="sentence-transformers folder (default: MiniLM)")
     parser.add_argument("--precision", default="auto", help="auto|fp32|bf16|fp16|int8 for our side")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | cuda:all | cuda:0,cuda:1")
     parser.add_argument(
         "--token-budget", type=int, default=None, help="ours: tokens per pass (default: device)"
     )
@@ -51,11 +51,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from climb_dagster.bench.demo_sample import DEMO_DATA, sample_table
     from climb_dagster.core import schema
-    from climb_dagster.core.embedding import EmbedderConfig, SentenceEmbedder
+    from climb_dagster.core.embedding import EmbedderConfig
+    from climb_dagster.core.embedding_gpu import load_embedder
 
     docs = sample_table(Path(args.data) if args.data else DEMO_DATA, args.docs, args.seed)
     texts = docs.column(schema.TEXT).to_pylist()
-    ours = SentenceEmbedder.load(
+    ours = load_embedder(
         EmbedderConfig(
             model_path=args.model_path,
             precision=args.precision,
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             max_batch_size=args.max_batch_size,
         )
     )
-    ref = SentenceTransformer(str(ours.spec.path), device=args.device)
+    # The reference runs on one device (the first of a multi-GPU setting): ours may use all of them.
+    ref = SentenceTransformer(str(ours.spec.path), device=ours.device.split(",")[0])
     if ours.device.startswith("cuda"):
         ref.half()  # the reference on GPUs is sentence-transformers in fp16, its fastest common setting
     else:

@@ -133,6 +133,9 @@ class ShardedEmbedder:
         )
         self.device = ",".join(e.device for e in self.embedders)
 
+    def count_tokens(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embedders[0].count_tokens(texts)
+
     def embed(
         self,
         texts: Sequence[str],

@@ -392,3 +392,4 @@ def test_sharded_embedder_of_real_models_matches_one_model(tiny_model: Path, tmp
     got = sharded.embed(texts, out=rows)
     np.testing.assert_allclose(got, one.embed(texts), atol=1e-5)
     assert sharded.device == "cpu,cpu" and sharded.precision == "fp32"
+    np.testing.assert_array_equal(sharded.count_tokens(texts), one.count_tokens(texts))
