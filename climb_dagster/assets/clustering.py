@@ -206,6 +206,7 @@ def cluster_centroids(
             "drops": len(counts),
             "n_docs": fit.n_docs,
             "n_sample": fit.n_sample,
+            "points_per_centroid": round(fit.n_sample / k, 1),
             "sample_per_drop": dg.MetadataValue.json(fit.sample_per_drop),
             "objective": fit.objective,
             "sample_seconds": round(fit.sample_seconds, 3),

@@ -192,6 +192,9 @@ def test_full_stage_new_drop_and_recluster(setup: dict) -> None:
     assert r.success
     meta = _meta(r, "cluster_centroids")
     assert meta["k_init"].value == 3 and meta["n_docs"].value == 30 and meta["drops"].value == 2
+    assert meta["points_per_centroid"].value == 10.0  # 30 documents, 3 centroids: thin, and said so
+    logs = setup["instance"].all_logs(r.run_id)
+    assert any("10.0 per centroid" in e.user_message and e.level >= 30 for e in logs)  # a WARNING
     assert all(c.passed for c in r.get_asset_check_evaluations())
 
     # 3. New centroids: every drop gets re-assigned, one run each.
