@@ -48,7 +48,8 @@ class KMeansConfig:
         metric: "cosine" (spherical k-means on L2-normalised rows; distance = 1 - cos, the default) or
             "euclidean" (plain k-means, Euclidean distance; "l2" is the same).
         chunk_rows: rows per assignment chunk.
-        device: "auto" (GPU when faiss sees one), "cpu" or "cuda".
+        device: "auto" (a GPU when faiss-gpu or a CUDA build of torch sees one, see `assign_backend`),
+            "cpu" or "cuda".
     """
 
     n_clusters: int | None = None
@@ -120,13 +121,41 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
-def _use_gpu(device: str) -> bool:
-    import faiss
+def _faiss_gpus() -> int:
+    try:
+        import faiss
+    except ImportError:  # torch-only GPU machines: assignment still runs, on torch
+        return 0
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
 
-    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    if device == "cuda" and gpus == 0:
-        raise ClimbInputError("device='cuda' but this faiss build sees no GPU (install faiss-gpu)")
-    return device != "cpu" and gpus > 0
+
+def _torch_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def assign_backend(device: str) -> str:
+    """Where assignment runs: "faiss-gpu" (faiss-gpu sees a GPU), else "torch-cuda" (a CUDA build of torch
+    does; faiss-gpu's wheels need CUDA 12, torch may not), else "faiss" on the CPU. "cpu" forces the CPU;
+    "cuda" refuses a machine where neither sees a GPU."""
+    if device == "cpu":
+        return "faiss"
+    if _faiss_gpus() > 0:
+        return "faiss-gpu"
+    if _torch_cuda():
+        return "torch-cuda"
+    if device == "cuda":
+        raise ClimbInputError("device='cuda' but neither faiss-gpu nor torch sees a GPU on this machine")
+    return "faiss"
+
+
+def _use_gpu(device: str) -> bool:
+    """Whether the k-means fit runs on faiss-gpu. Without it the fit stays on the CPU: its sample is bounded
+    (K x max_points_per_centroid rows), the assignment of every document is the part that needs a GPU."""
+    return assign_backend(device) == "faiss-gpu"
 
 
 def fit_centroids(counts: Mapping[str, int], read_rows: RowReader, config: KMeansConfig) -> KMeansFit:
@@ -247,30 +276,75 @@ def _on_gpu(index: Any, centroid_shape: tuple[int, int]) -> tuple[Any, int]:
     return faiss.index_cpu_to_all_gpus(index), rows_per_chunk(free, dim, k)
 
 
-def assign_clusters(embeddings: Any, centroids: np.ndarray, config: KMeansConfig) -> Assignment:
-    """Nearest centroid for every row, `config.chunk_rows` rows at a time (on GPUs: sized to device memory)."""
-    import faiss
+def _chunk(embeddings: Any, start: int, step: int, cosine: bool) -> np.ndarray:
+    chunk = np.ascontiguousarray(embeddings[start : start + step], dtype=np.float32)
+    if not np.isfinite(chunk).all():
+        raise ClimbInputError(f"embeddings rows {start}..{start + len(chunk) - 1} contain NaN or inf")
+    return _normalise(chunk) if cosine else chunk
 
+
+def assign_with_torch(
+    embeddings: Any, centroids: np.ndarray, cosine: bool, device: str, step: int
+) -> Assignment:
+    """The exact nearest centroid with torch matrix products on `device` (fp32, TF32 off), chunk by chunk:
+    what FAISS's flat index computes, for GPU machines without faiss-gpu."""
+    import torch
+
+    dev = torch.device(device)
+    c = torch.from_numpy(_normalise(centroids) if cosine else centroids).to(dev)
+    c_sq = (c * c).sum(1)
+    n = embeddings.shape[0]
+    cluster = np.empty(n, dtype=np.int32)
+    distance = np.empty(n, dtype=np.float32)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # proxy training may have turned it on in this process
+    try:
+        with torch.inference_mode():
+            for start in range(0, n, step):
+                x = torch.from_numpy(_chunk(embeddings, start, step, cosine)).to(dev)
+                if cosine:
+                    best, idx = (x @ c.T).max(1)
+                    dist = 1.0 - best
+                else:
+                    best, idx = ((x * x).sum(1, keepdim=True) - 2.0 * (x @ c.T) + c_sq).min(1)
+                    dist = best.clamp_min(0.0).sqrt()
+                cluster[start : start + len(x)] = idx.cpu().numpy()
+                distance[start : start + len(x)] = dist.cpu().numpy()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    return Assignment(cluster=cluster, distance=distance)
+
+
+def assign_clusters(embeddings: Any, centroids: np.ndarray, config: KMeansConfig) -> Assignment:
+    """Nearest centroid for every row, `config.chunk_rows` rows at a time (on GPUs: sized to device memory;
+    faiss-gpu when installed, else torch on CUDA, see `assign_backend`)."""
     centroids = np.ascontiguousarray(centroids, dtype=np.float32)
     if centroids.ndim != 2 or embeddings.ndim != 2 or embeddings.shape[1] != centroids.shape[1]:
         raise ClimbInputError(
             f"embeddings shape {tuple(embeddings.shape)} does not match centroids shape {centroids.shape}"
         )
     cosine = config.metric == "cosine"
+    backend = assign_backend(config.device)
+    if backend == "torch-cuda":
+        import torch
+
+        from climb_dagster.core.embedding_gpu import rows_per_chunk
+
+        free = torch.cuda.mem_get_info()[0]
+        step = rows_per_chunk(free, centroids.shape[1], centroids.shape[0])
+        return assign_with_torch(embeddings, centroids, cosine, "cuda", step)
+    import faiss
+
     index = faiss.IndexFlatIP(centroids.shape[1]) if cosine else faiss.IndexFlatL2(centroids.shape[1])
     index.add(_normalise(centroids) if cosine else centroids)
     step = config.chunk_rows
-    if _use_gpu(config.device):
+    if backend == "faiss-gpu":
         index, step = _on_gpu(index, centroids.shape)
     n = embeddings.shape[0]
     cluster = np.empty(n, dtype=np.int32)
     distance = np.empty(n, dtype=np.float32)
     for start in range(0, n, step):
-        chunk = np.ascontiguousarray(embeddings[start : start + step], dtype=np.float32)
-        if not np.isfinite(chunk).all():
-            raise ClimbInputError(f"embeddings rows {start}..{start + len(chunk) - 1} contain NaN or inf")
-        if cosine:
-            chunk = _normalise(chunk)
+        chunk = _chunk(embeddings, start, step, cosine)
         scores, labels = index.search(chunk, 1)
         cluster[start : start + len(chunk)] = labels[:, 0]
         if cosine:

@@ -153,3 +153,38 @@ def test_a_thin_sample_is_reported_by_us_not_printed_by_faiss(capfd: pytest.Capt
     assert "please provide" not in capfd.readouterr().err
     assert "12.5 per centroid" in (thin_sample(fit) or "")
     assert thin_sample(fit_centroids_on_arrays({"d1": blobs(3000)[0]}, KMeansConfig(n_clusters=4))) is None
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_torch_assignment_matches_faiss(metric: str) -> None:
+    """The GPU path for machines without faiss-gpu, run here on the CPU: same nearest centroid as FAISS's
+    flat index, chunk by chunk, distances equal to float32 rounding."""
+    from climb_dagster.core.kmeans import assign_with_torch
+
+    x, _ = blobs(1000, d=16, k=6, seed=3)
+    centroids = blobs(12, d=16, k=6, seed=4)[0]
+    expected = assign_clusters(x, centroids, KMeansConfig(metric=metric, device="cpu"))
+    got = assign_with_torch(x, centroids, metric == "cosine", "cpu", step=300)
+    np.testing.assert_array_equal(got.cluster, expected.cluster)
+    np.testing.assert_allclose(got.distance, expected.distance, atol=1e-4)
+    bad = x.copy()
+    bad[700, 2] = np.nan
+    with pytest.raises(ClimbInputError, match="rows 600..899"):
+        assign_with_torch(bad, centroids, metric == "cosine", "cpu", step=300)
+
+
+def test_assign_backend_prefers_faiss_gpu_then_torch_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    from climb_dagster.core import kmeans
+
+    def machine(faiss_gpus: int, torch_cuda: bool) -> None:
+        monkeypatch.setattr(kmeans, "_faiss_gpus", lambda: faiss_gpus)
+        monkeypatch.setattr(kmeans, "_torch_cuda", lambda: torch_cuda)
+
+    machine(2, True)
+    assert kmeans.assign_backend("auto") == "faiss-gpu" and kmeans.assign_backend("cpu") == "faiss"
+    machine(0, True)
+    assert kmeans.assign_backend("cuda") == "torch-cuda" and not kmeans._use_gpu("cuda")  # fit on the CPU
+    machine(0, False)
+    assert kmeans.assign_backend("auto") == "faiss"
+    with pytest.raises(ClimbInputError, match="neither faiss-gpu nor torch"):
+        kmeans.assign_backend("cuda")

@@ -31,8 +31,8 @@ def test_embed_bench_reports_speed_agreement_and_chosen_sizes(
 
 def test_embed_bench_imports_nothing_a_bare_gpu_machine_lacks() -> None:
     """The GPU machines this bench is meant for have torch, transformers, sentence-transformers and pyarrow,
-    but not polars, dagster, faiss, lightgbm or onnxruntime: bench embed, bench proxy's corpus and the embedder
-    must not need them."""
+    but not polars, dagster, faiss, lightgbm or onnxruntime: bench embed, bench proxy's corpus, the embedder and
+    the torch k-means assignment must not need them."""
     import subprocess
     import sys
 
@@ -47,6 +47,11 @@ def test_embed_bench_imports_nothing_a_bare_gpu_machine_lacks() -> None:
         "from climb_dagster.bench import proxy\n"
         "texts, groups, _ = proxy.load_texts(None)\n"
         "assert len(texts) == len(groups) > 1000\n"
+        "import numpy as np\n"
+        "from climb_dagster.core import kmeans\n"
+        "assert kmeans.assign_backend('auto') == 'faiss'  # no GPU here; on a GPU machine: torch-cuda\n"
+        "a = kmeans.assign_with_torch(np.eye(4, dtype=np.float32), np.eye(4, dtype=np.float32), True, 'cpu', 2)\n"
+        "assert a.cluster.tolist() == [0, 1, 2, 3]\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

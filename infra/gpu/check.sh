@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 13's GPU figures on a lent machine, from the project root after infra/gpu/stage.sh:
 #   bash infra/gpu/check.sh          (writes JSON into $OUT; each part runs even if another failed)
-# Dry run on a CPU: DEVICE=cpu DOCS=40 bash infra/gpu/check.sh
+# Dry run on a CPU: DEVICE=cpu DOCS=40 ROWS=20000 bash infra/gpu/check.sh
 set -u
 out=${OUT:-/tmp/gpu-check}
 device=${DEVICE:-cuda}
@@ -23,4 +23,25 @@ bench() {  # name, then bench embed options
 bench embed_default
 # The hand-picked sizes behind the issue's 917k tokens/s, to see whether the device rule does as well.
 bench embed_budget_131072 --token-budget 131072 --max-batch-size 2048
+# k-means assignment throughput (issue 13, item 3): faiss-gpu when installed, else torch on CUDA (the lent
+# machine has no faiss); 1,000 centroids of MiniLM's 384 dimensions, as at the paper's K_init.
+ROWS=${ROWS:-2000000} DEVICE="$device" timeout 200 $py - > "$out/assign.json" 2> "$out/assign.err" <<'PY'
+import json, os, time
+
+import numpy as np
+
+from climb_dagster.core.kmeans import KMeansConfig, assign_backend, assign_clusters
+
+rng = np.random.default_rng(0)
+x = rng.standard_normal((int(os.environ["ROWS"]), 384), dtype=np.float32)
+c = rng.standard_normal((1000, 384), dtype=np.float32)
+cfg = KMeansConfig(device=os.environ["DEVICE"])
+assign_clusters(x[:10_000], c, cfg)  # warm-up: CUDA context, kernels
+t = time.perf_counter()
+assign_clusters(x, c, cfg)
+s = time.perf_counter() - t
+print(json.dumps({"backend": assign_backend(cfg.device), "rows": len(x), "k": 1000, "dim": 384,
+                  "seconds": round(s, 3), "rows_per_s": round(len(x) / s)}))
+PY
+echo "assign rc=$? $(cat "$out/assign.json")"
 rm -rf "$out/cache"
