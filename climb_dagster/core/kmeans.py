@@ -292,7 +292,7 @@ def assign_with_torch(
 
     dev = torch.device(device)
     c = torch.from_numpy(_normalise(centroids) if cosine else centroids).to(dev)
-    c_sq = (c * c).sum(1)
+    c_sq = (c * c).sum(1)  # Euclidean only
     n = embeddings.shape[0]
     cluster = np.empty(n, dtype=np.int32)
     distance = np.empty(n, dtype=np.float32)
@@ -306,8 +306,10 @@ def assign_with_torch(
                     best, idx = (x @ c.T).max(1)
                     dist = 1.0 - best
                 else:
-                    best, idx = ((x * x).sum(1, keepdim=True) - 2.0 * (x @ c.T) + c_sq).min(1)
-                    dist = best.clamp_min(0.0).sqrt()
+                    # One [rows, K] tensor (|c|^2 - 2 x.c, as FAISS computes it); |x|^2 is added after the
+                    # min: it is the same for every centroid of a row. Chunks are sized for one such tensor.
+                    best, idx = torch.addmm(c_sq, x, c.T, alpha=-2.0).min(1)
+                    dist = (best + (x * x).sum(1)).clamp_min(0.0).sqrt()
                 cluster[start : start + len(x)] = idx.cpu().numpy()
                 distance[start : start + len(x)] = dist.cpu().numpy()
     finally:
