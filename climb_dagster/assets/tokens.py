@@ -107,17 +107,18 @@ def cluster_tokens(
         files.upload_dir(store.path, target)
         n_tokens, n_docs, vocab = list(store.n_tokens), list(store.n_docs), store.vocab_size
     seconds = timer.seconds
+    ref = TokenStoreRef(str(target), key, vocab, tuple(n_tokens), tuple(n_docs))
     # Named like everywhere else, with each super-cluster's token share (the natural mixture, round 1's prior).
     table = pl.DataFrame(
         {
             schema.SUPER_CLUSTER: supercluster_labels(super_cluster_stats, n_super),
             schema.DOCUMENTS: n_docs,
             schema.TOKENS: n_tokens,
-            "token_share": [round(t / max(sum(n_tokens), 1), 4) for t in n_tokens],
+            "token_share": [round(float(share), 4) for share in ref.prior()],
         }
     )
     return dg.Output(
-        TokenStoreRef(str(target), key, vocab, tuple(n_tokens), tuple(n_docs)),
+        ref,
         metadata={
             "total_tokens": int(sum(n_tokens)),
             "n_superclusters": n_super,
