@@ -10,8 +10,8 @@ from climb_dagster.assets.rounds import ROUND_ASSETS, ROUND_CHECKS
 from climb_dagster.assets.tokens import TOKEN_ASSETS
 from climb_dagster.automation.clustering import CLUSTERING_SCHEDULES, CLUSTERING_SENSORS
 from climb_dagster.automation.retention import RETENTION_SCHEDULES
+from climb_dagster.deployments import build_resources
 from climb_dagster.jobs import JOBS
-from climb_dagster.resources.sets import build_resources
 
 defs = dg.Definitions(
     assets=[

@@ -20,7 +20,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from climb_dagster.core.settings import Settings
+from climb_dagster.core.io.settings import Settings
 
 K8S_CONFIG_TAG = "dagster-k8s/config"
 ACCELERATOR_TAG = "climb/accelerator"

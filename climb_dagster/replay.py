@@ -11,14 +11,15 @@ import json
 import sys
 
 from climb_dagster.assets.experiments import MAX_ROUNDS
-from climb_dagster.core import bootstrap, storage
-from climb_dagster.core.plots import weights_bar_png
-from climb_dagster.core.rounds import fit_table, load_predictor
-from climb_dagster.core.superclusters import supercluster_labels
-from climb_dagster.resources.experiment_tracking import experiment_run, track_final, track_round
+from climb_dagster.core.clustering.superclusters import supercluster_labels
+from climb_dagster.core.io import storage
+from climb_dagster.core.report.plots import weights_bar_png
+from climb_dagster.core.search import history as search_history
+from climb_dagster.core.search.rounds import fit_table, load_predictor
+from climb_dagster.deployments import settings
 from climb_dagster.resources.io_manager import read_value
-from climb_dagster.resources.sets import settings
 from climb_dagster.resources.tracking import MlflowTracker
+from climb_dagster.tracking.experiment_tree import experiment_run, track_final, track_round
 
 
 def replay_experiment(root, tracker: MlflowTracker, name: str) -> dict[str, int]:
@@ -40,11 +41,11 @@ def replay_experiment(root, tracker: MlflowTracker, name: str) -> dict[str, int]
         if evals.height == 0:
             continue
         summary = {key: v for key, v in model.metadata.items() if key != "sidecar"}
-        mixtures = bootstrap.table_mixtures(evals)
+        mixtures = search_history.table_mixtures(evals)
         labels = supercluster_labels(stats, mixtures.shape[1])
         plots = {f"round_{k}_weights.png": weights_bar_png(mixtures, f"round {k} weights", labels)}
         predictor = load_predictor(model)
-        fit = fit_table(seen, predictor, predictor.predict(bootstrap.history(seen)[0]))
+        fit = fit_table(seen, predictor, predictor.predict(search_history.history(seen)[0]))
         track_round(tracker, record, k, evals, summary, model, plots, fit, labels=labels)
         rounds += 1
     try:

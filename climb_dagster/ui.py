@@ -20,6 +20,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from climb_dagster.core.io.settings import Settings
+
 # `dagster dev` takes more than 15 s to stop its webserver, daemon and code servers on a loaded machine.
 DEFAULT_GRACE_S = 30.0
 KILL_WAIT_S = 10.0
@@ -211,7 +213,6 @@ def services(args: argparse.Namespace) -> list[Service]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from climb_dagster.core.settings import Settings
 
     parser = argparse.ArgumentParser(prog="python -m climb_dagster.ui", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")

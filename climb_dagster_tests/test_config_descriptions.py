@@ -93,7 +93,7 @@ RESOURCES_DESCRIBED_ELSEWHERE: set[str] = set()
 
 
 def test_every_resource_config_field_has_a_description(climb_home):
-    from climb_dagster.resources.sets import build_resources
+    from climb_dagster.deployments import build_resources
 
     resources = build_resources()
     assert {"io_manager", "storage", "landing", "embedder"} <= set(resources)

@@ -6,14 +6,14 @@ import dagster as dg
 from pydantic import Field
 
 from climb_dagster.assets.targets import Target
-from climb_dagster.core.experiment import DEFAULT_MAX_BUDGET, ExperimentConfig
-from climb_dagster.core.keys import validate_key
+from climb_dagster.core.common.keys import validate_key
+from climb_dagster.core.experiment.config import DEFAULT_MAX_BUDGET, ExperimentConfig
+from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRef
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
-from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
 from climb_dagster.partitions import experiments
-from climb_dagster.resources.experiment_tracking import experiment_run, try_track
 from climb_dagster.resources.storage import ClimbStorage
 from climb_dagster.resources.tracking import MlflowTracker
+from climb_dagster.tracking.experiment_tree import experiment_run, try_track
 
 # Round assets are defined up to here; an experiment uses its first n_rounds, the rest stay empty.
 # The paper's ablations go to 4 rounds (2:2:1:1) and 6:1; 6 leaves room for longer schedules.
@@ -125,7 +125,7 @@ def experiment(
     storage: ClimbStorage,
 ) -> dg.Output[ExperimentRecord]:
     """The experiment's validated record: target, strategy, budget per round, proxy config, seed."""
-    from climb_dagster.core.target_eval import check_target, open_token_store, prepare_target
+    from climb_dagster.core.targets.prepare import check_target, open_token_store, prepare_target
 
     name = validate_key(context.partition_key, "experiment name")
     record = config.build(name, vocab_size=cluster_tokens.vocab_size)

@@ -10,18 +10,21 @@ from pydantic import Field
 from climb_dagster.assets.checks import experiment_check
 from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.assets.metadata import table as table_metadata
-from climb_dagster.core import bootstrap, schema
-from climb_dagster.core import storage as files
-from climb_dagster.core.configs import core_config
-from climb_dagster.core.plots import final_vs_natural_png, png_markdown
-from climb_dagster.core.records import FinalMixture, TokenizerRef, TokenStoreRef
-from climb_dagster.core.rounds import load_predictor
-from climb_dagster.core.superclusters import supercluster_labels
+from climb_dagster.core.clustering.superclusters import supercluster_labels
+from climb_dagster.core.common import schema
+from climb_dagster.core.common.configs import core_config
+from climb_dagster.core.experiment.records import FinalMixture, TokenizerRef, TokenStoreRef
+from climb_dagster.core.io import storage as files
+from climb_dagster.core.proxy.tokens import load_tokenizer
+from climb_dagster.core.report.plots import final_vs_natural_png, png_markdown
+from climb_dagster.core.search import history as search_history
+from climb_dagster.core.search.rounds import load_predictor
+from climb_dagster.core.search.strategies import select_final
 from climb_dagster.partitions import experiments
-from climb_dagster.resources.experiment_tracking import track_final, try_track
 from climb_dagster.resources.io_manager import LAZY
 from climb_dagster.resources.storage import ClimbStorage
 from climb_dagster.resources.tracking import MlflowTracker
+from climb_dagster.tracking.experiment_tree import track_final, try_track
 
 EVAL_KEYS = [f"round_{j}_proxy_evaluations" for j in range(1, MAX_ROUNDS + 1)]
 WEIGHT_SUM_TOLERANCE = 1e-6
@@ -50,13 +53,12 @@ WEIGHT_SUM_TOLERANCE = 1e-6
 )
 def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **upstream):
     """The selected mixture over super-clusters, beside the natural token-share mixture."""
-    from climb_dagster.core.search.strategies import select_final
 
     record, predictor_text = upstream["experiment"], upstream["predictor"]
     exp = record.config
     prior = upstream["cluster_tokens"].prior()
     evals = [upstream[key] for key in EVAL_KEYS]
-    hm, hs, spent = bootstrap.history(evals)
+    hm, hs, spent = search_history.history(evals)
     predictor = load_predictor(predictor_text)
     weights = select_final(exp.strategy_config(), predictor, hm, hs, exp.seed, prior=prior)
     direction = record.direction
@@ -118,7 +120,7 @@ def _weights_sum_check(weights: np.ndarray) -> dg.AssetCheckResult:
 
 
 class MixtureExportConfig(dg.Config):
-    """The fields of core.export.ExportConfig (validated there)."""
+    """The fields of core.export.training_set.ExportConfig (validated there)."""
 
     token_budget: int = Field(
         default=0,
@@ -167,9 +169,8 @@ def mixture_export(
 ) -> dg.Output[dict]:
     """Blend weights (JSON, Megatron/NeMo --data-path, HF interleave) and a sampled training set
     at a token budget, as Parquet shards with a manifest (like ClimbMix)."""
-    from climb_dagster.core import export
-    from climb_dagster.core.documents import kept_documents
-    from climb_dagster.core.proxy.tokens import load_tokenizer
+    from climb_dagster.core.export import training_set as export
+    from climb_dagster.core.io.documents import kept_documents
 
     name = context.partition_key
     settings = core_config(export.ExportConfig, config)
@@ -233,7 +234,7 @@ def mixture_export(
 @experiment_check(asset=mixture_export)
 def mixture_meets_shares(mixture_export: dict) -> dg.AssetCheckResult:
     """The export's realized token share per super-cluster is within the tolerance of the mixture's."""
-    from climb_dagster.core.export import ShareReport
+    from climb_dagster.core.export.training_set import ShareReport
 
     report = ShareReport.from_dict(mixture_export["share_check"])
     severity = dg.AssetCheckSeverity.WARN if report.severity == "warn" else dg.AssetCheckSeverity.ERROR

@@ -7,11 +7,11 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from climb_dagster.core import schema
-from climb_dagster.core.configs import core_config
-from climb_dagster.core.corpus import CorpusConfig, DropStats, read_drop
-from climb_dagster.core.storage import storage_errors
-from climb_dagster.core.timing import Timer
+from climb_dagster.core.common import schema
+from climb_dagster.core.common.configs import core_config
+from climb_dagster.core.common.timing import Timer
+from climb_dagster.core.io.corpus import CorpusConfig, DropStats, read_drop
+from climb_dagster.core.io.storage import storage_errors
 from climb_dagster.partitions import crawl_drops
 from climb_dagster.resources.landing import LandingZone
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
-from climb_dagster.core.tables import column_types, table_rows
+from climb_dagster.core.report.tables import column_types, table_rows
 
 
 def table(

@@ -12,7 +12,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from climb_dagster.core.experiment import TargetConfig
+from climb_dagster.core.targets.config import TargetConfig
 
 DOCUMENTS = "Held-out target documents (Parquet or JSONL with a `text` column; local path or s3://)."
 MC = "Multiple-choice items, lm-evaluation-harness style JSONL with `context`, `choices`, `gold`."

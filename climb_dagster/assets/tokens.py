@@ -12,11 +12,12 @@ import polars as pl
 from pydantic import Field
 
 from climb_dagster.assets.metadata import table as table_metadata
-from climb_dagster.core import schema
-from climb_dagster.core import storage as files
-from climb_dagster.core.records import TokenizerRef, TokenStoreRef
-from climb_dagster.core.superclusters import supercluster_labels
-from climb_dagster.core.timing import Timer
+from climb_dagster.core.clustering.superclusters import supercluster_labels
+from climb_dagster.core.common import schema
+from climb_dagster.core.common.timing import Timer
+from climb_dagster.core.experiment.records import TokenizerRef, TokenStoreRef
+from climb_dagster.core.io import storage as files
+from climb_dagster.core.proxy.tokens import TOKENIZER_FILE, train_tokenizer, write_token_store
 from climb_dagster.resources.io_manager import LAZY
 from climb_dagster.resources.storage import ClimbStorage
 
@@ -47,7 +48,6 @@ def proxy_tokenizer(
     config: ProxyTokenizerConfig, storage: ClimbStorage, raw_documents: dict
 ) -> dg.Output[TokenizerRef]:
     """Byte-level BPE tokenizer for the proxy LMs, trained on a bounded seeded sample of all drops."""
-    from climb_dagster.core.proxy.tokens import TOKENIZER_FILE, train_tokenizer
 
     timer = Timer()
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,8 +90,7 @@ def cluster_tokens(
     cluster_assignments: dict,
 ) -> dg.Output[TokenStoreRef]:
     """Each super-cluster tokenized once into a uint16/uint32 memmap file plus an index."""
-    from climb_dagster.core.documents import kept_documents, super_cluster_texts
-    from climb_dagster.core.proxy.tokens import write_token_store
+    from climb_dagster.core.io.documents import kept_documents, super_cluster_texts
 
     timer = Timer()
     n_super = int(super_clusters[schema.SUPER_CLUSTER].max()) + 1

@@ -19,7 +19,9 @@ import numpy as np
 import polars as pl
 
 from climb_dagster.bench.demo_sample import DEMO_DATA, sample_table
-from climb_dagster.core import schema
+from climb_dagster.core.clustering.kmeans import KMeansConfig
+from climb_dagster.core.common import schema
+from climb_dagster.core.embedding.encoder import EmbedderConfig, SentenceEmbedder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +49,6 @@ def sample_demo(data: Path, n_docs: int, seed: int) -> pl.DataFrame:
 
 
 def _embed(docs: pl.DataFrame, args: argparse.Namespace) -> tuple[np.ndarray, float, str, int]:
-    from climb_dagster.core.embedding import EmbedderConfig, SentenceEmbedder
 
     extra = {} if args.max_windows is None else {"max_windows": args.max_windows}
     embedder = SentenceEmbedder.load(
@@ -81,10 +82,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    from climb_dagster.core.clustering_stage import cluster_documents
-    from climb_dagster.core.kmeans import KMeansConfig
-    from climb_dagster.core.quality import PruneConfig
-    from climb_dagster.core.superclusters import MergeConfig
+    from climb_dagster.core.clustering.stage import cluster_documents
+    from climb_dagster.core.clustering.superclusters import MergeConfig
+    from climb_dagster.core.quality.pruning import PruneConfig
 
     timings: dict[str, float] = {}
     t_all = time.perf_counter()

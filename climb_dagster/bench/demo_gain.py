@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from climb_dagster.core.timing import Timer
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.common.timing import Timer
+from climb_dagster.core.io import storage
+from climb_dagster.core.io.storage import make_path
+from climb_dagster.core.proxy.doremi import doremi_mixture
+from climb_dagster.core.proxy.train import train_proxy
+from climb_dagster.core.search.strategies import default_strategy, run_search
+from climb_dagster.core.targets.evaluators import build_eval_windows
+from climb_dagster.core.targets.spec import TargetSpec
 
 SEED_OFFSET = 10_000  # never one of the search's own seeds
 BASELINES = ("random", "regmix")
@@ -38,8 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from climb_dagster.core import storage
-    from climb_dagster.resources.sets import settings
+    from climb_dagster.deployments import settings
 
     s = settings()
     options = storage.s3_storage_options(s["endpoint"], s["region"])
@@ -47,15 +54,11 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def demo_gain(root: Any, options: dict | None, args: argparse.Namespace) -> dict:
-    from climb_dagster.bench.e2e import PROXY_SEED, ValidationLab
-    from climb_dagster.core.corpus import CorpusConfig, read_drop
-    from climb_dagster.core.errors import ClimbInputError
-    from climb_dagster.core.proxy.evaluate import build_eval_windows
-    from climb_dagster.core.proxy.targets import TargetSpec, evaluate_target
-    from climb_dagster.core.proxy.train import train_proxy
-    from climb_dagster.core.search import default_strategy, run_search
-    from climb_dagster.core.storage import make_path
-    from climb_dagster.core.target_eval import open_token_store, target_evaluator
+    from climb_dagster.bench.e2e import PROXY_SEED
+    from climb_dagster.bench.lab import ValidationLab
+    from climb_dagster.core.io.corpus import CorpusConfig, read_drop
+    from climb_dagster.core.targets.prepare import open_token_store, target_evaluator
+    from climb_dagster.core.targets.score import evaluate_target
     from climb_dagster.demo.landing import test_path
     from climb_dagster.resources.io_manager import read_value
 
@@ -111,7 +114,6 @@ def demo_gain(root: Any, options: dict | None, args: argparse.Namespace) -> dict
             )
             mixtures[name] = found.final_mixture
         if args.doremi:
-            from climb_dagster.core.proxy.doremi import doremi_mixture
 
             doremi, _ = doremi_mixture(
                 store,

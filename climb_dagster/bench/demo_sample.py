@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from climb_dagster.core import schema
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common import schema
+from climb_dagster.core.common.errors import ClimbInputError
 
 if TYPE_CHECKING:
     import pyarrow as pa

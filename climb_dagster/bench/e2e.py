@@ -6,7 +6,7 @@ same proxy budget, on documents it never saw?
 The demo corpus is sampled, the target domain's held-out pages are split by title into a validation split
 (the score every search proxy gets) and a test split (used only to score the final mixtures), and every
 held-out title is removed from the training side. The training documents are embedded, clustered, pruned and
-merged (core/clustering_stage), tokenized into a per-super-cluster token store, and each strategy runs
+merged (core/clustering/stage), tokenized into a per-super-cluster token store, and each strategy runs
 `--seeds` searches of `--budget` proxies each. Each search's final mixture is retrained with fresh seeds and
 scored on the test split. Prints one JSON object: direction, budget, seeds, per strategy the test mean, its
 standard error over search seeds and the validation mean, climb's out-of-fold predictor Spearman per round
@@ -19,28 +19,50 @@ import argparse
 import json
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
-from climb_dagster.bench.cluster import DEMO_DATA, sample_demo
-from climb_dagster.core import schema
-from climb_dagster.core.direction import Direction
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.bench.cluster import DEMO_DATA
+from climb_dagster.bench.lab import Lab, ValidationLab, build_lab
+from climb_dagster.bench.proxy_pool import ProxyPool, default_workers
+from climb_dagster.core.common.direction import Direction
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.io.storage import atomic_write_text, make_path
+from climb_dagster.core.proxy.doremi import train_doremi
+from climb_dagster.core.search.predictor import cross_val_spearman, fit_predictor
+from climb_dagster.core.search.strategies import (
+    default_strategy,
+    reevaluated_best,
+    round_seed,
+    run_search,
+    select_final,
+)
 
 STRATEGIES = ("climb", "random", "regmix")
+
+
+
 # Selectable besides the defaults: DoReMi spends its own 2 proxies (reference + DRO), not the search budget.
 OPTIONAL_STRATEGIES = ("doremi",)
+
+
+
 # Proxy seeds: a search's proxies share one seed (same initialisation: mixtures differ, not luck); final
 # mixtures are retrained with seeds no search used.
 PROXY_SEED = 1_000
+
+
+
 FRESH_SEED = 20_000
+
+
+
 # The second evaluation of the noise-aware final pick uses proxy seeds this far from the search's.
 SECOND_SEED = 500
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,160 +115,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclass(frozen=True)
-class Lab:
-    """What every search of one e2e run shares: the token store, the proxy recipe and the two targets."""
-
-    store: Any
-    proxy: Any
-    val: Any
-    test: Any
-    n_superclusters: int
-    docs: dict[str, int]
-    val_windows: Path
-    test_windows: Path
-
-
-def build_lab(args: argparse.Namespace, work: Path) -> tuple[Lab, Any]:
-    """Corpus -> target split -> clustering -> token store and validation/test windows. Returns the lab
-    and the split (for the leak checks)."""
-    from climb_dagster.bench.cluster import _embed
-    from climb_dagster.core.clustering_stage import cluster_documents
-    from climb_dagster.core.kmeans import KMeansConfig
-    from climb_dagster.core.proxy.config import ProxyConfig
-    from climb_dagster.core.proxy.evaluate import build_eval_windows
-    from climb_dagster.core.proxy.targets import TargetSpec
-    from climb_dagster.core.proxy.tokens import train_tokenizer, write_token_store
-    from climb_dagster.core.quality import PruneConfig
-    from climb_dagster.core.superclusters import MergeConfig
-    from climb_dagster.core.target_split import split_target
-
-    docs = sample_demo(Path(args.data), args.docs, args.seed)
-    split = split_target(docs, args.target_domain, args.heldout_fraction, seed=args.seed)
-    train = split.train
-    emb, _, _, _ = _embed(train, args)
-    stage = cluster_documents(
-        train,
-        emb,
-        KMeansConfig(n_clusters=args.k, seed=args.seed),
-        PruneConfig(),
-        MergeConfig(max_superclusters=args.max_superclusters)
-        if args.superclusters is None
-        else MergeConfig(n_superclusters=args.superclusters),
-    )
-    kept = train.filter(pl.Series(stage.kept)).with_columns(
-        pl.Series(schema.SUPER_CLUSTER, stage.super_cluster[stage.kept])
-    )
-    proxy = ProxyConfig.tiny() if args.proxy == "tiny" else ProxyConfig.default()
-    if args.steps is not None:
-        proxy = replace(proxy, train=replace(proxy.train, steps=args.steps))
-    tok_dir = train_tokenizer(
-        kept[schema.TEXT].to_list(), work / "tokenizer", proxy.model.vocab_size, args.seed
-    )
-    batches = (
-        (int(sc), group[schema.TEXT].to_list())
-        for (sc,), group in kept.sort(schema.ID).group_by(schema.SUPER_CLUSTER, maintain_order=True)
-    )
-    store = write_token_store(batches, tok_dir, work / "store", n_clusters=stage.n_superclusters)
-    block = proxy.model.block_size
-    windows = {}
-    for name, frame in (("val", split.val), ("test", split.test)):
-        path = work / f"{name}_windows.npy"
-        build_eval_windows(frame[schema.TEXT].to_list(), tok_dir, path, block, args.max_eval_windows)
-        windows[name] = path
-    lab = Lab(
-        store=store,
-        proxy=proxy,
-        val=TargetSpec.loss(windows["val"], "val_loss"),
-        test=TargetSpec.loss(windows["test"], "test_loss"),
-        n_superclusters=stage.n_superclusters,
-        docs={
-            "sampled": docs.height,
-            "train": train.height,
-            "kept": kept.height,
-            "val": split.val.height,
-            "test": split.test.height,
-        },
-        val_windows=windows["val"],
-        test_windows=windows["test"],
-    )
-    return lab, split
-
-
-def proxy_scores(lab: Lab, mixture: np.ndarray, seed: int, targets: list[Any]) -> list[float]:
-    """Train one proxy on `mixture` and score it on each target (NaN when the run diverged)."""
-    from climb_dagster.core.proxy.targets import evaluate_target
-    from climb_dagster.core.proxy.train import train_proxy
-
-    result = train_proxy(lab.store, mixture, lab.proxy, seed)
-    if not result.ok:
-        return [float("nan")] * len(targets)
-    return [float(evaluate_target(result.model, t, num_threads=lab.proxy.train.num_threads)) for t in targets]
-
-
-class ValidationLab:
-    """`evaluate(mixtures) -> validation scores` for searches, with one cache across strategies (random and
-    RegMix draw the same first round from the same seed) keyed by (mixture, proxy seed).
-
-    `score(mixture, proxy_seed)` trains one proxy and returns its validation score (NaN: diverged);
-    `score_many(jobs)` does the same for a list of (mixture, proxy seed) at once (a round's new proxies,
-    trained in parallel by a `ProxyPool`)."""
-
-    def __init__(
-        self,
-        score: Callable[[np.ndarray, int], float] | None = None,
-        score_many: Callable[[list[tuple[np.ndarray, int]]], list[float]] | None = None,
-    ) -> None:
-        if (score is None) == (score_many is None):
-            raise ClimbInputError("ValidationLab needs exactly one of score and score_many")
-        self.cache: dict[tuple[bytes, int], float] = {}
-        self.trained = 0
-        self.failed = 0
-        self._score_many = score_many or (lambda jobs: [score(m, s) for m, s in jobs])
-
-    @classmethod
-    def of(cls, lab: Lab, pool: Any = None) -> ValidationLab:
-        if pool is None:
-            return cls(lambda m, s: proxy_scores(lab, m, s, [lab.val])[0])
-        return cls(score_many=lambda jobs: [r[0] for r in pool.scores([(m, s, ("val",)) for m, s in jobs])])
-
-    def evaluator(self, proxy_seed: int) -> Callable[[np.ndarray], np.ndarray]:
-        seen: list[float] = []
-
-        def evaluate(mixtures: np.ndarray) -> np.ndarray:
-            rows = np.asarray(mixtures, dtype=np.float64)
-            keys = [(np.round(m, 9).tobytes(), proxy_seed) for m in rows]
-            missing = {k: m for k, m in zip(keys, rows, strict=True) if k not in self.cache}
-            if missing:
-                scored = self._score_many([(m, proxy_seed) for m in missing.values()])
-                self.cache.update(zip(missing, scored, strict=True))
-                self.trained += len(missing)
-            scores = np.asarray([self.cache[k] for k in keys])
-            bad = ~np.isfinite(scores)
-            self.failed += int(bad.sum())
-            finite = [*seen, *scores[~bad].tolist()]
-            if bad.any():
-                if not finite:
-                    raise ClimbInputError("every proxy of the first round diverged; no score to search on")
-                # A diverged proxy counts as the worst score seen, as in the pipeline's history.
-                scores[bad] = Direction.MINIMIZE.worst(np.asarray(finite))
-            seen.extend(scores.tolist())
-            return scores
-
-        return evaluate
-
 
 def strategy_config(name: str, budget: int, ratios: tuple[float, ...], candidates: int) -> Any:
-    from climb_dagster.core.search import default_strategy
 
     cfg = replace(default_strategy(name, budget, Direction.MINIMIZE), n_candidates=candidates)
     return replace(cfg, ratios=ratios) if name == "climb" else cfg
 
 
+
 def oof_by_round(result: Any) -> list[float | None]:
     """Out-of-fold Spearman of the climb predictor on the history after each round."""
-    from climb_dagster.core.rounds import cv_folds
-    from climb_dagster.core.search import cross_val_spearman, round_seed
+    from climb_dagster.core.search.rounds import cv_folds
 
     out: list[float | None] = []
     for r in range(int(result.rounds.max()) + 1):
@@ -262,13 +141,12 @@ def oof_by_round(result: Any) -> list[float | None]:
     return out
 
 
+
 def final_picks(
     result: Any, validation: ValidationLab, seed: int, prior: np.ndarray, top: int
 ) -> dict[str, np.ndarray]:
     """climb's final mixture chosen three ways: the predictor's best (the paper), the best observed proxy,
     and the best mean after re-evaluating the `top` best observed with a second proxy seed."""
-    from climb_dagster.core.search import fit_predictor, round_seed, select_final
-    from climb_dagster.core.search.strategies import reevaluated_best
 
     cfg = result.config
     predictor = fit_predictor(
@@ -286,16 +164,18 @@ def final_picks(
     }
 
 
+
 def doremi_answer(lab: Lab, prior: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
     """DoReMi's averaged domain weights from its reference and DRO proxies, and the proxies it trained."""
-    from climb_dagster.core.proxy.doremi import train_doremi
 
     result = train_doremi(lab.store, prior, lab.proxy, seed)
     return np.asarray(result.weights, dtype=np.float64), int(result.proxies_trained)
 
 
+
 def _stderr(values: list[float]) -> float:
     return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
 
 
 def run_e2e(
@@ -303,8 +183,6 @@ def run_e2e(
 ) -> dict[str, Any]:
     """Every strategy's searches and final retrains on a built lab (`pool`: a ProxyPool for the retrains;
     default: one at a time in this process)."""
-    from climb_dagster.bench.proxy_pool import ProxyPool
-    from climb_dagster.core.search import run_search
 
     pool = pool or ProxyPool(lab)
 
@@ -373,7 +251,6 @@ def run_e2e(
         by_round.append(round(float(np.mean(values)), 4) if values else None)
     out: dict[str, Any] = {"strategies": strategies, "oof_spearman_by_round": by_round}
     if args.histories:
-        from climb_dagster.core.storage import atomic_write_text, make_path
 
         atomic_write_text(make_path(args.histories), json.dumps(histories))
     if picks:
@@ -389,8 +266,8 @@ def run_e2e(
     return out
 
 
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from climb_dagster.bench.proxy_pool import ProxyPool, default_workers
 
     workers = args.workers or default_workers()
     t0 = time.perf_counter()

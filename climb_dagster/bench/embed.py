@@ -17,6 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from climb_dagster.bench.demo_sample import DEMO_DATA, sample_table
+from climb_dagster.core.common import schema
+from climb_dagster.core.embedding.encoder import EmbedderConfig
+from climb_dagster.core.embedding.sharded import load_embedder
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -49,10 +54,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    from climb_dagster.bench.demo_sample import DEMO_DATA, sample_table
-    from climb_dagster.core import schema
-    from climb_dagster.core.embedding import EmbedderConfig
-    from climb_dagster.core.embedding_gpu import load_embedder
 
     docs = sample_table(Path(args.data) if args.data else DEMO_DATA, args.docs, args.seed)
     texts = docs.column(schema.TEXT).to_pylist()

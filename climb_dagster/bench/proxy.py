@@ -31,7 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from climb_dagster.bench.proxy_parallel import bench_parallel
 from climb_dagster.bench.proxy_pool import default_workers
+from climb_dagster.core.proxy.config import ProxyConfig
+from climb_dagster.core.proxy.sampler import sample_windows
+from climb_dagster.core.proxy.tokens import train_tokenizer, write_token_store
+from climb_dagster.core.proxy.train import train_proxy
 
 DEMO_GLOB = str(Path(__file__).resolve().parents[1] / "demo" / "data" / "drop-000*.parquet")
 FALLBACK_GLOB = "/usr/share/common-licenses/*"
@@ -271,7 +276,6 @@ def measure_gpu_peak(dtype_name: str, seconds: float = 1.0) -> float:
 
 def bench_config(args: argparse.Namespace) -> Any:
     """The ProxyConfig of the chosen size and device (threads, steps and batch from the arguments)."""
-    from climb_dagster.core.proxy.config import ProxyConfig
 
     base = ProxyConfig.default()
     size = dict(SIZES[args.size])
@@ -305,8 +309,6 @@ def _timed(fn: Any, cuda: bool) -> tuple[Any, float, float]:
 def bench_pack(store: Any, config: Any, m: int, seed: int, cuda: bool) -> dict[str, Any]:
     """M proxies (Dirichlet mixtures, seeds seed..seed+M-1) trained one at a time, then as one pack."""
     from climb_dagster.core.proxy.pack import train_pack
-    from climb_dagster.core.proxy.sampler import sample_windows
-    from climb_dagster.core.proxy.train import train_proxy
 
     rng = np.random.default_rng(seed)
     mixtures = rng.dirichlet(np.ones(store.n_clusters), size=m)
@@ -349,9 +351,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from climb_dagster.core.proxy import runtime
     from climb_dagster.core.proxy.model import build_model, count_params, flops_per_token
-    from climb_dagster.core.proxy.sampler import sample_windows
-    from climb_dagster.core.proxy.tokens import train_tokenizer, write_token_store
-    from climb_dagster.core.proxy.train import train_proxy
 
     config = bench_config(args)
     train = config.train
@@ -406,7 +405,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pack = bench_pack(store, config, args.pack, args.seed, cuda) if args.pack > 1 else None
         parallel = None
         if args.parallel_compare > 1 and not cuda:
-            from climb_dagster.bench.proxy_parallel import bench_parallel
 
             parallel = bench_parallel(store, config, args.parallel_compare, args.seed)
         peaks.append(measure_gpu_peak(rt.precision) if cuda else measure_matmul_peak(threads))

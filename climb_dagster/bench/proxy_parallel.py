@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from climb_dagster.core.proxy.tokens import TokenStore
+from climb_dagster.core.proxy.train import train_proxy
+
 
 def _warm(_: int) -> int:
     import torch
@@ -20,8 +23,6 @@ def _warm(_: int) -> int:
 
 
 def _train(job: tuple[str, np.ndarray, Any, int]) -> float:
-    from climb_dagster.core.proxy.tokens import TokenStore
-    from climb_dagster.core.proxy.train import train_proxy
 
     store_path, mixture, config, seed = job
     result = train_proxy(TokenStore.open(store_path), mixture, config, seed)
@@ -30,7 +31,6 @@ def _train(job: tuple[str, np.ndarray, Any, int]) -> float:
 
 def bench_parallel(store: Any, config: Any, n: int, seed: int) -> dict[str, Any]:
     """`n` proxies (Dirichlet mixtures, seeds seed..seed+n-1): threads (n each, one at a time) vs processes."""
-    from climb_dagster.core.proxy.train import train_proxy
 
     rng = np.random.default_rng(seed)
     mixtures = rng.dirichlet(np.ones(store.n_clusters), size=n)

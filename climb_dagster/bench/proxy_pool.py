@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from climb_dagster.core.proxy.tokens import TokenStore
+
 # The lab of this worker process (set once by `_init`).
 _LAB: Any = None
 
 
 def _init(lab: Any) -> None:
-    from climb_dagster.core.proxy.tokens import TokenStore
 
     global _LAB
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -30,7 +31,7 @@ def _init(lab: Any) -> None:
 
 def _lab_scores(lab: Any, job: tuple[np.ndarray, int, tuple[str, ...]]) -> list[float]:
     """One proxy of `lab` trained on the job's mixture and seed, scored on the lab's targets it names."""
-    from climb_dagster.bench.e2e import proxy_scores
+    from climb_dagster.bench.lab import proxy_scores
 
     mixture, seed, names = job
     return proxy_scores(lab, mixture, seed, [getattr(lab, n) for n in names])

@@ -34,21 +34,18 @@ from typing import Any
 
 import numpy as np
 
-from climb_dagster.core.direction import Direction
-from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.search import (
-    MixturePool,
-    PoolLookup,
-    PredictorConfig,
+from climb_dagster.core.common.direction import Direction
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.search.pool import MixturePool, PoolLookup, parse_composite, read_pool, regret
+from climb_dagster.core.search.predictor import PredictorConfig, fit_predictor, spearman
+from climb_dagster.core.search.strategies import (
+    FINAL_PICKS,
+    INITIAL_DESIGNS,
+    PROPOSING,
+    StrategyConfig,
     default_strategy,
-    fit_predictor,
-    parse_composite,
-    read_pool,
-    regret,
     run_search,
-    spearman,
 )
-from climb_dagster.core.search.strategies import FINAL_PICKS, INITIAL_DESIGNS, PROPOSING, StrategyConfig
 
 # --tune KEY -> (the climb option it sets, its type); ratios are written 4:2:1 inside a grid.
 TUNABLE: dict[str, tuple[str, Any]] = {

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from climb_dagster.core import schema
+from climb_dagster.core.common import schema
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -43,7 +43,7 @@ def prepare_target(out: Path, domain: str, max_docs: int, seed: int = 0) -> tupl
     """Held-out pages of `domain`, split by title into a validation split -> `out` (the experiment's target:
     what the search sees) and a test split -> `test_path(out)` (what `bench demo-gain` reports). Returns
     (out, every held-out title); neither split ever reaches training."""
-    from climb_dagster.core.target_split import split_target
+    from climb_dagster.core.targets.split import split_target
 
     docs = pl.concat([pl.read_parquet(f) for f in demo_drop_files()])
     split = split_target(docs, domain, heldout_fraction=0.3, test_share=0.5, seed=seed)

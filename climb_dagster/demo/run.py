@@ -12,6 +12,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from climb_dagster.core.io import storage
+from climb_dagster.core.io.settings import Settings
+
 DEMO_EXPERIMENT = "demo"
 # The demo's 1,400 documents are clustered into K_init 64 and merged into at most this many super-clusters:
 # fewer dimensions than proxies, so the round predictors can learn (README "End to end on real proxies").
@@ -46,7 +49,7 @@ def _run_job(
 
 def _print_final(final, stats) -> None:  # noqa: ANN001 - FinalMixture, super_cluster_stats frame
     """The final mixture beside the natural one, one line per super-cluster, named by its label."""
-    from climb_dagster.core.superclusters import supercluster_labels
+    from climb_dagster.core.clustering.superclusters import supercluster_labels
 
     labels = final.labels or tuple(supercluster_labels(stats, len(final.weights)))
     width = max(len("super-cluster"), *(len(label) for label in labels))
@@ -58,7 +61,7 @@ def _print_final(final, stats) -> None:  # noqa: ANN001 - FinalMixture, super_cl
 def _print_rounds(root, experiment: str) -> None:
     """Per round: best observed score so far, the median of the round's own proxies, the predictor's
     out-of-fold Spearman, whether the round improved on the best before it."""
-    from climb_dagster.core.rounds import round_progress
+    from climb_dagster.core.search.rounds import round_progress
     from climb_dagster.resources.io_manager import read_value
 
     record = read_value(root / "experiment" / experiment)
@@ -146,7 +149,6 @@ def _run_experiment(
 ) -> None:
     """The experiment's own rounds under the multiprocess executor, so a round's proxies train in parallel;
     then the unused pass-through rounds, the final mixture and the export in this process."""
-    from climb_dagster.core.settings import Settings
     from climb_dagster.definitions import defs
 
     if Settings.from_env().executor != "multiprocess":
@@ -194,7 +196,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CLIMB_HOME", os.path.abspath(".climb"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from climb_dagster.core.settings import Settings
 
     env = Settings.from_env()
     home = Path(env.home)
@@ -256,9 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"[demo] bootstrapping done in {time.perf_counter() - stage_t:.0f}s")
 
-    from climb_dagster.core import storage
+    from climb_dagster.deployments import settings
     from climb_dagster.resources.io_manager import read_value
-    from climb_dagster.resources.sets import settings
 
     root = storage.make_path(settings()["storage"])
     final = read_value(root / "final_mixture" / args.experiment)

@@ -1,5 +1,5 @@
 """Retention of intermediate step outputs: `delete_old_run_folders` deletes `<storage>/<run_id>/` folders of
-runs that finished more than `max_age_days` ago (rules in core/retention.py). Run by `storage_retention_job`
+runs that finished more than `max_age_days` ago (rules in core/io/retention.py). Run by `storage_retention_job`
 (jobs.py), scheduled by `storage_retention_schedule` (automation/retention.py)."""
 
 import time
@@ -7,8 +7,8 @@ import time
 import dagster as dg
 from pydantic import Field
 
-from climb_dagster.core.retention import RunState, folders_to_delete
-from climb_dagster.core.storage import storage_errors
+from climb_dagster.core.io.retention import RunState, folders_to_delete
+from climb_dagster.core.io.storage import storage_errors
 from climb_dagster.resources.storage import ClimbStorage
 
 

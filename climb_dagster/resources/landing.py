@@ -10,10 +10,10 @@ import dagster as dg
 from pydantic import Field
 from upath import UPath
 
-from climb_dagster.core import storage
-from climb_dagster.core.corpus import find_drop_file
-from climb_dagster.core.keys import validate_key
-from climb_dagster.core.landing import LandedFile, LandingScan, scan_landing
+from climb_dagster.core.common.keys import validate_key
+from climb_dagster.core.io import storage
+from climb_dagster.core.io.corpus import find_drop_file
+from climb_dagster.core.io.landing import LandedFile, LandingScan, scan_landing
 
 
 def _mtime(info: dict) -> float:
@@ -29,7 +29,7 @@ def _mtime(info: dict) -> float:
 class LandingZone(dg.ConfigurableResource):
     """Drops are files `<base>/<key>.parquet` or `<base>/<key>.jsonl[.gz]`; the file name is the partition key.
 
-    A drop is picked up once its file has not changed for `settle_seconds` (see core/landing.py).
+    A drop is picked up once its file has not changed for `settle_seconds` (see core/io/landing.py).
     """
 
     base: str = Field(description="Folder or s3://bucket/prefix where crawl drops land.")

@@ -4,7 +4,7 @@ import dagster as dg
 from pydantic import Field
 from upath import UPath
 
-from climb_dagster.core import storage
+from climb_dagster.core.io import storage
 
 
 class ClimbStorage(dg.ConfigurableResource):

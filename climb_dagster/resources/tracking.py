@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 import dagster as dg
 from pydantic import Field
 
-from climb_dagster.core.code_version import code_version
-from climb_dagster.core.redact import redact, redact_value
+import climb_dagster
+from climb_dagster.core.common.code_version import code_version
+from climb_dagster.core.io.redact import redact, redact_value
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,20 +44,18 @@ DESCRIPTION = (
 # Where `make ui` serves MLflow for a local store (links in Dagster metadata point there).
 LOCAL_UI_URL = "http://127.0.0.1:5000"
 # The predictor's MLflow model code (run by MLflow at load time, so never imported here) and its artifact key.
-PREDICTOR_CODE = Path(__file__).with_name("predictor_model.py")
+PREDICTOR_CODE = Path(__file__).parents[1] / "tracking" / "predictor_model.py"
 PREDICTOR_ARTIFACT = "predictor"
 # What the predictor imports from this package (the import closure of core.search.predictor; a test keeps the
 # two equal): copied into the logged model, so loading it needs mlflow, lightgbm, numpy and scipy, not us.
 PREDICTOR_PACKAGE_FILES = (
     "__init__.py",
     "core/__init__.py",
-    "core/direction.py",
-    "core/errors.py",
+    "core/common/__init__.py",
+    "core/common/direction.py",
+    "core/common/errors.py",
     "core/search/__init__.py",
-    "core/search/pool.py",
     "core/search/predictor.py",
-    "core/search/sampling.py",
-    "core/search/strategies.py",
 )
 MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 
@@ -80,7 +79,6 @@ def _mlflow_switch(variable: Any, value: str) -> Iterator[None]:
 
 def predictor_package(folder: Path) -> Path:
     """`folder/climb_dagster` holding only PREDICTOR_PACKAGE_FILES, for the logged model's `code_paths`."""
-    import climb_dagster
 
     source = Path(climb_dagster.__file__).parent
     target = folder / "climb_dagster"

@@ -8,9 +8,10 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from climb_dagster.core import schema, storage
+from climb_dagster.core.common import schema
+from climb_dagster.core.io import storage
+from climb_dagster.deployments import build_resources
 from climb_dagster.resources.io_manager import write_value
-from climb_dagster.resources.sets import build_resources
 from climb_dagster_tests.paths import DEMO_DATA
 
 DOMAINS = ["postgres_docs", "literature", "religious", "lexicon"]

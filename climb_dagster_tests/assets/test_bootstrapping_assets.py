@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from climb_dagster.assets.targets import documents_target
-from climb_dagster.core import schema, storage
-from climb_dagster.core.bootstrap import table_mixtures
-from climb_dagster.core.records import FinalMixture
-from climb_dagster.core.superclusters import supercluster_labels
+from climb_dagster.core.clustering.superclusters import supercluster_labels
+from climb_dagster.core.common import schema
+from climb_dagster.core.experiment.records import FinalMixture
+from climb_dagster.core.io import storage
+from climb_dagster.core.search.history import table_mixtures
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster_tests.assets.bootstrap_fixture import (
     DOMAINS,
@@ -165,7 +166,7 @@ def test_logged_predictor_predicts_as_the_stored_one_the_next_round_used(pipelin
     the next round's mixtures, which that predictor chose; the asset links to the run and the model."""
     import mlflow
 
-    from climb_dagster.core.rounds import load_predictor
+    from climb_dagster.core.search.rounds import load_predictor
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{pipeline['home'] / 'mlflow.db'}")
     root = pipeline["root"]
@@ -184,7 +185,7 @@ def test_multiple_choice_target_is_maximized(pipeline):
     """A second experiment on the same corpus with an lm-evaluation-harness style target (accuracy, maximize)."""
     import polars as pl
 
-    from climb_dagster.core.proxy.evaluate import build_multiple_choice
+    from climb_dagster.core.targets.evaluators import build_multiple_choice
 
     home = pipeline["home"]
     texts = pl.read_parquet(home / "target.parquet")["text"].to_list()
@@ -340,7 +341,7 @@ def test_round_1_weights_check_still_blocks_the_proxies(pipeline, monkeypatch):
 
 
 def test_token_store_table_names_each_super_cluster_with_its_token_share(pipeline):
-    from climb_dagster.resources.sets import build_resources
+    from climb_dagster.deployments import build_resources
 
     result = materialize_proxy_data(pipeline["instance"], build_resources())
     rows = [r.data for r in _meta(result, "cluster_tokens")["per_super_cluster"].records]
@@ -356,9 +357,9 @@ def test_oof_warning_fires_when_the_predictor_ranks_worse_than_chance(pipeline, 
     materializes; its WARN check fails and says why."""
     import polars as pl
 
+    from climb_dagster.deployments import build_resources
     from climb_dagster.partitions import experiments
     from climb_dagster.resources.io_manager import write_value
-    from climb_dagster.resources.sets import build_resources
     from climb_dagster.resources.tracking import MlflowTracker
     from climb_dagster_tests.assets.bootstrap_fixture import all_assets
 

@@ -25,7 +25,7 @@ from climb_dagster.partitions import crawl_drops
 from climb_dagster.resources.embedding import EmbeddingModelResource, default_embedder
 from climb_dagster.resources.io_manager import ClimbIOManagerFactory
 from climb_dagster.resources.landing import LandingZone
-from climb_dagster_tests.unit.test_cluster_embedding import make_tiny_model
+from climb_dagster_tests.unit.embedding.test_encoder import make_tiny_model
 
 TOPICS = {
     "db": "The database query planner chooses an index scan when the table is large and the filter is selective.",
@@ -299,8 +299,8 @@ class _TwoModelCopies(EmbeddingModelResource):
     """The multi-GPU path on a CPU: two copies of the model, each embedding half of the drop."""
 
     def load(self):  # noqa: ANN201
-        from climb_dagster.core.embedding import SentenceEmbedder
-        from climb_dagster.core.embedding_gpu import ShardedEmbedder
+        from climb_dagster.core.embedding.encoder import SentenceEmbedder
+        from climb_dagster.core.embedding.sharded import ShardedEmbedder
 
         config = self.embedder_config()
         return ShardedEmbedder([SentenceEmbedder.load(config), SentenceEmbedder.load(config)])

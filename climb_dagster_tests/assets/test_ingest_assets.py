@@ -69,7 +69,7 @@ def test_landing_lists_valid_drops_only(tmp_path):
 
 def test_ingest_counts_fails_on_unbalanced_counts_and_duplicate_ids():
     from climb_dagster.assets.ingest import _ingest_counts
-    from climb_dagster.core.corpus import DropStats
+    from climb_dagster.core.io.corpus import DropStats
 
     docs = pl.DataFrame({"id": ["a", "a"], "text": ["x", "y"]})
     ok = _ingest_counts(docs, DropStats(rows_read=2, rows_kept=2))

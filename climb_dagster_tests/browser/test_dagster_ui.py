@@ -12,8 +12,8 @@ import dagster as dg
 import pytest
 
 from climb_dagster.assets.targets import documents_target
-from climb_dagster.core import storage
-from climb_dagster.core.superclusters import supercluster_labels
+from climb_dagster.core.clustering.superclusters import supercluster_labels
+from climb_dagster.core.io import storage
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster_tests.assets.bootstrap_fixture import (
     TINY_EXPERIMENT,

@@ -14,7 +14,7 @@ import dagster as dg
 import polars as pl
 
 from climb_dagster.assets.targets import documents_target
-from climb_dagster.core import schema
+from climb_dagster.core.common import schema
 from climb_dagster_tests.assets.bootstrap_fixture import TINY_EXPERIMENT
 from climb_dagster_tests.paths import DEMO_DATA
 

@@ -27,11 +27,13 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from climb_dagster.core import bootstrap, schema, storage
-from climb_dagster.core.hashing import proxy_run_key
+from climb_dagster.core.common import schema
+from climb_dagster.core.io import storage
+from climb_dagster.core.proxy.config import proxy_run_key
+from climb_dagster.core.search import history as search_history
+from climb_dagster.deployments import build_resources
 from climb_dagster.resources.embedding import EmbeddingModelResource
 from climb_dagster.resources.io_manager import read_value
-from climb_dagster.resources.sets import build_resources
 from climb_dagster.resources.tracking import EXPERIMENT, KIND, PARENT, PROXY, ROUND, MlflowTracker
 from climb_dagster_tests.integration.pipeline_driver import (
     EXPERIMENT_NAME,
@@ -43,7 +45,7 @@ from climb_dagster_tests.integration.pipeline_driver import (
     write_local_landing,
 )
 from climb_dagster_tests.integration.servers import MlflowServer, S3Endpoint
-from climb_dagster_tests.unit.test_cluster_embedding import make_tiny_model
+from climb_dagster_tests.unit.embedding.test_encoder import make_tiny_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -243,7 +245,7 @@ def test_proxy_data_matches_and_reads_through_the_local_cache(runs: Runs):
     )
     assert runs.json("proxy_tokenizer.json")["sha256"] == runs.local("proxy_tokenizer").sha256
 
-    # The token store and tokenizer were read through local copies (core/storage.py local_dir_copy), and
+    # The token store and tokenizer were read through local copies (core/io/storage.py local_dir_copy), and
     # the target windows through local_copy: each cached copy has the bytes of its S3 object.
     cached_dirs = [p for p in runs.s3_cache.glob("dir-*") if (p / ".complete").exists()]
     assert len(cached_dirs) == 2, sorted(p.name for p in runs.s3_cache.iterdir())
@@ -339,7 +341,7 @@ def test_rounds_match_the_local_run_exactly(runs: Runs):
         # proxy_key = hash(mixture, proxy config, seed, data_key(record)); data_key takes the target by
         # content, not by location, so the S3 run and the local run key (and could share) the same proxies.
         assert_frame_equal(remote_mix, local_mix)
-        weights = bootstrap.table_mixtures(remote_mix)
+        weights = search_history.table_mixtures(remote_mix)
         proxy, seed = remote_record.proxy, remote_record.seed
         assert [proxy_run_key(w.tolist(), proxy, seed, remote_record.data_key()) for w in weights] == (
             remote_mix["proxy_key"].to_list()
@@ -443,7 +445,7 @@ def test_mlflow_server_holds_the_experiment_round_proxy_tree(
     from mlflow.artifacts import download_artifacts
     from mlflow.tracking import MlflowClient
 
-    from climb_dagster.core.rounds import load_predictor
+    from climb_dagster.core.search.rounds import load_predictor
 
     client = MlflowClient(tracking_uri=runs.mlflow_url)
     exp_id = client.get_experiment_by_name(runs.s3_experiment).experiment_id

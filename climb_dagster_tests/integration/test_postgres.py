@@ -19,8 +19,8 @@ import pytest
 
 from climb_dagster.assets.ingest import raw_documents
 from climb_dagster.assets.targets import documents_target
+from climb_dagster.deployments import build_resources
 from climb_dagster.partitions import crawl_drops
-from climb_dagster.resources.sets import build_resources
 from climb_dagster_tests.assets.bootstrap_fixture import (
     TINY_EXPERIMENT,
     run_experiment,

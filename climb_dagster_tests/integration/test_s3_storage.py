@@ -15,8 +15,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from climb_dagster.assets.ingest import raw_documents
+from climb_dagster.deployments import build_resources
 from climb_dagster.partitions import crawl_drops
-from climb_dagster.resources.sets import build_resources
 from climb_dagster_tests.integration.drops import DROP_KEYS, drop_parquet_bytes
 from climb_dagster_tests.integration.servers import S3Endpoint
 
@@ -120,7 +120,7 @@ def test_rematerializing_a_drop_overwrites_in_place(
 def test_atomic_write_to_a_key_with_glob_characters(s3_server: S3Endpoint):
     """Dagster stores a mapped op's output under its step key, e.g. `round_1_train_proxy[r1_000]`:
     the rename onto the final key must not read `[...]` as a glob pattern (s3fs mv/rm do)."""
-    from climb_dagster.core import storage
+    from climb_dagster.core.io import storage
 
     prefix = s3_server.unique_prefix("glob")
     root = storage.make_path(

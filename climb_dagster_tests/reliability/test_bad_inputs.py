@@ -13,9 +13,9 @@ import pytest
 
 from climb_dagster.assets.ingest import raw_documents
 from climb_dagster.assets.targets import documents_target
-from climb_dagster.core import schema
-from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.experiment import ExperimentConfig
+from climb_dagster.core.common import schema
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.experiment.config import ExperimentConfig
 from climb_dagster.partitions import crawl_drops
 from climb_dagster.resources.io_manager import read_value, write_value
 from climb_dagster_tests.assets.bootstrap_fixture import all_assets
@@ -173,7 +173,7 @@ def test_duplicate_ids_across_drops_refused_by_cluster_tokens(tmp_path: Path):
     """Each drop is valid alone; cluster_tokens (which sees every drop) refuses the shared id."""
     home = tmp_path / "climb"
     root = home / "storage"
-    from climb_dagster.core import storage
+    from climb_dagster.core.io import storage
 
     base = storage.make_path(root)
     drops = {"drop-0001": ["a", "b", "c"], "drop-0002": ["d", "b", "e"]}
@@ -210,7 +210,7 @@ def test_duplicate_ids_across_drops_refused_by_cluster_tokens(tmp_path: Path):
 
 def test_k_init_larger_than_document_count(tmp_path: Path):
     home = tmp_path / "climb"
-    from climb_dagster.core import storage
+    from climb_dagster.core.io import storage
 
     base = storage.make_path(home / "storage")
     rng = np.random.default_rng(0)
@@ -223,7 +223,7 @@ def test_k_init_larger_than_document_count(tmp_path: Path):
 
 
 def test_every_cluster_pruned(tmp_path: Path):
-    from climb_dagster.core import storage
+    from climb_dagster.core.io import storage
     from climb_dagster.core.quality.pruning import N_DOCS, QUALITY_MEAN
 
     home = tmp_path / "climb"

@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.experiment import MAX_SEED, ExperimentConfig, TargetConfig
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.experiment.config import MAX_SEED, ExperimentConfig
+from climb_dagster.core.targets.config import TargetConfig
 from climb_dagster_tests.reliability.helpers import failure_text, materialize_in
 
 

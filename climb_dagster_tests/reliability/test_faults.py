@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from climb_dagster.assets.targets import documents_target
-from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.experiment import ExperimentConfig, TargetConfig
-from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.experiment.config import ExperimentConfig
+from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRef
+from climb_dagster.core.targets.config import TargetConfig
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster_tests.assets.bootstrap_fixture import all_assets, seed_clustered_corpus
 from climb_dagster_tests.paths import REPO_ROOT
@@ -231,13 +232,13 @@ def test_diverged_proxy_recorded_failed_and_excluded(tiny_corpus: dict, monkeypa
 def test_history_refuses_a_non_finite_score_marked_ok():
     import polars as pl
 
-    from climb_dagster.core import bootstrap
+    from climb_dagster.core.search import history as search_history
 
     table = pl.DataFrame(
         {"mixture_id": ["r1-000"], "status": ["ok"], "score": [float("nan")], "w_000": [1.0]}
     )
     with pytest.raises(ClimbInputError, match="non-finite score"):
-        bootstrap.history([table])
+        search_history.history([table])
 
 
 @pytest.mark.timeout(60)
@@ -247,8 +248,8 @@ def test_mlflow_uri_that_accepts_but_never_answers(monkeypatch: pytest.MonkeyPat
     import socket
     import threading
 
-    from climb_dagster.resources.experiment_tracking import experiment_run, try_track
     from climb_dagster.resources.tracking import MlflowTracker
+    from climb_dagster.tracking.experiment_tree import experiment_run, try_track
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

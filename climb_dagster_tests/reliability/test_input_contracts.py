@@ -16,8 +16,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from climb_dagster.core.corpus import CorpusConfig, read_drop
-from climb_dagster.core.storage import make_path
+from climb_dagster.core.io.corpus import CorpusConfig, read_drop
+from climb_dagster.core.io.storage import make_path
 from climb_dagster_tests.reliability.helpers import failure_text, materialization_meta, materialize_in
 from climb_dagster_tests.reliability.test_bad_inputs import KEY, _assert_refused, _ingest, _jsonl, _parquet
 
@@ -154,7 +154,7 @@ def test_bad_multiple_choice_target_names_the_users_file_and_writes_nothing(
 def test_corrupt_proxy_cache_entry_is_a_named_cache_miss(tmp_path: Path):
     """Decision (documented in ProxyCache.get): a result.json that does not parse is a cache miss, reported
     with its path; the proxy is retrained and the entry replaced, so a rerun heals instead of failing."""
-    from climb_dagster.core.bootstrap import ProxyCache
+    from climb_dagster.core.proxy.cache import ProxyCache
 
     warnings: list[str] = []
     cache = ProxyCache(make_path(tmp_path), warn=warnings.append)
@@ -169,7 +169,7 @@ def test_corrupt_proxy_cache_entry_is_a_named_cache_miss(tmp_path: Path):
 
 @pytest.mark.parametrize("entry", ["../outside.bin", "/etc/hostname", "sub/cluster_000.bin", "link.bin"])
 def test_token_store_index_pointing_outside_the_store_is_refused(tmp_path: Path, entry: str):
-    from climb_dagster.core.errors import ClimbInputError
+    from climb_dagster.core.common.errors import ClimbInputError
     from climb_dagster.core.proxy.tokens import INDEX_FILE, STORE_FORMAT, TokenStore
 
     store = tmp_path / "store"

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from climb_dagster.automation.clustering import new_drops_sensor
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.partitions import crawl_drops
 from climb_dagster.resources.landing import LandingZone
 

@@ -15,7 +15,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from climb_dagster.core import publication, storage
+from climb_dagster.core.io import publication, storage
 from climb_dagster_tests.reliability.helpers import materialize_in
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from dagster._serdes import serialize_value
 
-from climb_dagster.core import storage
-from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.redact import redact, redact_value
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.io import storage
+from climb_dagster.core.io.redact import redact, redact_value
 from climb_dagster.resources.landing import LandingZone
 from climb_dagster.resources.storage import ClimbStorage
 from climb_dagster_tests.reliability.helpers import CANARY, local_resources, materialize_in
@@ -42,7 +42,7 @@ def test_redact_leaves_plain_urls_alone():
 
 @pytest.mark.parametrize("setting", ["CLIMB_STORAGE_URL", "CLIMB_LANDING_URL", "CLIMB_S3_ENDPOINT_URL"])
 def test_credentials_in_storage_or_landing_url_refused_by_name(monkeypatch: pytest.MonkeyPatch, setting: str):
-    from climb_dagster.resources.sets import build_resources
+    from climb_dagster.deployments import build_resources
 
     monkeypatch.setenv("CLIMB_DEPLOYMENT", "production")
     monkeypatch.setenv("CLIMB_STORAGE_URL", "s3://bucket/climb")

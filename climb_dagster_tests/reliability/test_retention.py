@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from climb_dagster.core.retention import RunState, folders_to_delete
+from climb_dagster.core.io.retention import RunState, folders_to_delete
 from climb_dagster.jobs import storage_retention_job
 from climb_dagster.resources.io_manager import ClimbIOManagerFactory
 from climb_dagster.resources.storage import ClimbStorage

@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 
 from climb_dagster.assets.ingest import raw_documents
-from climb_dagster.core import storage
+from climb_dagster.core.io import storage
+from climb_dagster.deployments import build_resources
 from climb_dagster.partitions import crawl_drops
-from climb_dagster.resources.sets import build_resources
 from climb_dagster_tests.integration.drops import drop_parquet_bytes
 from climb_dagster_tests.integration.servers import S3Endpoint
 from climb_dagster_tests.reliability.faulty_s3 import FaultPlan, FaultyS3Proxy

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import yaml
 
-from climb_dagster.core import storage
-from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.keys import validate_key
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.common.keys import validate_key
+from climb_dagster.core.io import storage
 from climb_dagster.resources.io_manager import ClimbIOManager, read_value
 from climb_dagster.resources.landing import LandingZone
 from climb_dagster_tests.paths import REPO_ROOT
@@ -213,8 +213,8 @@ def test_canary_credentials_on_s3_run(s3_server, climb_home: Path, monkeypatch: 
     from dagster._serdes import serialize_value
 
     from climb_dagster.assets.ingest import raw_documents
+    from climb_dagster.deployments import build_resources
     from climb_dagster.partitions import crawl_drops
-    from climb_dagster.resources.sets import build_resources
     from climb_dagster_tests.integration.drops import drop_parquet_bytes
 
     prefix = s3_server.unique_prefix("canary")

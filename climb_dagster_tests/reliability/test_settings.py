@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from climb_dagster.resources.sets import build_resources
+from climb_dagster.deployments import build_resources
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 PRODUCTION = {
@@ -121,7 +121,7 @@ def test_k8s_settings_take_effect_in_the_k8s_executor_config(clean_env):
 
 
 def test_cache_dir_applies_whatever_the_deployment(clean_env, tmp_path: Path):
-    from climb_dagster.core.storage import cache_dir
+    from climb_dagster.core.io.storage import cache_dir
 
     for deployment in ("local", "production"):
         clean_env.setenv("CLIMB_DEPLOYMENT", deployment)

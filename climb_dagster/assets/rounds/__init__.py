@@ -2,7 +2,7 @@
 round_k_mixtures -> round_k_proxy_evaluations (one mapped step per proxy) -> round_k_predictor.
 
 Rounds beyond an experiment's own count (regmix/random use one) materialize empty tables and refit the
-same predictor, so every experiment has the same asset graph. The decisions live in core/rounds.py.
+same predictor, so every experiment has the same asset graph. The decisions live in core/search/rounds.py.
 """
 
 from climb_dagster.assets.experiments import MAX_ROUNDS

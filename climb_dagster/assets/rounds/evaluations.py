@@ -9,8 +9,12 @@ import polars as pl
 
 from climb_dagster.assets.checks import experiment_check
 from climb_dagster.assets.metadata import table as table_metadata
-from climb_dagster.core import bootstrap, schema
-from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
+from climb_dagster.core.common import schema
+from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRef
+from climb_dagster.core.proxy import cache as proxy_cache
+from climb_dagster.core.proxy import jobs as proxy_jobs
+from climb_dagster.core.proxy.config import auto_pack_size
+from climb_dagster.core.search import history as search_history
 from climb_dagster.k8s import PROXY_OP_TAGS
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.storage import ClimbStorage
@@ -23,9 +27,8 @@ def _plan_op(k: int) -> dg.OpDefinition:
     @dg.op(name=f"round_{k}_plan_proxies", out=dg.DynamicOut(dict))
     def plan(mixtures_table: pl.DataFrame, record: ExperimentRecord):
         """One mapped step per proxy, or per pack of proxies when the pack size is above 1."""
-        from climb_dagster.core.proxy.config import auto_pack_size
 
-        weights = bootstrap.table_mixtures(mixtures_table) if mixtures_table.height else np.zeros((0, 0))
+        weights = search_history.table_mixtures(mixtures_table) if mixtures_table.height else np.zeros((0, 0))
         jobs = [
             {
                 schema.MIXTURE_ID: row[schema.MIXTURE_ID],
@@ -58,11 +61,15 @@ def _train_op(k: int) -> dg.OpDefinition:
     ) -> list:
         """Train one proxy, or one pack of proxies as one batched model, on its mixture(s); runs that
         already finished are reused from the cache. One record per proxy."""
-        from climb_dagster.core.target_eval import open_token_store, target_evaluator, target_pack_evaluator
+        from climb_dagster.core.targets.prepare import (
+            open_token_store,
+            target_evaluator,
+            target_pack_evaluator,
+        )
 
         proxy = record.proxy
         store = open_token_store(tokens.path, storage.options())
-        cache = bootstrap.ProxyCache(storage.root() / "proxy_runs", warn=context.log.warning)
+        cache = proxy_cache.ProxyCache(storage.root() / "proxy_runs", warn=context.log.warning)
         name = job[schema.MIXTURE_ID] if PACK not in job else f"pack of {len(job[PACK])}"
         args = (record.target_spec, store.load_tokenizer(), proxy.train.num_threads, storage.options())
 
@@ -70,7 +77,7 @@ def _train_op(k: int) -> dg.OpDefinition:
             context.log.debug(f"{name}: step {step}/{total} loss {loss:.3f}")
 
         if PACK in job:
-            results = bootstrap.run_proxy_pack_job(
+            results = proxy_jobs.run_proxy_pack_job(
                 job[PACK],
                 store,
                 proxy,
@@ -82,7 +89,7 @@ def _train_op(k: int) -> dg.OpDefinition:
             )
         else:
             results = [
-                bootstrap.run_proxy_job(
+                proxy_jobs.run_proxy_job(
                     job,
                     store,
                     proxy,
@@ -108,7 +115,7 @@ def _collect_op(k: int) -> dg.OpDefinition:
     @dg.op(name=f"round_{k}_collect_proxies")
     def collect(context: dg.OpExecutionContext, tokens: TokenStoreRef, results: list) -> pl.DataFrame:
         records = [r for step in results for r in step]  # one list per mapped step (proxy or pack)
-        table = bootstrap.evaluations_table(records, tokens.n_clusters)
+        table = proxy_jobs.evaluations_table(records, tokens.n_clusters)
         failed = table.filter(pl.col(schema.STATUS) != schema.OK)
         for row in failed.iter_rows(named=True):
             context.log.warning(

@@ -11,13 +11,17 @@ import numpy as np
 import polars as pl
 
 from climb_dagster.assets.metadata import table as table_metadata
-from climb_dagster.core import bootstrap, schema
-from climb_dagster.core.plots import png_markdown, weights_bar_png
-from climb_dagster.core.records import ExperimentRecord, TokenStoreRef
-from climb_dagster.core.rounds import history_for_proposal, load_predictor, weights_valid
-from climb_dagster.core.superclusters import supercluster_labels
-from climb_dagster.core.tables import named_weights
-from climb_dagster.core.timing import Timer
+from climb_dagster.core.clustering.superclusters import supercluster_labels
+from climb_dagster.core.common import schema
+from climb_dagster.core.common.timing import Timer
+from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRef
+from climb_dagster.core.proxy.config import proxy_run_key
+from climb_dagster.core.proxy.doremi import doremi_round
+from climb_dagster.core.report.plots import png_markdown, weights_bar_png
+from climb_dagster.core.report.tables import named_weights
+from climb_dagster.core.search import history as search_history
+from climb_dagster.core.search import strategies
+from climb_dagster.core.search.rounds import history_for_proposal, load_predictor, weights_valid
 from climb_dagster.k8s import PROXY_OP_TAGS
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.storage import ClimbStorage
@@ -27,8 +31,7 @@ def _doremi_proposal(
     record: ExperimentRecord, tokens: TokenStoreRef, prior: np.ndarray, storage: ClimbStorage
 ) -> tuple[np.ndarray, dict]:
     """DoReMi trains its reference and DRO proxies here (cached under proxy_runs/doremi-<hash>)."""
-    from climb_dagster.core.proxy.doremi import doremi_round
-    from climb_dagster.core.target_eval import open_token_store
+    from climb_dagster.core.targets.prepare import open_token_store
 
     store = open_token_store(tokens.path, storage.options())
     return doremi_round(
@@ -56,14 +59,12 @@ def _check_specs(k: int) -> list[dg.AssetCheckSpec]:
 def _propose(k: int, upstream: dict, doremi: dict | None):
     """Mixtures to train proxies on in round k (round 1: Dirichlet around the token shares), then the
     round's checks. `doremi`: what the DoReMi step answered, for a DoReMi experiment."""
-    from climb_dagster.core.hashing import proxy_run_key
-    from climb_dagster.core.search.strategies import propose_round
 
     record = upstream["experiment"]
     exp = record.config
     prior = upstream["cluster_tokens"].prior()
     if k > exp.n_rounds:
-        empty = bootstrap.mixtures_table(k, np.zeros((0, prior.size)), [])
+        empty = search_history.mixtures_table(k, np.zeros((0, prior.size)), [])
         yield dg.Output(empty, metadata={"active": False, "dagster/row_count": 0})
         yield from _mixture_checks(k, empty, 0, prior.size)
         return
@@ -79,9 +80,9 @@ def _propose(k: int, upstream: dict, doremi: dict | None):
         prev = [upstream[f"round_{j}_proxy_evaluations"] for j in range(1, k)]
         hm, hs = history_for_proposal(prev, exp.target.direction)
         predictor = load_predictor(upstream["predictor"]) if k > 1 and exp.strategy == "climb" else None
-        proposed = propose_round(exp.strategy_config(), k - 1, hm, hs, prior, exp.seed, predictor=predictor)
+        proposed = strategies.propose_round(exp.strategy_config(), k - 1, hm, hs, prior, exp.seed, predictor=predictor)
     keys = [proxy_run_key(m.tolist(), record.proxy, exp.seed, record.data_key()) for m in proposed]
-    table = bootstrap.mixtures_table(k, proposed, keys)
+    table = search_history.mixtures_table(k, proposed, keys)
     labels = supercluster_labels(upstream["super_cluster_stats"], prior.size)
     png = weights_bar_png(proposed, f"{record.name} round {k}: weights", labels)
     shown = named_weights(table, labels).with_columns(pl.col(schema.PROXY_KEY).str.head(12))

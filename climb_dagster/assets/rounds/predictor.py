@@ -4,10 +4,13 @@
 
 import dagster as dg
 
-from climb_dagster.core import bootstrap
-from climb_dagster.core.artifacts import ModelText
-from climb_dagster.core.plots import png_markdown, predicted_vs_actual_png, weights_bar_png
-from climb_dagster.core.rounds import (
+from climb_dagster.core.clustering.superclusters import supercluster_labels
+from climb_dagster.core.common.artifacts import ModelText
+from climb_dagster.core.common.timing import Timer
+from climb_dagster.core.report.plots import png_markdown, predicted_vs_actual_png, weights_bar_png
+from climb_dagster.core.search import history as search_history
+from climb_dagster.core.search.predictor import fit_predictor
+from climb_dagster.core.search.rounds import (
     OOF_PREDICTED,
     cv_folds,
     fit_table,
@@ -15,11 +18,10 @@ from climb_dagster.core.rounds import (
     predictor_summary,
     unexplained_scores,
 )
-from climb_dagster.core.superclusters import supercluster_labels
-from climb_dagster.core.timing import Timer
+from climb_dagster.core.search.strategies import round_seed
 from climb_dagster.partitions import experiments
-from climb_dagster.resources.experiment_tracking import track_round, try_track
 from climb_dagster.resources.tracking import MlflowTracker
+from climb_dagster.tracking.experiment_tree import track_round, try_track
 
 OOF_CHECK = "oof_spearman_positive"
 OOF_CHECK_DESCRIPTION = (
@@ -59,8 +61,6 @@ def predictor_asset(k: int) -> dg.AssetsDefinition:
     )
     def predictor(context: dg.AssetExecutionContext, tracker: MlflowTracker, **upstream):
         """LightGBM predictor fitted on every proxy evaluated so far (LightGBM text + CV Spearman)."""
-        from climb_dagster.core.search.predictor import fit_predictor
-        from climb_dagster.core.search.strategies import round_seed
 
         record = upstream["experiment"]
         strategy = record.config.strategy_config()
@@ -71,7 +71,7 @@ def predictor_asset(k: int) -> dg.AssetsDefinition:
                 check_name="evaluations_scores_finite", passed=False, metadata={"rows": ", ".join(bad)}
             )
             raise dg.Failure(f"round {k}: evaluations with a non-finite score not marked failed: {bad}")
-        hm, hs, spent = bootstrap.history(evals)
+        hm, hs, spent = search_history.history(evals)
         if hs.size < 2:
             raise dg.Failure(
                 f"round {k} of {record.name}: only {hs.size} successful proxies; cannot fit a predictor"
@@ -105,7 +105,7 @@ def predictor_asset(k: int) -> dg.AssetsDefinition:
         this_round = evals[-1]
         tracking = {}
         if this_round.height > 0:
-            mixtures = bootstrap.table_mixtures(this_round)
+            mixtures = search_history.table_mixtures(this_round)
             labels = supercluster_labels(upstream["super_cluster_stats"], mixtures.shape[1])
             bars = weights_bar_png(mixtures, f"round {k} weights", labels)
             plots = {f"round_{k}_weights.png": bars, f"round_{k}_predicted_vs_observed.png": scatter}

@@ -1,4 +1,4 @@
-"""Frozen, validated configs of a proxy run (their content hashes key cached runs: see core/hashing.py).
+"""Frozen, validated configs of a proxy run (their content hashes key cached runs: see `proxy_run_key` below).
 
 Sizing, measured on the 2-core dev machine (AMD EPYC, AVX-512, fp32, 1 torch thread, shared with
 other work): `ProxyConfig.default()` (vocab 4096, d_model 128, 2 layers, 4 heads, d_ff 384, block 128,
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.hashing import content_hash
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.common.hashing import content_hash
 
 
 def _positive_int(owner: str, name: str, value: Any) -> None:
@@ -297,3 +297,13 @@ def auto_pack_size(config: ProxyConfig, device_memory: int | None = None) -> int
 
         device_memory = torch.cuda.mem_get_info()[1] if torch.cuda.is_available() else 80 * 10**9
     return int(max(1, min(MAX_AUTO_PACK, 0.8 * device_memory // bytes_per_member(config))))
+
+
+def proxy_run_key(mixture: Sequence[float], config: ProxyConfig, seed: int, data_key: str = "") -> str:
+    """Key of a proxy run: hash of mixture + config + seed (+ an optional key of the token store)."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ClimbInputError(f"seed must be an integer, got {seed!r}")
+    weights = [float(w) for w in mixture]
+    if not all(math.isfinite(w) for w in weights):
+        raise ClimbInputError(f"mixture weights must be finite, got {weights}")
+    return content_hash({"mixture": weights, "config": config.run_dict(), "seed": seed, "data": data_key})

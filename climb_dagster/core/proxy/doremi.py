@@ -15,13 +15,22 @@ from typing import Any
 
 import numpy as np
 
-from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.hashing import content_hash
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.common.hashing import content_hash
+from climb_dagster.core.common.timing import Timer
+from climb_dagster.core.io import storage
 from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.proxy.sampler import validate_mixture, window_plan
 from climb_dagster.core.proxy.tokens import TokenStore
+from climb_dagster.core.proxy.train import (
+    initial_model,
+    lr_at,
+    make_optimizer,
+    optimizer_update,
+    set_lr,
+    train_proxy,
+)
 from climb_dagster.core.search.doremi import DOREMI_PROXIES, DoReMiConfig, dro_update
-from climb_dagster.core.timing import Timer
 
 EVAL_CHUNK = 64  # reference windows scored per forward pass
 
@@ -96,14 +105,6 @@ def train_doremi(
     import torch
 
     from climb_dagster.core.proxy.model import torch_threads
-    from climb_dagster.core.proxy.train import (
-        initial_model,
-        lr_at,
-        make_optimizer,
-        optimizer_update,
-        set_lr,
-        train_proxy,
-    )
 
     dro = dro or DoReMiConfig()
     p = validate_mixture(prior, store.n_clusters, what="prior")
@@ -200,7 +201,6 @@ def doremi_mixture(
     """`train_doremi`, cached as JSON under `cache_dir/<doremi key>/result.json`; returns (result, cached)."""
     import json
 
-    from climb_dagster.core import storage
 
     dro = dro or DoReMiConfig()
     key = doremi_key(list(prior), config, dro, seed, store.key())

@@ -29,16 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from climb_dagster.core import schema
-from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.hashing import proxy_run_key
+from climb_dagster.core.common import schema
+from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.proxy import runtime
-from climb_dagster.core.proxy.config import ProxyConfig
+from climb_dagster.core.proxy.config import ProxyConfig, proxy_run_key
 from climb_dagster.core.proxy.loss import linear_cross_entropy
-from climb_dagster.core.proxy.model import (
-    count_params,
-    torch_threads,
-)
+from climb_dagster.core.proxy.model import count_params, torch_threads
 from climb_dagster.core.proxy.sampler import sample_windows, validate_mixture
 from climb_dagster.core.proxy.tokens import TokenStore
 from climb_dagster.core.proxy.train import (
@@ -194,9 +190,11 @@ class PackedLlama(torch.nn.Module):
         return torch.bmm(h, w.transpose(1, 2)).reshape(*x.shape, -1)
 
 
+
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
 
 
 def clip_per_member(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
@@ -212,6 +210,7 @@ def clip_per_member(params: Sequence[torch.Tensor], max_norm: float) -> torch.Te
     for g in grads:
         g.mul_(coef.reshape(-1, *([1] * (g.ndim - 1))).to(g.dtype))
     return norms
+
 
 
 def train_pack(
@@ -286,10 +285,12 @@ def train_pack(
     return results
 
 
+
 class _Outcome(dict):
     """member -> (losses, status, reason, steps done); `rows[member]`: its row in the final pack."""
 
     rows: dict[int, int]
+
 
 
 def _pack_loop(
@@ -377,82 +378,3 @@ def _pack_loop(
         else:
             outcome[j] = (curve, schema.OK, "", steps)
     return outcome
-
-
-def evaluate_pack_components(
-    models: Sequence[torch.nn.Module], target: Any, tokenizer: Any = None, num_threads: int = 1
-) -> list[dict[str, float]]:
-    """`evaluate_components` of every model at once: the models (same sizes, same device) are stacked
-    into one PackedLlama and each evaluation batch is one forward pass for all of them. An lm-eval
-    component runs per model instead (lm-evaluation-harness drives its own batches through one HF model),
-    so a pack gets the same values as separate runs, without the pack's speed-up for that component."""
-    from climb_dagster.core.proxy import evaluate as ev
-    from climb_dagster.core.proxy.targets import LM_EVAL, LOSS
-
-    target.check_files()
-    device = models[0].lm_head.weight.device
-    m = len(models)
-    with torch_threads(num_threads), torch.no_grad():
-        pack = PackedLlama(models).to(device).train(False)
-        values: list[dict[str, float]] = [{} for _ in models]
-        for e in target.evaluators:
-            if e.kind == LOSS:
-                got = _pack_eval_loss(pack, ev.load_eval_windows(e.path), e.batch_size, device)
-            elif e.kind == LM_EVAL:
-                from climb_dagster.core.lm_eval_target import run_lm_eval
-
-                got = [
-                    run_lm_eval(model, tokenizer, e.path, e.tasks, e.metric, e.limit, e.batch_size)
-                    for model in models
-                ]
-            else:
-                if tokenizer is None:
-                    raise ClimbInputError(f"evaluator {e.name} needs a tokenizer")
-                items = ev.load_multiple_choice(e.path)
-                block = int(models[0].config.max_position_embeddings)
-                per_member: list[list[list[tuple[float, int]]]] = [[] for _ in models]
-                for item in items:
-                    ids, spans = ev.choice_batch(tokenizer, item, block)
-                    x = ids[:, :-1].to(device).unsqueeze(0).expand(m, -1, -1)
-                    logits = pack.logits(x)
-                    for j in range(m):
-                        per_member[j].append(ev.span_logprobs(logits[j], ids, spans))
-                got = [ev.choice_accuracy(items, lps, e.normalize) for lps in per_member]
-            for j, value in enumerate(got):
-                # A non-finite value marks that member's model as diverged; the caller fails only it.
-                values[j][e.name] = value
-    return values
-
-
-def _pack_eval_loss(
-    pack: PackedLlama, windows: np.ndarray, batch_size: int, device: torch.device
-) -> list[float]:
-    vocab = pack.param("model.embed_tokens.weight").shape[1]
-    if int(windows.max()) >= vocab:
-        raise ClimbInputError(
-            f"evaluation windows hold token id {int(windows.max())} >= model vocab_size {vocab}"
-        )
-    m = pack.size
-    total = torch.zeros(m, dtype=torch.float64, device=device)
-    count = 0
-    for start in range(0, windows.shape[0], batch_size):
-        batch = torch.from_numpy(windows[start : start + batch_size].astype(np.int64)).to(device)
-        x = batch[:, :-1].unsqueeze(0).expand(m, -1, -1)
-        y = batch[:, 1:].unsqueeze(0).expand(m, -1, -1)
-        n = y.shape[1] * y.shape[2]
-        total += pack.losses(x, y, fused_head=device.type == "cpu").double() * n
-        count += n
-    return (total / count).tolist()
-
-
-def evaluate_pack(
-    models: Sequence[torch.nn.Module], target: Any, tokenizer: Any = None, num_threads: int = 1
-) -> list[float]:
-    """The target score of each model (NaN where a component is not finite), evaluated as one pack."""
-    import math
-
-    out = []
-    for values in evaluate_pack_components(models, target, tokenizer, num_threads):
-        finite = all(math.isfinite(v) for v in values.values())
-        out.append(target.combine(values) if finite else float("nan"))
-    return out

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.proxy.config import ProxyTrainConfig
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.proxy.tokens import TokenStore
 
 MIXTURE_TOLERANCE = 1e-6

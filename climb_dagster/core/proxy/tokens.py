@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.common.hashing import content_hash
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -322,6 +323,5 @@ class TokenStore:
 
     def key(self) -> str:
         """Content key of the store (tokenizer + every cluster file's sha256), for caching proxy runs."""
-        from climb_dagster.core.hashing import content_hash
 
         return content_hash({"tok": self.tokenizer_sha256, "clusters": list(self.sha256)})

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from climb_dagster.core import schema
-from climb_dagster.core.errors import ClimbInputError
-from climb_dagster.core.hashing import proxy_run_key
-from climb_dagster.core.proxy.config import ProxyConfig, ProxyTrainConfig
+from climb_dagster.core.common import schema
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.io import storage
+from climb_dagster.core.proxy.config import ProxyConfig, ProxyTrainConfig, proxy_run_key
 from climb_dagster.core.proxy.sampler import sample_windows, validate_mixture
 from climb_dagster.core.proxy.tokens import TokenStore
 
@@ -229,7 +229,6 @@ def checkpoint_dir(
     text = str(location)
     if "://" not in text:
         return Path(text)
-    from climb_dagster.core import storage
 
     path = storage.make_path(text, storage_options)
     if not path.exists():

@@ -10,8 +10,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import polars as pl
 
-from climb_dagster.core import schema
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common import schema
+from climb_dagster.core.common.errors import ClimbInputError
 
 MIN_SCORE = 1.0
 MAX_SCORE = 5.0

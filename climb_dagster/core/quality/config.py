@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from climb_dagster.core import storage
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.io import storage
 from climb_dagster.core.quality.base import RaterSpec
 
 PAPER_DIMENSIONS = ("quality", "educational", "informational", "advertisement")

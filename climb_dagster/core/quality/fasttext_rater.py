@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.quality.base import MAX_SCORE, MIN_SCORE, register_rater, require_text
 
 NAMED_LABELS = {

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import polars as pl
 
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.quality.base import MAX_SCORE, MIN_SCORE, register_rater, require_text
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")

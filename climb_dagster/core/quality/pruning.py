@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from climb_dagster.core import schema
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common import schema
+from climb_dagster.core.common.errors import ClimbInputError
 
 PAPER_THRESHOLD = 3.0
 KEPT = "kept"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common.errors import ClimbInputError
 
 # fasttext-numpy2 0.10.4 leaves weights uninitialised with fewer threads (seen on this project's
 # machines); its multithreaded (Hogwild) training is not bit-for-bit deterministic.

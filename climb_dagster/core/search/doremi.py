@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common.errors import ClimbInputError
 
 # Proxy trainings DoReMi spends before its answer is evaluated: the reference model and the DRO proxy.
 DOREMI_PROXIES = 2

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from climb_dagster.core.direction import Direction
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common.direction import Direction
+from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.search.predictor import check_direction
 from climb_dagster.core.search.sampling import validate_mixtures
 

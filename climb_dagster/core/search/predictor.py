@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from climb_dagster.core.direction import Direction
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common.direction import Direction
+from climb_dagster.core.common.errors import ClimbInputError
 
 SIDECAR = "predictor.json"
 

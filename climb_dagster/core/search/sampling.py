@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common.errors import ClimbInputError
 
 SUM_TOLERANCE = 1e-6
 

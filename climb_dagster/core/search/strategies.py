@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from climb_dagster.core.direction import Direction
-from climb_dagster.core.errors import ClimbInputError
+from climb_dagster.core.common.direction import Direction
+from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.search.predictor import Predictor, PredictorConfig, check_direction, fit_predictor
 from climb_dagster.core.search.sampling import (
     SamplingConfig,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from climb_dagster.core.schema import DOMAIN, ID, SOURCE, TEXT, TITLE
+from climb_dagster.core.common.schema import DOMAIN, ID, SOURCE, TEXT, TITLE
 from climb_dagster.demo.corpus.chunk import ChunkSpec, chunk_paragraphs
 from climb_dagster.demo.corpus.clean import word_count
 from climb_dagster.demo.corpus.sources import SOURCES, Source, check_sources

@@ -1,0 +1,211 @@
+"""Typed records that cross asset boundaries: the experiment record, the token-store reference and the
+final mixture. Each is a frozen dataclass with to_dict/from_dict; the IO manager stores them as JSON
+(with a `record_type` tag, see RECORD_TYPES) and gives them back typed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from climb_dagster.core.common.direction import Direction
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.common.hashing import content_hash
+from climb_dagster.core.experiment.config import ExperimentConfig
+from climb_dagster.core.proxy.config import ProxyConfig
+
+# The key under which the IO manager stores a record's type beside its fields.
+RECORD_TYPE_KEY = "record_type"
+
+
+def _missing(kind: str, exc: KeyError, data: Mapping[str, Any]) -> ClimbInputError:
+    return ClimbInputError(f"{kind} is missing {exc.args[0]!r}: {json.dumps(dict(data), default=str)[:300]}")
+
+
+@dataclass(frozen=True)
+class TokenStoreRef:
+    """Where `cluster_tokens` stored the tokenized super-clusters, and how many tokens/documents each has."""
+
+    path: str
+    key: str
+    vocab_size: int
+    tokens: tuple[int, ...]
+    documents: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tokens", tuple(int(t) for t in self.tokens))
+        object.__setattr__(self, "documents", tuple(int(d) for d in self.documents))
+        if len(self.tokens) != len(self.documents):
+            raise ClimbInputError(
+                f"token store {self.key}: {len(self.tokens)} token counts for {len(self.documents)} document counts"
+            )
+
+    @property
+    def n_clusters(self) -> int:
+        return len(self.tokens)
+
+    def prior(self) -> np.ndarray:
+        """Natural mixture: each super-cluster's share of the training tokens."""
+        tokens = np.asarray(self.tokens, dtype=np.float64)
+        return tokens / tokens.sum()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "key": self.key,
+            "vocab_size": self.vocab_size,
+            "tokens": list(self.tokens),
+            "documents": list(self.documents),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TokenStoreRef:
+        try:
+            return cls(data["path"], data["key"], int(data["vocab_size"]), data["tokens"], data["documents"])
+        except KeyError as exc:
+            raise _missing("token store reference", exc, data) from exc
+
+
+@dataclass(frozen=True)
+class TokenizerRef:
+    """Where `proxy_tokenizer` stored the proxies' tokenizer folder, its content hash and vocabulary size."""
+
+    path: str
+    sha256: str
+    vocab_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TokenizerRef:
+        try:
+            return cls(str(data["path"]), str(data["sha256"]), int(data["vocab_size"]))
+        except KeyError as exc:
+            raise _missing("tokenizer reference", exc, data) from exc
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    """An experiment's validated config plus what it was prepared against: the token store and the target.
+
+    Stored flat (the config's fields beside token_store, token_store_path, target_spec, config_hash) so
+    the JSON reads like the config the user gave.
+    """
+
+    config: ExperimentConfig
+    token_store: str
+    token_store_path: str
+    # TargetSpec.to_dict() plus the fingerprint of the evaluation files (see core.targets.prepare.prepare_target).
+    target_spec: Mapping[str, Any]
+    config_hash: str
+
+    @classmethod
+    def prepare(
+        cls, config: ExperimentConfig, store: TokenStoreRef, target_spec: Mapping[str, Any]
+    ) -> ExperimentRecord:
+        return cls(config, store.key, store.path, dict(target_spec), config.content_hash())
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def proxy(self) -> ProxyConfig:
+        return self.config.proxy
+
+    @property
+    def direction(self) -> Direction:
+        return Direction.parse(self.target_spec["direction"])
+
+    def data_key(self) -> str:
+        """What besides mixture/config/seed determines a proxy's score: the token store and the target.
+
+        The target enters by content (its fingerprint) and by how it is scored, never by where its files
+        are stored, so the same data on another storage root or under another experiment name reuses
+        cached proxies.
+        """
+        spec = self.target_spec
+        scoring = {
+            "direction": spec["direction"],
+            "evaluators": [{k: v for k, v in e.items() if k != "path"} for e in spec["evaluators"]],
+        }
+        return f"{self.token_store}:{spec['fingerprint']}:{content_hash(scoring)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.config.to_dict() | {
+            "token_store": self.token_store,
+            "token_store_path": self.token_store_path,
+            "target_spec": dict(self.target_spec),
+            "config_hash": self.config_hash,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExperimentRecord:
+        extras = ("token_store", "token_store_path", "target_spec", "config_hash")
+        try:
+            config = ExperimentConfig.from_dict({k: v for k, v in data.items() if k not in extras})
+            return cls(config, *(data[k] for k in extras))
+        except KeyError as exc:
+            raise _missing("experiment record", exc, data) from exc
+
+
+@dataclass(frozen=True)
+class FinalMixture:
+    """The experiment's answer: the selected weights beside the natural mixture, with predicted scores."""
+
+    experiment: str
+    strategy: str
+    direction: str
+    weights: tuple[float, ...]
+    natural: tuple[float, ...]
+    predicted_score: float
+    predicted_natural_score: float
+    predicted_uniform_score: float
+    best_observed_score: float
+    proxies_trained: int
+    proxies_successful: int
+    config_hash: str
+    # One name per super-cluster (core.clustering.superclusters.supercluster_labels); empty in files written before.
+    labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        object.__setattr__(self, "natural", tuple(float(w) for w in self.natural))
+        object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
+        if len(self.weights) != len(self.natural):
+            raise ClimbInputError(
+                f"final mixture of {self.experiment!r}: {len(self.weights)} weights, {len(self.natural)} natural"
+            )
+        if self.labels and len(self.labels) != len(self.weights):
+            raise ClimbInputError(
+                f"final mixture of {self.experiment!r}: {len(self.labels)} labels, {len(self.weights)} weights"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["direction"] = str(self.direction)
+        data["weights"], data["natural"] = list(self.weights), list(self.natural)
+        data["labels"] = list(self.labels)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FinalMixture:
+        try:
+            return cls(
+                **{f.name: data[f.name] for f in fields(cls) if f.name in data or f.default is MISSING}
+            )
+        except KeyError as exc:
+            raise _missing("final mixture", exc, data) from exc
+
+
+RECORD_TYPES: dict[str, type] = {
+    cls.__name__: cls for cls in (ExperimentRecord, TokenStoreRef, TokenizerRef, FinalMixture)
+}

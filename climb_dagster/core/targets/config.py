@@ -1,0 +1,69 @@
+"""What the proxies are scored on, as the user configures it (validated before anything runs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from climb_dagster.core.common.direction import Direction
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.targets.lm_eval import metric_direction
+
+TARGET_KINDS = ("documents_loss", "mc_accuracy", "lm_eval", "combined")
+
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """What the proxies are scored on.
+
+    documents_loss: mean next-token loss on held-out target documents (Parquet/JSONL with a text column),
+    minimised. mc_accuracy: multiple-choice accuracy from an lm-evaluation-harness style JSONL (context,
+    choices, gold), maximised. lm_eval: `lm_eval_metric` averaged over `lm_eval_tasks` run by
+    lm-evaluation-harness from the local task folder `lm_eval_path` (YAML + data), maximised (minimised
+    for perplexity-like metrics). combined: held-out loss with multiple choice and/or lm-eval,
+    `loss_weight * loss - accuracy_weight * accuracy - lm_eval_weight * metric`, minimised.
+    Every component that is configured is part of the score, whatever the kind.
+    """
+
+    kind: str = "documents_loss"
+    documents_path: str | None = None
+    mc_path: str | None = None
+    loss_weight: float = 1.0
+    accuracy_weight: float = 1.0
+    max_eval_windows: int = 64
+    lm_eval_path: str | None = None
+    lm_eval_tasks: tuple[str, ...] = ()
+    lm_eval_metric: str = "acc"
+    lm_eval_weight: float = 1.0
+    lm_eval_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lm_eval_tasks", tuple(self.lm_eval_tasks))
+        if self.kind not in TARGET_KINDS:
+            raise ClimbInputError(f"unknown target kind {self.kind!r}; expected one of {TARGET_KINDS}")
+        if self.kind in ("documents_loss", "combined") and not self.documents_path:
+            raise ClimbInputError(
+                f"target kind {self.kind!r} needs documents_path (held-out target documents)"
+            )
+        if self.kind == "mc_accuracy" and not self.mc_path:
+            raise ClimbInputError(
+                f"target kind {self.kind!r} needs mc_path (a JSONL of context/choices/gold)"
+            )
+        if self.kind == "combined" and not (self.mc_path or self.lm_eval_tasks):
+            raise ClimbInputError(
+                "target kind 'combined' needs mc_path (a JSONL of context/choices/gold) or lm_eval_tasks"
+            )
+        if (self.kind == "lm_eval" or self.lm_eval_tasks) and not (self.lm_eval_path and self.lm_eval_tasks):
+            raise ClimbInputError(
+                f"lm-eval target needs lm_eval_path (task folder) and lm_eval_tasks; got "
+                f"lm_eval_path={self.lm_eval_path!r}, lm_eval_tasks={list(self.lm_eval_tasks)}"
+            )
+        if self.max_eval_windows < 1:
+            raise ClimbInputError(f"max_eval_windows must be >= 1, got {self.max_eval_windows}")
+
+    @property
+    def direction(self) -> Direction:
+        if self.kind == "lm_eval":
+
+            return metric_direction(self.lm_eval_metric)
+        return Direction.MAXIMIZE if self.kind == "mc_accuracy" else Direction.MINIMIZE

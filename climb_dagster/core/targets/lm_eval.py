@@ -1,0 +1,105 @@
+"""lm-evaluation-harness as a target component: local task YAML + local data files, no hub access.
+
+A task folder holds lm-eval task YAML files and their data, e.g.
+
+    piqa_local.yaml      task: piqa_local
+                         dataset_path: json
+                         dataset_kwargs: {data_files: {validation: piqa_valid.jsonl}}
+                         validation_split: validation
+                         output_type: multiple_choice
+                         doc_to_text: "Question: {{goal}}\nAnswer:"
+                         doc_to_choice: "{{[sol1, sol2]}}"
+                         doc_to_target: label
+                         metric_list: [{metric: acc}, {metric: acc_norm}]
+    piqa_valid.jsonl
+
+Relative `data_files` are resolved against the task folder. The proxy is evaluated in memory through
+lm-eval's HFLM wrapper (the same weights its Hugging Face checkpoint holds); the component's value is the
+chosen metric averaged over the listed tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from climb_dagster.core.common.direction import Direction
+from climb_dagster.core.common.errors import ClimbInputError
+
+# lm-eval metrics where lower is better; every other metric (acc, acc_norm, f1, exact_match, ...) is maximised.
+LOWER_IS_BETTER = ("perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte")
+
+
+def metric_direction(metric: str) -> Direction:
+    return Direction.MINIMIZE if metric in LOWER_IS_BETTER else Direction.MAXIMIZE
+
+
+def check_task_dir(path: str | os.PathLike[str], tasks: Sequence[str]) -> Path:
+    """The task folder, after checking it exists and holds task YAML; names the path and tasks."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ClimbInputError(f"lm-eval task folder {str(p)!r} not found (tasks {list(tasks)})")
+    if not any(p.rglob("*.yaml")):
+        raise ClimbInputError(f"lm-eval task folder {str(p)!r} holds no task .yaml files")
+    if not tasks:
+        raise ClimbInputError(f"no lm-eval tasks named for task folder {str(p)!r}")
+    return p
+
+
+def run_lm_eval(
+    model: Any,
+    tokenizer: Any,
+    task_dir: str | os.PathLike[str],
+    tasks: Sequence[str],
+    metric: str = "acc",
+    limit: int | None = None,
+    batch_size: int = 32,
+) -> float:
+    """`metric` of `model` averaged over `tasks` from the local task folder (offline, seeded)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    folder = check_task_dir(task_dir, tasks).resolve()
+    if tokenizer is None:
+        raise ClimbInputError(f"lm-eval tasks {list(tasks)} need the proxy's tokenizer")
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    lm = HFLM(
+        pretrained=model,
+        tokenizer=tokenizer,
+        batch_size=batch_size,
+        device=str(next(model.parameters()).device),
+        max_length=int(model.config.max_position_embeddings),
+    )
+    manager = TaskManager(include_path=str(folder), include_defaults=False)
+    unknown = [t for t in tasks if t not in manager.all_tasks]
+    if unknown:
+        raise ClimbInputError(f"lm-eval tasks {unknown} are not defined in {str(folder)!r}")
+    # Relative data_files in the YAML resolve against the task folder.
+    with contextlib.chdir(folder):
+        out = simple_evaluate(
+            model=lm,
+            tasks=list(tasks),
+            task_manager=manager,
+            limit=limit,
+            bootstrap_iters=0,
+            log_samples=False,
+            verbosity="ERROR",
+            random_seed=0,
+            numpy_random_seed=0,
+            torch_random_seed=0,
+            fewshot_random_seed=0,
+        )
+    values = []
+    for task in tasks:
+        result = out["results"].get(task, {})
+        keys = [k for k in result if k.split(",")[0] == metric]
+        if not keys:
+            have = sorted({k.split(",")[0] for k in result if "," in k and "stderr" not in k})
+            raise ClimbInputError(f"lm-eval task {task!r} reports no metric {metric!r}; it has {have}")
+        values.append(float(result[keys[0]]))
+    return sum(values) / len(values)
