@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from climb_dagster.core.common import schema
-
 # Documents (one crawl drop).
 ID = "id"
 TEXT = "text"
@@ -70,4 +68,5 @@ def weight_columns_of(columns: list[str]) -> list[str]:
 
 
 def weight_columns(n_clusters: int) -> list[str]:
-    return [schema.weight_column(i) for i in range(n_clusters)]
+    """The weight column names of a mixture over `n_clusters` super-clusters."""
+    return [weight_column(i) for i in range(n_clusters)]
