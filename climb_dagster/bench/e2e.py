@@ -44,10 +44,8 @@ from climb_dagster.core.search.strategies import (
 STRATEGIES = ("climb", "random", "regmix")
 
 
-
 # Selectable besides the defaults: DoReMi spends its own 2 proxies (reference + DRO), not the search budget.
 OPTIONAL_STRATEGIES = ("doremi",)
-
 
 
 # Proxy seeds: a search's proxies share one seed (same initialisation: mixtures differ, not luck); final
@@ -55,14 +53,11 @@ OPTIONAL_STRATEGIES = ("doremi",)
 PROXY_SEED = 1_000
 
 
-
 FRESH_SEED = 20_000
-
 
 
 # The second evaluation of the noise-aware final pick uses proxy seeds this far from the search's.
 SECOND_SEED = 500
-
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,12 +110,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-
 def strategy_config(name: str, budget: int, ratios: tuple[float, ...], candidates: int) -> Any:
 
     cfg = replace(default_strategy(name, budget, Direction.MINIMIZE), n_candidates=candidates)
     return replace(cfg, ratios=ratios) if name == "climb" else cfg
-
 
 
 def oof_by_round(result: Any) -> list[float | None]:
@@ -139,7 +132,6 @@ def oof_by_round(result: Any) -> list[float | None]:
         )
         out.append(float(cv) if np.isfinite(cv) else None)
     return out
-
 
 
 def final_picks(
@@ -164,7 +156,6 @@ def final_picks(
     }
 
 
-
 def doremi_answer(lab: Lab, prior: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
     """DoReMi's averaged domain weights from its reference and DRO proxies, and the proxies it trained."""
 
@@ -172,10 +163,8 @@ def doremi_answer(lab: Lab, prior: np.ndarray, seed: int) -> tuple[np.ndarray, i
     return np.asarray(result.weights, dtype=np.float64), int(result.proxies_trained)
 
 
-
 def _stderr(values: list[float]) -> float:
     return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
-
 
 
 def run_e2e(
@@ -264,7 +253,6 @@ def run_e2e(
         }
         out["climb_final_picks"]["reeval_extra_proxies_per_search"] = args.reeval_top
     return out
-
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

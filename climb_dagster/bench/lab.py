@@ -39,7 +39,6 @@ class Lab:
     test_windows: Path
 
 
-
 def build_lab(args: argparse.Namespace, work: Path) -> tuple[Lab, Any]:
     """Corpus -> target split -> clustering -> token store and validation/test windows. Returns the lab
     and the split (for the leak checks)."""
@@ -101,7 +100,6 @@ def build_lab(args: argparse.Namespace, work: Path) -> tuple[Lab, Any]:
     return lab, split
 
 
-
 def proxy_scores(lab: Lab, mixture: np.ndarray, seed: int, targets: list[Any]) -> list[float]:
     """Train one proxy on `mixture` and score it on each target (NaN when the run diverged)."""
     from climb_dagster.core.targets.score import evaluate_target
@@ -110,7 +108,6 @@ def proxy_scores(lab: Lab, mixture: np.ndarray, seed: int, targets: list[Any]) -
     if not result.ok:
         return [float("nan")] * len(targets)
     return [float(evaluate_target(result.model, t, num_threads=lab.proxy.train.num_threads)) for t in targets]
-
 
 
 class ValidationLab:

@@ -22,7 +22,6 @@ class AssignmentsConfig(dg.Config):
     chunk_rows: int = Field(default=65536, description="Embeddings assigned per chunk (bounds memory).")
 
 
-
 @dg.asset(partitions_def=crawl_drops, group_name=GROUP, kinds={"faiss", "polars"})
 def cluster_assignments(
     context: dg.AssetExecutionContext,
@@ -59,7 +58,6 @@ def cluster_assignments(
             "docs_per_s": round(table.height / max(seconds, 1e-9), 1),
         },
     )
-
 
 
 @partitioned_check(

@@ -39,7 +39,6 @@ class CentroidsConfig(dg.Config):
         return core_config(KMeansConfig, self)
 
 
-
 @dg.asset(
     group_name=GROUP,
     kinds={"faiss"},
@@ -86,7 +85,6 @@ def cluster_centroids(
             "sample_rows_per_s": round(fit.n_sample / max(fit.fit_seconds, 1e-9), 1),
         },
     )
-
 
 
 @dg.asset_check(asset=cluster_centroids, blocking=True)

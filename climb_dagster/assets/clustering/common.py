@@ -15,13 +15,10 @@ from climb_dagster.resources.io_manager import LAZY
 GROUP = "clustering"
 
 
-
 CENTROIDS = "centroids"
 
 
-
 LAZY_IN = {LAZY: True}
-
 
 
 def bundle_centroids(bundle: TensorBundle) -> tuple[np.ndarray, str]:
@@ -32,11 +29,9 @@ def bundle_centroids(bundle: TensorBundle) -> tuple[np.ndarray, str]:
     return np.asarray(bundle.tensors[CENTROIDS], dtype=np.float32), bundle.metadata.get("metric", "cosine")
 
 
-
 def check_rows(name: str, n: int, docs: pl.DataFrame, key: str) -> None:
     if n != docs.height:
         raise ClimbInputError(f"drop {key}: {name} has {n} rows but raw_documents has {docs.height}")
-
 
 
 def partitioned_check(**kwargs: Any) -> Any:

@@ -44,7 +44,6 @@ class ProfilesConfig(dg.Config):
     titles_per_cluster: int = Field(default=5, description="Titles nearest the centroid kept per cluster.")
 
 
-
 @dg.asset(partitions_def=crawl_drops, group_name=GROUP, kinds={"polars"})
 def cluster_profiles(
     context: dg.AssetExecutionContext,
@@ -74,11 +73,9 @@ def cluster_profiles(
     )
 
 
-
 def read_profiles(cluster_profiles: dict) -> Any:
     # One drop's profile in memory at a time.
     return (cluster_profiles[key].load() for key in sorted(cluster_profiles))
-
 
 
 @dg.asset(group_name=GROUP, kinds={"polars"}, ins={"cluster_profiles": dg.AssetIn(metadata=LAZY_IN)})
@@ -111,13 +108,11 @@ def cluster_quality(cluster_profiles: dict, cluster_centroids: TensorBundle) -> 
     )
 
 
-
 class PruneClustersConfig(dg.Config):
     threshold: float = Field(
         default=3.0, description="Drop clusters whose mean quality is below this (1-5; the paper's 3.0)."
     )
     min_docs: int = Field(default=1, description="Drop clusters with fewer documents than this.")
-
 
 
 @dg.asset(group_name=GROUP, kinds={"polars"})
@@ -138,7 +133,6 @@ def pruned_clusters(config: PruneClustersConfig, cluster_quality: pl.DataFrame) 
             "docs_kept_share": round(docs_kept / max(docs_all, 1), 4),
         },
     )
-
 
 
 @dg.asset_check(asset=pruned_clusters)

@@ -57,7 +57,6 @@ class QualityConfig(dg.Config):
         ]
 
 
-
 @dg.asset(partitions_def=crawl_drops, group_name=GROUP, kinds={"polars"})
 def document_quality(
     context: dg.AssetExecutionContext, config: QualityConfig, raw_documents: pl.DataFrame

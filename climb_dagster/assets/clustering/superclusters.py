@@ -68,7 +68,6 @@ class SuperClustersConfig(dg.Config):
     example_titles: int = Field(default=3, description="Example document titles shown per super-cluster.")
 
 
-
 def _stats_table(stats: pl.DataFrame, labels: list[str]) -> dg.TableMetadataValue:
     shown = stats.with_columns(
         pl.Series("label", labels),
@@ -84,7 +83,6 @@ def _stats_table(stats: pl.DataFrame, labels: list[str]) -> dg.TableMetadataValu
             schema.N_TOKENS: "whitespace-separated words",
         },
     )
-
 
 
 @dg.multi_asset(
@@ -154,7 +152,6 @@ def super_clusters(
             },
         ),
     )
-
 
 
 @dg.asset_check(asset="super_cluster_stats", blocking=True)

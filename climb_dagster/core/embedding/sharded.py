@@ -25,7 +25,6 @@ def load_embedder(config: Any) -> Any:
     return ShardedEmbedder([SentenceEmbedder.load(replace(config, device=d)) for d in devices])
 
 
-
 class ShardedEmbedder:
     """Several embedders (one per GPU of a node) used as one: `embed` splits the texts into contiguous
     shards, embeds them at once and writes each into its slice of `out`, so rows keep the input order.

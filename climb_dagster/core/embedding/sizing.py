@@ -15,18 +15,14 @@ from climb_dagster.core.common.errors import ClimbInputError
 BUDGET_QUANTUM = 1024
 
 
-
 # Typical shortest padded window in a length-sorted chunk: bounds the documents per batch on a GPU.
 MIN_TOKENS_PER_DOC = 32
-
 
 
 CPU_TOKEN_BUDGET = 8192
 
 
-
 CPU_MAX_BATCH = 256
-
 
 
 @dataclass(frozen=True)
@@ -49,7 +45,6 @@ class EncoderShape:
         )
 
 
-
 def token_budget_from_memory(
     free_bytes: int, shape: EncoderShape, max_length: int, bytes_per_value: int, fraction: float = 0.5
 ) -> int:
@@ -66,11 +61,9 @@ def token_budget_from_memory(
     return max(BUDGET_QUANTUM, budget // BUDGET_QUANTUM * BUDGET_QUANTUM)
 
 
-
 def batch_cap(token_budget: int) -> int:
     """Documents per forward pass on a GPU: enough to fill the budget with short windows."""
     return max(1, token_budget // MIN_TOKENS_PER_DOC)
-
 
 
 def rows_per_chunk(
@@ -82,14 +75,12 @@ def rows_per_chunk(
     return int(max(1024, min(cap, int(free_bytes * fraction) // per_row)))
 
 
-
 def shard_ranges(n: int, parts: int) -> list[tuple[int, int]]:
     """Contiguous [start, stop) ranges of nearly equal size covering range(n) once, one per part."""
     if parts < 1:
         raise ClimbInputError(f"parts={parts!r}: must be >= 1")
     bounds = np.linspace(0, n, parts + 1).round().astype(int)
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-
 
 
 def device_list(device: str) -> list[str] | None:

@@ -18,16 +18,13 @@ from climb_dagster.core.targets.config import TargetConfig
 MAX_SEED = 2**31 - 2
 
 
-
 # Default ceiling on proxies per experiment (the paper's largest search, 64:32:16, trains 112).
 DEFAULT_MAX_BUDGET = 1024
-
 
 
 # The predictor has one input per super-cluster; beyond this many proxies per input a search only burns
 # compute on a corpus that small (a 4-cluster corpus allows 256 proxies).
 MAX_PROXIES_PER_SUPER_CLUSTER = 64
-
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from climb_dagster.core.io import storage
 RESULT_FILE = "result.json"
 
 
-
 class ProxyCache:
     """Finished proxy runs keyed by hash(mixture, config, seed, data): `<root>/<key>/result.json` (+ model/).
 

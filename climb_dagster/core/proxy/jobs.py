@@ -52,7 +52,6 @@ def run_proxy_job(
     return {**record, schema.MIXTURE_ID: job[schema.MIXTURE_ID], schema.CACHED: False}
 
 
-
 def run_proxy_pack_job(
     jobs: list[dict[str, Any]],
     store: Any,
@@ -108,7 +107,6 @@ def run_proxy_pack_job(
     return [r for r in records if r is not None]
 
 
-
 def _finish(
     key: str,
     result: Any,
@@ -152,13 +150,11 @@ def _finish(
     return record
 
 
-
 def _cell(record: dict[str, Any], column: str) -> Any:
     value = record.get(column)
     if column == schema.LOSS_CURVE and value is not None:
         return [[float(step), float(loss)] for step, loss in value]  # JSON keeps steps as integers
     return value
-
 
 
 def evaluations_table(records: list[dict[str, Any]], n_clusters: int) -> pl.DataFrame:

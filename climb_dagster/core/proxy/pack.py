@@ -190,11 +190,9 @@ class PackedLlama(torch.nn.Module):
         return torch.bmm(h, w.transpose(1, 2)).reshape(*x.shape, -1)
 
 
-
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
 
 
 def clip_per_member(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
@@ -210,7 +208,6 @@ def clip_per_member(params: Sequence[torch.Tensor], max_norm: float) -> torch.Te
     for g in grads:
         g.mul_(coef.reshape(-1, *([1] * (g.ndim - 1))).to(g.dtype))
     return norms
-
 
 
 def train_pack(
@@ -285,12 +282,10 @@ def train_pack(
     return results
 
 
-
 class _Outcome(dict):
     """member -> (losses, status, reason, steps done); `rows[member]`: its row in the final pack."""
 
     rows: dict[int, int]
-
 
 
 def _pack_loop(

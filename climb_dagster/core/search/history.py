@@ -24,13 +24,11 @@ def mixtures_table(round_number: int, mixtures: np.ndarray, keys: list[str]) -> 
     return pl.concat([frame, weights], how="horizontal")
 
 
-
 def table_mixtures(df: pl.DataFrame) -> np.ndarray:
     cols = schema.weight_columns_of(df.columns)
     if not cols:
         raise ClimbInputError(f"mixtures table has no weight columns (w_000, ...): columns {df.columns}")
     return df.select(cols).to_numpy().astype(np.float64)
-
 
 
 def history(evaluations: list[pl.DataFrame]) -> tuple[np.ndarray, np.ndarray, int]:

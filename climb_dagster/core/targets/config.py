@@ -11,7 +11,6 @@ from climb_dagster.core.targets.lm_eval import metric_direction
 TARGET_KINDS = ("documents_loss", "mc_accuracy", "lm_eval", "combined")
 
 
-
 @dataclass(frozen=True)
 class TargetConfig:
     """What the proxies are scored on.

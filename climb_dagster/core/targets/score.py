@@ -69,7 +69,6 @@ def evaluate_components(
     return values
 
 
-
 def evaluate_target(model: Any, target: TargetSpec, tokenizer: Any = None, num_threads: int = 1) -> float:
     """The target score of `model` (see the module docstring for how components combine)."""
     return target.combine(evaluate_components(model, target, tokenizer, num_threads))
@@ -117,7 +116,6 @@ def evaluate_pack_components(
     return values
 
 
-
 def _pack_eval_loss(
     pack: PackedLlama, windows: np.ndarray, batch_size: int, device: torch.device
 ) -> list[float]:
@@ -137,7 +135,6 @@ def _pack_eval_loss(
         total += pack.losses(x, y, fused_head=device.type == "cpu").double() * n
         count += n
     return (total / count).tolist()
-
 
 
 def evaluate_pack(

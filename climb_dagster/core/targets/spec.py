@@ -24,13 +24,10 @@ from climb_dagster.core.targets.lm_eval import check_task_dir, metric_direction
 LOSS = "loss"
 
 
-
 MULTIPLE_CHOICE = "multiple_choice"
 
 
-
 LM_EVAL = "lm_eval"  # lm-evaluation-harness tasks; direction from the metric (core/targets/lm_eval.py)
-
 
 
 NATURAL_DIRECTION = {
@@ -40,9 +37,7 @@ NATURAL_DIRECTION = {
 }
 
 
-
 DIRECTIONS = tuple(d.value for d in Direction)
-
 
 
 @dataclass(frozen=True)
@@ -115,7 +110,6 @@ class EvaluatorSpec:
                 else {}
             ),
         }
-
 
 
 @dataclass(frozen=True)

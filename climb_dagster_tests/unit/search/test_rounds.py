@@ -121,7 +121,6 @@ def test_round_progress_reports_each_rounds_median_of_successful_proxies():
     assert [r["round_median"] for r in rows] == [7.0, 6.0, None]
 
 
-
 def _oof_evals(n: int, seed: int, status: list[str] | None = None):
     rng = np.random.default_rng(seed)
     w = rng.dirichlet(np.ones(3), n)
