@@ -7,6 +7,12 @@ launcher, which then stops both in order. First each group gets its usual stop s
 then SIGTERM after `grace` seconds, then SIGKILL. On Linux the launcher is a child subreaper: a process
 orphaned by its parent's exit (a code server whose webserver died first, or one in a session of its own) is
 re-parented to the launcher instead of init, so the final sweep finds and stops it too.
+
+Inherited signal state: the launcher's handlers replace a SIG_IGN it inherited for SIGINT, SIGTERM or SIGHUP
+(and the UIs start with those at SIG_DFL, as exec resets caught signals), and it unblocks them, so a parent's
+blocked mask neither silences the launcher nor the UIs. `make ui` itself is another matter: GNU make forwards
+SIGTERM to the launcher only if SIGTERM was not ignored when make started, so a `make ui` started with SIGTERM
+ignored (as a program inherits it from its parent) does not stop on SIGTERM to make; a terminal never does that.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 DEFAULT_GRACE_S = 30.0
 KILL_WAIT_S = 10.0
 PR_SET_CHILD_SUBREAPER = 36
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -162,7 +169,9 @@ def supervise(
     def on_signal(signum, frame) -> None:
         received.append(signum)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    # Blocked signals are inherited across exec: a blocked SIGTERM would never reach on_signal, nor the UIs.
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     _become_subreaper()
     procs: dict[str, subprocess.Popen] = {}
     exited: str | None = None
@@ -181,6 +190,7 @@ def supervise(
         stop_all(services, procs, grace, log)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     return 1 if exited is not None and not received else 0
 
 
