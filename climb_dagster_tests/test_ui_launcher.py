@@ -80,15 +80,40 @@ def test_supervise_escalates_and_sweeps_orphans(tmp_path: Path):
     assert "killing" in launcher.stdout.read()
 
 
+def _subreaper() -> int | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    flag = ctypes.c_int(-1)
+    ctypes.CDLL(None).prctl(37, ctypes.byref(flag), 0, 0, 0)  # PR_GET_CHILD_SUBREAPER
+    return flag.value
+
+
 def test_supervise_stops_the_other_when_one_exits(tmp_path: Path):
-    sleeper = Service("sleeper", (sys.executable, "-c", "import time; time.sleep(600)"))
-    quitter = Service("quitter", (sys.executable, "-c", "import sys; sys.exit(3)"))
-    lines: list[str] = []
-    started = time.monotonic()
-    assert supervise([sleeper, quitter], grace=5, log=lines.append) == 1
-    assert time.monotonic() - started < 30
-    assert any("quitter exited with status 3" in line for line in lines)
-    assert psutil.Process().children(recursive=True) == []
+    """In this process, as a test runs it: it stops only what it started. A child this process already had (like
+    the session's `mlflow server`, which an earlier version stopped and left a zombie of) keeps running."""
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)  # bystander"])
+    before = {(p.pid, p.create_time()) for p in psutil.Process().children(recursive=True)}
+    subreaper = _subreaper()
+    try:
+        sleeper = Service("sleeper", (sys.executable, "-c", "import time; time.sleep(600)"))
+        quitter = Service("quitter", (sys.executable, "-c", "import sys; sys.exit(3)"))
+        lines: list[str] = []
+        started = time.monotonic()
+        assert supervise([sleeper, quitter], grace=5, log=lines.append) == 1
+        assert time.monotonic() - started < 30
+        assert any("quitter exited with status 3" in line for line in lines)
+        assert not any("still running" in line for line in lines), lines  # nothing waited for the bystander
+        assert bystander.poll() is None
+        left = [
+            p for p in psutil.Process().children(recursive=True) if (p.pid, p.create_time()) not in before
+        ]
+        assert left == []
+        assert _subreaper() == subreaper
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads signal masks from /proc (Linux)")
