@@ -7,6 +7,12 @@ launcher, which then stops both in order. First each group gets its usual stop s
 then SIGTERM after `grace` seconds, then SIGKILL. On Linux the launcher is a child subreaper: a process
 orphaned by its parent's exit (a code server whose webserver died first, or one in a session of its own) is
 re-parented to the launcher instead of init, so the final sweep finds and stops it too.
+
+Inherited signal state: the launcher's handlers replace a SIG_IGN it inherited for SIGINT, SIGTERM or SIGHUP
+(and the UIs start with those at SIG_DFL, as exec resets caught signals), and it unblocks them, so a parent's
+blocked mask neither silences the launcher nor the UIs. `make ui` itself is another matter: GNU make forwards
+SIGTERM to the launcher only if SIGTERM was not ignored when make started, so a `make ui` started with SIGTERM
+ignored (as a program inherits it from its parent) does not stop on SIGTERM to make; a terminal never does that.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from climb_dagster.core.io.settings import Settings
 DEFAULT_GRACE_S = 30.0
 KILL_WAIT_S = 10.0
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -37,14 +45,41 @@ class Service:
     stop_signal: int = signal.SIGTERM
 
 
-def _become_subreaper() -> bool:
-    """Adopt orphaned descendants (Linux prctl), so none escapes the final sweep by losing its parent."""
+def _set_subreaper(on: bool) -> bool | None:
+    """Whether this process adopts its orphaned descendants (Linux prctl), so none escapes the final sweep by
+    losing its parent. Returns the previous setting, None where it cannot be set."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
-    return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    previous = ctypes.c_int(0)
+    if libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(previous), 0, 0, 0) != 0:
+        return None
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
+        return None
+    return bool(previous.value)
+
+
+Foreign = frozenset[tuple[int, float]]
+
+
+def _foreign_children() -> Foreign:
+    """(pid, create time) of the children this process already had before `supervise`: in a bigger program (a
+    test run) they and their descendants are not ours to stop."""
+    import psutil
+
+    found = set()
+    try:
+        children = psutil.Process().children()
+    except psutil.Error:
+        return frozenset()
+    for child in children:
+        try:
+            found.add((child.pid, child.create_time()))
+        except psutil.Error:
+            pass
+    return frozenset(found)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -54,20 +89,30 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def _descendants() -> list:
+def _descendants(foreign: Foreign) -> list:
+    """Every descendant of this process, except the subtrees of the `foreign` children."""
     import psutil
 
     try:
-        return psutil.Process().children(recursive=True)
+        children = psutil.Process().children()
     except psutil.Error:
         return []
+    found = []
+    for child in children:
+        try:
+            if (child.pid, child.create_time()) not in foreign:
+                found.append(child)
+                found.extend(child.children(recursive=True))
+        except psutil.Error:
+            pass
+    return found
 
 
-def _reap_adopted(own: set[int]) -> None:
+def _reap_adopted(own: set[int], foreign: Foreign) -> None:
     """Collect the exit status of adopted orphans (not of our own Popen children, which poll() reaps)."""
     import psutil
 
-    for proc in _descendants():
+    for proc in _descendants(foreign):
         try:
             if proc.pid not in own and proc.ppid() == os.getpid() and proc.status() == psutil.STATUS_ZOMBIE:
                 os.waitpid(proc.pid, os.WNOHANG)
@@ -75,15 +120,15 @@ def _reap_adopted(own: set[int]) -> None:
             pass
 
 
-def _alive(procs: dict[str, subprocess.Popen], own: set[int]) -> list:
+def _alive(procs: dict[str, subprocess.Popen], own: set[int], foreign: Foreign) -> list:
     """Our children still running, and every descendant that is not yet a reaped zombie."""
     import psutil
 
-    _reap_adopted(own)
+    _reap_adopted(own, foreign)
     for p in procs.values():
         p.poll()
     running = []
-    for proc in _descendants():
+    for proc in _descendants(foreign):
         try:
             if proc.status() != psutil.STATUS_ZOMBIE:
                 running.append(proc)
@@ -92,10 +137,10 @@ def _alive(procs: dict[str, subprocess.Popen], own: set[int]) -> list:
     return running
 
 
-def _wait_gone(procs: dict[str, subprocess.Popen], own: set[int], seconds: float) -> bool:
+def _wait_gone(procs: dict[str, subprocess.Popen], own: set[int], foreign: Foreign, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while True:
-        if not _alive(procs, own):
+        if not _alive(procs, own, foreign):
             return True
         if time.monotonic() >= deadline:
             return False
@@ -103,31 +148,36 @@ def _wait_gone(procs: dict[str, subprocess.Popen], own: set[int], seconds: float
 
 
 def stop_all(
-    services: Sequence[Service], procs: dict[str, subprocess.Popen], grace: float, log=print
+    services: Sequence[Service],
+    procs: dict[str, subprocess.Popen],
+    grace: float,
+    log=print,
+    foreign: Foreign = frozenset(),
 ) -> list[str]:
-    """Stop every service's group and every descendant; return the names of processes that needed SIGKILL."""
+    """Stop every service's group and every descendant (but the `foreign` children's subtrees); return the names
+    of processes that needed SIGKILL."""
     own = {p.pid for p in procs.values()}
     for service in services:
         proc = procs.get(service.name)
         if proc is not None and proc.poll() is None:
             _signal_group(proc.pid, service.stop_signal)
-    if _wait_gone(procs, own, grace):
+    if _wait_gone(procs, own, foreign, grace):
         return []
-    log(f"[ui] still running after {grace:.0f}s: {_names(_alive(procs, own))}; sending SIGTERM")
+    log(f"[ui] still running after {grace:.0f}s: {_names(_alive(procs, own, foreign))}; sending SIGTERM")
     for proc in procs.values():
         _signal_group(proc.pid, signal.SIGTERM)
-    for leftover in _alive(procs, own):
+    for leftover in _alive(procs, own, foreign):
         _send(leftover, signal.SIGTERM)
-    if _wait_gone(procs, own, KILL_WAIT_S):
+    if _wait_gone(procs, own, foreign, KILL_WAIT_S):
         return []
-    killed = _alive(procs, own)
+    killed = _alive(procs, own, foreign)
     names = _names(killed)
     log(f"[ui] killing {names}")
     for proc in procs.values():
         _signal_group(proc.pid, signal.SIGKILL)
     for leftover in killed:
         _send(leftover, signal.SIGKILL)
-    _wait_gone(procs, own, KILL_WAIT_S)
+    _wait_gone(procs, own, foreign, KILL_WAIT_S)
     return names
 
 
@@ -157,15 +207,20 @@ def supervise(
 ) -> int:
     """Run the services until a signal (SIGINT, SIGTERM, SIGHUP) arrives or one of them exits, then stop all.
 
-    Returns 0 after a signal, 1 when a service exited on its own (the other is stopped as well).
+    Returns 0 after a signal, 1 when a service exited on its own (the other is stopped as well). Called inside a
+    bigger program (a test), it leaves that program's other children alone and its signal handlers, signal mask
+    and subreaper setting as they were.
     """
     received: list[int] = []
 
     def on_signal(signum, frame) -> None:
         received.append(signum)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    _become_subreaper()
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    # Blocked signals are inherited across exec: a blocked SIGTERM would never reach on_signal, nor the UIs.
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    foreign = _foreign_children()
+    was_subreaper = _set_subreaper(True)
     procs: dict[str, subprocess.Popen] = {}
     exited: str | None = None
     try:
@@ -180,9 +235,12 @@ def supervise(
             time.sleep(0.2)
     finally:
         # Also on an exception while starting: whatever started is stopped.
-        stop_all(services, procs, grace, log)
+        stop_all(services, procs, grace, log, foreign)
+        if was_subreaper is False:
+            _set_subreaper(False)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     return 1 if exited is not None and not received else 0
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from climb_dagster_tests import signals
 from climb_dagster_tests.integration.servers import (
     AWS_ENV_TO_CLEAR,
     BUCKET,
@@ -23,6 +24,22 @@ from climb_dagster_tests.integration.servers import (
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def signal_baseline() -> signals.SignalState:
+    """The signal handlers and mask pytest started with (set up first, before any test or fixture ran code)."""
+    return signals.snapshot()
+
+
+@pytest.fixture(autouse=True)
+def restore_signal_state(signal_baseline: signals.SignalState) -> Iterator[None]:
+    """Every test starts and ends with pytest's own signal state, so no program a later test starts inherits a
+    change. Dagster's in-process execution (also in session and module fixtures) sets SIGTERM to SIGINT's
+    handler, SIG_IGN when pytest runs as a background job: see climb_dagster_tests/signals.py."""
+    signals.restore(signal_baseline)
+    yield
+    signals.restore(signal_baseline)
 
 
 @pytest.fixture(scope="session", autouse=True)

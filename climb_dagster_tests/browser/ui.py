@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from climb_dagster_tests import signals
 from climb_dagster_tests.integration.servers import HOST, _tail, free_port, stop_process_group, wait_until
 from climb_dagster_tests.paths import REPO_ROOT
 
@@ -38,6 +39,8 @@ def dagster_webserver(env: dict[str, str], log: Path) -> Iterator[str]:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: the code server it spawns stops with it
+            # Not pytest's signal state: a code server copies an inherited SIG_IGN of SIGINT onto SIGTERM.
+            preexec_fn=signals.default_signals,
         )
     url = f"http://{HOST}:{port}"
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from climb_dagster_tests import signals
 from climb_dagster_tests.integration.servers import (
     HOST,
     IN_CI,
@@ -64,6 +65,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
+            preexec_fn=signals.default_signals,  # stopped by SIGTERM: not pytest's ignored or blocked signals
         )
     try:
 
