@@ -315,7 +315,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "bench": "scale",
         "machine": _cpu(),
-        "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "git": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip(),
         "drop_size": args.drop_size,
         "embedder": args.embedder,
         "workers": args.workers,
