@@ -9,6 +9,7 @@ from climb_dagster.assets.ingest import raw_documents
 from climb_dagster.assets.rounds import ROUND_ASSETS, ROUND_CHECKS
 from climb_dagster.assets.tokens import TOKEN_ASSETS
 from climb_dagster.automation.clustering import CLUSTERING_SCHEDULES, CLUSTERING_SENSORS
+from climb_dagster.automation.proxy_data import PROXY_DATA_SENSORS
 from climb_dagster.automation.retention import RETENTION_SCHEDULES
 from climb_dagster.deployments import build_resources
 from climb_dagster.jobs import JOBS
@@ -25,7 +26,7 @@ defs = dg.Definitions(
     ],
     asset_checks=[*CLUSTERING_CHECKS, *ROUND_CHECKS, *FINAL_CHECKS],
     jobs=JOBS,
-    sensors=CLUSTERING_SENSORS,
+    sensors=[*CLUSTERING_SENSORS, *PROXY_DATA_SENSORS],
     schedules=[*CLUSTERING_SCHEDULES, *RETENTION_SCHEDULES],
     resources=build_resources(),
 )

@@ -123,6 +123,8 @@ PROXY_OP_TAGS: dict[str, Any] = gpu_op_tags(
 )
 # CPU-heavy steps (FAISS k-means on CPU, LightGBM predictor fits).
 CLUSTERING_OP_TAGS: dict[str, Any] = cpu_op_tags(cpu="8", memory="32Gi")
+# One drop's CPU work (tokenizing it, exporting its share): memory grows with the drop, not the corpus.
+DROP_OP_TAGS: dict[str, Any] = cpu_op_tags(cpu="2", memory="8Gi")
 
 
 def k8s_executor_config(

@@ -14,6 +14,8 @@ EXPECTED = {
     "new_drops_sensor": "RUNNING",
     "reassign_sensor": "RUNNING",
     "merge_sensor": "RUNNING",
+    "drop_tokens_sensor": "RUNNING",
+    "proxy_data_sensor": "RUNNING",
     "recluster_schedule": "STOPPED",
     "storage_retention_schedule": "STOPPED",
 }

@@ -21,7 +21,7 @@ GROUPS = {
         "super_cluster_stats",
         "super_clusters",
     ],
-    "proxy_data": ["cluster_tokens", "proxy_tokenizer"],
+    "proxy_data": ["cluster_tokens", "drop_tokens", "proxy_tokenizer"],
     "experiments": ["experiment"],
     **{f"round_{k}": [a for a in ROUNDS if a.startswith(f"round_{k}_")] for k in ROUND_KS},
     "final": ["final_mixture", "mixture_export"],
@@ -33,7 +33,9 @@ JOBS = {
     "reassign_drop_job": ["cluster_assignments", "cluster_profiles"],
     "refit_centroids_job": ["cluster_centroids"],
     "merge_clusters_job": ["cluster_quality", "pruned_clusters", "super_cluster_stats", "super_clusters"],
-    "proxy_data_job": GROUPS["proxy_data"],
+    "proxy_tokenizer_job": ["proxy_tokenizer"],
+    "drop_tokens_job": ["drop_tokens"],
+    "proxy_data_job": ["cluster_tokens"],
     "climb_experiment_job": ["experiment", *ROUNDS, *GROUPS["final"]],
 }
 # Jobs of ops that materialize no asset: deleting old <storage>/<run_id>/ folders.
@@ -78,7 +80,13 @@ def test_definitions_load(climb_home):
         key.to_user_string() for key in graph.asset_check_keys if not graph.get_check_spec(key).description
     ]
     assert undescribed == []
-    assert sorted(s.name for s in defs.sensors) == ["merge_sensor", "new_drops_sensor", "reassign_sensor"]
+    assert sorted(s.name for s in defs.sensors) == [
+        "drop_tokens_sensor",
+        "merge_sensor",
+        "new_drops_sensor",
+        "proxy_data_sensor",
+        "reassign_sensor",
+    ]
     assert [(s.name, s.cron_schedule, s.job_name) for s in defs.schedules] == [
         ("recluster_schedule", "0 3 * * 0", "refit_centroids_job"),
         ("storage_retention_schedule", "30 4 * * *", "storage_retention_job"),

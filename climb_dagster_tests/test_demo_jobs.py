@@ -11,9 +11,10 @@ import pytest
 
 from climb_dagster_tests.paths import REPO_ROOT
 
-# Fresh deployment order: embed each drop, fit centroids, assign + profile each drop, merge, proxy data, experiment.
-PER_DROP = {"drop_embedding_job", "reassign_drop_job"}
-ONCE = {"refit_centroids_job", "merge_clusters_job", "proxy_data_job"}
+# Fresh deployment order: embed each drop, fit centroids, assign + profile each drop, merge, the proxies'
+# tokenizer, tokenize each drop, index the tokens, experiment.
+PER_DROP = {"drop_embedding_job", "reassign_drop_job", "drop_tokens_job"}
+ONCE = {"refit_centroids_job", "merge_clusters_job", "proxy_tokenizer_job", "proxy_data_job"}
 EXPERIMENT_JOB = "climb_experiment_job"
 
 

@@ -9,19 +9,24 @@ from pydantic import Field
 
 from climb_dagster.assets.checks import experiment_check
 from climb_dagster.assets.experiments import MAX_ROUNDS
+from climb_dagster.assets.metadata import step_memory
 from climb_dagster.assets.metadata import table as table_metadata
 from climb_dagster.core.clustering.superclusters import supercluster_labels
 from climb_dagster.core.common import schema
 from climb_dagster.core.common.configs import core_config
-from climb_dagster.core.experiment.records import FinalMixture, TokenizerRef, TokenStoreRef
+from climb_dagster.core.experiment.records import FinalMixture, TokenStoreRef
+from climb_dagster.core.export import training_set as export
+from climb_dagster.core.io import publication
 from climb_dagster.core.io import storage as files
-from climb_dagster.core.proxy.tokens import load_tokenizer
+from climb_dagster.core.io.documents import kept_drop
+from climb_dagster.core.proxy.drop_store import META_FILES, DropStore
 from climb_dagster.core.report.plots import final_vs_natural_png, png_markdown
 from climb_dagster.core.search import history as search_history
 from climb_dagster.core.search.rounds import load_predictor
 from climb_dagster.core.search.strategies import select_final
+from climb_dagster.k8s import DROP_OP_TAGS
 from climb_dagster.partitions import experiments
-from climb_dagster.resources.io_manager import LAZY
+from climb_dagster.resources.io_manager import LAZY, read_value
 from climb_dagster.resources.storage import ClimbStorage
 from climb_dagster.resources.tracking import MlflowTracker
 from climb_dagster.tracking.experiment_tree import track_final, try_track
@@ -145,90 +150,188 @@ class MixtureExportConfig(dg.Config):
     )
 
 
-@dg.asset(
-    partitions_def=experiments,
-    group_name="final",
+# One mapped export step per crawl drop (a pod each under Kubernetes): its mapping key.
+def _drop_step(drop: str) -> str:
+    return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in drop)
+
+
+@dg.op(
+    out={"drops": dg.DynamicOut(dict), "plan": dg.Out(dict)},
     ins={
-        # Every crawl drop feeds every experiment's export.
-        "raw_documents": dg.AssetIn(metadata={LAZY: True}, partition_mapping=dg.AllPartitionMapping()),
-        "cluster_assignments": dg.AssetIn(metadata={LAZY: True}, partition_mapping=dg.AllPartitionMapping()),
+        "raw_documents": dg.In(metadata={LAZY: True}),
+        "cluster_assignments": dg.In(metadata={LAZY: True}),
+        "drop_tokens": dg.In(metadata={LAZY: True}),
     },
-    kinds={"parquet", "json"},
 )
-def mixture_export(
-    context: dg.AssetExecutionContext,
+def export_plan(
+    context: dg.OpExecutionContext,
     config: MixtureExportConfig,
     storage: ClimbStorage,
     final_mixture: FinalMixture,
     cluster_tokens: TokenStoreRef,
-    proxy_tokenizer: TokenizerRef,
-    super_clusters: pl.DataFrame,
     super_cluster_stats: pl.DataFrame,
     raw_documents: dict,
     cluster_assignments: dict,
-) -> dg.Output[dict]:
-    """Blend weights (JSON, Megatron/NeMo --data-path, HF interleave) and a sampled training set
-    at a token budget, as Parquet shards with a manifest (like ClimbMix)."""
-    from climb_dagster.core.export import training_set as export
-    from climb_dagster.core.io.documents import kept_documents
-
-    name = context.partition_key
+    drop_tokens: dict,
+):
+    """The export's plan (budget, repeat rates, blend) and a new version folder; one mapped step per drop."""
     settings = core_config(export.ExportConfig, config)
     plan = export.plan_export(final_mixture.weights, cluster_tokens.tokens, settings)
-    weights, n_super = plan.weights, plan.weights.size
+    n_super = plan.weights.size
     names = [f"super_cluster_{i:03d}" for i in range(n_super)]
     prefixes = [f"{cluster_tokens.path}/cluster_{i:03d}" for i in range(n_super)]
     labels = list(final_mixture.labels) or supercluster_labels(super_cluster_stats, n_super)
-    blend = export.blend_formats(weights, names, prefixes, labels)
+    blend = export.blend_formats(plan.weights, names, prefixes, labels)
     if plan.capped:
         context.log.warning(
             f"super-clusters {list(plan.capped)} would repeat up to {plan.uncapped_max_rate:.1f}x to meet the "
             f"budget of {plan.token_budget} tokens; capped at {settings.max_repeat}x (raise max_repeat or lower "
             "token_budget)"
         )
-    tokenizer = load_tokenizer(files.local_dir_copy(files.make_path(proxy_tokenizer.path, storage.options())))
-    out = storage.root() / "exports" / name
-    drops = kept_documents(raw_documents, cluster_assignments, super_clusters)
-    about = {
-        "experiment": name,
-        "super_clusters": super_cluster_stats.select(
-            schema.SUPER_CLUSTER, pl.exclude(schema.SUPER_CLUSTER)
-        ).to_dicts(),
-        "final_mixture": final_mixture.to_dict(),
-    }
-    manifest = export.write_export(out, (d.documents for d in drops), tokenizer, plan, settings, blend, about)
+    missing = sorted(set(cluster_assignments) - set(drop_tokens))
+    if missing:
+        raise dg.Failure(f"drops {missing} have no drop_tokens (their token counts): materialize drop_tokens first")
+    out = storage.root() / "exports" / context.partition_key
+    version = publication.new_version(out)
+    yield dg.Output(
+        {
+            "out": str(out),
+            "version": str(version),
+            "settings": config.model_dump(),
+            "weights": plan.weights.tolist(),
+            "rates": plan.rates.tolist(),
+            "token_budget": plan.token_budget,
+            "capped": list(plan.capped),
+            "uncapped_max_rate": plan.uncapped_max_rate,
+            "blend": blend,
+            "labels": labels,
+            "about": {
+                "experiment": context.partition_key,
+                "super_clusters": super_cluster_stats.select(
+                    schema.SUPER_CLUSTER, pl.exclude(schema.SUPER_CLUSTER)
+                ).to_dicts(),
+                "final_mixture": final_mixture.to_dict(),
+            },
+        },
+        output_name="plan",
+    )
+    for drop in sorted(cluster_assignments):
+        yield dg.DynamicOutput(
+            {
+                "drop": drop,
+                "raw_documents": str(raw_documents[drop].path),
+                "cluster_assignments": str(cluster_assignments[drop].path),
+                "drop_tokens": str(drop_tokens[drop].path),
+            },
+            output_name="drops",
+            mapping_key=_drop_step(drop),
+        )
+
+
+def _plan_of(plan: dict) -> tuple:
+    settings = export.ExportConfig(**{k: v for k, v in plan["settings"].items()})
+    weights = np.asarray(plan["weights"], dtype=np.float64)
+    return settings, export.ExportPlan(
+        weights,
+        np.asarray(plan["rates"], dtype=np.float64),
+        int(plan["token_budget"]),
+        tuple(plan["capped"]),
+        float(plan["uncapped_max_rate"]),
+    )
+
+
+@dg.op(tags=DROP_OP_TAGS)
+def export_drop(storage: ClimbStorage, plan: dict, super_clusters: pl.DataFrame, drop: dict) -> dict:
+    """One drop's share of the export: its kept documents sampled at the plan's rates into Parquet shards,
+    with token counts from its drop store (nothing is re-tokenized)."""
+    options = storage.options()
+    settings, export_plan_ = _plan_of(plan)
+    read = lambda key: read_value(files.make_path(drop[key], options))  # noqa: E731
+    store = read("drop_tokens")
+    counts = DropStore.open(
+        files.local_files_copy(files.make_path(store.path, options), META_FILES), with_tokens=False
+    ).docs([schema.ID, schema.N_TOKENS])
+    docs = kept_drop(read("raw_documents"), read("cluster_assignments"), super_clusters).join(
+        counts, on=schema.ID, how="inner"
+    )
+    out = files.make_path(plan["out"], options)
+    part = export.export_drop(out, files.make_path(plan["version"], options), drop["drop"], docs, export_plan_, settings)
+    return part.to_dict() | {**step_memory()}
+
+
+@dg.op
+def export_publish(context: dg.OpExecutionContext, storage: ClimbStorage, plan: dict, parts: list) -> dict:
+    """Every drop's shards under one manifest, published last (a crash before leaves the previous export)."""
+    options = storage.options()
+    settings, export_plan_ = _plan_of(plan)
+    out = files.make_path(plan["out"], options)
+    drops = [export.DropExport.from_dict(p) for p in parts]
+    manifest = export.publish_export(
+        out, files.make_path(plan["version"], options), drops, export_plan_, settings, plan["blend"], plan["about"]
+    )
+    weights = export_plan_.weights
     got = np.asarray(manifest["tokens_per_super_cluster"], dtype=np.int64)
     table = pl.DataFrame(
         {
-            schema.SUPER_CLUSTER: list(range(n_super)),
-            "label": labels,
+            schema.SUPER_CLUSTER: list(range(weights.size)),
+            "label": plan["labels"],
             "weight": weights,
-            "target_tokens": (weights * plan.token_budget).round().astype(np.int64),
+            "target_tokens": (weights * export_plan_.token_budget).round().astype(np.int64),
             "sampled_tokens": got,
             "target_share": manifest["target_share"],
             "realized_share": manifest["realized_share"],
-            "repeat_rate": plan.rates,
+            "repeat_rate": export_plan_.rates,
         }
     )
-    return dg.Output(
+    context.add_output_metadata(
         {
-            "path": str(out),
-            "version": manifest["version"],
-            "shards": [s["file"] for s in manifest["shards"]],
             "tokens_sampled": manifest["tokens_sampled"],
-            "blend": blend,
-            "share_check": manifest["share_check"],
-        },
-        metadata={
-            "tokens_sampled": manifest["tokens_sampled"],
-            "token_budget": plan.token_budget,
+            "token_budget": export_plan_.token_budget,
             "max_share_difference": manifest["share_check"]["max_abs_difference"],
             "shards": len(manifest["shards"]),
+            "drops": len(drops),
+            "peak_rss_mib_of_drop_steps": max((float(p.get("peak_rss_mib", 0.0)) for p in parts), default=0.0),
             "export_path": dg.MetadataValue.path(str(out)),
-            "megatron_data_path": blend["megatron_data_path"],
+            "megatron_data_path": plan["blend"]["megatron_data_path"],
             "per_super_cluster": table_metadata(table, max_rows=1000),
-        },
+        }
     )
+    return {
+        "path": str(out),
+        "version": manifest["version"],
+        "shards": [s["file"] for s in manifest["shards"]],
+        "tokens_sampled": manifest["tokens_sampled"],
+        "blend": plan["blend"],
+        "share_check": manifest["share_check"],
+    }
+
+
+def _export_config(config: dict) -> dict:
+    """The export's config (`ops: {mixture_export: {config: ...}}`) goes to its planning step."""
+    return {"export_plan": {"config": config}}
+
+
+@dg.graph_asset(
+    partitions_def=experiments,
+    group_name="final",
+    ins={
+        # Every crawl drop feeds every experiment's export; each drop is exported in its own step.
+        "raw_documents": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
+        "cluster_assignments": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
+        "drop_tokens": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
+    },
+    config=dg.ConfigMapping(config_fn=_export_config, config_schema=MixtureExportConfig.to_config_schema()),
+)
+def mixture_export(
+    final_mixture, cluster_tokens, super_clusters, super_cluster_stats, raw_documents, cluster_assignments, drop_tokens
+):
+    """Blend weights (JSON, Megatron/NeMo --data-path, HF interleave) and a sampled training set at a token
+    budget, as Parquet shards with a manifest (like ClimbMix): one export step per crawl drop, published once."""
+    drops, plan = export_plan(
+        final_mixture, cluster_tokens, super_cluster_stats, raw_documents, cluster_assignments, drop_tokens
+    )
+    parts = drops.map(lambda drop: export_drop(plan, super_clusters, drop))
+    return export_publish(plan, parts.collect())
 
 
 @experiment_check(asset=mixture_export)

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from climb_dagster.core.report.tables import column_types, table_rows
+from climb_dagster.hooks import peak_rss_mib
 
 
 def table(
@@ -19,3 +20,8 @@ def table(
     ]
     records = [dg.TableRecord(row) for row in table_rows(df, max_rows, decimals)]
     return dg.MetadataValue.table(records, schema=dg.TableSchema(columns))
+
+
+def step_memory() -> dict[str, float]:
+    """The step's peak resident memory so far, as metadata (see climb_dagster.hooks.step_memory)."""
+    return {"peak_rss_mib": peak_rss_mib()}

@@ -27,7 +27,7 @@ PROFILES_KEY = dg.AssetKey("cluster_profiles")
 MERGED_KEY = dg.AssetKey("super_clusters")
 
 
-def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | None:
+def latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | None:
     records = instance.fetch_materializations(key, limit=1).records
     return records[0].storage_id if records else None
 
@@ -83,7 +83,7 @@ def new_drops_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) 
             reasons.append(f"ignored: {scan.summary()}")
         return dg.SensorResult(skip_reason="; ".join(reasons), cursor=json.dumps(requested, sort_keys=True))
     # Without centroids a drop can only be embedded; the first refit then assigns every drop.
-    has_centroids = _latest_storage_id(context.instance, CENTROIDS_KEY) is not None
+    has_centroids = latest_storage_id(context.instance, CENTROIDS_KEY) is not None
     job = drop_clustering_job if has_centroids else drop_embedding_job
     runs = []
     for key in [*new, *retry]:
@@ -109,7 +109,7 @@ def new_drops_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) 
 )
 def reassign_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """After new centroids, re-assign every drop whose assignment predates them (one run per drop)."""
-    centroids_id = _latest_storage_id(context.instance, CENTROIDS_KEY)
+    centroids_id = latest_storage_id(context.instance, CENTROIDS_KEY)
     if centroids_id is None:
         return dg.SensorResult(skip_reason="no centroids yet")
     latest = context.instance.get_latest_storage_id_by_partition(
@@ -138,7 +138,7 @@ def reassign_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
 )
 def merge_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Re-prune and re-merge once every drop is profiled against the latest centroids."""
-    centroids_id = _latest_storage_id(context.instance, CENTROIDS_KEY)
+    centroids_id = latest_storage_id(context.instance, CENTROIDS_KEY)
     if centroids_id is None:
         return dg.SensorResult(skip_reason="no centroids yet")
     drops = context.instance.get_dynamic_partitions(crawl_drops.name)
@@ -149,7 +149,7 @@ def merge_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     if not drops or waiting:
         return dg.SensorResult(skip_reason=f"waiting for profiles of {len(waiting)} drops")
     newest = max(latest[key] for key in drops)
-    merged_id = _latest_storage_id(context.instance, MERGED_KEY)
+    merged_id = latest_storage_id(context.instance, MERGED_KEY)
     if merged_id is not None and merged_id > newest:
         return dg.SensorResult(skip_reason="super-clusters are up to date")
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"merge@{newest}")])

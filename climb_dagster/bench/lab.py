@@ -19,7 +19,8 @@ from climb_dagster.core.common import schema
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.proxy.config import ProxyConfig
-from climb_dagster.core.proxy.tokens import train_tokenizer, write_token_store
+from climb_dagster.core.proxy.store import write_token_store
+from climb_dagster.core.proxy.tokens import train_tokenizer
 from climb_dagster.core.proxy.train import train_proxy
 from climb_dagster.core.targets.evaluators import build_eval_windows
 from climb_dagster.core.targets.spec import TargetSpec

@@ -35,7 +35,8 @@ from climb_dagster.bench.proxy_parallel import bench_parallel
 from climb_dagster.bench.proxy_pool import default_workers
 from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.proxy.sampler import sample_windows
-from climb_dagster.core.proxy.tokens import train_tokenizer, write_token_store
+from climb_dagster.core.proxy.store import write_token_store
+from climb_dagster.core.proxy.tokens import train_tokenizer
 from climb_dagster.core.proxy.train import train_proxy
 
 DEMO_GLOB = str(Path(__file__).resolve().parents[1] / "demo" / "data" / "drop-000*.parquet")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from climb_dagster.core.proxy.tokens import TokenStore
+from climb_dagster.core.proxy.store import TokenStore
 from climb_dagster.core.proxy.train import train_proxy
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from climb_dagster.core.proxy.tokens import TokenStore
+from climb_dagster.core.proxy.store import TokenStore
 
 # The lab of this worker process (set once by `_init`).
 _LAB: Any = None

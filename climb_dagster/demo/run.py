@@ -238,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[demo] clustering done in {time.perf_counter() - stage_t:.0f}s")
 
     stage_t = time.perf_counter()
+    # Proxy data: the tokenizer, each drop tokenized in its own run, then the per-super-cluster index.
+    _run_job(defs, instance, jobs.proxy_tokenizer_job.name)
+    for key in keys:
+        _run_job(defs, instance, jobs.drop_tokens_job.name, key)
     _run_job(defs, instance, jobs.proxy_data_job.name)
     instance.add_dynamic_partitions(experiments.name, [args.experiment])
     spec = {

@@ -66,17 +66,25 @@ def all_assets() -> list:
 
 
 def materialize_proxy_data(instance: dg.DagsterInstance, resources: dict) -> dg.ExecuteInProcessResult:
-    """Register the two drops and materialize the proxy tokenizer (vocab 512) and the token store."""
+    """Register the two drops and materialize the proxy tokenizer (vocab 512), each drop's tokens and the token
+    index, as the jobs do (the per-drop step once per drop)."""
     from climb_dagster.partitions import crawl_drops
 
-    instance.add_dynamic_partitions(crawl_drops.name, ["drop-0001", "drop-0002"])
-    result = dg.materialize(
+    drops = ["drop-0001", "drop-0002"]
+    instance.add_dynamic_partitions(crawl_drops.name, drops)
+    tokenizer = dg.materialize(
         all_assets(),
-        selection=dg.AssetSelection.groups("proxy_data"),
+        selection=["proxy_tokenizer"],
         instance=instance,
         resources=resources,
         run_config={"ops": {"proxy_tokenizer": {"config": {"vocab_size": 512}}}},
     )
+    assert tokenizer.success
+    for drop in drops:
+        assert dg.materialize(
+            all_assets(), selection=["drop_tokens"], partition_key=drop, instance=instance, resources=resources
+        ).success
+    result = dg.materialize(all_assets(), selection=["cluster_tokens"], instance=instance, resources=resources)
     assert result.success
     return result
 

@@ -170,7 +170,8 @@ def _ids_frame(ids: list[str]) -> pl.DataFrame:
 
 
 def test_duplicate_ids_across_drops_refused_by_cluster_tokens(tmp_path: Path):
-    """Each drop is valid alone; cluster_tokens (which sees every drop) refuses the shared id."""
+    """Each drop is valid alone (and tokenizes alone); cluster_tokens (which indexes every drop) refuses the
+    shared id with a check bounded per bucket, naming both drops."""
     home = tmp_path / "climb"
     root = home / "storage"
     from climb_dagster.core.io import storage
@@ -187,14 +188,18 @@ def test_duplicate_ids_across_drops_refused_by_cluster_tokens(tmp_path: Path):
     write_value(base / "super_cluster_stats", pl.DataFrame({schema.SUPER_CLUSTER: [0]}))
     from climb_dagster.core.proxy.tokens import train_tokenizer
 
-    # Drops are read once, while tokenizing: the tokenizer must exist for the refusal to be reached.
+    # Each drop is tokenized in its own step (valid alone); the index step checks ids across drops.
     tok = train_tokenizer(
         ["some text to learn a few merges from"] * 4, tmp_path / "tokenizer", vocab_size=300
     )
     write_value(base / "proxy_tokenizer", {"path": str(tok), "sha256": "x", "vocab_size": 300})
-    before = files_under(root)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(crawl_drops.name, list(drops))
+    for key in drops:
+        assert dg.materialize(
+            all_assets(), selection=["drop_tokens"], partition_key=key, instance=instance, resources=local_resources(home)
+        ).success
+    before = files_under(root)
     result = dg.materialize(
         all_assets(),
         selection=["cluster_tokens"],

@@ -170,7 +170,8 @@ def test_corrupt_proxy_cache_entry_is_a_named_cache_miss(tmp_path: Path):
 @pytest.mark.parametrize("entry", ["../outside.bin", "/etc/hostname", "sub/cluster_000.bin", "link.bin"])
 def test_token_store_index_pointing_outside_the_store_is_refused(tmp_path: Path, entry: str):
     from climb_dagster.core.common.errors import ClimbInputError
-    from climb_dagster.core.proxy.tokens import INDEX_FILE, STORE_FORMAT, TokenStore
+    from climb_dagster.core.proxy.store import TokenStore
+    from climb_dagster.core.proxy.tokens import INDEX_FILE, STORE_FORMAT
 
     store = tmp_path / "store"
     store.mkdir()

@@ -48,7 +48,7 @@ def test_republish_removes_files_the_new_version_lacks(tmp_path: Path):
 
 def test_rematerializing_cluster_tokens_under_a_live_reader(tiny_corpus: dict):
     """The issue's SIGBUS: a running proxy maps the token files while cluster_tokens is re-materialized."""
-    from climb_dagster.core.proxy.tokens import TokenStore
+    from climb_dagster.core.proxy.store import TokenStore
 
     stores = [p for p in (tiny_corpus["root"] / "cluster_tokens").iterdir() if not p.name.startswith(".")]
     store = TokenStore.open(stores[0])

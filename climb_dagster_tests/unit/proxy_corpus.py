@@ -14,7 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from climb_dagster.core.proxy.tokens import TokenStore, train_tokenizer, write_token_store
+from climb_dagster.core.proxy.store import TokenStore, write_token_store
+from climb_dagster.core.proxy.tokens import train_tokenizer
 
 LICENSES = "/usr/share/common-licenses"
 DEMO = Path(__file__).resolve().parents[2] / "climb_dagster" / "demo" / "data"

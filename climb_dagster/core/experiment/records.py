@@ -27,20 +27,28 @@ def _missing(kind: str, exc: KeyError, data: Mapping[str, Any]) -> ClimbInputErr
 
 @dataclass(frozen=True)
 class TokenStoreRef:
-    """Where `cluster_tokens` stored the tokenized super-clusters, and how many tokens/documents each has."""
+    """Where `cluster_tokens` stored the token store, and each super-cluster's tokens and documents in the kept
+    corpus (the natural mixture, the export's supply). `stored_tokens`: what the proxies can sample from each
+    super-cluster (below `tokens` where a drop's or a super-cluster's cap sampled it; empty: all of `tokens`)."""
 
     path: str
     key: str
     vocab_size: int
     tokens: tuple[int, ...]
     documents: tuple[int, ...]
+    stored_tokens: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokens", tuple(int(t) for t in self.tokens))
         object.__setattr__(self, "documents", tuple(int(d) for d in self.documents))
+        object.__setattr__(self, "stored_tokens", tuple(int(t) for t in self.stored_tokens))
         if len(self.tokens) != len(self.documents):
             raise ClimbInputError(
                 f"token store {self.key}: {len(self.tokens)} token counts for {len(self.documents)} document counts"
+            )
+        if self.stored_tokens and len(self.stored_tokens) != len(self.tokens):
+            raise ClimbInputError(
+                f"token store {self.key}: {len(self.stored_tokens)} stored counts for {len(self.tokens)} super-clusters"
             )
 
     @property
@@ -48,25 +56,62 @@ class TokenStoreRef:
         return len(self.tokens)
 
     def prior(self) -> np.ndarray:
-        """Natural mixture: each super-cluster's share of the training tokens."""
+        """Natural mixture: each super-cluster's share of the kept corpus's tokens."""
         tokens = np.asarray(self.tokens, dtype=np.float64)
         return tokens / tokens.sum()
 
+    def sampled(self) -> tuple[int, ...]:
+        """Tokens the proxies can sample per super-cluster."""
+        return self.stored_tokens or self.tokens
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "path": self.path,
             "key": self.key,
             "vocab_size": self.vocab_size,
             "tokens": list(self.tokens),
             "documents": list(self.documents),
         }
+        if self.stored_tokens:
+            data["stored_tokens"] = list(self.stored_tokens)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TokenStoreRef:
         try:
-            return cls(data["path"], data["key"], int(data["vocab_size"]), data["tokens"], data["documents"])
+            return cls(
+                data["path"],
+                data["key"],
+                int(data["vocab_size"]),
+                data["tokens"],
+                data["documents"],
+                tuple(data.get("stored_tokens", ())),
+            )
         except KeyError as exc:
             raise _missing("token store reference", exc, data) from exc
+
+
+@dataclass(frozen=True)
+class DropTokensRef:
+    """Where `drop_tokens` stored one drop's tokens (core/proxy/drop_store.py), with its counts."""
+
+    drop: str
+    path: str
+    sha256: str
+    documents: int
+    tokens: int
+    stored_documents: int
+    stored_tokens: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DropTokensRef:
+        try:
+            return cls(**{f.name: data[f.name] for f in fields(cls)})
+        except KeyError as exc:
+            raise _missing("drop tokens reference", exc, data) from exc
 
 
 @dataclass(frozen=True)
@@ -207,5 +252,5 @@ class FinalMixture:
 
 
 RECORD_TYPES: dict[str, type] = {
-    cls.__name__: cls for cls in (ExperimentRecord, TokenStoreRef, TokenizerRef, FinalMixture)
+    cls.__name__: cls for cls in (ExperimentRecord, TokenStoreRef, TokenizerRef, FinalMixture, DropTokensRef)
 }

@@ -169,58 +169,75 @@ def token_counts(tokenizer: Any, texts: list[str]) -> list[int]:
     return [len(e.ids) + 1 for e in encoded]
 
 
-def write_export(
+@dataclass(frozen=True)
+class DropExport:
+    """What one drop contributed to an export version: its shards (relative to the export root) and its tokens
+    per super-cluster. The per-drop steps write these; `publish_export` combines them."""
+
+    drop: str
+    shards: tuple[dict[str, Any], ...]
+    tokens: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"drop": self.drop, "shards": [dict(s) for s in self.shards], "tokens": list(self.tokens)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DropExport:
+        try:
+            return cls(str(data["drop"]), tuple(dict(s) for s in data["shards"]), tuple(int(t) for t in data["tokens"]))
+        except KeyError as exc:
+            raise ClimbInputError(f"drop export record is missing {exc.args[0]!r}") from exc
+
+
+def export_drop(
+    out: UPath, version: UPath, drop: str, docs: pl.DataFrame, plan: ExportPlan, config: ExportConfig
+) -> DropExport:
+    """Sample one drop's kept documents (id, text, super_cluster, n_tokens) at the plan's rates into Parquet
+    shards `train-<drop>-NNNNN.parquet` of `version` (each written atomically). Drops are independent (each
+    repays what its own super-clusters are owed), so they export in parallel steps; memory holds one drop."""
+    n_super = plan.weights.size
+    missing = [c for c in (schema.ID, schema.TEXT, schema.SUPER_CLUSTER, schema.N_TOKENS) if c not in docs.columns]
+    if missing:
+        raise ClimbInputError(f"drop {drop!r}: export documents lack columns {missing} (columns {docs.columns})")
+    sampled = sample_documents(docs, plan.rates, config.seed, np.zeros(n_super))
+    got = np.zeros(n_super, dtype=np.int64)
+    np.add.at(got, sampled[schema.SUPER_CLUSTER].to_numpy(), sampled[schema.N_TOKENS].to_numpy())
+    shards: list[dict[str, Any]] = []
+    for start in range(0, sampled.height, config.shard_rows):
+        frame = sampled.slice(start, config.shard_rows)
+        shard = version / f"train-{drop}-{len(shards):05d}.parquet"
+        blob = io.BytesIO()
+        frame.write_parquet(blob, compression="zstd")
+        storage.atomic_write_bytes(shard, blob.getvalue())
+        shards.append(
+            {"file": publication.relative(out, shard), "rows": frame.height, "tokens": int(frame[schema.N_TOKENS].sum())}
+        )
+    return DropExport(drop, tuple(shards), tuple(int(t) for t in got))
+
+
+def publish_export(
     out: UPath,
-    documents: Iterable[pl.DataFrame],
-    tokenizer: Any,
+    version: UPath,
+    drops: Sequence[DropExport],
     plan: ExportPlan,
     config: ExportConfig,
     blend: dict[str, Any],
     about: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Sample `documents` (frames of id, text, super_cluster; one drop at a time) at the plan's rates into
-    Parquet shards and blend.json of a new version under `out`, then switch `out/manifest.json` to it
-    (core/io/publication.py): a reader never sees a manifest that disagrees with its shards, and a crash
-    mid-export leaves the previous export whole.
+    """Combine the drops' shards into one manifest with the share check, write blend.json, then switch
+    `out/manifest.json` to the version (core/io/publication.py): a reader never sees a manifest that disagrees
+    with its shards, and a crash before this leaves the previous export whole.
 
     `about` names the export (experiment, super_clusters, final_mixture) in the manifest. Returns the
     manifest, with the shard and blend paths relative to `out` and the `version` published.
     """
-    version = publication.new_version(out)
-    n_super = plan.weights.size
-    shards: list[dict[str, Any]] = []
-    buffer: list[pl.DataFrame] = []
-    got = np.zeros(n_super, dtype=np.int64)
-    owed = np.zeros(n_super)
-
-    def flush() -> None:
-        if not buffer:
-            return
-        frame = pl.concat(buffer)
-        buffer.clear()
-        shard = version / f"train-{len(shards):05d}.parquet"
-        blob = io.BytesIO()
-        frame.write_parquet(blob, compression="zstd")
-        storage.atomic_write_bytes(shard, blob.getvalue())
-        shards.append(
-            {
-                "file": publication.relative(out, shard),
-                "rows": frame.height,
-                "tokens": int(frame[schema.N_TOKENS].sum()),
-            }
-        )
-
-    for docs in documents:
-        docs = docs.with_columns(
-            pl.Series(schema.N_TOKENS, token_counts(tokenizer, docs[schema.TEXT].to_list()), dtype=pl.Int64)
-        )
-        sampled = sample_documents(docs, plan.rates, config.seed, owed)
-        np.add.at(got, sampled[schema.SUPER_CLUSTER].to_numpy(), sampled[schema.N_TOKENS].to_numpy())
-        for start in range(0, sampled.height, config.shard_rows):
-            buffer.append(sampled.slice(start, config.shard_rows))
-            if sum(b.height for b in buffer) >= config.shard_rows:
-                flush()
-    flush()
+    drops = sorted(drops, key=lambda d: d.drop)
+    got = np.zeros(plan.weights.size, dtype=np.int64)
+    for d in drops:
+        if len(d.tokens) != got.size:
+            raise ClimbInputError(f"drop {d.drop!r} exported {len(d.tokens)} super-clusters, the plan has {got.size}")
+        got += np.asarray(d.tokens, dtype=np.int64)
+    shards = [s for d in drops for s in d.shards]
     shares = share_report(plan.weights, got, config)
     manifest = {
         "experiment": about["experiment"],
@@ -232,6 +249,7 @@ def write_export(
         "realized_share": list(shares.realized),
         "share_check": shares.to_dict(),
         "repeat_rates": [round(float(r), 6) for r in plan.rates],
+        "drops": [d.drop for d in drops],
         "shards": shards,
         "blend": blend,
         "super_clusters": about["super_clusters"],
@@ -242,6 +260,21 @@ def write_export(
     storage.atomic_write_text(version / BLEND_FILE, json.dumps(blend, indent=1))
     # The manifest switch last: until then readers keep the previous version.
     return publication.publish(out, version, manifest)
+
+
+def write_export(
+    out: UPath,
+    documents: Iterable[tuple[str, pl.DataFrame]],
+    plan: ExportPlan,
+    config: ExportConfig,
+    blend: dict[str, Any],
+    about: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The whole export in one process: each (drop, documents) pair through `export_drop`, then `publish_export`
+    (the pipeline runs the drops as parallel steps instead)."""
+    version = publication.new_version(out)
+    parts = [export_drop(out, version, drop, docs, plan, config) for drop, docs in documents]
+    return publish_export(out, version, parts, plan, config, blend, about)
 
 
 def blend_formats(

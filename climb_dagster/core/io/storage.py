@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -157,6 +157,23 @@ def local_copy(path: UPath) -> Path:
         tmp = target.with_name(target.name + f".tmp-{uuid.uuid4().hex[:8]}")
         path.fs.get(path.path, str(tmp))
         os.replace(tmp, target)
+    return target
+
+
+def local_files_copy(path: UPath, names: Sequence[str]) -> Path:
+    """A local folder holding the named files of the folder `path`: the folder itself when local, else a folder of
+    cached downloads (only those files: e.g. a drop store's index and document table, not its tokens)."""
+    if is_local(path):
+        return Path(path.path)
+    marker = hashlib.sha256(f"{path}|{'|'.join(names)}".encode()).hexdigest()[:24]
+    target = cache_dir() / f"files-{marker}"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        link = target / name
+        if not link.exists():
+            tmp = target / f"{name}.tmp-{uuid.uuid4().hex[:8]}"
+            tmp.symlink_to(local_copy(path / name))
+            os.replace(tmp, link)
     return target
 
 

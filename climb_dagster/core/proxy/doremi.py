@@ -21,7 +21,7 @@ from climb_dagster.core.common.timing import Timer
 from climb_dagster.core.io import storage
 from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.proxy.sampler import validate_mixture, window_plan
-from climb_dagster.core.proxy.tokens import TokenStore
+from climb_dagster.core.proxy.store import TokenStore
 from climb_dagster.core.proxy.train import (
     initial_model,
     lr_at,

@@ -36,7 +36,7 @@ from climb_dagster.core.proxy.config import ProxyConfig, proxy_run_key
 from climb_dagster.core.proxy.loss import linear_cross_entropy
 from climb_dagster.core.proxy.model import count_params, torch_threads
 from climb_dagster.core.proxy.sampler import sample_windows, validate_mixture
-from climb_dagster.core.proxy.tokens import TokenStore
+from climb_dagster.core.proxy.store import TokenStore
 from climb_dagster.core.proxy.train import (
     Progress,
     ProxyResult,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from climb_dagster.core.common.errors import ClimbInputError
-from climb_dagster.core.proxy.tokens import TokenStore
+from climb_dagster.core.proxy.store import TokenStore
 
 MIXTURE_TOLERANCE = 1e-6
 

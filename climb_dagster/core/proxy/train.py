@@ -24,7 +24,7 @@ from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.io import storage
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyTrainConfig, proxy_run_key
 from climb_dagster.core.proxy.sampler import sample_windows, validate_mixture
-from climb_dagster.core.proxy.tokens import TokenStore
+from climb_dagster.core.proxy.store import TokenStore
 
 if TYPE_CHECKING:
     from climb_dagster.core.proxy import runtime

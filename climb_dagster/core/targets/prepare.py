@@ -13,7 +13,7 @@ from upath import UPath
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.io import storage
 from climb_dagster.core.io.corpus import CorpusConfig, read_drop
-from climb_dagster.core.proxy.tokens import TokenStore
+from climb_dagster.core.proxy.store import TokenStore
 from climb_dagster.core.targets.config import TargetConfig
 from climb_dagster.core.targets.evaluators import build_eval_windows, parse_multiple_choice
 from climb_dagster.core.targets.lm_eval import check_task_dir

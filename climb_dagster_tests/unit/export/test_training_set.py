@@ -99,36 +99,37 @@ def _drops():
     return raw, assigned, mapping
 
 
-def test_kept_documents_joins_each_drop_once_in_key_and_id_order():
-    from climb_dagster.core.io.documents import kept_documents, super_cluster_texts
+def test_kept_drop_joins_documents_assignments_and_mapping_in_id_order():
+    from climb_dagster.core.io.documents import kept_drop
 
     raw, assigned, mapping = _drops()
-    drops = list(kept_documents(raw, assigned, mapping))
-    assert [d.key for d in drops] == ["drop-0001", "drop-0002"]
-    assert [d.n_documents for d in drops] == [3, 2]
-    assert drops[0].documents.columns == ["id", "text", "super_cluster"]
-    assert drops[0].documents.rows() == [("a", "one", 1), ("c", "three", 0)]
-    assert drops[1].documents.rows() == [("d", "four", 0), ("e", "five five", 1)]
-    assert all(s.loads == 1 for s in [*raw.values(), *assigned.values()])
-    logged: list[str] = []
-    texts = list(super_cluster_texts(kept_documents(raw, assigned, mapping), logged.append))
-    assert texts == [(1, ["one"]), (0, ["three"]), (0, ["four"]), (1, ["five five"])]
-    assert logged == [
-        "drop drop-0001: 2/3 documents in kept clusters",
-        "drop drop-0002: 2/2 documents in kept clusters",
+    kept = kept_drop(raw["drop-0001"].load(), assigned["drop-0001"].load(), mapping)
+    assert kept.columns == ["id", "text", "super_cluster"]
+    assert kept.rows() == [("a", "one", 1), ("c", "three", 0)]
+    assert kept_drop(raw["drop-0002"].load(), assigned["drop-0002"].load(), mapping).rows() == [
+        ("d", "four", 0),
+        ("e", "five five", 1),
     ]
+    with pytest.raises(ClimbInputError, match=r"cluster assignments lack columns \['cluster'\]"):
+        kept_drop(raw["drop-0001"].load(), pl.DataFrame({"id": ["a"]}), mapping)
 
 
-def test_kept_documents_refuses_an_id_in_two_drops_when_asked():
-    from climb_dagster.core.io.documents import kept_documents
+def _export_docs(tmp_path):
+    """Each drop's kept documents with their token counts, as the export's per-drop steps see them."""
+    from climb_dagster.core.export.training_set import token_counts
+    from climb_dagster.core.io.documents import kept_drop
+    from climb_dagster.core.proxy.tokens import load_tokenizer, train_tokenizer
 
+    tokenizer = load_tokenizer(
+        train_tokenizer(["one two three four five"] * 4, tmp_path / "tok", vocab_size=300)
+    )
     raw, assigned, mapping = _drops()
-    raw["drop-0002"] = _Stored(pl.DataFrame({"id": ["e", "a"], "text": ["x", "y"]}))
-    assert len(list(kept_documents(raw, assigned, mapping))) == 2
-    with pytest.raises(
-        ClimbInputError, match="duplicate document id 'a' in crawl drops 'drop-0001' and 'drop-0002'"
-    ):
-        list(kept_documents(raw, assigned, mapping, check_ids=True))
+    out = []
+    for key in sorted(raw):
+        docs = kept_drop(raw[key].load(), assigned[key].load(), mapping)
+        counts = token_counts(tokenizer, docs["text"].to_list())
+        out.append((key, docs.with_columns(pl.Series("n_tokens", counts, dtype=pl.Int64))))
+    return out
 
 
 def test_write_export_shards_blend_and_manifest(tmp_path):
@@ -136,25 +137,21 @@ def test_write_export_shards_blend_and_manifest(tmp_path):
 
     from climb_dagster.core.export.training_set import ExportConfig, plan_export, write_export
     from climb_dagster.core.io import storage
-    from climb_dagster.core.io.documents import kept_documents
-    from climb_dagster.core.proxy.tokens import load_tokenizer, train_tokenizer
 
-    tokenizer = load_tokenizer(
-        train_tokenizer(["one two three four five"] * 4, tmp_path / "tok", vocab_size=300)
-    )
-    raw, assigned, mapping = _drops()
     config = ExportConfig(shard_rows=2, seed=3)
     plan = plan_export([0.5, 0.5], [10, 10], config)
     assert plan.token_budget == 20 and plan.capped == ()
     out = storage.make_path(tmp_path / "export")
     blend = blend_formats(plan.weights, ["a", "b"], ["p/a", "p/b"])
     about = {"experiment": "e", "super_clusters": [], "final_mixture": {"weights": [0.5, 0.5]}}
-    docs = (d.documents for d in kept_documents(raw, assigned, mapping))
-    manifest = write_export(out, docs, tokenizer, plan, config, blend, about)
+    manifest = write_export(out, _export_docs(tmp_path), plan, config, blend, about)
     assert json.loads((out / "manifest.json").read_text()) == manifest
     assert json.loads((out / manifest["version_path"] / "blend.json").read_text()) == blend
     assert [p.name for p in (out / "versions").iterdir()] == [manifest["version"]]
+    assert manifest["drops"] == ["drop-0001", "drop-0002"]
     shards = [pl.read_parquet(tmp_path / "export" / s["file"]) for s in manifest["shards"]]
+    # Each drop writes its own shards (parallel steps); the manifest lists them in drop order.
+    assert all("train-drop-000" in s["file"] for s in manifest["shards"])
     assert sum(s.height for s in shards) == sum(s["rows"] for s in manifest["shards"])
     assert all(s.height <= 2 for s in shards) and manifest["tokens_sampled"] == sum(
         int(s["n_tokens"].sum()) for s in shards
@@ -164,6 +161,36 @@ def test_write_export_shards_blend_and_manifest(tmp_path):
         and manifest["seed"] == 3
         and manifest["final_mixture"] == about["final_mixture"]
     )
+
+
+def test_drops_export_independently_and_publish_combines_them(tmp_path):
+    """Per-drop steps may run in any order (or be retried): the published manifest is the same."""
+    from climb_dagster.core.export.training_set import (
+        DropExport,
+        ExportConfig,
+        export_drop,
+        plan_export,
+        publish_export,
+    )
+    from climb_dagster.core.io import publication, storage
+
+    config = ExportConfig(shard_rows=1, seed=3)
+    plan = plan_export([0.5, 0.5], [10, 10], config)
+    blend = blend_formats(plan.weights, ["a", "b"], ["p/a", "p/b"])
+    about = {"experiment": "e", "super_clusters": [], "final_mixture": {}}
+    manifests = []
+    for order in (1, -1):
+        out = storage.make_path(tmp_path / f"export{order}")
+        version = publication.new_version(out)
+        parts = [export_drop(out, version, key, docs, plan, config) for key, docs in _export_docs(tmp_path)[::order]]
+        again = DropExport.from_dict(parts[0].to_dict())
+        assert again == parts[0]
+        manifests.append(publish_export(out, version, parts, plan, config, blend, about))
+    def shards(manifest: dict) -> list:  # the version folder's name differs, the contents do not
+        return [{**s, "file": s["file"].rsplit("/", 1)[1]} for s in manifest["shards"]]
+
+    assert shards(manifests[0]) == shards(manifests[1])
+    assert manifests[0]["tokens_per_super_cluster"] == manifests[1]["tokens_per_super_cluster"]
 
 
 def test_export_plan_caps_repeats_and_config_is_checked():
@@ -199,13 +226,7 @@ def test_an_export_with_a_fixed_budget_starves_and_the_check_fires(tmp_path):
     from climb_dagster.assets.final import mixture_meets_shares
     from climb_dagster.core.export.training_set import ExportConfig, plan_export, write_export
     from climb_dagster.core.io import storage
-    from climb_dagster.core.io.documents import kept_documents
-    from climb_dagster.core.proxy.tokens import load_tokenizer, train_tokenizer
 
-    tokenizer = load_tokenizer(
-        train_tokenizer(["one two three four five"] * 4, tmp_path / "tok", vocab_size=300)
-    )
-    raw, assigned, mapping = _drops()
     about = {"experiment": "e", "super_clusters": [], "final_mixture": {}}
     manifests = {}
     for fit in (True, False):
@@ -213,9 +234,8 @@ def test_an_export_with_a_fixed_budget_starves_and_the_check_fires(tmp_path):
         # Super-cluster 1 holds under half of the tokens but is weighted 0.9: at most one pass each.
         plan = plan_export([0.1, 0.9], [5, 4], config)
         blend = blend_formats(plan.weights, ["a", "b"], ["p/a", "p/b"])
-        docs = (d.documents for d in kept_documents(raw, assigned, mapping))
         out = storage.make_path(tmp_path / f"export-{fit}")
-        manifests[fit] = write_export(out, docs, tokenizer, plan, config, blend, about)
+        manifests[fit] = write_export(out, _export_docs(tmp_path), plan, config, blend, about)
     starved = manifests[False]
     assert starved["target_share"] == [0.1, 0.9] and starved["realized_share"][1] < 0.8
     assert not mixture_meets_shares(mixture_export={"share_check": starved["share_check"]}).passed

@@ -63,7 +63,7 @@ def test_mixture_tolerance_is_1e_6() -> None:
 
 
 def test_weight_on_a_cluster_too_small_for_a_window(tmp_path) -> None:
-    from climb_dagster.core.proxy.tokens import write_token_store
+    from climb_dagster.core.proxy.store import write_token_store
 
     s = write_token_store([(0, ["tiny"]), (1, ["word " * 400])], pc.tokenizer_dir(), tmp_path / "s")
     sample_windows(s, [0.0, 1.0], 4, 16, seed=0)

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 
 from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.proxy.store import TokenStore, write_token_store
 from climb_dagster.core.proxy.tokens import (
     EOD_TOKEN,
-    TokenStore,
     bounded_sample,
     load_tokenizer,
     token_dtype,
     train_tokenizer,
-    write_token_store,
 )
 from climb_dagster_tests.unit import proxy_corpus as pc
 
