@@ -112,9 +112,11 @@ def run_bootstrapping(
     from climb_dagster.partitions import experiments
 
     if proxy_data:
-        _materialize(
-            resources, instance, dg.AssetSelection.groups("proxy_data"), run_config={"ops": TOKENIZER_CONFIG}
-        )
+        # As the jobs run it: the tokenizer, each drop's tokens (a step per drop), then the index.
+        _materialize(resources, instance, ["proxy_tokenizer"], run_config={"ops": TOKENIZER_CONFIG})
+        for key in resources["landing"].list_drops():
+            _materialize(resources, instance, ["drop_tokens"], key)
+        _materialize(resources, instance, ["cluster_tokens"])
     instance.add_dynamic_partitions(experiments.name, [name])
     groups = groups or EXPERIMENT_GROUPS
     ops: dict[str, Any] = {

@@ -245,10 +245,11 @@ def test_proxy_data_matches_and_reads_through_the_local_cache(runs: Runs):
     )
     assert runs.json("proxy_tokenizer.json")["sha256"] == runs.local("proxy_tokenizer").sha256
 
-    # The token store and tokenizer were read through local copies (core/io/storage.py local_dir_copy), and
-    # the target windows through local_copy: each cached copy has the bytes of its S3 object.
+    # The token index, the drops' token folders it names and the tokenizer were read through local copies
+    # (core/io/storage.py local_dir_copy), and the target windows through local_copy: each cached copy has the
+    # bytes of its S3 object.
     cached_dirs = [p for p in runs.s3_cache.glob("dir-*") if (p / ".complete").exists()]
-    assert len(cached_dirs) == 2, sorted(p.name for p in runs.s3_cache.iterdir())
+    assert len(cached_dirs) == 2 + len(PIPELINE_DROPS), sorted(p.name for p in runs.s3_cache.iterdir())
     assert not list(runs.s3_cache.glob("*.tmp-*")), "an interrupted download was left in the cache"
     store_prefix = f"cluster_tokens/{local_tokens.key}/"
     remote_files = [k.removeprefix(store_prefix) for k in runs.keys(store_prefix)]

@@ -129,8 +129,13 @@ def _prepare_lm_eval(target: TargetConfig, local: Path, out: UPath, digest: Any)
 
 
 def open_token_store(path: str, storage_options: dict[str, Any] | None = None):
+    """The token store at `path` (local or s3://), read through local copies: the index folder and, for a store
+    indexed over drops, each drop's token folder it names (copied once per machine, then memory-mapped)."""
 
-    return TokenStore.open(storage.local_dir_copy(storage.make_path(path, storage_options)))
+    def local(ref: str) -> Path:
+        return storage.local_dir_copy(storage.make_path(ref, storage_options))
+
+    return TokenStore.open(local(path), resolve=local)
 
 
 def _local_target(spec: dict[str, Any], storage_options: dict[str, Any] | None) -> Any:
