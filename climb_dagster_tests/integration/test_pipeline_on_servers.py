@@ -253,7 +253,7 @@ def test_proxy_data_matches_and_reads_through_the_local_cache(runs: Runs):
     assert not list(runs.s3_cache.glob("*.tmp-*")), "an interrupted download was left in the cache"
     store_prefix = f"cluster_tokens/{local_tokens.key}/"
     remote_files = [k.removeprefix(store_prefix) for k in runs.keys(store_prefix)]
-    store_dir = next(p for p in cached_dirs if (p / "index.json").exists())
+    store_dir = next(p for p in cached_dirs if (p / "segments_000.npy").exists())
     local_files = sorted(
         p.relative_to(store_dir).as_posix()
         for p in store_dir.rglob("*")
