@@ -261,7 +261,7 @@ def doremi(
     mcfg, tcfg = config.model, config.train
     span = mcfg.block_size + 1
     domains = np.flatnonzero(np.asarray(store.n_tokens) >= span)
-    (losses_ref, status, reason, _), ref_model = single(store, p, config, seed)
+    (_, status, reason, _), ref_model = single(store, p, config, seed)
     assert status == schema.OK, reason
 
     uniform = np.zeros(store.n_clusters)
@@ -323,8 +323,6 @@ def doremi(
         "final_step_weights": final.tolist(),
         "reference_loss": float(ref_loss.mean()),
         "proxy_loss": float(np.mean(losses[-tail:])),
-        "reference_losses": losses_ref,
-        "dro_losses": np.asarray(losses, dtype=np.float64),
     }
 
 

@@ -1,6 +1,6 @@
-"""The one training loop gives, bit for bit, the CPU losses of the three loops it replaced (frozen_loops.py):
-a single proxy, a pack, DoReMi's reference and DRO proxies; with clipping on and off, a diverging run, a
-diverging pack member, a run continued from a checkpoint and the bf16 autocast path."""
+"""The one training loop: its LR schedule, and the CPU losses of the three loops it replaced (frozen_loops.py)
+bit for bit: a single proxy, a pack, DoReMi's reference and DRO proxies; with clipping on and off, a
+diverging run, a diverging pack member, a run continued from a checkpoint and the bf16 autocast path."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from climb_dagster.core.proxy.config import ProxyConfig
+from climb_dagster.core.proxy.config import ProxyConfig, ProxyTrainConfig
 from climb_dagster.core.proxy.doremi import train_doremi
+from climb_dagster.core.proxy.loop import lr_at
 from climb_dagster.core.proxy.model import load_model
 from climb_dagster.core.proxy.pack import train_pack
 from climb_dagster.core.proxy.train import ProxyResult, train_proxy
@@ -25,9 +26,12 @@ SEEDS = [0, 3, 7]
 
 
 def tiny(**train: object) -> ProxyConfig:
+    """The tiny proxy with two layers: with one, the optimizer's parameter order is the module's, and a
+    loop that clipped in the wrong order would go unnoticed."""
     cfg = ProxyConfig.tiny(pc.TINY_VOCAB)
     train.setdefault("warmup_steps", min(cfg.train.warmup_steps, int(train.get("steps", cfg.train.steps))))
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train))
+    model = dataclasses.replace(cfg.model, n_layers=2)
+    return dataclasses.replace(cfg, model=model, train=dataclasses.replace(cfg.train, **train))
 
 
 def assert_same(result: ProxyResult, reference: frozen.Run) -> None:
@@ -114,3 +118,11 @@ def test_doremi_weights_and_losses_are_unchanged(grad_clip: float) -> None:
     reference = frozen.doremi(pc.store(), [0.98, 0.01, 0.01], config, 0, dro)
     for name in ("weights", "final_step_weights", "reference_loss", "proxy_loss"):
         assert getattr(ours, name) == reference[name], name
+
+
+def test_lr_schedule_warms_up_then_decays_to_min() -> None:
+    cfg = ProxyTrainConfig(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
+    lrs = [lr_at(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))
+    assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
