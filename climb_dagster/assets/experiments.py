@@ -2,6 +2,9 @@
 
 # No `from __future__ import annotations`: Dagster reads Config annotations at decoration time.
 
+import dataclasses
+from typing import Any
+
 import dagster as dg
 from pydantic import Field
 
@@ -20,10 +23,49 @@ from climb_dagster.tracking.experiment_tree import experiment_run, try_track
 MAX_ROUNDS = 6
 
 
+# Launchpad field -> (core config, its field there): what build() passes where, and where the default is.
+FIELDS: dict[str, tuple[str, str]] = {
+    "strategy": ("experiment", "strategy"),
+    "rounds": ("experiment", "rounds"),
+    "seed": ("experiment", "seed"),
+    "n_candidates": ("experiment", "n_candidates"),
+    "top_n_factor": ("experiment", "top_n_factor"),
+    "proxy_d_model": ("model", "d_model"),
+    "proxy_layers": ("model", "n_layers"),
+    "proxy_heads": ("model", "n_heads"),
+    "proxy_block_size": ("model", "block_size"),
+    "proxy_batch_size": ("train", "batch_size"),
+    "proxy_steps": ("train", "steps"),
+    "proxy_lr": ("train", "lr"),
+    "proxy_threads": ("train", "num_threads"),
+    "proxy_device": ("train", "device"),
+    "proxy_precision": ("train", "precision"),
+    "proxy_compile": ("train", "compile"),
+    "proxy_activation_checkpointing": ("train", "activation_checkpointing"),
+    "proxy_pack_size": ("train", "pack_size"),
+    "proxy_base_model": ("proxy", "base_model"),
+}
+# Fields of the launchpad alone: what the experiment is scored on, and a bound checked before it starts.
+LAUNCHPAD_ONLY = ("target", "max_budget")
+CONFIGS = {
+    "experiment": ExperimentConfig,
+    "model": ProxyModelConfig,
+    "train": ProxyTrainConfig,
+    "proxy": ProxyConfig,
+}
+
+
+def _default(field: str) -> Any:
+    """The default of launchpad field `field`: its core config's (written there, once)."""
+    config, name = FIELDS[field]
+    return {f.name: f.default for f in dataclasses.fields(CONFIGS[config])}[name]
+
+
 class ExperimentSpec(dg.Config):
     """What the UI's launchpad asks for when an experiment is created: the target is required (its kind is
     the key, e.g. `target: {documents_loss: {documents_path: ...}}`); every other field defaults to the CPU
-    demo's setting."""
+    demo's setting, taken from the core configs it builds (ExperimentConfig, ProxyModelConfig,
+    ProxyTrainConfig, ProxyConfig)."""
 
     target: Target = Field(
         discriminator="kind",
@@ -31,49 +73,67 @@ class ExperimentSpec(dg.Config):
         "(multiple choice, maximised), lm_eval (lm-evaluation-harness tasks) or combined.",
     )
     strategy: str = Field(
-        default="climb", description="climb (the paper's search), regmix, random or doremi (baselines)."
+        default=_default("strategy"),
+        description="climb (the paper's search), regmix, random or doremi (baselines).",
     )
     rounds: list[int] = Field(
-        default=[10, 5, 3],
-        description="Proxies trained per round (default 18 in all: enough for the predictor to learn at demo "
-        "scale), e.g. the paper's [64, 32, 16]; at most 6 rounds.",
+        default=list(_default("rounds")),
+        description=f"Proxies trained per round (default {sum(_default('rounds'))} in all: enough for the "
+        f"predictor to learn at demo scale), e.g. the paper's [64, 32, 16]; at most {MAX_ROUNDS} rounds.",
     )
-    seed: int = Field(default=0, description="Seed of every random choice of the search, in [0, 2^31 - 2].")
+    seed: int = Field(
+        default=_default("seed"),
+        description="Seed of every random choice of the search, in [0, 2^31 - 2].",
+    )
     n_candidates: int = Field(
-        default=20_000,
+        default=_default("n_candidates"),
         description="Candidate mixtures sampled per round; the round's proxies are chosen among them.",
     )
     top_n_factor: float = Field(
-        default=4.0,
+        default=_default("top_n_factor"),
         description="A round samples its proxies among the top (factor x proxies) candidates by prediction.",
     )
-    proxy_d_model: int = Field(default=128, description="Proxy LM width (feed-forward width is 3x).")
-    proxy_layers: int = Field(default=2, description="Proxy LM transformer layers.")
-    proxy_heads: int = Field(default=4, description="Proxy LM attention heads.")
-    proxy_block_size: int = Field(default=128, description="Tokens per training and evaluation window.")
-    proxy_batch_size: int = Field(default=16, description="Windows per optimizer step.")
+    proxy_d_model: int = Field(
+        default=_default("proxy_d_model"), description="Proxy LM width (feed-forward width is 3x)."
+    )
+    proxy_layers: int = Field(default=_default("proxy_layers"), description="Proxy LM transformer layers.")
+    proxy_heads: int = Field(default=_default("proxy_heads"), description="Proxy LM attention heads.")
+    proxy_block_size: int = Field(
+        default=_default("proxy_block_size"), description="Tokens per training and evaluation window."
+    )
+    proxy_batch_size: int = Field(
+        default=_default("proxy_batch_size"), description="Windows per optimizer step."
+    )
     proxy_steps: int = Field(
-        default=48, description="Optimizer steps per proxy (tokens = steps x batch size x block size)."
+        default=_default("proxy_steps"),
+        description="Optimizer steps per proxy (tokens = steps x batch size x block size).",
     )
-    proxy_lr: float = Field(default=3e-3, description="Peak learning rate (warmup, then cosine decay).")
+    proxy_lr: float = Field(
+        default=_default("proxy_lr"), description="Peak learning rate (warmup, then cosine decay)."
+    )
     proxy_threads: int = Field(
-        default=1, description="torch threads per proxy (1: one proxy per core is faster on small proxies)."
+        default=_default("proxy_threads"),
+        description="torch threads per proxy (1: one proxy per core is faster on small proxies).",
     )
-    proxy_device: str = Field(default="cpu", description="cpu or cuda.")
+    proxy_device: str = Field(default=_default("proxy_device"), description="cpu or cuda.")
     proxy_precision: str = Field(
-        default="auto", description="auto (fp32 on CPU, bf16/fp16 autocast on CUDA), fp32, bf16 or fp16."
+        default=_default("proxy_precision"),
+        description="auto (fp32 on CPU, bf16/fp16 autocast on CUDA), fp32, bf16 or fp16.",
     )
-    proxy_compile: str = Field(default="auto", description="torch.compile: auto (on CUDA only), on or off.")
+    proxy_compile: str = Field(
+        default=_default("proxy_compile"), description="torch.compile: auto (on CUDA only), on or off."
+    )
     proxy_activation_checkpointing: bool = Field(
-        default=False, description="Recompute activations in the backward pass (large proxies on small GPUs)."
+        default=_default("proxy_activation_checkpointing"),
+        description="Recompute activations in the backward pass (large proxies on small GPUs).",
     )
     proxy_pack_size: int = Field(
-        default=0,
+        default=_default("proxy_pack_size"),
         description="Proxies per mapped step, trained as one batched model; 0: automatic (1 on CPU, by memory "
         "on CUDA).",
     )
     proxy_base_model: str | None = Field(
-        default=None,
+        default=_default("proxy_base_model"),
         description="Continue pre-training from this Hugging Face checkpoint (local path or s3://) instead of "
         "a fresh initialisation.",
     )
@@ -84,36 +144,17 @@ class ExperimentSpec(dg.Config):
     )
 
     def build(self, name: str, vocab_size: int) -> ExperimentConfig:
-        model = ProxyModelConfig(
-            vocab_size=vocab_size,
-            d_model=self.proxy_d_model,
-            n_layers=self.proxy_layers,
-            n_heads=self.proxy_heads,
-            block_size=self.proxy_block_size,
-            d_ff=3 * self.proxy_d_model,
-        )
-        train = ProxyTrainConfig(
-            batch_size=self.proxy_batch_size,
-            steps=self.proxy_steps,
-            lr=self.proxy_lr,
-            warmup_steps=min(5, self.proxy_steps),
-            num_threads=self.proxy_threads,
-            device=self.proxy_device,
-            precision=self.proxy_precision,
-            compile=self.proxy_compile,
-            activation_checkpointing=self.proxy_activation_checkpointing,
-            pack_size=self.proxy_pack_size,
-        )
-        return ExperimentConfig(
-            name=name,
-            target=self.target.build(),
-            strategy=self.strategy,
-            rounds=tuple(self.rounds),
-            proxy=ProxyConfig(model=model, train=train, base_model=self.proxy_base_model),
-            seed=self.seed,
-            n_candidates=self.n_candidates,
-            top_n_factor=self.top_n_factor,
-        )
+        """The experiment config: each field goes where FIELDS says, plus the launchpad's two derived rules
+        (feed-forward width 3 x d_model; warmup at most the steps)."""
+        given: dict[str, dict[str, Any]] = {config: {} for config in CONFIGS}
+        for field, (config, name_there) in FIELDS.items():
+            given[config][name_there] = getattr(self, field)
+        model = ProxyModelConfig(vocab_size=vocab_size, d_ff=3 * self.proxy_d_model, **given["model"])
+        warmup = min(ProxyTrainConfig.warmup_steps, self.proxy_steps)
+        train = ProxyTrainConfig(warmup_steps=warmup, **given["train"])
+        proxy = ProxyConfig(model=model, train=train, **given["proxy"])
+        experiment = given["experiment"] | {"rounds": tuple(self.rounds)}
+        return ExperimentConfig(name=name, target=self.target.build(), proxy=proxy, **experiment)
 
 
 @dg.asset(partitions_def=experiments, group_name="experiments", kinds={"json", "mlflow"})

@@ -155,6 +155,7 @@ def test_corrupt_proxy_cache_entry_is_a_named_cache_miss(tmp_path: Path):
     """Decision (documented in ProxyCache.get): a result.json that does not parse is a cache miss, reported
     with its path; the proxy is retrained and the entry replaced, so a rerun heals instead of failing."""
     from climb_dagster.core.proxy.cache import ProxyCache
+    from climb_dagster.core.proxy.records import ProxyOutcome
 
     warnings: list[str] = []
     cache = ProxyCache(make_path(tmp_path), warn=warnings.append)
@@ -163,8 +164,14 @@ def test_corrupt_proxy_cache_entry_is_a_named_cache_miss(tmp_path: Path):
         (tmp_path / key / "result.json").write_bytes(data)
         assert cache.get(key) is None
         assert str(tmp_path / key / "result.json") in warnings[-1]
-    cache.put("torn", {"status": "ok", "score": 1.5})
-    assert cache.get("torn") == {"status": "ok", "score": 1.5}
+    # JSON that parses but is no outcome (a hand edit that dropped fields) is a named miss too.
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "result.json").write_text('{"status": "ok", "score": 1.5}')
+    assert cache.get("partial") is None and "missing 'proxy_key'" in warnings[-1]
+    assert str(tmp_path / "partial" / "result.json") in warnings[-1]
+    outcome = ProxyOutcome("torn", "ok", "", 1.5, 3.0, 100, 2, 0.5, 200.0, 1000, (0.5, 0.5))
+    cache.put("torn", outcome)
+    assert cache.get("torn") == outcome
 
 
 @pytest.mark.parametrize("entry", ["../outside.bin", "/etc/hostname", "sub/cluster_000.bin", "link.bin"])

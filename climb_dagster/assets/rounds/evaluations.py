@@ -14,6 +14,7 @@ from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRe
 from climb_dagster.core.proxy import cache as proxy_cache
 from climb_dagster.core.proxy import jobs as proxy_jobs
 from climb_dagster.core.proxy.config import auto_pack_size
+from climb_dagster.core.proxy.records import ProxyJob, ProxyOutcome
 from climb_dagster.core.search import history as search_history
 from climb_dagster.k8s import PROXY_OP_TAGS
 from climb_dagster.partitions import experiments
@@ -23,6 +24,11 @@ from climb_dagster.resources.storage import ClimbStorage
 PACK = "pack"
 
 
+def _step_jobs(value: dict) -> list[ProxyJob]:
+    """The jobs of one mapped step: a proxy's job, or a pack's ({PACK: [job, ...]}), stored as JSON."""
+    return [ProxyJob.from_dict(job) for job in value[PACK]] if PACK in value else [ProxyJob.from_dict(value)]
+
+
 def _plan_op(k: int) -> dg.OpDefinition:
     @dg.op(name=f"round_{k}_plan_proxies", out=dg.DynamicOut(dict))
     def plan(mixtures_table: pl.DataFrame, record: ExperimentRecord):
@@ -30,22 +36,17 @@ def _plan_op(k: int) -> dg.OpDefinition:
 
         weights = search_history.table_mixtures(mixtures_table) if mixtures_table.height else np.zeros((0, 0))
         jobs = [
-            {
-                schema.MIXTURE_ID: row[schema.MIXTURE_ID],
-                schema.PROXY_KEY: row[schema.PROXY_KEY],
-                schema.WEIGHTS: w.tolist(),
-            }
+            ProxyJob(row[schema.MIXTURE_ID], row[schema.PROXY_KEY], w.tolist())
             for row, w in zip(mixtures_table.iter_rows(named=True), weights, strict=True)
         ]
         size = auto_pack_size(record.proxy)
         if size <= 1:
             for job in jobs:
-                yield dg.DynamicOutput(job, mapping_key=job[schema.MIXTURE_ID].replace("-", "_"))
+                yield dg.DynamicOutput(job.to_dict(), mapping_key=job.mixture_id.replace("-", "_"))
             return
         for start in range(0, len(jobs), size):
-            yield dg.DynamicOutput(
-                {PACK: jobs[start : start + size]}, mapping_key=f"pack_{start // size:03d}"
-            )
+            pack = [job.to_dict() for job in jobs[start : start + size]]
+            yield dg.DynamicOutput({PACK: pack}, mapping_key=f"pack_{start // size:03d}")
 
     return plan
 
@@ -70,15 +71,16 @@ def _train_op(k: int) -> dg.OpDefinition:
         proxy = record.proxy
         store = open_token_store(tokens.path, storage.options())
         cache = proxy_cache.ProxyCache(storage.root() / "proxy_runs", warn=context.log.warning)
-        name = job[schema.MIXTURE_ID] if PACK not in job else f"pack of {len(job[PACK])}"
+        jobs = _step_jobs(job)
+        name = jobs[0].mixture_id if PACK not in job else f"pack of {len(jobs)}"
         args = (record.target_spec, store.load_tokenizer(), proxy.train.num_threads, storage.options())
 
         def progress(step: int, total: int, loss: float) -> None:
             context.log.debug(f"{name}: step {step}/{total} loss {loss:.3f}")
 
         if PACK in job:
-            results = proxy_jobs.run_proxy_pack_job(
-                job[PACK],
+            outcomes = proxy_jobs.run_proxy_pack_job(
+                jobs,
                 store,
                 proxy,
                 record.seed,
@@ -88,9 +90,9 @@ def _train_op(k: int) -> dg.OpDefinition:
                 storage.options(),
             )
         else:
-            results = [
+            outcomes = [
                 proxy_jobs.run_proxy_job(
-                    job,
+                    jobs[0],
                     store,
                     proxy,
                     record.seed,
@@ -100,13 +102,10 @@ def _train_op(k: int) -> dg.OpDefinition:
                     storage.options(),
                 )
             ]
-        for result in results:
-            verb = "reused" if result[schema.CACHED] else "trained"
-            context.log.info(
-                f"{verb} proxy {result[schema.MIXTURE_ID]} ({result[schema.STATUS]}): "
-                f"score {result[schema.SCORE]}"
-            )
-        return results
+        for outcome in outcomes:
+            verb = "reused" if outcome.cached else "trained"
+            context.log.info(f"{verb} proxy {outcome.mixture_id} ({outcome.status}): score {outcome.score}")
+        return [outcome.to_dict() for outcome in outcomes]  # stored as JSON; `collect` reads them back
 
     return train
 
@@ -114,8 +113,9 @@ def _train_op(k: int) -> dg.OpDefinition:
 def _collect_op(k: int) -> dg.OpDefinition:
     @dg.op(name=f"round_{k}_collect_proxies")
     def collect(context: dg.OpExecutionContext, tokens: TokenStoreRef, results: list) -> pl.DataFrame:
-        records = [r for step in results for r in step]  # one list per mapped step (proxy or pack)
-        table = proxy_jobs.evaluations_table(records, tokens.n_clusters)
+        # One list per mapped step (proxy or pack).
+        outcomes = [ProxyOutcome.from_dict(r) for step in results for r in step]
+        table = proxy_jobs.evaluations_table(outcomes, tokens.n_clusters)
         failed = table.filter(pl.col(schema.STATUS) != schema.OK)
         for row in failed.iter_rows(named=True):
             context.log.warning(

@@ -21,6 +21,9 @@ MAX_SEED = 2**31 - 2
 # Default ceiling on proxies per experiment (the paper's largest search, 64:32:16, trains 112).
 DEFAULT_MAX_BUDGET = 1024
 
+# Proxies per round by default: 18 in all, enough for the predictor to learn at demo scale.
+DEFAULT_ROUNDS = (10, 5, 3)
+
 
 # The predictor has one input per super-cluster; beyond this many proxies per input a search only burns
 # compute on a corpus that small (a 4-cluster corpus allows 256 proxies).
@@ -34,7 +37,7 @@ class ExperimentConfig:
     name: str
     target: TargetConfig
     strategy: str = "climb"
-    rounds: tuple[int, ...] = (6, 3, 2)
+    rounds: tuple[int, ...] = DEFAULT_ROUNDS
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     seed: int = 0
     n_candidates: int = 20_000

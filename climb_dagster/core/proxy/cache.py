@@ -7,8 +7,9 @@ from typing import Any
 
 from upath import UPath
 
-from climb_dagster.core.common import schema
+from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.io import storage
+from climb_dagster.core.proxy.records import ProxyOutcome
 
 RESULT_FILE = "result.json"
 
@@ -23,8 +24,8 @@ class ProxyCache:
         self.root = root
         self.warn = warn or (lambda message: None)
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The cached record, or None. A result.json that cannot be read back as a record (a corrupted
+    def get(self, key: str) -> ProxyOutcome | None:
+        """The cached outcome, or None. A result.json that cannot be read back as an outcome (a corrupted
         copy, a hand edit) is a cache miss, reported with its path: the run is retrained and its record
         replaced atomically, instead of failing every rerun."""
         path = self.root / key / RESULT_FILE
@@ -35,15 +36,16 @@ class ProxyCache:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             self.warn(f"proxy cache entry {path} is corrupt ({exc}); retraining this proxy and replacing it")
             return None
-        if not isinstance(record, dict) or not {schema.STATUS, schema.SCORE} <= record.keys():
-            self.warn(f"proxy cache entry {path} is not a proxy result record; retraining this proxy")
+        try:
+            return ProxyOutcome.from_dict(record)
+        except ClimbInputError as exc:
+            self.warn(f"proxy cache entry {path} is not a proxy result record ({exc}); retraining this proxy")
             return None
-        return record
 
     def model_path(self, key: str) -> UPath:
         return self.root / key / "model"
 
-    def put(self, key: str, record: dict[str, Any]) -> None:
+    def put(self, key: str, outcome: ProxyOutcome) -> None:
         storage.atomic_write_text(
-            self.root / key / RESULT_FILE, json.dumps(record, indent=1, allow_nan=False)
+            self.root / key / RESULT_FILE, json.dumps(outcome.to_dict(), indent=1, allow_nan=False)
         )

@@ -1,10 +1,10 @@
 """DoReMi's two proxy runs: a reference proxy on the prior, then a Group DRO proxy whose loss weights the
 domains (super-clusters) by excess loss over the reference; its averaged domain weights are the answer.
 
-The reference run is an ordinary `train_proxy`. The DRO run uses the same model, optimizer and LR
-schedule (`build_model`, `make_optimizer`, `lr_at`), on windows drawn uniformly over the domains (as in
-DoReMi), with the weight update of `core/search/doremi.py`. It reads the per-step excess losses back to
-the host each step: the weights steer the next step's loss, so the sync is inherent to the method.
+The reference run is an ordinary `train_proxy`. The DRO run trains in the same loop (loop.py: model,
+optimizer, LR schedule, divergence checks), on windows drawn uniformly over the domains (as in DoReMi),
+with the weight update of `core/search/doremi.py`. It reads the per-step excess losses back to the host
+each step: the weights steer the step's loss, so the sync is inherent to the method.
 """
 
 from __future__ import annotations
@@ -15,21 +15,16 @@ from typing import Any
 
 import numpy as np
 
+from climb_dagster.core.common import schema
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.common.hashing import content_hash
 from climb_dagster.core.common.timing import Timer
 from climb_dagster.core.io import storage
 from climb_dagster.core.proxy.config import ProxyConfig
+from climb_dagster.core.proxy.loop import Trainee, train_loop
 from climb_dagster.core.proxy.sampler import validate_mixture, window_plan
 from climb_dagster.core.proxy.store import TokenStore
-from climb_dagster.core.proxy.train import (
-    initial_model,
-    lr_at,
-    make_optimizer,
-    optimizer_update,
-    set_lr,
-    train_proxy,
-)
+from climb_dagster.core.proxy.train import initial_model, train_proxy
 from climb_dagster.core.search.doremi import DOREMI_PROXIES, DoReMiConfig, dro_update
 
 EVAL_CHUNK = 64  # reference windows scored per forward pass
@@ -79,14 +74,61 @@ def _gather(store: TokenStore, clusters: np.ndarray, starts: np.ndarray, span: i
     return out
 
 
-def _window_losses(model: Any, windows: Any) -> Any:
+def _window_losses(model: Any, x: Any, y: Any) -> Any:
     """Mean next-token loss of each window, [n] (with grad when the model is in train mode)."""
     import torch.nn.functional as F
 
-    x, y = windows[:, :-1], windows[:, 1:]
     logits = model(input_ids=x, use_cache=False).logits
     per_token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
     return per_token.view(y.shape).mean(dim=1)
+
+
+class _GroupDRO(Trainee):
+    """DoReMi's DRO proxy in the one loop: the loss of a batch is the per-domain mean loss weighted by the
+    domain weights, which move each step toward the domains whose loss exceeds the reference's there.
+
+    `weights[s + 1]`: the domain weights step s weighted its loss with (`weights[0]`: uniform). A step that
+    runs again (the eager rerun after a compile failure) recomputes `weights[s + 1]` from `weights[s]`.
+    """
+
+    def __init__(
+        self, model: Any, labels: Any, reference: Any, n_domains: int, dro: DoReMiConfig, batch_size: int
+    ) -> None:
+        super().__init__(model)
+        self.labels, self.reference, self.d = labels, reference, n_domains  # per window: domain, ref loss
+        self.dro, self.bs = dro, batch_size
+        self.weights = [np.full(n_domains, 1.0 / n_domains)]
+
+    def losses(self, x: Any, y: Any, fused_head: bool) -> Any:
+        return _window_losses(self.module, x, y)
+
+    def objective(self, step: int, out: Any) -> Any:
+        import torch
+
+        rows = slice(step * self.bs, (step + 1) * self.bs)
+        lab, d, device = self.labels[rows], self.d, out.device
+        counts = torch.bincount(lab, minlength=d).to(out.dtype)
+        sums = torch.zeros(d, dtype=out.dtype, device=device).index_add_(0, lab, out)
+        excess_sums = torch.zeros(d, dtype=out.dtype, device=device).index_add_(
+            0, lab, (out.detach() - self.reference[rows]).clamp_min(0.0)
+        )
+        present = counts > 0
+        mean_loss = torch.where(present, sums / counts.clamp_min(1.0), torch.zeros_like(sums))
+        # The weights steer this step's loss: reading the excess back each step is inherent to DRO.
+        excess = (excess_sums / counts.clamp_min(1.0)).cpu().numpy()
+        alpha = dro_update(self.weights[step], excess, self.dro)
+        self.weights[step + 1 :] = [alpha]
+        return (torch.as_tensor(alpha, dtype=out.dtype, device=device) * mean_loss).sum()
+
+    def recorded(self, out: Any) -> Any:
+        return out.detach().mean().reshape(1)
+
+    def clip(self, params: Sequence[Any], max_norm: float) -> None:
+        import torch
+
+        # In the module's parameter order, as DRO runs always clipped: the order of the norms' sum
+        # decides the last bit of the clipping coefficient.
+        torch.nn.utils.clip_grad_norm_(self.module.parameters(), max_norm)
 
 
 def train_doremi(
@@ -104,6 +146,7 @@ def train_doremi(
     """
     import torch
 
+    from climb_dagster.core.proxy import runtime
     from climb_dagster.core.proxy.model import torch_threads
 
     dro = dro or DoReMiConfig()
@@ -130,59 +173,38 @@ def train_doremi(
     windows = _gather(store, clusters, starts, span)
 
     with torch_threads(tcfg.num_threads):
-        device = torch.device(tcfg.device)
-        data = torch.from_numpy(windows).to(device)
-        ref_model.to(device)
+        # The DRO proxy trains in fp32 and eagerly on every device, as it always has (its weights stay).
+        rt = runtime.Runtime(torch.device(tcfg.device), amp_dtype=None, loss_scaling=False, compile=False)
+        data = torch.from_numpy(windows).to(rt.device)
+        ref_model.to(rt.device)
         ref_model.eval()
         with torch.no_grad():
             ref_loss = torch.cat(
-                [_window_losses(ref_model, data[i : i + EVAL_CHUNK]) for i in range(0, n_windows, EVAL_CHUNK)]
+                [
+                    _window_losses(ref_model, data[i : i + EVAL_CHUNK, :-1], data[i : i + EVAL_CHUNK, 1:])
+                    for i in range(0, n_windows, EVAL_CHUNK)
+                ]
             )
         model = initial_model(config, seed + 1, store.eod_id, config.base_model, storage_options)
-        model.to(device).train()
-        opt = make_optimizer(model, tcfg)
-        labels = torch.from_numpy(local).to(device)
-        d = domains.size
-        alpha = np.full(d, 1.0 / d)
-        total = np.zeros(d)
-        losses = []
-        bs = tcfg.batch_size
-
-        def clip() -> None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-
-        for step in range(tcfg.steps):
-            set_lr(opt, lr_at(step, tcfg))
-            rows = slice(step * bs, (step + 1) * bs)
-            loss_w = _window_losses(model, data[rows])
-            lab = labels[rows]
-            counts = torch.bincount(lab, minlength=d).to(loss_w.dtype)
-            sums = torch.zeros(d, dtype=loss_w.dtype, device=device).index_add_(0, lab, loss_w)
-            excess_sums = torch.zeros(d, dtype=loss_w.dtype, device=device).index_add_(
-                0, lab, (loss_w.detach() - ref_loss[rows]).clamp_min(0.0)
-            )
-            present = counts > 0
-            mean_loss = torch.where(present, sums / counts.clamp_min(1.0), torch.zeros_like(sums))
-            excess = (excess_sums / counts.clamp_min(1.0)).cpu().numpy()
-            alpha = dro_update(alpha, excess, dro)
-            total += alpha
-            weights_t = torch.as_tensor(alpha, dtype=loss_w.dtype, device=device)
-            loss = (weights_t * mean_loss).sum()
-            loss.backward()
-            optimizer_update(opt, None, clip if tcfg.grad_clip > 0 else None)
-            losses.append(float(loss_w.detach().mean()))
-            if not np.isfinite(losses[-1]):
-                raise ClimbInputError(f"DoReMi DRO proxy diverged: loss {losses[-1]} at step {step}")
+        model.to(rt.device).train()
+        labels = torch.from_numpy(local).to(rt.device)
+        trainee = _GroupDRO(model, labels, ref_loss, domains.size, dro, tcfg.batch_size)
+        (run,) = train_loop(trainee, windows, config, rt)
+    if run.status != schema.OK:
+        raise ClimbInputError(f"DoReMi DRO proxy failed: {run.reason}")
+    total = np.zeros(domains.size)
+    for alpha in trainee.weights[1:]:  # summed step by step, as the average always was
+        total += alpha
     averaged = np.zeros(store.n_clusters)
     averaged[domains] = total / tcfg.steps
     final = np.zeros(store.n_clusters)
-    final[domains] = alpha
-    tail = max(1, len(losses) // 10)
+    final[domains] = trainee.weights[-1]
+    tail = max(1, run.steps // 10)
     return DoReMiResult(
         weights=(averaged / averaged.sum()).tolist(),
         final_step_weights=final.tolist(),
         reference_loss=float(ref_loss.mean()),
-        proxy_loss=float(np.mean(losses[-tail:])),
+        proxy_loss=float(np.mean(run.losses[-tail:])),
         steps=tcfg.steps,
         proxies_trained=DOREMI_PROXIES,
         wall_s=timer.rounded(3),

@@ -1,8 +1,12 @@
-"""Pieces of one bootstrapping round that the assets call: mixture tables, history, the proxy-run cache."""
+"""A round's proxy jobs: train each (alone or in a pack) or reuse it from the proxy-run cache, score it on
+the target, and the round's evaluations table."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,10 +17,11 @@ from climb_dagster.core.common.schema import weight_columns
 from climb_dagster.core.io import storage
 from climb_dagster.core.proxy import train
 from climb_dagster.core.proxy.cache import ProxyCache
+from climb_dagster.core.proxy.records import ProxyJob, ProxyOutcome
 
 
 def run_proxy_job(
-    job: dict[str, Any],
+    job: ProxyJob,
     store: Any,
     proxy: Any,
     seed: int,
@@ -24,36 +29,33 @@ def run_proxy_job(
     cache: ProxyCache,
     progress: Any = None,
     storage_options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> ProxyOutcome:
     """Train (or reuse) the proxy of one mixture and score it on the target.
 
-    `job` holds mixture_id, proxy_key and weights; `evaluate(model) -> float` scores a trained model;
-    `storage_options` reach a remote base checkpoint (`proxy.base_model`).
-    A finished run, failed or not, is cached under its key, so a re-execution never trains it again.
-    Returns the record stored in the cache plus `cached: bool`.
+    `evaluate(model) -> float` scores a trained model; `storage_options` reach a remote base checkpoint
+    (`proxy.base_model`). A finished run, failed or not, is cached under its key, so a re-execution never
+    trains it again.
     """
-    import tempfile
-    from pathlib import Path
 
+    def train_one(mixtures: list[np.ndarray], dirs: list[Any]) -> list[Any]:
+        # Looked up on the module at each call: the fault tests substitute train.train_proxy.
+        return [
+            train.train_proxy(
+                store,
+                mixtures[0],
+                proxy,
+                seed,
+                out_dir=dirs[0],
+                progress=progress,
+                storage_options=storage_options,
+            )
+        ]
 
-    key = job[schema.PROXY_KEY]
-    hit = cache.get(key)
-    if hit is not None:
-        return {**hit, schema.MIXTURE_ID: job[schema.MIXTURE_ID], schema.CACHED: True}
-    mixture = np.asarray(job[schema.WEIGHTS], dtype=np.float64)
-    started = time.time()
-    with tempfile.TemporaryDirectory(prefix="climb-proxy-") as tmp:
-        model_dir = Path(tmp) / "model"
-        result = train.train_proxy(
-            store, mixture, proxy, seed, out_dir=model_dir, progress=progress, storage_options=storage_options
-        )
-        score = float(evaluate(result.model)) if result.ok else None
-        record = _finish(key, result, score, mixture, model_dir, cache, started)
-    return {**record, schema.MIXTURE_ID: job[schema.MIXTURE_ID], schema.CACHED: False}
-
+    (outcome,) = _run_jobs([job], cache, train_one, lambda models: [evaluate(models[0])])
+    return outcome
 
 def run_proxy_pack_job(
-    jobs: list[dict[str, Any]],
+    jobs: list[ProxyJob],
     store: Any,
     proxy: Any,
     seed: int,
@@ -61,51 +63,58 @@ def run_proxy_pack_job(
     cache: ProxyCache,
     progress: Any = None,
     storage_options: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[ProxyOutcome]:
     """`run_proxy_job` for a pack of jobs: the uncached ones train together as one packed model
     (pack.py) and are scored together (`evaluate_many(models) -> scores`); each is cached under its own
-    key, so a pack whose members are partly cached trains only the rest. Records come in `jobs` order.
+    key, so a pack whose members are partly cached trains only the rest. Outcomes come in `jobs` order.
     """
+
+    def train_packed(mixtures: list[np.ndarray], dirs: list[Any]) -> list[Any]:
+        from climb_dagster.core.proxy.pack import train_pack
+
+        seeds = [seed] * len(mixtures)
+        return train_pack(
+            store, mixtures, proxy, seeds, out_dirs=dirs, progress=progress, storage_options=storage_options
+        )
+
+    return _run_jobs(jobs, cache, train_packed, evaluate_many)
+
+
+def _run_jobs(
+    jobs: list[ProxyJob],
+    cache: ProxyCache,
+    train_models: Callable[[list[np.ndarray], list[Any]], list[Any]],
+    evaluate_many: Callable[[list[Any]], list[float]],
+) -> list[ProxyOutcome]:
+    """Reuse the cached jobs; train the others together (`train_models(mixtures, out_dirs)`), score the
+    runs that finished, cache each outcome. Outcomes come in `jobs` order."""
     import tempfile
     from pathlib import Path
 
-    from climb_dagster.core.proxy.pack import train_pack
-
-    records: list[dict[str, Any] | None] = []
+    outcomes: dict[int, ProxyOutcome] = {}
     todo: list[int] = []
     for i, job in enumerate(jobs):
-        hit = cache.get(job[schema.PROXY_KEY])
-        records.append(
-            None if hit is None else {**hit, schema.MIXTURE_ID: job[schema.MIXTURE_ID], schema.CACHED: True}
-        )
+        hit = cache.get(job.proxy_key)
         if hit is None:
             todo.append(i)
+        else:
+            outcomes[i] = dataclasses.replace(hit, mixture_id=job.mixture_id, cached=True)
     if todo:
-        mixtures = [np.asarray(jobs[i][schema.WEIGHTS], dtype=np.float64) for i in todo]
-        started = time.time()  # the members train together: one start for all of them
-        with tempfile.TemporaryDirectory(prefix="climb-pack-") as tmp:
+        mixtures = [np.asarray(jobs[i].weights, dtype=np.float64) for i in todo]
+        started = time.time()  # members of a pack train together: one start for all of them
+        with tempfile.TemporaryDirectory(prefix="climb-proxy-") as tmp:
             dirs = [Path(tmp) / f"model-{n}" for n in range(len(todo))]
-            results = train_pack(
-                store,
-                mixtures,
-                proxy,
-                [seed] * len(todo),
-                out_dirs=dirs,
-                progress=progress,
-                storage_options=storage_options,
-            )
+            results = train_models(mixtures, dirs)
             ok = [n for n, r in enumerate(results) if r.ok]
             scores: list[float | None] = [None] * len(todo)
             if ok:
                 for n, value in zip(ok, evaluate_many([results[n].model for n in ok]), strict=True):
                     scores[n] = float(value)
             for n, i in enumerate(todo):
-                record = _finish(
-                    jobs[i][schema.PROXY_KEY], results[n], scores[n], mixtures[n], dirs[n], cache, started
-                )
-                records[i] = {**record, schema.MIXTURE_ID: jobs[i][schema.MIXTURE_ID], schema.CACHED: False}
-    return [r for r in records if r is not None]
-
+                key = jobs[i].proxy_key
+                outcome = _finish(key, results[n], scores[n], mixtures[n], dirs[n], cache, started)
+                outcomes[i] = dataclasses.replace(outcome, mixture_id=jobs[i].mixture_id, cached=False)
+    return [outcomes[i] for i in range(len(jobs))]
 
 def _finish(
     key: str,
@@ -115,49 +124,46 @@ def _finish(
     model_dir: Any,
     cache: ProxyCache,
     started: float,
-) -> dict:
-    """Cache a finished run (failed or not) under its key, uploading its model when it scored; return its record.
+) -> ProxyOutcome:
+    """Cache a finished run (failed or not) under its key, uploading its model when it scored.
 
-    `started`: epoch seconds when its training began; the record keeps it and the end of its scoring, so
+    `started`: epoch seconds when its training began; the outcome keeps it and the end of its scoring, so
     the run's real times survive a later reuse from the cache."""
-    import math
-
     status, reason = result.status, result.reason
     if result.ok:
         if score is None or not math.isfinite(score):
             status, reason, score = schema.FAILED, f"target score is not finite ({score})", None
         else:
             storage.upload_dir(model_dir, cache.model_path(key))
-    record = {
-        schema.PROXY_KEY: key,
-        schema.STATUS: status,
-        schema.REASON: reason,
-        schema.SCORE: score,
-        schema.TRAIN_LOSS: result.loss_last
-        if result.loss_last is not None and math.isfinite(result.loss_last)
-        else None,
-        schema.TOKENS: result.tokens,
-        schema.STEPS: result.steps,
-        schema.WALL_S: round(result.wall_s, 3),
-        schema.TOKENS_PER_S: round(result.tokens_per_s, 1),
-        schema.N_PARAMS: result.n_params,
-        schema.WEIGHTS: [float(w) for w in mixture],
-        schema.STARTED_AT: round(started, 3),
-        schema.ENDED_AT: round(time.time(), 3),
-        schema.LOSS_CURVE: [[int(step), float(loss)] for step, loss in result.loss_curve],
-    }
-    cache.put(key, record)
-    return record
+    loss = result.loss_last
+    outcome = ProxyOutcome(
+        proxy_key=key,
+        status=status,
+        reason=reason,
+        score=score,
+        train_loss=loss if loss is not None and math.isfinite(loss) else None,
+        tokens=result.tokens,
+        steps=result.steps,
+        wall_s=round(result.wall_s, 3),
+        tokens_per_s=round(result.tokens_per_s, 1),
+        n_params=result.n_params,
+        weights=mixture,
+        started_at=round(started, 3),
+        ended_at=round(time.time(), 3),
+        loss_curve=result.loss_curve,
+    )
+    cache.put(key, outcome)
+    return outcome
 
 
-def _cell(record: dict[str, Any], column: str) -> Any:
-    value = record.get(column)
+def _cell(outcome: ProxyOutcome, column: str) -> Any:
+    value = getattr(outcome, column)
     if column == schema.LOSS_CURVE and value is not None:
-        return [[float(step), float(loss)] for step, loss in value]  # JSON keeps steps as integers
+        return [[float(step), float(loss)] for step, loss in value]
     return value
 
 
-def evaluations_table(records: list[dict[str, Any]], n_clusters: int) -> pl.DataFrame:
+def evaluations_table(outcomes: list[ProxyOutcome], n_clusters: int) -> pl.DataFrame:
     """The round's evaluations: one row per proxy with its weights, status, reason and score."""
     columns = {
         schema.MIXTURE_ID: pl.String,
@@ -174,10 +180,10 @@ def evaluations_table(records: list[dict[str, Any]], n_clusters: int) -> pl.Data
         # [[step, loss], ...] downsampled (ProxyResult.loss_curve); null for runs cached before it was kept.
         schema.LOSS_CURVE: pl.List(pl.List(pl.Float64)),
     }
-    rows = sorted(records, key=lambda r: r[schema.MIXTURE_ID])
+    rows = sorted(outcomes, key=lambda r: r.mixture_id)
     base = pl.DataFrame([{c: _cell(r, c) for c in columns} for r in rows], schema=columns)
     weights = pl.DataFrame(
-        [r[schema.WEIGHTS] for r in rows] if rows else np.zeros((0, n_clusters)),
+        [list(r.weights) for r in rows] if rows else np.zeros((0, n_clusters)),
         schema={c: pl.Float64 for c in weight_columns(n_clusters)},
         orient="row",
     )

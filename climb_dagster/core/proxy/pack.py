@@ -29,28 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from climb_dagster.core.common import schema
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.proxy import runtime
 from climb_dagster.core.proxy.config import ProxyConfig, proxy_run_key
+from climb_dagster.core.proxy.loop import Progress, Trainee, train_loop
 from climb_dagster.core.proxy.loss import linear_cross_entropy
 from climb_dagster.core.proxy.model import count_params, torch_threads
 from climb_dagster.core.proxy.sampler import sample_windows, validate_mixture
 from climb_dagster.core.proxy.store import TokenStore
-from climb_dagster.core.proxy.train import (
-    Progress,
-    ProxyResult,
-    check_run_inputs,
-    divergence_limit,
-    first_divergence,
-    initial_model,
-    lr_at,
-    make_optimizer,
-    optimizer_update,
-    save_proxy,
-    set_lr,
-    summarize,
-)
+from climb_dagster.core.proxy.train import ProxyResult, check_run_inputs, initial_model, save_proxy, summarize
 
 
 class PackedLlama(torch.nn.Module):
@@ -195,6 +182,35 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+
+class _Members(Trainee):
+    """The members of a pack as the loop's rows: each its own loss, clipping and fate."""
+
+    member_dims = 1
+
+    def __init__(self, pack: PackedLlama) -> None:
+        super().__init__(pack)
+        self.rows = pack.size
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor, fused_head: bool) -> torch.Tensor:
+        return self.module.losses(x, y, fused_head=fused_head)
+
+    def clip(self, params: Sequence[torch.Tensor], max_norm: float) -> None:
+        clip_per_member(params, max_norm)
+
+    def checkpoint_activations(self) -> None:
+        self.module.checkpointing = True
+
+    def keep(self, rows: Sequence[int], optimizer: Any) -> None:
+        self.module.keep(rows, optimizer)
+
+    def finite(self, params: Sequence[torch.Tensor]) -> list[bool]:
+        return [
+            bool(torch.stack([p[row].detach().isfinite().all() for p in params]).all())
+            for row in range(self.module.size)
+        ]
+
+
 def clip_per_member(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
     """clip_grad_norm_ applied to each member on its own: by the norm of its gradients over all parameters.
 
@@ -260,15 +276,13 @@ def train_pack(
             source = init_from[j] if init_from is not None and init_from[j] is not None else config.base_model
             members.append(initial_model(config, s, store.eod_id, source, storage_options))
         pack = PackedLlama(members).to(rt.device).train()
-        pack.checkpointing = tcfg.activation_checkpointing
-        outcome = _pack_loop(pack, windows, config, rt, progress)
+        runs = train_loop(_Members(pack), windows, config, rt, progress)
         n_params = count_params(members[0])
         results = []
-        for j in range(m):
-            losses, status, reason, done = outcome[j]
-            results.append(summarize(losses, status, reason, done, keys[j], config, 0.0, n_params))
-            if status == schema.OK:
-                state = pack.member_state(outcome.rows[j])
+        for j, run in enumerate(runs):
+            results.append(summarize(run, keys[j], config, 0.0, n_params))
+            if run.row is not None:
+                state = pack.member_state(run.row)
                 with torch.no_grad():
                     for name, p in members[j].named_parameters():
                         p.copy_(state[name].to(p.device))
@@ -280,96 +294,3 @@ def train_pack(
         if r.ok and out_dirs is not None and out_dirs[j] is not None:
             r.model_dir = str(save_proxy(r.model, store, out_dirs[j], r, config, ws[j], seeds[j]))
     return results
-
-
-class _Outcome(dict):
-    """member -> (losses, status, reason, steps done); `rows[member]`: its row in the final pack."""
-
-    rows: dict[int, int]
-
-
-def _pack_loop(
-    pack: PackedLlama,
-    windows: np.ndarray,
-    config: ProxyConfig,
-    rt: runtime.Runtime,
-    progress: Progress | None,
-) -> _Outcome:
-    tcfg = config.train
-    steps, m = tcfg.steps, pack.size
-    limit = divergence_limit(config)
-    opt = make_optimizer(pack, tcfg, member_dims=1)
-    scaler = rt.grad_scaler()
-    params = [p for g in opt.param_groups for p in g["params"]]
-
-    def losses_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with rt.autocast():  # the forward only; the backward runs in the dtypes the forward chose
-            return pack.losses(x, y, fused_head=rt.fused_head)
-
-    forward = runtime.CompiledStep(losses_of, rt.compile)
-
-    def backward(losses: torch.Tensor) -> None:
-        # Members share no parameter: the gradient of the sum is each member's own gradient.
-        total = losses.sum()
-        (total if scaler is None else scaler.scale(total)).backward()
-
-    def reset() -> None:
-        opt.zero_grad(set_to_none=True)
-
-    batches = runtime.Batches(windows, rt.device, tcfg.batch_size)
-    loss_buf = torch.full((steps, m), float("nan"), dtype=torch.float32, device=rt.device)
-    active = list(range(m))  # original member index of each row of the pack
-    active_t = torch.arange(m, device=rt.device)
-    outcome = _Outcome()
-    report_every = max(1, steps // 20)
-    checked = 0
-
-    def clip() -> None:
-        clip_per_member(params, tcfg.grad_clip)  # `params` is rebound when members are dropped
-
-    for step in range(steps):
-        set_lr(opt, lr_at(step, tcfg))
-        x, y = batches.get(step)
-        if len(active) < m:
-            x, y = x.index_select(0, active_t), y.index_select(0, active_t)
-        losses = forward.forward_backward((x, y), backward, reset)
-        optimizer_update(opt, scaler, clip if tcfg.grad_clip > 0 else None)
-        loss_buf[step].index_copy_(0, active_t, losses.detach().float())
-        last = step == steps - 1
-        if (step + 1) % tcfg.check_every == 0 or last:
-            seen = loss_buf[checked : step + 1].cpu().numpy()
-            failed = []
-            for row, j in enumerate(active):
-                hit = first_divergence(seen[:, j], checked, limit)
-                if hit is not None:
-                    at, why = hit
-                    curve = loss_buf[: at + 1, j].cpu().numpy().astype(np.float64)
-                    outcome[j] = (curve, schema.FAILED, why, at + 1)
-                    failed.append(row)
-            if failed:
-                rows = [r for r in range(len(active)) if r not in failed]
-                active = [active[r] for r in rows]
-                if not active:
-                    break
-                pack.keep(rows, opt)
-                params = [p for g in opt.param_groups for p in g["params"]]
-                active_t = torch.as_tensor(active, device=rt.device)
-            checked = step + 1
-        if progress is not None and ((step + 1) % report_every == 0 or last):
-            progress(step + 1, steps, float(loss_buf[step, active_t].mean()))
-    outcome.rows = {j: row for row, j in enumerate(active)}
-    finite = (
-        [
-            bool(torch.stack([p[row].detach().isfinite().all() for p in params]).all())
-            for row in range(len(active))
-        ]
-        if active
-        else []
-    )
-    for row, j in enumerate(active):
-        curve = loss_buf[:, j].cpu().numpy().astype(np.float64)
-        if not finite[row]:
-            outcome[j] = (curve, schema.FAILED, f"diverged: non-finite weights after step {steps - 1}", steps)
-        else:
-            outcome[j] = (curve, schema.OK, "", steps)
-    return outcome

@@ -1,4 +1,4 @@
-"""Train one proxy LM on windows sampled from a mixture: AdamW, warmup + cosine, clipping, explicit seeds.
+"""Train one proxy LM on windows sampled from a mixture (the steps are loop.py's), summarize and save it.
 
 Determinism: weights come from `seed`, windows from `seed + 1` (independent streams), the thread
 count from the config, and nothing reads the global RNG; the same (store, mixture, config, seed)
@@ -12,26 +12,22 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from climb_dagster.core.common import schema
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.io import storage
-from climb_dagster.core.proxy.config import ProxyConfig, ProxyTrainConfig, proxy_run_key
+from climb_dagster.core.proxy.config import ProxyConfig, proxy_run_key
+from climb_dagster.core.proxy.loop import Progress, RowRun, Trainee, train_loop
 from climb_dagster.core.proxy.sampler import sample_windows, validate_mixture
 from climb_dagster.core.proxy.store import TokenStore
 
-if TYPE_CHECKING:
-    from climb_dagster.core.proxy import runtime
-
 RUN_FILE = "proxy_run.json"
-# Callback(step, total_steps, loss): called at most ~20 times per run, never per step.
-Progress = Callable[[int, int, float], None]
 
 
 @dataclass
@@ -76,53 +72,6 @@ class ProxyResult:
             schema.N_PARAMS: self.n_params,
             schema.MODEL_DIR: self.model_dir,
         }
-
-
-def lr_at(step: int, cfg: ProxyTrainConfig) -> float:
-    """Linear warmup over `warmup_steps`, then cosine from `lr` down to `min_lr_ratio * lr` at the last step."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    decay_steps = max(1, cfg.steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / decay_steps)
-    min_lr = cfg.lr * cfg.min_lr_ratio
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
-
-
-def make_optimizer(model: Any, cfg: ProxyTrainConfig, member_dims: int = 0) -> Any:
-    """AdamW with weight decay on 2-D parameters only (matrices and embeddings, not norms).
-
-    member_dims: leading dimensions that index pack members (pack.py), not counted as matrix dimensions.
-    """
-    import torch
-
-    params = list({id(p): p for p in model.parameters() if p.requires_grad}.values())
-    decay = [p for p in params if p.ndim - member_dims >= 2]
-    no_decay = [p for p in params if p.ndim - member_dims < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    # Fused AdamW: one kernel over all parameters per step (CPU support since torch 2.4).
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=True)
-
-
-def set_lr(opt: Any, lr: float) -> None:
-    for group in opt.param_groups:
-        group["lr"] = lr
-
-
-def optimizer_update(opt: Any, scaler: Any, clip: Callable[[], None] | None) -> None:
-    """One optimizer step after the backward: unscale (fp16), clip, step, clear the gradients."""
-    if scaler is not None:
-        scaler.unscale_(opt)
-    if clip is not None:
-        clip()
-    if scaler is not None:
-        scaler.step(opt)
-        scaler.update()
-    else:
-        opt.step()
-    opt.zero_grad(set_to_none=True)
 
 
 def _downsample(losses: np.ndarray, points: int = 20) -> list[tuple[int, float]]:
@@ -179,10 +128,10 @@ def train_proxy(
         model = initial_model(config, seed, store.eod_id, source, storage_options)
         model.to(rt.device).train()
         n_params = count_params(model)
-        losses, status, reason, done = _loop(model, windows, config, rt, progress)
+        (run,) = train_loop(Trainee(model), windows, config, rt, progress)
     wall = time.perf_counter() - t0
-    result = summarize(losses, status, reason, done, run_key, config, wall, n_params)
-    if status == schema.OK:
+    result = summarize(run, run_key, config, wall, n_params)
+    if result.ok:
         result.model = model
         if out_dir is not None:
             result.model_dir = str(save_proxy(model, store, out_dir, result, config, w, seed))
@@ -236,23 +185,15 @@ def checkpoint_dir(
     return storage.local_dir_copy(path)
 
 
-def summarize(
-    losses: np.ndarray,
-    status: str,
-    reason: str,
-    done: int,
-    run_key: str,
-    config: ProxyConfig,
-    wall: float,
-    n_params: int,
-) -> ProxyResult:
+def summarize(run: RowRun, run_key: str, config: ProxyConfig, wall: float, n_params: int) -> ProxyResult:
     """The ProxyResult of a run from its per-step losses (the model is attached by the caller)."""
+    losses, done = run.losses, run.steps
     tokens = done * config.tokens_per_step
     finite = losses[:done][np.isfinite(losses[:done])]
     tail = losses[max(0, done - max(1, done // 10)) : done]
     return ProxyResult(
-        status=status,
-        reason=reason,
+        status=run.status,
+        reason=run.reason,
         run_key=run_key,
         steps=done,
         tokens=tokens,
@@ -265,97 +206,6 @@ def summarize(
         n_params=n_params,
         step_losses=losses[:done],
     )
-
-
-def divergence_limit(config: ProxyConfig) -> float:
-    return config.train.divergence_factor * math.log(config.model.vocab_size)
-
-
-def first_divergence(seen: np.ndarray, offset: int, limit: float) -> tuple[int, str] | None:
-    """(step, reason) of the first non-finite or exploding loss in `seen` (losses from step `offset`)."""
-    bad = np.flatnonzero(~np.isfinite(seen) | (seen > limit))
-    if not bad.size:
-        return None
-    value = float(seen[bad[0]])
-    why = "non-finite" if not math.isfinite(value) else f"exploding (> {limit:.3g})"
-    at = offset + int(bad[0])
-    return at, f"diverged: {why} loss {value!r} at step {at}"
-
-
-def step_loss(model: Any, x: Any, y: Any, fused_head: bool) -> Any:
-    """Mean next-token loss of one batch. CPU: the chunked fused head (loss.py); CUDA: plain logits +
-    cross-entropy, which torch.compile fuses and which runs in the autocast dtype."""
-    import torch
-
-    hidden = model.model(input_ids=x, use_cache=False).last_hidden_state
-    weight = model.lm_head.weight
-    if fused_head:
-        from climb_dagster.core.proxy.loss import linear_cross_entropy
-
-        return linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), weight, y.reshape(-1))
-    logits = hidden @ weight.t()
-    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
-
-
-def _loop(
-    model: Any, windows: np.ndarray, config: ProxyConfig, rt: runtime.Runtime, progress: Progress | None
-) -> tuple[np.ndarray, str, str, int]:
-    """The training loop proper; returns (per-step losses, status, reason, steps done)."""
-    import torch
-
-    from climb_dagster.core.proxy import runtime
-
-    tcfg = config.train
-    steps = tcfg.steps
-    limit = divergence_limit(config)
-    opt = make_optimizer(model, tcfg)
-    scaler = rt.grad_scaler()
-    params = [p for g in opt.param_groups for p in g["params"]]
-    if tcfg.activation_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-
-    def loss_of(x: Any, y: Any) -> Any:
-        # Autocast covers the forward only; the backward runs in the dtypes the forward chose.
-        with rt.autocast():
-            return step_loss(model, x, y, rt.fused_head)
-
-    forward = runtime.CompiledStep(loss_of, rt.compile)
-
-    def backward(loss: Any) -> None:
-        (loss if scaler is None else scaler.scale(loss)).backward()
-
-    def reset() -> None:
-        opt.zero_grad(set_to_none=True)
-
-    batches = runtime.Batches(windows, rt.device, tcfg.batch_size)
-    # Losses stay on the device and are read back only every `check_every` steps: no per-step sync.
-    loss_buf = torch.empty(steps, dtype=torch.float32, device=rt.device)
-    report_every = max(1, steps // 20)
-    checked = 0
-
-    def clip() -> None:
-        torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip, foreach=True)
-
-    for step in range(steps):
-        set_lr(opt, lr_at(step, tcfg))
-        x, y = batches.get(step)
-        loss = forward.forward_backward((x, y), backward, reset)
-        optimizer_update(opt, scaler, clip if tcfg.grad_clip > 0 else None)
-        loss_buf[step] = loss.detach()
-        last = step == steps - 1
-        if (step + 1) % tcfg.check_every == 0 or last:
-            hit = first_divergence(loss_buf[checked : step + 1].cpu().numpy(), checked, limit)
-            if hit is not None:
-                at, why = hit
-                return loss_buf[: at + 1].cpu().numpy().astype(np.float64), schema.FAILED, why, at + 1
-            checked = step + 1
-        if progress is not None and ((step + 1) % report_every == 0 or last):
-            progress(step + 1, steps, float(loss_buf[step]))
-    losses = loss_buf.cpu().numpy().astype(np.float64)
-    # The last update is not seen by any loss: a NaN/inf gradient there would only show in the weights.
-    if not bool(torch.stack([p.detach().isfinite().all() for p in params]).all()):
-        return losses, schema.FAILED, f"diverged: non-finite weights after step {steps - 1}", steps
-    return losses, schema.OK, "", steps
 
 
 def save_proxy(

@@ -181,18 +181,12 @@ def test_pack_job_trains_only_uncached_members_and_caches_each(tmp_path: Path, t
     from climb_dagster.core.common import schema
     from climb_dagster.core.proxy.cache import ProxyCache
     from climb_dagster.core.proxy.jobs import run_proxy_job, run_proxy_pack_job
+    from climb_dagster.core.proxy.records import ProxyJob
 
     cfg = tiny(steps=10)
     tok = load_tokenizer(pc.tokenizer_dir())
     cache = ProxyCache(UPath(tmp_path / "runs"))
-    jobs = [
-        {
-            schema.MIXTURE_ID: f"r1-{i:03d}",
-            schema.PROXY_KEY: proxy_run_key(w, cfg, 0, "data"),
-            schema.WEIGHTS: w,
-        }
-        for i, w in enumerate(MIXES)
-    ]
+    jobs = [ProxyJob(f"r1-{i:03d}", proxy_run_key(w, cfg, 0, "data"), w) for i, w in enumerate(MIXES)]
     alone = run_proxy_job(jobs[1], pc.store(), cfg, 0, lambda m: evaluate_target(m, target, tok), cache)
     calls: list[int] = []
 
@@ -200,28 +194,25 @@ def test_pack_job_trains_only_uncached_members_and_caches_each(tmp_path: Path, t
         calls.append(len(models))
         return evaluate_pack(models, target, tok)
 
-    records = run_proxy_pack_job(jobs, pc.store(), cfg, 0, evaluate_many, cache)
-    assert [r[schema.MIXTURE_ID] for r in records] == [j[schema.MIXTURE_ID] for j in jobs]
-    assert [r[schema.CACHED] for r in records] == [False, True, False] and calls == [2]
-    assert records[1][schema.SCORE] == alone[schema.SCORE]
-    for job, r in zip(jobs, records, strict=True):
-        assert (
-            r[schema.STATUS] == schema.OK
-            and cache.get(job[schema.PROXY_KEY])[schema.SCORE] == r[schema.SCORE]
-        )
-        assert (cache.model_path(job[schema.PROXY_KEY]) / "model.safetensors").is_file()
+    outcomes = run_proxy_pack_job(jobs, pc.store(), cfg, 0, evaluate_many, cache)
+    assert [o.mixture_id for o in outcomes] == [j.mixture_id for j in jobs]
+    assert [o.cached for o in outcomes] == [False, True, False] and calls == [2]
+    assert outcomes[1].score == alone.score
+    for job, o in zip(jobs, outcomes, strict=True):
+        assert o.status == schema.OK and cache.get(job.proxy_key).score == o.score
+        assert (cache.model_path(job.proxy_key) / "model.safetensors").is_file()
     # The packed member scores what its separate run scores.
     separate = run_proxy_job(
-        {**jobs[0], schema.PROXY_KEY: "separate"},
+        dataclasses.replace(jobs[0], proxy_key="separate"),
         pc.store(),
         cfg,
         0,
         lambda m: evaluate_target(m, target, tok),
         cache,
     )
-    assert records[0][schema.SCORE] == pytest.approx(separate[schema.SCORE], rel=REL)
+    assert outcomes[0].score == pytest.approx(separate.score, rel=REL)
     again = run_proxy_pack_job(jobs, pc.store(), cfg, 0, evaluate_many, cache)
-    assert all(r[schema.CACHED] for r in again) and calls == [2]
+    assert all(o.cached for o in again) and calls == [2]
 
 
 def test_activation_checkpointing_changes_nothing_but_memory() -> None:

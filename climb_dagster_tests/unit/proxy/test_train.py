@@ -13,7 +13,7 @@ from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig, proxy_run_key
 from climb_dagster.core.proxy.loss import linear_cross_entropy
 from climb_dagster.core.proxy.model import build_model, flops_per_token
-from climb_dagster.core.proxy.train import lr_at, train_proxy
+from climb_dagster.core.proxy.train import train_proxy
 from climb_dagster_tests.unit import proxy_corpus as pc
 
 MIX = [0.5, 0.25, 0.25]
@@ -144,14 +144,6 @@ def test_model_init_is_seeded_and_sized() -> None:
     assert a.lm_head.weight is a.model.embed_tokens.weight
     assert a.config._attn_implementation == "sdpa"
     assert flops_per_token(cfg) > 6 * cfg.vocab_size * cfg.d_model
-
-
-def test_lr_schedule_warms_up_then_decays_to_min() -> None:
-    cfg = ProxyTrainConfig(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
-    lrs = [lr_at(s, cfg) for s in range(100)]
-    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))
-    assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
 
 
 @pytest.mark.parametrize(

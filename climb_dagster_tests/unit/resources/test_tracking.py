@@ -16,6 +16,7 @@ from climb_dagster.core.common.code_version import code_version
 from climb_dagster.core.experiment.config import ExperimentConfig
 from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRef
 from climb_dagster.core.proxy import jobs as proxy_jobs
+from climb_dagster.core.proxy.records import ProxyOutcome
 from climb_dagster.core.search import history as search_history
 from climb_dagster.core.search.predictor import PredictorConfig, fit_predictor
 from climb_dagster.core.search.rounds import fit_table, load_predictor, predictor_summary
@@ -42,21 +43,24 @@ def _evaluations(round_number: int, n: int, seed: int, now: float):
     for i, w in enumerate(weights):
         started = now - 3600 + 60 * i
         records.append(
-            {
-                schema.MIXTURE_ID: f"r{round_number}-{i:03d}",
-                schema.PROXY_KEY: f"key-{round_number}-{i}",
-                schema.STATUS: schema.OK,
-                schema.REASON: "",
-                schema.SCORE: float(w @ np.arange(K) + rng.normal(0, 0.05)),
-                schema.TRAIN_LOSS: 3.0,
-                schema.TOKENS: 1000,
-                schema.WALL_S: 10.0,
-                schema.CACHED: False,
-                schema.WEIGHTS: w.tolist(),
-                schema.STARTED_AT: started,
-                schema.ENDED_AT: started + 10.5,  # training plus scoring
-                schema.LOSS_CURVE: [[0, 6.0], [5, 4.0 + i / 10], [11, 3.0]],
-            }
+            ProxyOutcome(
+                mixture_id=f"r{round_number}-{i:03d}",
+                proxy_key=f"key-{round_number}-{i}",
+                status=schema.OK,
+                reason="",
+                score=float(w @ np.arange(K) + rng.normal(0, 0.05)),
+                train_loss=3.0,
+                tokens=1000,
+                steps=12,
+                wall_s=10.0,
+                tokens_per_s=100.0,
+                n_params=1000,
+                cached=False,
+                weights=w,
+                started_at=started,
+                ended_at=started + 10.5,  # training plus scoring
+                loss_curve=[[0, 6.0], [5, 4.0 + i / 10], [11, 3.0]],
+            )
         )
     return proxy_jobs.evaluations_table(records, K)
 

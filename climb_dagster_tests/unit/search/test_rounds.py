@@ -14,6 +14,7 @@ from climb_dagster.core.common import schema
 from climb_dagster.core.common.configs import core_config
 from climb_dagster.core.common.timing import Timer
 from climb_dagster.core.proxy import jobs as proxy_jobs
+from climb_dagster.core.proxy.records import ProxyOutcome
 from climb_dagster.core.quality.pruning import PruneConfig
 from climb_dagster.core.report.plots import predicted_vs_actual_png
 from climb_dagster.core.search import history as search_history
@@ -124,20 +125,25 @@ def test_round_progress_reports_each_rounds_median_of_successful_proxies():
 def _oof_evals(n: int, seed: int, status: list[str] | None = None):
     rng = np.random.default_rng(seed)
     w = rng.dirichlet(np.ones(3), n)
-    records = [
-        {
-            schema.MIXTURE_ID: f"m{seed}-{i}",
-            schema.PROXY_KEY: f"k{seed}-{i}",
-            schema.STATUS: (status or [schema.OK] * n)[i],
-            schema.REASON: "" if (status or [schema.OK] * n)[i] == schema.OK else "diverged",
-            schema.SCORE: float(w[i] @ np.array([1.0, 2.0, 3.0]))
-            if (status or [schema.OK] * n)[i] == "ok"
-            else None,
-            schema.WEIGHTS: w[i].tolist(),
-        }
+    status = status or [schema.OK] * n
+    outcomes = [
+        ProxyOutcome(
+            mixture_id=f"m{seed}-{i}",
+            proxy_key=f"k{seed}-{i}",
+            status=status[i],
+            reason="" if status[i] == schema.OK else "diverged",
+            score=float(w[i] @ np.array([1.0, 2.0, 3.0])) if status[i] == schema.OK else None,
+            train_loss=None,
+            tokens=1000,
+            steps=10,
+            wall_s=1.0,
+            tokens_per_s=1000.0,
+            n_params=100,
+            weights=w[i],
+        )
         for i in range(n)
     ]
-    return proxy_jobs.evaluations_table(records, 3)
+    return proxy_jobs.evaluations_table(outcomes, 3)
 
 
 def test_fit_table_holds_in_sample_and_out_of_fold_predictions_of_every_scored_proxy():
