@@ -10,6 +10,8 @@ from climb_dagster.core.common.keys import validate_key
 from climb_dagster.core.experiment.config import DEFAULT_MAX_BUDGET, ExperimentConfig
 from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRef
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
+from climb_dagster.core.search.strategies import strategy_summaries
+from climb_dagster.core.targets.prepare import check_target, open_token_store, prepare_target
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.storage import ClimbStorage
 from climb_dagster.resources.tracking import MlflowTracker
@@ -30,9 +32,7 @@ class ExperimentSpec(dg.Config):
         description="What the proxies are scored on: documents_loss (held-out loss, minimised), mc_accuracy "
         "(multiple choice, maximised), lm_eval (lm-evaluation-harness tasks) or combined.",
     )
-    strategy: str = Field(
-        default="climb", description="climb (the paper's search), regmix, random or doremi (baselines)."
-    )
+    strategy: str = Field(default="climb", description=f"Search strategy: {strategy_summaries()}.")
     rounds: list[int] = Field(
         default=[10, 5, 3],
         description="Proxies trained per round (default 18 in all: enough for the predictor to learn at demo "
@@ -125,8 +125,6 @@ def experiment(
     storage: ClimbStorage,
 ) -> dg.Output[ExperimentRecord]:
     """The experiment's validated record: target, strategy, budget per round, proxy config, seed."""
-    from climb_dagster.core.targets.prepare import check_target, open_token_store, prepare_target
-
     name = validate_key(context.partition_key, "experiment name")
     record = config.build(name, vocab_size=cluster_tokens.vocab_size)
     if record.n_rounds > MAX_ROUNDS:
