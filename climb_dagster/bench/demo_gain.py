@@ -120,7 +120,8 @@ def demo_gain(root: Any, options: dict | None, args: argparse.Namespace) -> dict
             if not strategy.proposes:
                 # Its own proxies, cached beside the pipeline's; the answer comes first.
                 train = strategy.own_proxies_trainer()
-                own, _ = train(store, mixtures["natural"], record.proxy, record.seed, root / "proxy_runs", options)
+                natural = mixtures["natural"]
+                own, _ = train(store, natural, record.proxy, record.seed, root / "proxy_runs", options)
                 mixtures[name] = own[0]
                 continue
             cfg = default_strategy(name, record.config.budget, str(direction))

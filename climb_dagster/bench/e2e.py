@@ -77,7 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=",".join(STRATEGIES),
         help="comma-separated registered strategies; also: doremi (its own 2 proxies)",
     )
-    parser.add_argument("--subject", default=SUBJECT, help="strategy whose predictor and final picks are reported")
+    parser.add_argument(
+        "--subject", default=SUBJECT, help="strategy whose predictor and final picks are reported"
+    )
     parser.add_argument("--ratios", default="4,2,1", help="per-round budget split of iterative strategies")
     parser.add_argument("--candidates", type=int, default=20_000, help="Dirichlet draws ranked per round")
     parser.add_argument("--k", type=int, default=None, help="K_init (default: default_n_clusters(docs))")
@@ -103,7 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compare-final-picks",
         action="store_true",
-        help="also score the subject's predicted best, best observed and re-evaluated top (--reeval-top) picks",
+        help="also score the subject's predicted best, best observed and re-evaluated top (--reeval-top) "
+        "picks",
     )
     parser.add_argument("--reeval-top", type=int, default=3, help="mixtures re-evaluated with a second seed")
     parser.add_argument(

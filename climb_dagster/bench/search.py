@@ -86,7 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, help="evaluations per search run")
     parser.add_argument("--seeds", type=int, default=10, help="runs per target and strategy")
     parser.add_argument("--seed-offset", type=int, default=0, help="first seed (tune on other seeds)")
-    parser.add_argument("--strategies", default="climb,regmix,random", help="registered strategies that propose")
+    parser.add_argument(
+        "--strategies", default="climb,regmix,random", help="registered strategies that propose"
+    )
     parser.add_argument("--maximize", action="store_true", help="scores are accuracies (higher is better)")
     parser.add_argument("--predictor-spearman", action="store_true", help="report Spearman on train_/test_")
     parser.add_argument("--composite", action="append", default=[], help="NAME=mean(COL,..)|NAME=W*COL+W*COL")

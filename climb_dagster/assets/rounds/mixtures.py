@@ -193,7 +193,8 @@ def _first_mixtures_asset() -> dg.AssetsDefinition:
     )
     def round_1_mixtures(experiment, cluster_tokens, super_cluster_stats):
         """Mixtures to train proxies on in round 1: Dirichlet around the token shares, or the answer of a
-        strategy that trains its own proxies in their own mapped step (DoReMi's, beside the natural mixture)."""
+        strategy that trains its own proxies in their own mapped step (DoReMi's, beside the natural
+        mixture)."""
         own = jobs(experiment).map(lambda job: train(experiment, cluster_tokens, job))
         outs = propose(experiment, cluster_tokens, super_cluster_stats, own.collect())
         return dict(zip(propose.output_dict, outs, strict=True))

@@ -7,14 +7,12 @@ and say so in the commit. Every search here has a fixed seed, a fixed prior or p
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.experiment.config import ExperimentConfig
 from climb_dagster.core.search.predictor import fit_predictor
 from climb_dagster.core.search.sampling import sample_mixtures
@@ -28,6 +26,7 @@ from climb_dagster.core.search.strategies import (
     select_final,
 )
 from climb_dagster.core.targets.config import TargetConfig
+from climb_dagster_tests.pinned import assert_pinned, refusal, write_pinned
 
 PINNED = Path(__file__).with_name("pinned_search.json")
 K = 5
@@ -118,46 +117,33 @@ def _experiments() -> dict[str, Any]:
     return out
 
 
-def _message(make: Any) -> str:
-    try:
-        make()
-    except ClimbInputError as exc:
-        return str(exc)
-    return "accepted"
-
-
 def _refusals() -> dict[str, str]:
     target = TargetConfig(documents_path="/data/heldout.parquet")
     return {
-        "unknown": _message(lambda: StrategyConfig("grid")),
-        "random_predicted": _message(lambda: StrategyConfig("random", final="predicted")),
-        "doremi_observed": _message(lambda: StrategyConfig("doremi", final="observed")),
-        "doremi_proposes": _message(
+        "unknown": refusal(lambda: StrategyConfig("grid")),
+        "random_predicted": refusal(lambda: StrategyConfig("random", final="predicted")),
+        "doremi_observed": refusal(lambda: StrategyConfig("doremi", final="observed")),
+        "doremi_proposes": refusal(
             lambda: propose_round(StrategyConfig("doremi", 2, final="first"), 0, None, None, K, 0)
         ),
-        "experiment_unknown": _message(lambda: ExperimentConfig("pin", target, strategy="grid")),
-        "run_search_doremi": _message(lambda: run_search("doremi", _loss, budget=2, prior=K)),
+        "experiment_unknown": refusal(lambda: ExperimentConfig("pin", target, strategy="grid")),
+        "run_search_doremi": refusal(lambda: run_search("doremi", _loss, budget=2, prior=K)),
     }
 
 
 def pinned_now() -> dict[str, Any]:
-    """Everything pinned, as JSON gives it back."""
-    now = {
+    return {
         "searches": _searches(),
         "rounds": _rounds(),
         "defaults": _defaults(),
         "experiments": _experiments(),
         "refusals": _refusals(),
     }
-    return json.loads(json.dumps(now))
 
 
 def test_search_behaviour_is_pinned() -> None:
-    pinned, now = json.loads(PINNED.read_text()), pinned_now()
-    assert now.keys() == pinned.keys()
-    for part in pinned:
-        assert now[part] == pinned[part], part
+    assert_pinned(PINNED, pinned_now())
 
 
 if __name__ == "__main__":
-    PINNED.write_text(json.dumps(pinned_now(), indent=1) + "\n")
+    write_pinned(PINNED, pinned_now())

@@ -16,12 +16,12 @@ from typing import Any
 
 from upath import UPath
 
-from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.experiment.config import ExperimentConfig
 from climb_dagster.core.experiment.records import ExperimentRecord
 from climb_dagster.core.targets.config import TargetConfig
 from climb_dagster.core.targets.prepare import prepare_target
 from climb_dagster.core.targets.spec import EvaluatorSpec, TargetSpec
+from climb_dagster_tests.pinned import assert_pinned, refusal, write_pinned
 from climb_dagster_tests.unit import proxy_corpus as pc
 
 PINNED = Path(__file__).with_name("pinned_targets.json")
@@ -101,21 +101,13 @@ BAD_EVALUATORS: dict[str, dict[str, Any]] = {
 }
 
 
-def _message(make: Any) -> str:
-    try:
-        make()
-    except ClimbInputError as exc:
-        return str(exc)
-    return "accepted"
-
-
 def _config_pins() -> dict[str, Any]:
     out: dict[str, Any] = {
         key: {"direction": str(cfg.direction), "asdict": asdict(cfg)} for key, cfg in _configs().items()
     }
-    out["refused"] = {key: _message(lambda kw=kw: TargetConfig(**kw)) for key, kw in BAD_CONFIGS.items()}
+    out["refused"] = {key: refusal(lambda kw=kw: TargetConfig(**kw)) for key, kw in BAD_CONFIGS.items()}
     out["refused_evaluators"] = {
-        key: _message(lambda kw=kw: EvaluatorSpec(**kw)) for key, kw in BAD_EVALUATORS.items()
+        key: refusal(lambda kw=kw: EvaluatorSpec(**kw)) for key, kw in BAD_EVALUATORS.items()
     }
     return out
 
@@ -130,15 +122,11 @@ def _record_pins() -> dict[str, Any]:
 
 
 def pinned_now() -> dict[str, Any]:
-    now = {"specs": _spec_pins(), "configs": _config_pins(), "record": _record_pins()}
-    return json.loads(json.dumps(now))
+    return {"specs": _spec_pins(), "configs": _config_pins(), "record": _record_pins()}
 
 
 def test_target_specs_and_records_are_pinned() -> None:
-    pinned, now = json.loads(PINNED.read_text()), pinned_now()
-    assert now.keys() == pinned.keys()
-    for part in pinned:
-        assert now[part] == pinned[part], part
+    assert_pinned(PINNED, pinned_now())
 
 
 def test_prepared_files_and_fingerprint(tmp_path: Path) -> None:
@@ -212,4 +200,4 @@ def test_prepared_files_and_fingerprint(tmp_path: Path) -> None:
 
 
 if __name__ == "__main__":
-    PINNED.write_text(json.dumps(pinned_now(), indent=1) + "\n")
+    write_pinned(PINNED, pinned_now())

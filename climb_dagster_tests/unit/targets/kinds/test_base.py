@@ -69,9 +69,14 @@ def toy():
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("toy-kind")
-    windows = build_eval_windows(pc.texts()[-40:], pc.tokenizer_dir(), tmp / "w.npy", block_size=32, max_windows=12)
+    windows = build_eval_windows(
+        pc.texts()[-40:], pc.tokenizer_dir(), tmp / "w.npy", block_size=32, max_windows=12
+    )
     cfg = ProxyConfig.tiny(pc.TINY_VOCAB)
-    trained = [train_proxy(pc.store(), mix, cfg, seed=s).model for mix, s in (([0.5, 0.3, 0.2], 0), ([0.1, 0.2, 0.7], 1))]
+    trained = [
+        train_proxy(pc.store(), mix, cfg, seed=s).model
+        for mix, s in (([0.5, 0.3, 0.2], 0), ([0.1, 0.2, 0.7], 1))
+    ]
     return {"windows": windows, "models": trained}
 
 
