@@ -13,6 +13,8 @@ from climb_dagster.core.common.keys import validate_key
 from climb_dagster.core.experiment.config import DEFAULT_MAX_BUDGET, ExperimentConfig
 from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRef
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
+from climb_dagster.core.search.strategies import strategy_summaries
+from climb_dagster.core.targets.prepare import check_target, open_token_store, prepare_target
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.storage import ClimbStorage
 from climb_dagster.resources.tracking import MlflowTracker
@@ -72,10 +74,7 @@ class ExperimentSpec(dg.Config):
         description="What the proxies are scored on: documents_loss (held-out loss, minimised), mc_accuracy "
         "(multiple choice, maximised), lm_eval (lm-evaluation-harness tasks) or combined.",
     )
-    strategy: str = Field(
-        default=_default("strategy"),
-        description="climb (the paper's search), regmix, random or doremi (baselines).",
-    )
+    strategy: str = Field(default=_default("strategy"), description=f"Search strategy: {strategy_summaries()}.")
     rounds: list[int] = Field(
         default=list(_default("rounds")),
         description=f"Proxies trained per round (default {sum(_default('rounds'))} in all: enough for the "
@@ -166,8 +165,6 @@ def experiment(
     storage: ClimbStorage,
 ) -> dg.Output[ExperimentRecord]:
     """The experiment's validated record: target, strategy, budget per round, proxy config, seed."""
-    from climb_dagster.core.targets.prepare import check_target, open_token_store, prepare_target
-
     name = validate_key(context.partition_key, "experiment name")
     record = config.build(name, vocab_size=cluster_tokens.vocab_size)
     if record.n_rounds > MAX_ROUNDS:

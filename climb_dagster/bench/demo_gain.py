@@ -1,8 +1,8 @@
 """Does the found mixture help on documents the search never saw? Train fresh proxies (new seeds) on the
 found, the natural (token-share) and the uniform mixture of a finished experiment, and on the mixtures random
-search and RegMix find at the experiment's own proxy budget, and score each on the test split.
-`--doremi` adds DoReMi's mixture (reference + DRO proxy with the experiment's proxy config and seed; 2 extra
-proxy trainings, cached).
+search and RegMix find at the experiment's own proxy budget (`--baselines`: any registered strategies), and
+score each on the test split. `--doremi` adds DoReMi's mixture (reference + DRO proxy with the experiment's
+proxy config and seed; 2 extra proxy trainings, cached), as `--baselines random,regmix,doremi` does.
 
 Run `make demo` first (or any experiment); this reads its stored assets under the deployment's storage. The
 demo writes its target's test split beside the validation split the experiment searched
@@ -22,10 +22,15 @@ from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.common.timing import Timer
 from climb_dagster.core.io import storage
 from climb_dagster.core.io.storage import make_path
-from climb_dagster.core.proxy.doremi import doremi_mixture
 from climb_dagster.core.proxy.train import train_proxy
-from climb_dagster.core.search.strategies import default_strategy, run_search
+from climb_dagster.core.search.strategies import (
+    default_strategy,
+    registered_strategies,
+    run_search,
+    strategy_named,
+)
 from climb_dagster.core.targets.evaluators import build_eval_windows
+from climb_dagster.core.targets.prepare import open_token_store, target_evaluator
 from climb_dagster.core.targets.spec import TargetSpec
 
 SEED_OFFSET = 10_000  # never one of the search's own seeds
@@ -40,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--test-documents", default=None, help="default: the demo's <target>-test.parquet")
     parser.add_argument(
-        "--baselines", default=",".join(BASELINES), help="searches run at the experiment's budget ('' = none)"
+        "--baselines",
+        default=",".join(BASELINES),
+        help="strategies run at the experiment's budget ('' = none)",
     )
     parser.add_argument("--doremi", action="store_true", help="also score DoReMi's mixture (baseline)")
 
@@ -57,7 +64,6 @@ def demo_gain(root: Any, options: dict | None, args: argparse.Namespace) -> dict
     from climb_dagster.bench.e2e import PROXY_SEED
     from climb_dagster.bench.lab import ValidationLab
     from climb_dagster.core.io.corpus import CorpusConfig, read_drop
-    from climb_dagster.core.targets.prepare import open_token_store, target_evaluator
     from climb_dagster.core.targets.score import evaluate_target
     from climb_dagster.demo.landing import test_path
     from climb_dagster.resources.io_manager import read_value
@@ -98,9 +104,11 @@ def demo_gain(root: Any, options: dict | None, args: argparse.Namespace) -> dict
             "uniform": np.full(len(final.weights), 1.0 / len(final.weights)),
         }
         names = [b.strip() for b in args.baselines.split(",") if b.strip()]
-        unknown = [b for b in names if b not in BASELINES]
+        if args.doremi and "doremi" not in names:
+            names.append("doremi")
+        unknown = [b for b in names if b not in registered_strategies()]
         if unknown:
-            raise ClimbInputError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
+            raise ClimbInputError(f"unknown baselines {unknown}; choose from {list(registered_strategies())}")
 
         def val_score(mixture: np.ndarray, seed: int) -> float:
             result = train_proxy(store, mixture, proxy, seed)
@@ -108,22 +116,19 @@ def demo_gain(root: Any, options: dict | None, args: argparse.Namespace) -> dict
 
         searches = ValidationLab(val_score)
         for name in names:
+            strategy = strategy_named(name)
+            if not strategy.proposes:
+                # Its own proxies, cached beside the pipeline's; the answer comes first.
+                train = strategy.own_proxies_trainer()
+                natural = mixtures["natural"]
+                own, _ = train(store, natural, record.proxy, record.seed, root / "proxy_runs", options)
+                mixtures[name] = own[0]
+                continue
             cfg = default_strategy(name, record.config.budget, str(direction))
             found = run_search(
                 cfg, searches.evaluator(PROXY_SEED + record.seed), prior=mixtures["natural"], seed=record.seed
             )
             mixtures[name] = found.final_mixture
-        if args.doremi:
-
-            doremi, _ = doremi_mixture(
-                store,
-                mixtures["natural"],
-                record.proxy,
-                record.seed,
-                root / "proxy_runs",
-                storage_options=options,
-            )
-            mixtures["doremi"] = np.asarray(doremi.weights)
         scores: dict[str, list[float]] = {name: [] for name in mixtures}
         val: dict[str, list[float]] = {name: [] for name in mixtures}
         for i in range(args.seeds):

@@ -9,8 +9,9 @@ held-out title is removed from the training side. The training documents are emb
 merged (core/clustering/stage), tokenized into a per-super-cluster token store, and each strategy runs
 `--seeds` searches of `--budget` proxies each. Each search's final mixture is retrained with fresh seeds and
 scored on the test split. Prints one JSON object: direction, budget, seeds, per strategy the test mean, its
-standard error over search seeds and the validation mean, climb's out-of-fold predictor Spearman per round
-(mean over seeds), and the wall time.
+standard error over search seeds and the validation mean, the out-of-fold predictor Spearman per round of the
+`--subject` strategy (climb; mean over seeds), and the wall time. Any registered strategy can be named; one
+that trains its own proxies (DoReMi) spends those instead of the search budget.
 """
 
 from __future__ import annotations
@@ -31,23 +32,23 @@ from climb_dagster.bench.proxy_pool import ProxyPool, default_workers
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.io.storage import atomic_write_text, make_path
-from climb_dagster.core.proxy.doremi import train_doremi
 from climb_dagster.core.search.predictor import cross_val_spearman, fit_predictor
 from climb_dagster.core.search.strategies import (
+    SearchStrategy,
+    StrategyConfig,
     default_strategy,
     reevaluated_best,
+    registered_strategies,
     round_seed,
     run_search,
     select_final,
+    strategy_named,
 )
 
+# The default comparison: the paper's search against two baselines at the same proxy budget.
 STRATEGIES = ("climb", "random", "regmix")
-
-
-# Selectable besides the defaults: DoReMi spends its own 2 proxies (reference + DRO), not the search budget.
-OPTIONAL_STRATEGIES = ("doremi",)
-
-
+# The strategy whose rounds' predictor and final picks the report breaks down.
+SUBJECT = "climb"
 # Proxy seeds: a search's proxies share one seed (same initialisation: mixtures differ, not luck); final
 # mixtures are retrained with seeds no search used.
 PROXY_SEED = 1_000
@@ -69,9 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="search seeds per strategy")
     parser.add_argument("--final-seeds", type=int, default=2, help="fresh retrains of each final mixture")
     parser.add_argument(
-        "--strategies", default=",".join(STRATEGIES), help="comma-separated; also: doremi (its own 2 proxies)"
+        "--strategies",
+        default=",".join(STRATEGIES),
+        help="comma-separated registered strategies; also: doremi (its own 2 proxies)",
     )
-    parser.add_argument("--ratios", default="4,2,1", help="climb's per-round budget split")
+    parser.add_argument(
+        "--subject", default=SUBJECT, help="strategy whose predictor and final picks are reported"
+    )
+    parser.add_argument("--ratios", default="4,2,1", help="per-round budget split of iterative strategies")
     parser.add_argument("--candidates", type=int, default=20_000, help="Dirichlet draws ranked per round")
     parser.add_argument("--k", type=int, default=None, help="K_init (default: default_n_clusters(docs))")
     parser.add_argument(
@@ -96,7 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compare-final-picks",
         action="store_true",
-        help="also score climb's predicted best, best observed and re-evaluated top (--reeval-top) picks",
+        help="also score the subject's predicted best, best observed and re-evaluated top (--reeval-top) "
+        "picks",
     )
     parser.add_argument("--reeval-top", type=int, default=3, help="mixtures re-evaluated with a second seed")
     parser.add_argument(
@@ -110,14 +117,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def strategy_config(name: str, budget: int, ratios: tuple[float, ...], candidates: int) -> Any:
 
+def strategy_config(name: str, budget: int, ratios: tuple[float, ...], candidates: int) -> StrategyConfig:
     cfg = replace(default_strategy(name, budget, Direction.MINIMIZE), n_candidates=candidates)
-    return replace(cfg, ratios=ratios) if name == "climb" else cfg
+    return replace(cfg, ratios=ratios) if cfg.strategy.iterative else cfg
 
 
 def oof_by_round(result: Any) -> list[float | None]:
-    """Out-of-fold Spearman of the climb predictor on the history after each round."""
+    """Out-of-fold Spearman of the search's predictor on the history after each round."""
     from climb_dagster.core.search.rounds import cv_folds
 
     out: list[float | None] = []
@@ -137,8 +144,8 @@ def oof_by_round(result: Any) -> list[float | None]:
 def final_picks(
     result: Any, validation: ValidationLab, seed: int, prior: np.ndarray, top: int
 ) -> dict[str, np.ndarray]:
-    """climb's final mixture chosen three ways: the predictor's best (the paper), the best observed proxy,
-    and the best mean after re-evaluating the `top` best observed with a second proxy seed."""
+    """The final mixture chosen three ways: the predictor's best (the paper), the best observed proxy, and the
+    best mean after re-evaluating the `top` best observed with a second proxy seed."""
 
     cfg = result.config
     predictor = fit_predictor(
@@ -156,11 +163,14 @@ def final_picks(
     }
 
 
-def doremi_answer(lab: Lab, prior: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
-    """DoReMi's averaged domain weights from its reference and DRO proxies, and the proxies it trained."""
 
-    result = train_doremi(lab.store, prior, lab.proxy, seed)
-    return np.asarray(result.weights, dtype=np.float64), int(result.proxies_trained)
+def own_proxies_answer(
+    lab: Lab, strategy: SearchStrategy, prior: np.ndarray, seed: int
+) -> tuple[np.ndarray, int]:
+    """The answer of a strategy that trains its own proxies (DoReMi: its averaged domain weights from its
+    reference and DRO proxies, not cached), and the proxies it trained."""
+    mixtures, _ = strategy.own_proxies_trainer()(lab.store, prior, lab.proxy, seed, None)
+    return np.asarray(mixtures[0], dtype=np.float64), strategy.own_proxies
 
 
 def _stderr(values: list[float]) -> float:
@@ -176,7 +186,7 @@ def run_e2e(
     pool = pool or ProxyPool(lab)
 
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    known = STRATEGIES + OPTIONAL_STRATEGIES
+    known = registered_strategies()
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ClimbInputError(f"unknown strategies {unknown}; choose from {list(known)}")
@@ -195,16 +205,18 @@ def run_e2e(
         return float(np.nanmean([f[0] for f in fresh])), float(np.nanmean([f[1] for f in fresh]))
 
     for name in names:
-        cfg = None if name == "doremi" else strategy_config(name, args.budget, ratios, args.candidates)
+        strategy = strategy_named(name)
+        cfg = strategy_config(name, args.budget, ratios, args.candidates) if strategy.proposes else None
+        subject = name == args.subject and cfg is not None
         test, val, evaluated, finals = [], [], [], []
         for s in range(args.seeds):
             if cfg is None:
-                final, spent = doremi_answer(lab, prior, PROXY_SEED + s)
+                final, spent = own_proxies_answer(lab, strategy, prior, PROXY_SEED + s)
             else:
                 result = run_search(cfg, validation.evaluator(PROXY_SEED + s), prior=prior, seed=s)
                 final, spent = result.final_mixture, int(result.scores.size)
             evaluated.append(spent)
-            if name == "climb":
+            if subject:
                 oof.append(oof_by_round(result))
             if cfg is not None:
                 histories.append(
@@ -220,7 +232,7 @@ def run_e2e(
             test.append(t)
             val.append(v)
             finals.append([round(float(w), 4) for w in final])
-            if name == "climb" and args.compare_final_picks:
+            if subject and args.compare_final_picks:
                 for pick, mixture in final_picks(result, validation, s, prior, args.reeval_top).items():
                     t, v = retrain(mixture, s)
                     picks.setdefault(pick, {"test": [], "val": []})
@@ -243,7 +255,8 @@ def run_e2e(
 
         atomic_write_text(make_path(args.histories), json.dumps(histories))
     if picks:
-        out["climb_final_picks"] = {
+        key = f"{args.subject}_final_picks"
+        out[key] = {
             pick: {
                 "test_mean": float(np.mean(v["test"])),
                 "test_stderr": _stderr(v["test"]),
@@ -251,7 +264,7 @@ def run_e2e(
             }
             for pick, v in picks.items()
         }
-        out["climb_final_picks"]["reeval_extra_proxies_per_search"] = args.reeval_top
+        out[key]["reeval_extra_proxies_per_search"] = args.reeval_top
     return out
 
 

@@ -41,9 +41,9 @@ from climb_dagster.core.search.predictor import PredictorConfig, fit_predictor, 
 from climb_dagster.core.search.strategies import (
     FINAL_PICKS,
     INITIAL_DESIGNS,
-    PROPOSING,
     StrategyConfig,
     default_strategy,
+    proposing_strategies,
     run_search,
 )
 
@@ -59,6 +59,21 @@ TUNABLE: dict[str, tuple[str, Any]] = {
     "leaf-divisor": ("climb_leaf_divisor", int),
     "depth-rows": ("climb_depth_rows", int),
 }
+# Ablation options of one strategy: option -> (the strategy, the StrategyConfig field it sets; "predictor.x"
+# sets the predictor's field x). An option left unset keeps the strategy's default_strategy value.
+KNOBS: dict[str, tuple[str, str]] = {
+    "climb_final": ("climb", "final"),
+    "climb_models": ("climb", "predictor.n_models"),
+    "climb_leaf_divisor": ("climb", "predictor.leaf_rows_divisor"),
+    "climb_depth_rows": ("climb", "predictor.depth_rows"),
+    "climb_design": ("climb", "initial_design"),
+    "climb_exploit": ("climb", "exploit_fraction"),
+    "climb_top_n": ("climb", "top_n_factor"),
+    "climb_kappa": ("climb", "kappa"),
+    "climb_ratios": ("climb", "ratios"),
+    "regmix_final": ("regmix", "final"),
+    "regmix_top_k": ("regmix", "top_k"),
+}
 REGMIX_CLIMB_PREDICTOR = "regmix_climb_predictor"
 # Tuning seeds start here (plus --seed-offset), so tuning and reporting never share a search seed.
 TUNE_SEED_SHIFT = 10_000
@@ -71,7 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, help="evaluations per search run")
     parser.add_argument("--seeds", type=int, default=10, help="runs per target and strategy")
     parser.add_argument("--seed-offset", type=int, default=0, help="first seed (tune on other seeds)")
-    parser.add_argument("--strategies", default="climb,regmix,random")
+    parser.add_argument(
+        "--strategies", default="climb,regmix,random", help="registered strategies that propose"
+    )
     parser.add_argument("--maximize", action="store_true", help="scores are accuracies (higher is better)")
     parser.add_argument("--predictor-spearman", action="store_true", help="report Spearman on train_/test_")
     parser.add_argument("--composite", action="append", default=[], help="NAME=mean(COL,..)|NAME=W*COL+W*COL")
@@ -107,33 +124,19 @@ def _strategy(name: str, budget: int, direction: str, args: argparse.Namespace) 
         return replace(default_strategy("regmix", budget, direction), predictor=climb.predictor)
     cfg = default_strategy(name, budget, direction)
     ch: dict[str, Any] = {}
-    if name == "climb":
-        if args.climb_final:
-            ch["final"] = args.climb_final
-        pred: dict[str, Any] = {}
-        if args.climb_models:
-            pred["n_models"] = args.climb_models
-        if args.climb_leaf_divisor:
-            pred["leaf_rows_divisor"] = args.climb_leaf_divisor
-        if args.climb_depth_rows is not None:
-            pred["depth_rows"] = args.climb_depth_rows
-        if pred:
-            ch["predictor"] = replace(cfg.predictor, **pred)
-        if args.climb_design:
-            ch["initial_design"] = args.climb_design
-        if args.climb_exploit is not None:
-            ch["exploit_fraction"] = args.climb_exploit
-        if args.climb_top_n is not None:
-            ch["top_n_factor"] = args.climb_top_n
-        if args.climb_kappa is not None:
-            ch["kappa"] = args.climb_kappa
-        if args.climb_ratios:
-            ch["ratios"] = tuple(float(x) for x in args.climb_ratios.split(","))
-    if name == "regmix":
-        if args.regmix_final:
-            ch["final"] = args.regmix_final
-        if args.regmix_top_k:
-            ch["top_k"] = args.regmix_top_k
+    pred: dict[str, Any] = {}
+    for option, (strategy, setting) in KNOBS.items():
+        value = getattr(args, option, None)
+        if strategy != name or value is None:
+            continue
+        if setting == "ratios":
+            value = tuple(float(x) for x in value.split(","))
+        if setting.startswith("predictor."):
+            pred[setting.removeprefix("predictor.")] = value
+        else:
+            ch[setting] = value
+    if pred:
+        ch["predictor"] = replace(cfg.predictor, **pred)
     return replace(cfg, **ch) if ch else cfg
 
 
@@ -252,8 +255,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.budget is not None:
         names = [s.strip() for s in args.strategies.split(",") if s.strip()]
         for n in names:
-            if n not in PROPOSING:
-                raise ClimbInputError(f"strategy {n!r} cannot run on a fixed pool; choose from {PROPOSING}")
+            if n not in proposing_strategies():
+                raise ClimbInputError(
+                    f"strategy {n!r} cannot run on a fixed pool; choose from {proposing_strategies()}"
+                )
         if args.regmix_climb_predictor:
             names.append(REGMIX_CLIMB_PREDICTOR)
         if args.budget > pool.size:

@@ -10,7 +10,7 @@ layering; `climb_dagster_tests/unit/test_layout.py` checks it and that no two mo
     clustering  k-means fit/assign, super-cluster merge and profiles, the clustering stage in one process
     search      mixture sampling, the predictor, search strategies (a registry), history, round decisions
     proxy       token stores, proxy LM, one training loop (single, pack, DoReMi), proxy jobs and their cache
-    targets     what proxies are scored on: target kinds (a registry), preparation, splits, evaluators, lm-eval
+    targets     what proxies are scored on: evaluator kinds (a registry), preparation, splits, scoring
     experiment  the experiment config and the typed records that cross asset boundaries
     export      blend weights and a sampled training set for training frameworks
     report      plots and UI tables

@@ -14,6 +14,7 @@ import dagster as dg
 
 from climb_dagster.core.io import storage
 from climb_dagster.core.io.settings import Settings
+from climb_dagster.core.search.strategies import registered_strategies
 
 DEMO_EXPERIMENT = "demo"
 # The demo's 1,400 documents are clustered into K_init 64 and merged into at most this many super-clusters:
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", default=",".join(map(str, DEMO_ROUNDS)), help="proxies per round (default %(default)s)"
     )
-    parser.add_argument("--strategy", default="climb", choices=["climb", "regmix", "random", "doremi"])
+    parser.add_argument("--strategy", default="climb", choices=registered_strategies())
     parser.add_argument("--experiment", default=DEMO_EXPERIMENT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

@@ -298,7 +298,7 @@ def test_doremi_experiment_answers_with_its_averaged_weights(pipeline):
     assert meta["doremi_proxies"] == 2 and meta["doremi_cached"] is False
     # DoReMi's proxies trained in their own mapped step, the one that carries the proxy steps' op tags.
     steps = {e.step_key for e in result.all_events if e.is_step_success}
-    assert "round_1_mixtures.round_1_train_doremi[doremi]" in steps
+    assert "round_1_mixtures.round_1_train_own_proxies[doremi]" in steps
     mixtures = read_value(root / "round_1_mixtures" / "tiny-doremi")
     assert mixtures.height == 2
     final = read_value(root / "final_mixture" / "tiny-doremi")
@@ -315,13 +315,13 @@ def test_only_a_doremi_experiment_runs_the_doremi_step_and_it_is_tagged_like_a_p
 
     steps = {e.step_key for e in pipeline["first"].all_events if e.is_step_success}
     assert "round_1_mixtures.round_1_propose_mixtures" in steps
-    assert not [s for s in steps if "train_doremi" in s]
+    assert not [s for s in steps if "train_own_proxies" in s]
     job = defs.resolve_job_def("climb_experiment_job").graph
 
     def tags(graph: str, op: str) -> dict:
         return dict(job.node_named(graph).definition.node_named(op).definition.tags)
 
-    doremi = tags("round_1_mixtures", "round_1_train_doremi")
+    doremi = tags("round_1_mixtures", "round_1_train_own_proxies")
     assert doremi == tags("round_1_proxy_evaluations", "round_1_train_proxy")
     assert doremi[ACCELERATOR_TAG] == "gpu" and not tags("round_1_mixtures", "round_1_propose_mixtures")
 

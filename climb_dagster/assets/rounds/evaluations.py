@@ -16,6 +16,7 @@ from climb_dagster.core.proxy import jobs as proxy_jobs
 from climb_dagster.core.proxy.config import auto_pack_size
 from climb_dagster.core.proxy.records import ProxyJob, ProxyOutcome
 from climb_dagster.core.search import history as search_history
+from climb_dagster.core.targets.prepare import open_token_store, target_evaluator, target_pack_evaluator
 from climb_dagster.k8s import PROXY_OP_TAGS
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.storage import ClimbStorage
@@ -62,12 +63,6 @@ def _train_op(k: int) -> dg.OpDefinition:
     ) -> list:
         """Train one proxy, or one pack of proxies as one batched model, on its mixture(s); runs that
         already finished are reused from the cache. One record per proxy."""
-        from climb_dagster.core.targets.prepare import (
-            open_token_store,
-            target_evaluator,
-            target_pack_evaluator,
-        )
-
         proxy = record.proxy
         store = open_token_store(tokens.path, storage.options())
         cache = proxy_cache.ProxyCache(storage.root() / "proxy_runs", warn=context.log.warning)

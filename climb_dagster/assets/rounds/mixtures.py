@@ -1,7 +1,8 @@
 """round_k_mixtures: the mixtures this round trains proxies on, with their proxy-run keys.
 
-Round 1 is a graph: DoReMi's reference and DRO proxies train in a mapped step with the proxy steps' op tags
-(a GPU pod under Kubernetes), present only when the experiment is DoReMi; other rounds are one step.
+Round 1 is a graph: a strategy's own proxies (DoReMi's reference and DRO proxies) train in a mapped step with
+the proxy steps' op tags (a GPU pod under Kubernetes), present only when the experiment's strategy has such
+proxies; other rounds are one step.
 """
 
 # No `from __future__ import annotations`: Dagster reads annotations at decoration time.
@@ -16,27 +17,24 @@ from climb_dagster.core.common import schema
 from climb_dagster.core.common.timing import Timer
 from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRef
 from climb_dagster.core.proxy.config import proxy_run_key
-from climb_dagster.core.proxy.doremi import doremi_round
 from climb_dagster.core.report.plots import png_markdown, weights_bar_png
 from climb_dagster.core.report.tables import named_weights
 from climb_dagster.core.search import history as search_history
 from climb_dagster.core.search import strategies
 from climb_dagster.core.search.rounds import history_for_proposal, load_predictor, weights_valid
+from climb_dagster.core.targets.prepare import open_token_store
 from climb_dagster.k8s import PROXY_OP_TAGS
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.storage import ClimbStorage
 
 
-def _doremi_proposal(
+def _own_proxies_proposal(
     record: ExperimentRecord, tokens: TokenStoreRef, prior: np.ndarray, storage: ClimbStorage
 ) -> tuple[np.ndarray, dict]:
-    """DoReMi trains its reference and DRO proxies here (cached under proxy_runs/doremi-<hash>)."""
-    from climb_dagster.core.targets.prepare import open_token_store
-
+    """The strategy trains its own proxies here (DoReMi: cached under proxy_runs/doremi-<hash>)."""
     store = open_token_store(tokens.path, storage.options())
-    return doremi_round(
-        store, prior, record.proxy, record.seed, storage.root() / "proxy_runs", storage.options()
-    )
+    train = record.config.search.own_proxies_trainer()
+    return train(store, prior, record.proxy, record.seed, storage.root() / "proxy_runs", storage.options())
 
 
 def _check_specs(k: int) -> list[dg.AssetCheckSpec]:
@@ -56,9 +54,9 @@ def _check_specs(k: int) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def _propose(k: int, upstream: dict, doremi: dict | None):
+def _propose(k: int, upstream: dict, own: dict | None):
     """Mixtures to train proxies on in round k (round 1: Dirichlet around the token shares), then the
-    round's checks. `doremi`: what the DoReMi step answered, for a DoReMi experiment."""
+    round's checks. `own`: what the step training the strategy's own proxies answered, when it has some."""
 
     record = upstream["experiment"]
     exp = record.config
@@ -70,17 +68,20 @@ def _propose(k: int, upstream: dict, doremi: dict | None):
         return
     timer = Timer()
     extra: dict = {}
-    if exp.strategy == "doremi":
-        if doremi is None:
+    if not exp.search.proposes:
+        if own is None:
             raise dg.Failure(
-                f"round {k}: a DoReMi experiment proposes in round 1 only, after its DoReMi step"
+                f"round {k}: a {exp.strategy} experiment proposes in round 1 only, after the step that "
+                "trains its own proxies"
             )
-        proposed, extra = np.asarray(doremi["weights"], dtype=np.float64), dict(doremi["info"])
+        proposed, extra = np.asarray(own["weights"], dtype=np.float64), dict(own["info"])
     else:
+        config = exp.strategy_config()
         prev = [upstream[f"round_{j}_proxy_evaluations"] for j in range(1, k)]
         hm, hs = history_for_proposal(prev, exp.target.direction)
-        predictor = load_predictor(upstream["predictor"]) if k > 1 and exp.strategy == "climb" else None
-        proposed = strategies.propose_round(exp.strategy_config(), k - 1, hm, hs, prior, exp.seed, predictor=predictor)
+        uses = k > 1 and exp.search.round_uses_predictor(config, k - 1)
+        predictor = load_predictor(upstream["predictor"]) if uses else None
+        proposed = strategies.propose_round(config, k - 1, hm, hs, prior, exp.seed, predictor=predictor)
     keys = [proxy_run_key(m.tolist(), record.proxy, exp.seed, record.data_key()) for m in proposed]
     table = search_history.mixtures_table(k, proposed, keys)
     labels = supercluster_labels(upstream["super_cluster_stats"], prior.size)
@@ -102,22 +103,25 @@ def _propose(k: int, upstream: dict, doremi: dict | None):
     yield from _mixture_checks(k, table, exp.rounds[k - 1], prior.size)
 
 
-def _doremi_jobs_op(k: int) -> dg.OpDefinition:
-    @dg.op(name=f"round_{k}_doremi_jobs", out=dg.DynamicOut(str))
+def _own_proxies_jobs_op(k: int) -> dg.OpDefinition:
+    @dg.op(name=f"round_{k}_own_proxies_jobs", out=dg.DynamicOut(str))
     def jobs(record: ExperimentRecord):
-        """One mapped DoReMi step when the experiment is DoReMi, none otherwise (no pod, no GPU)."""
-        if record.config.strategy == "doremi" and k <= record.config.n_rounds:
-            yield dg.DynamicOutput("doremi", mapping_key="doremi")
+        """One mapped step when the experiment's strategy trains proxies of its own, none otherwise (no pod,
+        no GPU)."""
+        exp = record.config
+        if exp.search.own_proxies_step and k <= exp.n_rounds:
+            yield dg.DynamicOutput(exp.strategy, mapping_key=exp.strategy)
 
     return jobs
 
 
-def _doremi_op(k: int) -> dg.OpDefinition:
-    @dg.op(name=f"round_{k}_train_doremi", tags=PROXY_OP_TAGS)
+def _own_proxies_op(k: int) -> dg.OpDefinition:
+    @dg.op(name=f"round_{k}_train_own_proxies", tags=PROXY_OP_TAGS)
     def train(storage: ClimbStorage, record: ExperimentRecord, tokens: TokenStoreRef, job: str) -> dict:
-        """DoReMi's reference and DRO proxies (cached under proxy_runs/doremi-<hash>): its averaged weights
-        and the natural mixture, for the round to evaluate."""
-        proposed, info = _doremi_proposal(record, tokens, tokens.prior(), storage)
+        """The strategy's own proxies (DoReMi: reference and DRO, cached under proxy_runs/doremi-<hash>):
+        the mixtures its round evaluates, its answer first (DoReMi: its averaged weights and the natural
+        mixture)."""
+        proposed, info = _own_proxies_proposal(record, tokens, tokens.prior(), storage)
         return {"weights": proposed.tolist(), "info": info}
 
     return train
@@ -131,15 +135,15 @@ def _propose_op(k: int) -> dg.OpDefinition:
         | {spec.get_python_identifier(): dg.Out(dg.Nothing) for spec in _check_specs(k)},
     )
     def propose(
-        experiment: ExperimentRecord, cluster_tokens: TokenStoreRef, super_cluster_stats, doremi: list
+        experiment: ExperimentRecord, cluster_tokens: TokenStoreRef, super_cluster_stats, own: list
     ):
-        """The round's mixtures, DoReMi's answer among them when the DoReMi step ran."""
+        """The round's mixtures: the strategy's answer from its own proxies when that step ran."""
         upstream = {
             "experiment": experiment,
             "cluster_tokens": cluster_tokens,
             "super_cluster_stats": super_cluster_stats,
         }
-        yield from _propose(k, upstream, doremi[0] if doremi else None)
+        yield from _propose(k, upstream, own[0] if own else None)
 
     return propose
 
@@ -173,7 +177,7 @@ def mixtures_asset(k: int) -> dg.AssetsDefinition:
 
 
 def _first_mixtures_asset() -> dg.AssetsDefinition:
-    jobs, train, propose = _doremi_jobs_op(1), _doremi_op(1), _propose_op(1)
+    jobs, train, propose = _own_proxies_jobs_op(1), _own_proxies_op(1), _propose_op(1)
 
     @dg.graph_asset(
         name="round_1_mixtures",
@@ -188,10 +192,11 @@ def _first_mixtures_asset() -> dg.AssetsDefinition:
         check_specs=_check_specs(1),
     )
     def round_1_mixtures(experiment, cluster_tokens, super_cluster_stats):
-        """Mixtures to train proxies on in round 1: Dirichlet around the token shares, or DoReMi's answer
-        beside the natural mixture (its proxies train in their own mapped step)."""
-        doremi = jobs(experiment).map(lambda job: train(experiment, cluster_tokens, job))
-        outs = propose(experiment, cluster_tokens, super_cluster_stats, doremi.collect())
+        """Mixtures to train proxies on in round 1: Dirichlet around the token shares, or the answer of a
+        strategy that trains its own proxies in their own mapped step (DoReMi's, beside the natural
+        mixture)."""
+        own = jobs(experiment).map(lambda job: train(experiment, cluster_tokens, job))
+        outs = propose(experiment, cluster_tokens, super_cluster_stats, own.collect())
         return dict(zip(propose.output_dict, outs, strict=True))
 
     return round_1_mixtures

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.common.hashing import content_hash
 from climb_dagster.core.common.keys import validate_key
 from climb_dagster.core.proxy.config import ProxyConfig
-from climb_dagster.core.search.doremi import DOREMI_EVALUATED, DOREMI_PROXIES
-from climb_dagster.core.search.strategies import STRATEGIES, StrategyConfig, budget_split, default_strategy
+from climb_dagster.core.search.strategies import (
+    SearchStrategy,
+    StrategyConfig,
+    budget_split,
+    default_strategy,
+    registered_strategies,
+    strategy_named,
+)
 from climb_dagster.core.targets.config import TargetConfig
 
 # Seeds feed numpy (non-negative, < 2**32) and torch; training uses `seed + 1` for its window stream.
@@ -45,19 +51,16 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         validate_key(self.name, "experiment name")
-        if self.strategy not in STRATEGIES:
-            raise ClimbInputError(f"unknown strategy {self.strategy!r}; expected one of {STRATEGIES}")
+        if self.strategy not in registered_strategies():
+            raise ClimbInputError(
+                f"unknown strategy {self.strategy!r}; expected one of {registered_strategies()}"
+            )
         if not self.rounds or any(not isinstance(r, int) or r < 1 for r in self.rounds):
             raise ClimbInputError(
                 f"rounds must be positive integers (proxies per round), got {self.rounds!r}"
             )
-        if self.strategy == "doremi":
-            # DoReMi's weights come from its own two proxies; its one round evaluates that answer and,
-            # as the baseline beside it (and a second row for the predictor), the natural mixture.
-            object.__setattr__(self, "rounds", (DOREMI_EVALUATED,))
-        elif self.strategy != "climb" and len(self.rounds) != 1:
-            # regmix and random are one-shot: one round spends the whole budget.
-            object.__setattr__(self, "rounds", (sum(self.rounds),))
+        # A one-round strategy spends the budget in one round; DoReMi evaluates its answer and the prior.
+        object.__setattr__(self, "rounds", self.search.experiment_rounds(tuple(self.rounds)))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise ClimbInputError(f"seed must be an integer in [0, {MAX_SEED}], got {self.seed!r}")
         if self.n_candidates < 1:
@@ -98,7 +101,12 @@ class ExperimentConfig:
 
     @property
     def extra_proxies(self) -> int:
-        return DOREMI_PROXIES if self.strategy == "doremi" else 0
+        return self.search.own_proxies
+
+    @property
+    def search(self) -> SearchStrategy:
+        """The registered strategy the experiment runs."""
+        return strategy_named(self.strategy)
 
     @property
     def n_rounds(self) -> int:
@@ -107,13 +115,11 @@ class ExperimentConfig:
     def strategy_config(self) -> StrategyConfig:
         base = default_strategy(self.strategy, sum(self.rounds), self.target.direction)
         kwargs: dict[str, Any] = {"n_candidates": self.n_candidates, "top_n_factor": self.top_n_factor}
-        if self.strategy == "climb":
+        if self.search.iterative:
             kwargs["ratios"] = tuple(float(r) for r in self.rounds)
-        from dataclasses import replace
-
         config = replace(base, **kwargs)
         sizes = budget_split(config.budget, config.round_ratios)
-        if self.strategy == "climb" and tuple(sizes) != self.rounds:
+        if self.search.iterative and tuple(sizes) != self.rounds:
             raise ClimbInputError(f"budget split {sizes} does not reproduce rounds {self.rounds}")
         return config
 

@@ -25,7 +25,8 @@ from climb_dagster.core.proxy.loop import Trainee, train_loop
 from climb_dagster.core.proxy.sampler import validate_mixture, window_plan
 from climb_dagster.core.proxy.store import TokenStore
 from climb_dagster.core.proxy.train import initial_model, train_proxy
-from climb_dagster.core.search.doremi import DOREMI_PROXIES, DoReMiConfig, dro_update
+from climb_dagster.core.search.doremi import DoReMiConfig, dro_update
+from climb_dagster.core.search.strategies.doremi import DOREMI_PROXIES
 
 EVAL_CHUNK = 64  # reference windows scored per forward pass
 
@@ -220,11 +221,13 @@ def doremi_mixture(
     dro: DoReMiConfig | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> tuple[DoReMiResult, bool]:
-    """`train_doremi`, cached as JSON under `cache_dir/<doremi key>/result.json`; returns (result, cached)."""
+    """`train_doremi`, cached as JSON under `cache_dir/<doremi key>/result.json` (no cache: None); returns
+    (result, cached)."""
     import json
 
-
     dro = dro or DoReMiConfig()
+    if cache_dir is None:
+        return train_doremi(store, prior, config, seed, dro, storage_options), False
     key = doremi_key(list(prior), config, dro, seed, store.key())
     path = cache_dir / key / "result.json"
     if path.exists():
@@ -242,7 +245,9 @@ def doremi_round(
     cache_dir: Any,
     storage_options: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """A DoReMi experiment's one round: [its averaged weights, the prior] and metadata on how they came."""
+    """A DoReMi experiment's one round: [its averaged weights, the prior] and metadata on how they came.
+
+    The own-proxies step of the doremi strategy (`core/search/strategies/doremi.py`)."""
     result, cached = doremi_mixture(store, prior, config, seed, cache_dir, storage_options=storage_options)
     answer = np.asarray(result.weights, dtype=np.float64)
     info = {

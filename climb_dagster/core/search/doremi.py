@@ -4,7 +4,8 @@ Group DRO over domains: after each step, every domain's weight is multiplied by
 exp(step_size * excess loss), renormalised, then smoothed toward uniform; excess loss is the proxy's
 loss minus the reference model's loss on that domain's tokens, clipped at 0 (a domain the reference
 already fits as well gains nothing). DoReMi's answer is the average of the weights over all steps.
-The training loop that produces the excess losses lives in `core/proxy/doremi.py`.
+The training loop that produces the excess losses lives in `core/proxy/doremi.py`; DoReMi as a search
+strategy (its proxy count, its one round) in `core/search/strategies/doremi.py`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from climb_dagster.core.common.errors import ClimbInputError
-
-# Proxy trainings DoReMi spends before its answer is evaluated: the reference model and the DRO proxy.
-DOREMI_PROXIES = 2
-# Mixtures a DoReMi experiment then evaluates on the target: its answer, and the prior as the baseline.
-DOREMI_EVALUATED = 2
 
 
 @dataclass(frozen=True)

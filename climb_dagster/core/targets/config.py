@@ -6,9 +6,19 @@ from dataclasses import dataclass
 
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.common.errors import ClimbInputError
-from climb_dagster.core.targets.lm_eval import metric_direction
+from climb_dagster.core.targets.kinds import EvaluatorKind, registered_kinds
 
-TARGET_KINDS = ("documents_loss", "mc_accuracy", "lm_eval", "combined")
+# The target whose score is the base component (held-out loss) with at least one other.
+COMBINED = "combined"
+
+
+def target_kinds() -> tuple[str, ...]:
+    """Every evaluator kind alone (documents_loss, mc_accuracy, lm_eval, ...), then combined."""
+    return (*(k.target_kind for k in registered_kinds()), COMBINED)
+
+
+def _kind_alone(target_kind: str) -> EvaluatorKind:
+    return next(k for k in registered_kinds() if k.target_kind == target_kind)
 
 
 @dataclass(frozen=True)
@@ -38,31 +48,30 @@ class TargetConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lm_eval_tasks", tuple(self.lm_eval_tasks))
-        if self.kind not in TARGET_KINDS:
-            raise ClimbInputError(f"unknown target kind {self.kind!r}; expected one of {TARGET_KINDS}")
-        if self.kind in ("documents_loss", "combined") and not self.documents_path:
-            raise ClimbInputError(
-                f"target kind {self.kind!r} needs documents_path (held-out target documents)"
-            )
-        if self.kind == "mc_accuracy" and not self.mc_path:
-            raise ClimbInputError(
-                f"target kind {self.kind!r} needs mc_path (a JSONL of context/choices/gold)"
-            )
-        if self.kind == "combined" and not (self.mc_path or self.lm_eval_tasks):
-            raise ClimbInputError(
-                "target kind 'combined' needs mc_path (a JSONL of context/choices/gold) or lm_eval_tasks"
-            )
-        if (self.kind == "lm_eval" or self.lm_eval_tasks) and not (self.lm_eval_path and self.lm_eval_tasks):
-            raise ClimbInputError(
-                f"lm-eval target needs lm_eval_path (task folder) and lm_eval_tasks; got "
-                f"lm_eval_path={self.lm_eval_path!r}, lm_eval_tasks={list(self.lm_eval_tasks)}"
-            )
+        kinds = target_kinds()
+        if self.kind not in kinds:
+            raise ClimbInputError(f"unknown target kind {self.kind!r}; expected one of {kinds}")
+        if self.kind == COMBINED:
+            base = [k for k in registered_kinds() if k.combined_base]
+            others = [k for k in registered_kinds() if not k.combined_base]
+            for k in base:
+                k.require(self)
+            if not any(k.configured(self) for k in others):
+                needs = " or ".join(k.requirement for k in others)
+                raise ClimbInputError(f"target kind {COMBINED!r} needs {needs}")
+        else:
+            _kind_alone(self.kind).require(self)
+        for k in registered_kinds():
+            k.check_config(self)
         if self.max_eval_windows < 1:
             raise ClimbInputError(f"max_eval_windows must be >= 1, got {self.max_eval_windows}")
 
+    def components(self) -> tuple[EvaluatorKind, ...]:
+        """The configured components, in registration order (every one is part of the score)."""
+        return tuple(k for k in registered_kinds() if k.configured(self))
+
     @property
     def direction(self) -> Direction:
-        if self.kind == "lm_eval":
-
-            return metric_direction(self.lm_eval_metric)
-        return Direction.MAXIMIZE if self.kind == "mc_accuracy" else Direction.MINIMIZE
+        if self.kind == COMBINED:
+            return next(k for k in registered_kinds() if k.combined_base).target_direction(self)
+        return _kind_alone(self.kind).target_direction(self)

@@ -12,38 +12,22 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.common.hashing import content_hash
 from climb_dagster.core.targets.evaluators import NORMALIZATIONS
-from climb_dagster.core.targets.lm_eval import check_task_dir, metric_direction
-
-LOSS = "loss"
-
-
-MULTIPLE_CHOICE = "multiple_choice"
-
-
-LM_EVAL = "lm_eval"  # lm-evaluation-harness tasks; direction from the metric (core/targets/lm_eval.py)
-
-
-NATURAL_DIRECTION = {
-    LOSS: Direction.MINIMIZE,
-    MULTIPLE_CHOICE: Direction.MAXIMIZE,
-    LM_EVAL: Direction.MAXIMIZE,
-}
-
+from climb_dagster.core.targets.kinds import LOSS, MULTIPLE_CHOICE, EvaluatorKind, kind_named
 
 DIRECTIONS = tuple(d.value for d in Direction)
 
 
 @dataclass(frozen=True)
 class EvaluatorSpec:
-    """One evaluator: `kind` "loss" (path: .npy windows), "multiple_choice" (path: JSONL) or "lm_eval"
-    (path: a folder of lm-eval task YAML + data; `tasks` and `metric` say what to run and report)."""
+    """One evaluator: `kind` names a registered EvaluatorKind (core/targets/kinds): "loss" (path: .npy
+    windows), "multiple_choice" (path: JSONL) or "lm_eval" (path: a folder of lm-eval task YAML + data;
+    `tasks` and `metric` say what to run and report)."""
 
     kind: str
     path: str
@@ -55,11 +39,7 @@ class EvaluatorSpec:
     limit: int | None = None
 
     def __post_init__(self) -> None:
-
-        if self.kind not in NATURAL_DIRECTION:
-            raise ClimbInputError(
-                f"EvaluatorSpec.kind must be one of {sorted(NATURAL_DIRECTION)}, got {self.kind!r}"
-            )
+        kind = kind_named(self.kind)
         if not isinstance(self.path, str) or not self.path:
             raise ClimbInputError(f"EvaluatorSpec.path must be a non-empty string, got {self.path!r}")
         w = self.weight
@@ -74,8 +54,7 @@ class EvaluatorSpec:
                 f"EvaluatorSpec.batch_size must be a positive integer, got {self.batch_size!r}"
             )
         object.__setattr__(self, "tasks", tuple(self.tasks))
-        if self.kind == LM_EVAL and (not self.tasks or not all(isinstance(t, str) and t for t in self.tasks)):
-            raise ClimbInputError(f"EvaluatorSpec.tasks must name lm-eval tasks, got {self.tasks!r}")
+        kind.check_spec(self)
         if self.limit is not None and (
             isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1
         ):
@@ -84,17 +63,16 @@ class EvaluatorSpec:
             )
 
     @property
-    def natural_direction(self) -> Direction:
-        if self.kind == LM_EVAL:
+    def evaluator_kind(self) -> EvaluatorKind:
+        return kind_named(self.kind)
 
-            return metric_direction(self.metric)
-        return NATURAL_DIRECTION[self.kind]
+    @property
+    def natural_direction(self) -> Direction:
+        return self.evaluator_kind.natural_direction(self)
 
     @property
     def name(self) -> str:
-        if self.kind == LM_EVAL:
-            return f"{self.kind}:{'+'.join(self.tasks)}:{self.metric}"
-        return f"{self.kind}:{Path(self.path).name}"
+        return self.evaluator_kind.label(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,12 +81,9 @@ class EvaluatorSpec:
             "weight": float(self.weight),
             "normalize": self.normalize,
             "batch_size": self.batch_size,
-            # Only lm-eval components carry these, so existing targets keep their hashes (and cached runs).
-            **(
-                {"tasks": list(self.tasks), "metric": self.metric, "limit": self.limit}
-                if self.kind == LM_EVAL
-                else {}
-            ),
+            # Only the kinds that need more carry more (lm-eval: tasks, metric, limit), so existing targets
+            # keep their hashes (and cached runs).
+            **self.evaluator_kind.spec_fields(self),
         }
 
 
@@ -182,12 +157,4 @@ class TargetSpec:
     def check_files(self) -> None:
         """Raise ClimbInputError naming the first evaluation file that is missing or empty."""
         for e in self.evaluators:
-            p = Path(e.path)
-            if e.kind == LM_EVAL:
-
-                check_task_dir(p, e.tasks)
-                continue
-            if not p.is_file():
-                raise ClimbInputError(f"evaluation set for {e.kind} not found: {p}")
-            if p.stat().st_size == 0:
-                raise ClimbInputError(f"evaluation set for {e.kind} is empty: {p}")
+            e.evaluator_kind.check_files(e)
