@@ -37,7 +37,7 @@ from climb_dagster.core.proxy.drop_store import (
     write_drop_store,
 )
 from climb_dagster.core.proxy.drop_store import DropTokensConfig as DropStoreConfig
-from climb_dagster.core.proxy.segments import (
+from climb_dagster.core.proxy.segment_index import (
     DEFAULT_MAX_TOKENS_PER_SUPER_CLUSTER,
     StoreDrop,
     write_segmented_store,

@@ -23,15 +23,17 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 
 from climb_dagster.core.common import schema
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.io.unique_ids import id_hashes
 from climb_dagster.core.proxy.tokens import EOD_TOKEN, TOKENIZER_FILE, load_tokenizer, token_dtype
+
+if TYPE_CHECKING:
+    import polars as pl
 
 DROP_STORE_FORMAT = "climb-drop-tokens-v1"
 INDEX_FILE = "index.json"
@@ -131,6 +133,8 @@ class DropStore:
 
     def docs(self, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """id, n_tokens, offset of every document of the drop, in id order."""
+        import polars as pl
+
         return pl.read_parquet(self.path / DOCS_FILE, columns=list(columns) if columns else None)
 
     def id_hashes(self) -> np.ndarray:
@@ -155,6 +159,8 @@ def write_drop_store(
 
     Memory: one batch of texts and the kept token ids of this drop (bounded by `max_stored_tokens`).
     """
+    import polars as pl
+
     for column in (schema.ID, schema.TEXT):
         if column not in docs.columns:
             raise ClimbInputError(f"drop {drop!r}: documents have no {column!r} column (columns {docs.columns})")

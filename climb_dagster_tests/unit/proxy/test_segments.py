@@ -15,7 +15,7 @@ import pytest
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.proxy.drop_store import DropStore, DropTokensConfig, write_drop_store
 from climb_dagster.core.proxy.sampler import sample_windows
-from climb_dagster.core.proxy.segments import StoreDrop, write_segmented_store
+from climb_dagster.core.proxy.segment_index import StoreDrop, write_segmented_store
 from climb_dagster.core.proxy.store import TokenStore, write_token_store
 from climb_dagster_tests.unit.proxy_corpus import texts, tokenizer_dir
 
