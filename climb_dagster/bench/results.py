@@ -8,7 +8,7 @@ same call. No table of results is typed by hand: a Markdown file marks where one
     ...generated...
     <!-- /results:<name> -->
 
-and `python -m climb_dagster.bench.results` rewrites every marked block of README.md and docs/*.md from
+(each marker a line of its own), and `python -m climb_dagster.bench.results` rewrites every marked block of README.md and docs/*.md from
 `results/<name>.json`: a line with date, machine and command, then the bench's tables. `--check` writes nothing
 and exits 1 naming every stale block (a unit test runs it on the repository).
 """
@@ -34,13 +34,15 @@ from climb_dagster.core.embedding.encoder import cpu_has_native_bf16
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = "results"
-BLOCK = re.compile(r"<!-- results:([\w.-]+) -->\n(.*?)<!-- /results:\1 -->", re.S)
-OPEN_OR_CLOSE = re.compile(r"<!-- (/?)results:([\w.-]+) -->")
+# A marker is a line of its own, so prose and code spans may quote one.
+BLOCK = re.compile(r"^<!-- results:([\w.-]+) -->\n(.*?)^<!-- /results:\1 -->$", re.S | re.M)
+OPEN_OR_CLOSE = re.compile(r"^<!-- (/?)results:([\w.-]+) -->$", re.M)
 
 
 @dataclass(frozen=True)
 class ResultsMeta:
-    """Where and when a results file was measured; `command` is the bench call itself (without --save)."""
+    """Where and when a results file was measured: `date` when the bench finished, `load_average` (1, 5, 15 min)
+    then; `command` is the bench call itself (without --save)."""
 
     date: str
     machine: str
@@ -113,13 +115,14 @@ def machine() -> str:
 
 
 def _commit() -> str:
-    """Short commit of the checkout; `+changes` when tracked files differ from it (the run measured those)."""
+    """Short commit of the checkout; `+changes` when the package's code differs from it (the run measured that
+    code, not the commit's). Edits elsewhere (docs, tests) do not change a measurement."""
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    return head + ("+changes" if git("status", "--porcelain", "--", "climb_dagster") else "")
 
 
 def save(path: Path, result: dict[str, Any], command: str) -> ResultsFile:
@@ -251,7 +254,8 @@ def render(name: str, results_dir: Path, link: str) -> str:
     m = results.meta
     caption = (
         f"_Generated from [`{RESULTS_DIR}/{name}.json`]({link}): measured {m.date} on {m.machine} (load average "
-        f"{m.load_average[0]:.1f} at the start), commit {m.commit}:_ `{m.command}`"
+        f"{' / '.join(f'{x:.1f}' for x in m.load_average)} over 1 / 5 / 15 min at the end), commit {m.commit}:_ "
+        f"`{m.command}`"
     )
     return f"{caption}\n\n{RENDERERS[bench](results.data)}\n"
 
