@@ -17,17 +17,16 @@ from climb_dagster.core.common.errors import ClimbInputError
 BLOCK = "<!-- results:{0} -->\nold text\n<!-- /results:{0} -->"
 
 
-def _pool(folder: Path, rows: int = 40) -> list[str]:
+def _pool(folder: Path, split: str = "train", rows: int = 40, option: str = "pool") -> list[str]:
     """A pool of `rows` mixtures over 3 domains whose loss falls with domain a's share, as RegMix-style CSVs."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(0 if split == "train" else 1)
     mixtures = rng.dirichlet(np.ones(3), size=rows).round(3)
     mixtures[:, 2] = (1 - mixtures[:, :2].sum(axis=1)).round(3)
     loss = 5 - mixtures[:, 0] + 0.01 * rng.standard_normal(rows)
-    (folder / "train_mixture.csv").write_text(
-        "index,a,b,c\n" + "".join(f"{i},{m[0]},{m[1]},{m[2]}\n" for i, m in enumerate(mixtures))
-    )
-    (folder / "train_loss.csv").write_text("index,t\n" + "".join(f"{i},{v}\n" for i, v in enumerate(loss)))
-    return ["--pool-mixtures", str(folder / "train_mixture.csv"), "--pool-scores", str(folder / "train_loss.csv")]
+    weights, scores = folder / f"{split}_mixture.csv", folder / f"{split}_loss.csv"
+    weights.write_text("index,a,b,c\n" + "".join(f"{i},{m[0]},{m[1]},{m[2]}\n" for i, m in enumerate(mixtures)))
+    scores.write_text("index,t\n" + "".join(f"{i},{v}\n" for i, v in enumerate(loss)))
+    return [f"--{option}-mixtures", str(weights), f"--{option}-scores", str(scores)]
 
 
 @pytest.fixture
@@ -75,6 +74,22 @@ def test_tables_are_rebuilt_from_the_results_file_and_check_catches_a_stale_one(
     (repo / "results" / "search.json").write_text(json.dumps(data))
     assert main(["--check", "--root", str(repo)]) == 1
     assert (repo / "README.md").read_text() == readme
+
+
+def test_search_tables_show_the_tuning_grid_and_the_predictor_spearman(repo: Path, capsys) -> None:
+    bench_main([
+        "search", *_pool(repo, "train"), *_pool(repo, "test"), *_pool(repo, "train", option="tune"),
+        "--tune", "final=observed,predicted", "--budget", "8", "--seeds", "2", "--strategies", "random,climb",
+        "--predictor-spearman", "--save", str(repo / "results" / "search.json"),
+    ])
+    capsys.readouterr()
+    data = json.loads((repo / "results" / "search.json").read_text())
+    main(["--root", str(repo)])
+    readme = (repo / "README.md").read_text()
+    chosen = data["tuning"]["chosen"]["climb_final"]
+    assert f"| `climb_final={chosen}` |" in readme and "| chosen |" in readme
+    assert "fit on 40 train mixtures, scored on 40 test mixtures" in readme
+    assert f"single model {data['predictor_spearman']['single']['mean']:.3f}" in readme
 
 
 def test_a_block_without_its_results_file_says_so(repo: Path) -> None:
