@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=str(DEMO_DATA), help="folder with drop-*.parquet (needs `domain`)")
     parser.add_argument("--k", type=int, default=None, help="K_init (default: default_n_clusters(docs))")
-    # The README's NMI figure was measured with a fixed 20-way Ward cut; --distance-threshold runs the
-    # paper's threshold merge instead (then --linkage defaults to MergeConfig's).
+    # The NMI figure of docs/results-embedding.md (2026-11-26) used a fixed 20-way Ward cut;
+    # --distance-threshold runs the paper's threshold merge instead (then --linkage defaults to MergeConfig's).
     parser.add_argument("--superclusters", type=int, default=20, help="fixed-count cut (default 20)")
     parser.add_argument("--distance-threshold", type=float, default=None, help="threshold merge instead")
     parser.add_argument("--linkage", default=None, help="ward|average|complete|single (count cut: ward)")

@@ -18,7 +18,7 @@ from climb_dagster.core.search.strategies import registered_strategies
 
 DEMO_EXPERIMENT = "demo"
 # The demo's 1,400 documents are clustered into K_init 64 and merged into at most this many super-clusters:
-# fewer dimensions than proxies, so the round predictors can learn (README "End to end on real proxies").
+# fewer dimensions than proxies, so the round predictors can learn (docs/results-e2e.md).
 DEMO_MAX_SUPERCLUSTERS = 10
 # 14 proxies, even per round so that two cores train them in pairs: 7 pairs of ~16 s. 10:5:3 (18 proxies,
 # 10 pairs, the launchpad's default) took 340 s on a 2-core EPYC without AVX-512 BF16, over the 5-minute goal.

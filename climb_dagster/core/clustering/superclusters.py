@@ -49,7 +49,7 @@ STOP_WORDS = frozenset(
 # metric), two groups merge while the mean distance between their member centroids is below the
 # threshold. 0.45 was chosen on the demo (1,400 documents of 12 sources, MiniLM, K_init 18, none pruned
 # by the heuristic rater): 0.40 -> 12 super-clusters, 0.45 -> 11, 0.50 -> 7, 0.60 -> 5. Corpora with
-# another embedding model or K_init need their own value (see the README).
+# another embedding model or K_init need their own value (see docs/merging.md).
 DEFAULT_DISTANCE_THRESHOLD = 0.45
 # The paper's upper end (16-21 super-clusters): a threshold cut above it is cut at 21 instead.
 DEFAULT_MAX_SUPERCLUSTERS = 21

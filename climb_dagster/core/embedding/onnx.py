@@ -97,7 +97,7 @@ class _PreprocessHint(logging.Filter):
 @contextlib.contextmanager
 def _without_preprocess_hint() -> Iterator[None]:
     """ORT's quantiser logs a root WARNING recommending its pre-processing pass on every export; the export's
-    speed and agreement were measured without that pass (README "Measured"), so the line only alarms."""
+    speed and agreement were measured without that pass (docs/results-embedding.md), so the line only alarms."""
     root = logging.getLogger()
     hint = _PreprocessHint()
     root.addFilter(hint)

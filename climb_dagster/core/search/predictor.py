@@ -46,7 +46,7 @@ class PredictorConfig:
     # Small histories: each level of tree depth needs twice the rows, depth = log2(n_train / depth_rows)
     # clipped to [1, max_depth] (0 = always max_depth): 24 rows -> 2, 32-63 -> 3, 64+ -> 4. Chosen for
     # the out-of-fold Spearman of small proxy histories; RegMix's train pool cannot tell 0, 2 and 4 apart
-    # (within one stderr) and finds 8 worse; see README "Predictor depth".
+    # (within one stderr) and finds 8 worse; see docs/results-search.md, "Predictor depth".
     depth_rows: int = 4
     lambda_l1: float = 0.01
     lambda_l2: float = 0.1

@@ -40,6 +40,7 @@ def test_embed_bench_imports_nothing_a_bare_gpu_machine_lacks() -> None:
         "import sys\n"
         "for m in ('polars', 'dagster', 'faiss', 'lightgbm', 'mlflow', 'onnxruntime'): sys.modules[m] = None\n"
         "from climb_dagster.bench import embed\n"
+        "import climb_dagster.bench.__main__  # the dispatcher and its --save (bench/results.py)\n"
         "from climb_dagster.bench.demo_sample import DEMO_DATA, sample_table\n"
         "from climb_dagster.core.embedding import encoder, sharded, sizing\n"
         "t = sample_table(DEMO_DATA, 5, 0)\n"
