@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from climb_dagster.bench.results import machine
 from climb_dagster.bench.synthetic import heldout_target, write_synthetic_drops
 from climb_dagster.hooks import PEAK_RSS_PREFIX
 
@@ -79,18 +79,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--one-size", type=int, default=None, help=argparse.SUPPRESS)
-
-
-def _cpu() -> dict[str, Any]:
-    model = platform.processor() or ""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        names = re.findall(r"model name\s*:\s*(.+)", info)
-        model = names[0].strip() if names else model
-        bf16 = "avx512_bf16" in info
-    except OSError:
-        bf16 = False
-    return {"cpu": model, "cores": os.cpu_count(), "avx512_bf16": bf16}
 
 
 def _stage_of(step_key: str, job: str) -> str | None:
@@ -314,7 +302,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
     return {
         "bench": "scale",
-        "machine": _cpu(),
+        "machine": machine(),
         "git": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
         ).stdout.strip(),
