@@ -2,7 +2,7 @@
 
 Proves: republishing a folder (token store, tokenizer, proxy checkpoint) swaps files by rename, so a live
 memory map keeps reading the bytes it mapped (an in-place rewrite shows it the new bytes, or SIGBUS when
-the file shrinks); re-materializing `cluster_tokens` under a reader leaves the reader's maps intact.
+the file shrinks); re-tokenizing a drop and re-indexing under a reader leaves the reader's maps intact.
 """
 
 from __future__ import annotations
@@ -46,20 +46,32 @@ def test_republish_removes_files_the_new_version_lacks(tmp_path: Path):
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["cluster_000.bin", "index.json"]
 
 
-def test_rematerializing_cluster_tokens_under_a_live_reader(tiny_corpus: dict):
-    """The issue's SIGBUS: a running proxy maps the token files while cluster_tokens is re-materialized."""
+def test_retokenizing_a_drop_and_reindexing_under_a_live_reader(tiny_corpus: dict):
+    """The issue's SIGBUS: a running proxy maps the drops' token files while drop_tokens and cluster_tokens are
+    re-materialized. The files are replaced by rename, so the live maps keep the bytes they mapped."""
+    from climb_dagster.core.proxy.drop_store import TOKENS_FILE
     from climb_dagster.core.proxy.store import TokenStore
+    from climb_dagster.resources.io_manager import read_value
 
-    stores = [p for p in (tiny_corpus["root"] / "cluster_tokens").iterdir() if not p.name.startswith(".")]
-    store = TokenStore.open(stores[0])
-    before = [np.array(t) for t in store.tokens]
-    mapped = [os.stat(stores[0] / f"cluster_{i:03d}.bin").st_ino for i in range(store.n_clusters)]
-    result = materialize_in(tiny_corpus, ["cluster_tokens"], None)
-    assert result.success
-    after = [os.stat(stores[0] / f"cluster_{i:03d}.bin").st_ino for i in range(store.n_clusters)]
-    assert all(a != b for a, b in zip(mapped, after, strict=True)), "token files rewritten in place"
-    assert all(np.array_equal(t, b) for t, b in zip(store.tokens, before, strict=True))
-    assert TokenStore.open(stores[0]).sha256 == store.sha256
+    ref = read_value(tiny_corpus["root"] / "cluster_tokens")
+    store = TokenStore.open(ref.path)
+    before = [np.array(t[np.arange(len(t))]) for t in store.tokens]
+    drop = read_value(tiny_corpus["root"] / "drop_tokens" / "drop-0001")
+    token_file = Path(drop.path) / TOKENS_FILE
+    mapped = os.stat(token_file).st_ino
+    from climb_dagster_tests.assets.bootstrap_fixture import all_assets
+
+    assert dg.materialize(
+        all_assets(),
+        selection=["drop_tokens"],
+        partition_key="drop-0001",
+        instance=tiny_corpus["instance"],
+        resources=tiny_corpus["resources"],
+    ).success
+    assert materialize_in(tiny_corpus, ["cluster_tokens"], None).success
+    assert os.stat(token_file).st_ino != mapped, "the drop's token file was rewritten in place"
+    assert all(np.array_equal(t[np.arange(len(t))], b) for t, b in zip(store.tokens, before, strict=True))
+    assert TokenStore.open(ref.path).key() == store.key()
 
 
 # ------------------------------------------------------------------------------ versioned export
@@ -123,9 +135,11 @@ def test_crash_during_reexport_leaves_the_previous_export_consistent(
     real = storage.atomic_write_bytes
 
     def crash_after_one_shard(path, data):
-        if path.name.startswith("train-") and len(written) == 1:
-            raise OSError("simulated crash while writing a shard")
-        written.append(path.name)
+        # Step outputs are written too (the export's plan, each drop's part): count only the shards.
+        if path.name.startswith("train-"):
+            if len(written) == 1:
+                raise OSError("simulated crash while writing a shard")
+            written.append(path.name)
         real(path, data)
 
     monkeypatch.setattr(storage, "atomic_write_bytes", crash_after_one_shard)
