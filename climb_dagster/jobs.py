@@ -7,7 +7,7 @@ import dagster as dg
 from climb_dagster.assets.clustering import CORPUS_KEYS
 from climb_dagster.assets.experiments import MAX_ROUNDS
 from climb_dagster.hooks import step_memory
-from climb_dagster.k8s import GPU_RUN_TAGS, heavy_job_executor
+from climb_dagster.k8s import heavy_job_executor, heavy_job_run_tags
 from climb_dagster.ops.retention import delete_old_run_folders
 from climb_dagster.partitions import crawl_drops, experiments
 
@@ -77,7 +77,7 @@ experiment_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups(*EXPERIMENT_GROUPS),
     partitions_def=experiments,
     executor_def=heavy_job_executor(),
-    tags=GPU_RUN_TAGS,
+    tags=heavy_job_run_tags(),
     description="One experiment end to end: rounds of proxy training, predictors, final mixture and export.",
 )
 

@@ -168,10 +168,18 @@ def executor_name() -> str:
     return Settings.from_env().executor
 
 
+def heavy_job_run_tags() -> dict[str, str]:
+    """Run tags of a job with GPU steps: `GPU_RUN_TAGS` on Kubernetes (where its proxy and embedding steps
+    request GPU pods and the queued run coordinator limits such runs), none elsewhere: a local run trains on
+    whatever `proxy_device` says, and a tag claiming a GPU there would be false."""
+    return dict(GPU_RUN_TAGS) if executor_name() == "k8s" else {}
+
+
 def heavy_job_executor():
     """The executor for jobs with GPU steps: `k8s_job_executor` on Kubernetes, else multiprocess.
 
-    Usage: `dg.define_asset_job("embed_job", selection=..., executor_def=heavy_job_executor(), tags=GPU_RUN_TAGS)`.
+    Usage: `dg.define_asset_job("embed_job", selection=..., executor_def=heavy_job_executor(),
+    tags=heavy_job_run_tags())`.
     `dagster_k8s` is imported only when CLIMB_EXECUTOR=k8s.
     """
     import dagster as dg

@@ -158,8 +158,12 @@ def test_heavy_job_executor_picks_k8s_from_the_environment(monkeypatch: pytest.M
     dg.validate_run_config(job, {})  # the configured executor needs no run config
     assert job.tags[k8s.ACCELERATOR_TAG] == "gpu"
 
+    assert k8s.heavy_job_run_tags() == k8s.GPU_RUN_TAGS
+
     monkeypatch.delenv("CLIMB_EXECUTOR")
     assert k8s.heavy_job_executor() is dg.multiprocess_executor
+    # Issue 26: off Kubernetes no run claims a GPU (proxies train on whatever proxy_device says).
+    assert k8s.heavy_job_run_tags() == {}
     monkeypatch.setenv("CLIMB_EXECUTOR", "slurm")
     with pytest.raises(ValueError, match="slurm"):
         k8s.heavy_job_executor()

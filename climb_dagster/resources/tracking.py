@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import tempfile
 import time
@@ -32,14 +33,30 @@ ROUND = "climb.round"
 PROXY = "climb.proxy"
 PARENT = "mlflow.parentRunId"
 CONFIG_HASH = "climb.config_hash"
+PROXY_DEVICE = "climb.proxy_device"  # where an experiment's proxies train (cpu, cuda)
+DIRECTION = "climb.direction"  # minimize or maximize: how to read target_score
+STRATEGY = "climb.strategy"
 CODE_VERSION = "climb.code_version"
 GIT_COMMIT = "mlflow.source.git.commit"
 NOTE = "mlflow.note.content"  # the description MLflow's UI shows on an experiment or run
+# MLflow 3's UI opens an experiment in its GenAI view (traces, evaluations, "agent versions") unless the
+# experiment says it holds model training runs: this tag (value as the UI's own experiment-kind selector sets it).
+EXPERIMENT_KIND = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+# The metric names every run uses (README "MLflow"): the target's score is `target_score` wherever it appears.
+TARGET_SCORE = "target_score"  # a proxy's score on the experiment's target (validation split)
+TRAIN_LOSS = "train_loss"  # a proxy's training loss per step (the runs table shows the last)
+BEST_TARGET_SCORE = "best_target_score"  # parent and round runs: the best proxy score so far, per round
+OOF_SPEARMAN = "oof_spearman"  # the round predictor's out-of-fold Spearman
+FINAL_PREDICTED = "final_predicted_target_score"  # the final mixture's predicted score
+FINAL_OBSERVED = "final_best_observed_target_score"  # the best proxy score of the whole search
+FINAL_TEST = "final_test_target_score"  # the final mixture retrained and scored on the test split (--compare)
 DESCRIPTION = (
-    "CLIMB data-mixture search (climb-dagster). One parent run per experiment (params: its config; "
-    "stepped metrics: best score so far and the predictor's out-of-fold Spearman per round), one child "
-    "run per round (predictor as a logged model, plots, evaluations) and one grandchild per proxy LM "
-    "(its mixture, score, loss curve, real training times)."
+    "CLIMB data-mixture search (climb-dagster). One parent run per experiment and strategy (params: its "
+    f"config; metrics: {BEST_TARGET_SCORE} and {OOF_SPEARMAN} per round, then {FINAL_PREDICTED}, "
+    f"{FINAL_OBSERVED} and, when scored, {FINAL_TEST}), one child run per round (the predictor as a logged "
+    f"model, plots, evaluations) and one grandchild per proxy LM (its mixture, {TARGET_SCORE} on the target, "
+    f"{TRAIN_LOSS} per step, real training times). Whether lower is better: the runs' climb.direction tag."
 )
 # Where `make ui` serves MLflow for a local store (links in Dagster metadata point there).
 LOCAL_UI_URL = "http://127.0.0.1:5000"
@@ -185,10 +202,12 @@ class MlflowTracker(dg.ConfigurableResource):
                 return client.create_experiment(
                     self.experiment_name,
                     artifact_location=self.artifact_location(),
-                    tags={NOTE: DESCRIPTION},
+                    tags={NOTE: DESCRIPTION, EXPERIMENT_KIND: TRAINING_KIND},
                 )
             if NOTE not in exp.tags:
                 client.set_experiment_tag(exp.experiment_id, NOTE, DESCRIPTION)
+            if EXPERIMENT_KIND not in exp.tags:  # created before the tag was set, or by hand
+                client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, TRAINING_KIND)
             wanted = self.artifact_location()
             if wanted and not exp.artifact_location.startswith(wanted):
                 log.warning(
@@ -242,8 +261,10 @@ class MlflowTracker(dg.ConfigurableResource):
         run_id: str,
         params: dict[str, Any] | None = None,
         metrics: dict[str, float] | None = None,
+        tags: dict[str, Any] | None = None,
     ) -> None:
-        from mlflow.entities import Metric, Param
+        """Params (written once: a re-execution adds none), metrics and tags of a run, in one batch."""
+        from mlflow.entities import Metric, Param, RunTag
 
         def write() -> None:
             client = self._client()
@@ -251,7 +272,8 @@ class MlflowTracker(dg.ConfigurableResource):
             new_params = [Param(k, redact(v)) for k, v in (params or {}).items() if k not in existing]
             now = int(time.time() * 1000)
             ms = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if v is not None]
-            client.log_batch(run_id, metrics=ms, params=new_params)
+            run_tags = [RunTag(k, redact(str(v))) for k, v in (tags or {}).items()]
+            client.log_batch(run_id, metrics=ms, params=new_params, tags=run_tags)
 
         self._retry(f"log to run {run_id}", write)
 
@@ -304,13 +326,23 @@ class MlflowTracker(dg.ConfigurableResource):
         self._retry(f"artifact {name}", write)
 
     def log_predictor(
-        self, run_id: str, predictor_dir: str, input_example: Any, name: str = "predictor", step: int = 0
+        self,
+        run_id: str,
+        predictor_dir: str,
+        input_example: Any,
+        name: str = "predictor",
+        step: int = 0,
+        params: dict[str, Any] | None = None,
+        metrics: dict[str, float | None] | None = None,
     ) -> str:
         """Log a predictor saved by `Predictor.save` as one MLflow logged model (pyfunc, model from code)
-        with its signature and input example; once per run. Returns the model id (URI `models:/<id>`).
+        with its signature, input example, parameters and metrics (shown on the model's page and in the
+        models table); once per run. Returns the model id (URI `models:/<id>`).
 
         `input_example`: a pandas DataFrame with the predictor's feature columns.
         """
+        params = {k: str(v) for k, v in (params or {}).items() if v is not None}
+        metrics = {k: float(v) for k, v in (metrics or {}).items() if v is not None and math.isfinite(v)}
 
         def write() -> str:
             import lightgbm
@@ -327,7 +359,11 @@ class MlflowTracker(dg.ConfigurableResource):
                 if logged.name == name and logged.status == LoggedModelStatus.READY:
                     return logged.model_id
             model = client.create_logged_model(
-                run.info.experiment_id, name=name, source_run_id=run_id, model_type="climb-predictor"
+                run.info.experiment_id,
+                name=name,
+                source_run_id=run_id,
+                model_type="climb-predictor",
+                params=params,
             )
             signature = ModelSignature(
                 inputs=Schema([ColSpec("double", c) for c in input_example.columns]),
@@ -366,6 +402,8 @@ class MlflowTracker(dg.ConfigurableResource):
                     ],
                 )
                 client.log_model_artifacts(model.model_id, target)
+            for key, value in metrics.items():
+                client.log_metric(run_id, key, value, step=step, model_id=model.model_id)
             client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
             client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=step)])
             return model.model_id

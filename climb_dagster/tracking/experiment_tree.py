@@ -24,16 +24,24 @@ from climb_dagster.core.experiment.records import ExperimentRecord, FinalMixture
 from climb_dagster.core.io.redact import redact
 from climb_dagster.core.search.rounds import load_predictor
 from climb_dagster.resources.tracking import (
+    BEST_TARGET_SCORE,
     CONFIG_HASH,
+    DIRECTION,
     EXPERIMENT,
+    FINAL_OBSERVED,
+    FINAL_PREDICTED,
+    OOF_SPEARMAN,
     PROXY,
+    PROXY_DEVICE,
     ROUND,
+    STRATEGY,
+    TARGET_SCORE,
+    TRAIN_LOSS,
     MlflowTracker,
     TrackingUnavailable,
 )
 
 log = logging.getLogger(__name__)
-LOSS_METRIC = "loss"  # a proxy's training loss per step
 EXAMPLE_ROWS = 5  # mixtures in the logged predictor's input example
 
 
@@ -61,7 +69,13 @@ def experiment_run(tracker: MlflowTracker, record: ExperimentRecord) -> str:
         "experiment",
         {EXPERIMENT: record.name},
         name=record.name,
-        extra_tags={CONFIG_HASH: record.config_hash},
+        # Where its proxies train, as the experiment says (a run tag of the Dagster job cannot know).
+        extra_tags={
+            CONFIG_HASH: record.config_hash,
+            PROXY_DEVICE: record.proxy.train.device,
+            DIRECTION: str(record.direction),
+            STRATEGY: record.config.strategy,
+        },
     )
     tracker.log(run_id, params=_flat_params(record))
     return run_id
@@ -85,14 +99,37 @@ def _started(evaluations: pl.DataFrame) -> float | None:
     return None if first is None else float(first)
 
 
+def predictor_params(predictor: Any) -> dict[str, Any]:
+    """The fitted predictor's settings (its PredictorConfig, as stored in its metadata), its ensemble size and
+    direction: what the logged model's parameters show."""
+    config = dict(predictor.metadata.get("config", {}))
+    return {**config, "n_models": len(predictor.boosters), "direction": str(predictor.direction)}
+
+
 def _log_predictor(
-    tracker: MlflowTracker, run_id: str, model: ModelText, evaluations: pl.DataFrame, k: int
+    tracker: MlflowTracker,
+    run_id: str,
+    model: ModelText,
+    evaluations: pl.DataFrame,
+    k: int,
+    summary: dict[str, Any],
 ) -> str:
-    """The round's whole ensemble as one MLflow logged model; its input example: this round's mixtures."""
+    """The round's whole ensemble as one MLflow logged model, with what it is judged by (out-of-fold Spearman,
+    the rows it was fit on, the round) as metrics and its LightGBM settings as parameters; its input example:
+    this round's mixtures."""
     predictor = load_predictor(model)
     example = evaluations.select(predictor.feature_names).head(EXAMPLE_ROWS).to_pandas()
+    params = {"round": k, "features": len(predictor.feature_names), **predictor_params(predictor)}
+    metrics = {
+        OOF_SPEARMAN: summary.get("cv_spearman"),
+        "rows": summary.get("n_successful"),
+        "round": k,
+        "predicted_best": summary.get("predicted_best"),
+    }
     with tempfile.TemporaryDirectory(prefix="climb-predictor-") as tmp:
-        return tracker.log_predictor(run_id, str(predictor.save(tmp)), example, step=k)
+        return tracker.log_predictor(
+            run_id, str(predictor.save(tmp)), example, step=k, params=params, metrics=metrics
+        )
 
 
 def _csv(table: pl.DataFrame) -> bytes:
@@ -120,7 +157,7 @@ def track_round(
     parent = experiment_run(tracker, record)
     tracker.log_step_metrics(
         parent,
-        {"best_score_so_far": summary.get("best_observed_score"), "oof_spearman": summary.get("cv_spearman")},
+        {BEST_TARGET_SCORE: summary.get("best_observed_score"), OOF_SPEARMAN: summary.get("cv_spearman")},
         step=round_number,
     )
     tags = {CONFIG_HASH: record.config_hash}
@@ -146,7 +183,9 @@ def track_round(
         tracker.log_artifact_bytes(run_id, f"round_{round_number}_fit.csv", _csv(fit))
     for name, png in plots.items():
         tracker.log_artifact_bytes(run_id, name, png, artifact_path="plots")
-    model_id = _log_predictor(tracker, run_id, predictor, evaluations, round_number) if predictor else None
+    model_id = (
+        _log_predictor(tracker, run_id, predictor, evaluations, round_number, summary) if predictor else None
+    )
     weight_cols = schema.weight_columns_of(evaluations.columns)
     for row in evaluations.iter_rows(named=True):
         proxy_run = tracker.ensure_run(
@@ -157,21 +196,19 @@ def track_round(
             start_time_s=row.get(schema.STARTED_AT),
             extra_tags=tags,
         )
-        metrics = {
-            k: row[k]
-            for k in (schema.SCORE, schema.TRAIN_LOSS, schema.TOKENS, schema.WALL_S)
-            if row.get(k) is not None
-        }
-        params = {weight_param(c, labels): round(row[c], 6) for c in weight_cols} | {
-            schema.STATUS: row[schema.STATUS],
-            schema.MIXTURE_ID: row[schema.MIXTURE_ID],
-        }
+        names = {schema.SCORE: TARGET_SCORE, schema.TOKENS: "tokens", schema.WALL_S: "wall_s"}
+        metrics = {name: row[k] for k, name in names.items() if row.get(k) is not None}
+        # The mixture is the run's parameters; its id and status are tags, so the compare view selects weights.
+        params = {weight_param(c, labels): round(row[c], 6) for c in weight_cols}
+        run_tags = {schema.STATUS: row[schema.STATUS], schema.MIXTURE_ID: row[schema.MIXTURE_ID]}
         if row.get(schema.REASON):
-            params[schema.REASON] = row[schema.REASON][:250]
-        tracker.log(proxy_run, params=params, metrics=metrics)
+            run_tags[schema.REASON] = row[schema.REASON][:250]
+        tracker.log(proxy_run, params=params, metrics=metrics, tags=run_tags)
         curve = row.get(schema.LOSS_CURVE) or []
+        if not curve and row.get(schema.TRAIN_LOSS) is not None:  # runs cached before curves were kept
+            curve = [(int(row.get(schema.STEPS) or 0), row[schema.TRAIN_LOSS])]
         tracker.log_metric_history(
-            proxy_run, LOSS_METRIC, [(int(step), loss) for step, loss in curve], row.get(schema.ENDED_AT)
+            proxy_run, TRAIN_LOSS, [(int(step), loss) for step, loss in curve], row.get(schema.ENDED_AT)
         )
         tracker.finish(
             proxy_run,
@@ -198,7 +235,8 @@ def weight_param(column: str, labels: list[str] | None) -> str:
 def track_final(tracker: MlflowTracker, record: ExperimentRecord, final: FinalMixture) -> str:
     run_id = experiment_run(tracker, record)
     final = final.to_dict()
-    metrics = {k: final[k] for k in ("predicted_score", "best_observed_score") if final.get(k) is not None}
+    names = {"predicted_score": FINAL_PREDICTED, "best_observed_score": FINAL_OBSERVED}
+    metrics = {name: final[k] for k, name in names.items() if final.get(k) is not None}
     tracker.log(run_id, metrics=metrics)
     tracker.log_artifact_bytes(run_id, "final_mixture.json", json.dumps(final, indent=1).encode())
     tracker.finish(run_id)

@@ -140,7 +140,7 @@ def test_mlflow_holds_experiment_round_proxy_tree(pipeline):
     round_ids = {r.info.run_id for r in rounds}
     proxies = by_kind["proxy"]
     assert len(proxies) == 8 and all(p.data.tags["mlflow.parentRunId"] in round_ids for p in proxies)
-    assert all("score" in p.data.metrics for p in proxies)
+    assert all("target_score" in p.data.metrics for p in proxies)
     # Weight params are named by super-cluster label, not w_000.
     assert {k for k in proxies[0].data.params if k.startswith("w_")} == {
         f"w_{i:02d}_{d}" for i, d in enumerate(DOMAINS)
@@ -157,7 +157,7 @@ def test_mlflow_holds_experiment_round_proxy_tree(pipeline):
         assert p.data.tags["climb.config_hash"] and p.data.tags["climb.code_version"]
     assert exp.tags["mlflow.note.content"]
     assert exp.artifact_location == (pipeline["home"] / "mlflow-artifacts" / "climb").as_uri()
-    best = client.get_metric_history(parent[0].info.run_id, "best_score_so_far")
+    best = client.get_metric_history(parent[0].info.run_id, "best_target_score")
     assert [m.step for m in best] == [1, 2, 3]
 
 

@@ -491,8 +491,8 @@ def test_mlflow_server_holds_the_experiment_round_proxy_tree(
         score_of = dict(zip(evals["proxy_key"], evals["score"], strict=True))
         for p in mine:
             assert p.data.tags[PARENT] == run.info.run_id and p.info.status == "FINISHED"
-            assert p.data.metrics["score"] == score_of[p.data.tags[PROXY]]
-            assert p.data.params["status"] == "ok"
+            assert p.data.metrics["target_score"] == score_of[p.data.tags[PROXY]]
+            assert p.data.tags["status"] == "ok"
 
         # The predictor is one MLflow logged model (the whole ensemble) that predicts as the stored one does.
         assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
@@ -508,7 +508,7 @@ def test_mlflow_server_holds_the_experiment_round_proxy_tree(
 
     best = _search(client, exp_id, "proxy", order_by=["metrics.score ASC"])[0]
     final = runs.remote(f"final_mixture/{EXP}")
-    assert best.data.metrics["score"] == final.best_observed_score
+    assert best.data.metrics["target_score"] == final.best_observed_score
     assert parent.data.metrics["predicted_score"] == final.predicted_score
     assert parent.data.metrics["best_observed_score"] == final.best_observed_score
     path = download_artifacts(

@@ -175,7 +175,7 @@ def test_mlflow_down_results_stored_then_replayed(
     round_ids = {r.info.run_id for r in rounds}
     proxies = by_kind["proxy"]
     assert len(proxies) == 8 and all(p.data.tags["mlflow.parentRunId"] in round_ids for p in proxies)
-    scores = sorted(p.data.metrics["score"] for p in proxies)
+    scores = sorted(p.data.metrics["target_score"] for p in proxies)
     stored = sorted(
         s for k in (1, 2, 3) for s in read_value(root / f"round_{k}_proxy_evaluations" / "base")["score"]
     )

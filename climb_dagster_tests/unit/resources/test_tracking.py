@@ -21,8 +21,8 @@ from climb_dagster.core.search import history as search_history
 from climb_dagster.core.search.predictor import PredictorConfig, fit_predictor
 from climb_dagster.core.search.rounds import fit_table, load_predictor, predictor_summary
 from climb_dagster.core.targets.config import TargetConfig
-from climb_dagster.resources.tracking import CONFIG_HASH, DESCRIPTION, NOTE, MlflowTracker
-from climb_dagster.tracking.experiment_tree import LOSS_METRIC, track_round, try_track
+from climb_dagster.resources.tracking import CONFIG_HASH, DESCRIPTION, NOTE, TRAIN_LOSS, MlflowTracker
+from climb_dagster.tracking.experiment_tree import track_round, try_track
 
 K = 4  # super-clusters
 
@@ -158,6 +158,33 @@ def test_logged_predictor_is_in_the_models_tab_once_per_round(tracked):
     assert len(client.search_logged_models([tracker.experiment_id()])) == 2
 
 
+def test_logged_predictor_carries_its_metrics_and_parameters(tracked):
+    """Issue 26: the logged model shows what it is judged by and how it was fit, not an empty page."""
+    tracker = tracked["tracker"]
+    client = _client(tracker)
+    by_run = {m.source_run_id: m for m in client.search_logged_models([tracker.experiment_id()])}
+    for k, (logged, _, summary) in enumerate(tracked["rounds"], start=1):
+        model = by_run[logged.run_id]
+        metrics = {m.key: m.value for m in model.metrics}
+        assert metrics["round"] == k and metrics["rows"] == summary["n_successful"]
+        assert metrics["oof_spearman"] == pytest.approx(summary["cv_spearman"])
+        assert model.params["n_models"] == "3" and model.params["max_depth"] == "4"
+        assert model.params["direction"] == "minimize" and model.params["round"] == str(k)
+
+
+def test_experiment_opens_in_the_training_runs_view(tracked):
+    """MLflow 3 opens an experiment without a kind in its GenAI view (traces, 'agent versions')."""
+    from climb_dagster.resources.tracking import EXPERIMENT_KIND, TRAINING_KIND
+
+    tracker = tracked["tracker"]
+    client = _client(tracker)
+    assert client.get_experiment(tracker.experiment_id()).tags[EXPERIMENT_KIND] == TRAINING_KIND
+    # An experiment created before (without the tag) gets it the next time the tracker uses it.
+    client.delete_experiment_tag(tracker.experiment_id(), EXPERIMENT_KIND)
+    again = MlflowTracker(tracking_uri=tracker.tracking_uri, artifact_root=tracker.artifact_root)
+    assert client.get_experiment(again.experiment_id()).tags[EXPERIMENT_KIND] == TRAINING_KIND
+
+
 def test_proxy_runs_carry_real_times_loss_curves_and_tags(tracked):
     client = _client(tracked["tracker"])
     proxies = _runs(tracked, "proxy")
@@ -169,7 +196,7 @@ def test_proxy_runs_carry_real_times_loss_curves_and_tags(tracked):
         assert run.info.start_time == int(row[schema.STARTED_AT] * 1000)
         assert run.info.end_time == int(row[schema.ENDED_AT] * 1000)
         assert (run.info.end_time - run.info.start_time) / 1000 >= row[schema.WALL_S]
-        history = client.get_metric_history(run.info.run_id, LOSS_METRIC)
+        history = client.get_metric_history(run.info.run_id, TRAIN_LOSS)
         assert [(m.step, m.value) for m in history] == [(int(s), v) for s, v in row[schema.LOSS_CURVE]]
         assert run.data.tags[CONFIG_HASH] == tracked["record"].config_hash
         assert run.data.tags["climb.code_version"] == version["version"]
@@ -194,7 +221,7 @@ def test_experiment_has_a_description_and_keeps_artifacts_under_the_home(tracked
 def test_parent_run_has_best_so_far_and_oof_spearman_per_round(tracked):
     client = _client(tracked["tracker"])
     (parent,) = _runs(tracked, "experiment")
-    best = client.get_metric_history(parent.info.run_id, "best_score_so_far")
+    best = client.get_metric_history(parent.info.run_id, "best_target_score")
     oof = client.get_metric_history(parent.info.run_id, "oof_spearman")
     summaries = [summary for _, _, summary in tracked["rounds"]]
     assert [(m.step, m.value) for m in best] == [
