@@ -15,17 +15,24 @@ def _job(name: str) -> dg.JobDefinition:
     return defs.resolve_job_def(name)
 
 
-def test_scaffolded_experiment_config_names_the_missing_target(climb_home):
-    """What the launchpad starts from (every field at its default) is refused, naming the target."""
+def test_the_launchpads_scaffold_is_a_valid_experiment_config(climb_home):
+    """Issue 26: what the launchpad scaffolds (every required field, as Dagster's scaffolder builds it) validates
+    against the job's schema, with one target kind: the demo's held-out documents under CLIMB_HOME."""
+    from dagster._cli.config_scaffolder import scaffold_job_config
+
     job = _job(EXPERIMENT_JOB)
-    with pytest.raises(dg.DagsterInvalidConfigError) as refused:
-        dg.validate_run_config(job, {"ops": {"experiment": {"config": {}}}})
-    message = str(refused.value)
-    assert 'Missing required config entry "target"' in message, message
-    assert "root:ops:experiment:config" in message, message
-    # An empty run config too: Dagster's example of the missing entry points at the target.
-    with pytest.raises(dg.DagsterInvalidConfigError, match="target"):
-        dg.validate_run_config(job, {})
+    scaffold = scaffold_job_config(job, skip_non_required=True)
+    resolved = dg.validate_run_config(job, scaffold)
+    target = resolved["ops"]["experiment"]["config"]["target"]
+    assert list(target) == ["documents_loss"]
+    # CLIMB_HOME as the code location saw it when it loaded (here: an earlier test's home).
+    assert target["documents_loss"]["documents_path"].endswith("/targets/postgres_docs-heldout.parquet")
+    # A config that names two target kinds is what the old scaffold produced: still refused, naming the field.
+    with pytest.raises(dg.DagsterInvalidConfigError, match="single field"):
+        dg.validate_run_config(
+            job,
+            {"ops": {"experiment": {"config": {"target": {"documents_loss": {"documents_path": "a"}, "mc_accuracy": {"mc_path": "b"}}}}}},
+        )
 
 
 @pytest.mark.parametrize(

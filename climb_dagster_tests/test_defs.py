@@ -50,6 +50,7 @@ CHECKS = {
     ("pruned_clusters", "enough_documents_kept"),
     ("super_cluster_stats", "no_empty_super_cluster"),
     ("mixture_export", "mixture_meets_shares"),
+    ("mixture_export", "no_heavy_repetition"),
     *((f"round_{k}_mixtures", name) for k in ROUND_KS for name in ("weights_valid", "budget_respected")),
     *((f"round_{k}_predictor", "evaluations_scores_finite") for k in ROUND_KS),
     *((f"round_{k}_predictor", "oof_spearman_positive") for k in ROUND_KS),

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from climb_dagster.assets.targets import Target
+from climb_dagster.assets.targets import Target, default_target
 from climb_dagster.core.common.keys import validate_key
 from climb_dagster.core.experiment.config import DEFAULT_MAX_BUDGET, ExperimentConfig
 from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRef
@@ -64,15 +64,18 @@ def _default(field: str) -> Any:
 
 
 class ExperimentSpec(dg.Config):
-    """What the UI's launchpad asks for when an experiment is created: the target is required (its kind is
-    the key, e.g. `target: {documents_loss: {documents_path: ...}}`); every other field defaults to the CPU
+    """What the UI's launchpad asks for when an experiment is created: the target (its kind is the key, e.g.
+    `target: {documents_loss: {documents_path: ...}}`; by default the demo's held-out documents, so the
+    launchpad's scaffold is a config that runs after `make demo`); every other field defaults to the CPU
     demo's setting, taken from the core configs it builds (ExperimentConfig, ProxyModelConfig,
     ProxyTrainConfig, ProxyConfig)."""
 
     target: Target = Field(
+        default_factory=default_target,
         discriminator="kind",
         description="What the proxies are scored on: documents_loss (held-out loss, minimised), mc_accuracy "
-        "(multiple choice, maximised), lm_eval (lm-evaluation-harness tasks) or combined.",
+        "(multiple choice, maximised), lm_eval (lm-evaluation-harness tasks) or combined. Keep one kind "
+        "(the default: the demo's held-out documents under CLIMB_HOME; point documents_path at your own).",
     )
     strategy: str = Field(default=_default("strategy"), description=f"Search strategy: {strategy_summaries()}.")
     rounds: list[int] = Field(

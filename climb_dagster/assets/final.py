@@ -9,7 +9,7 @@ from pydantic import Field
 
 from climb_dagster.assets.checks import experiment_check
 from climb_dagster.assets.experiments import MAX_ROUNDS
-from climb_dagster.assets.metadata import step_memory
+from climb_dagster.assets.metadata import display_number, step_memory
 from climb_dagster.assets.metadata import table as table_metadata
 from climb_dagster.core.clustering.superclusters import supercluster_labels
 from climb_dagster.core.common import schema
@@ -20,7 +20,7 @@ from climb_dagster.core.io import publication
 from climb_dagster.core.io import storage as files
 from climb_dagster.core.io.documents import kept_drop
 from climb_dagster.core.proxy.drop_store import META_FILES, DropStore
-from climb_dagster.core.report.plots import final_vs_natural_png, png_markdown
+from climb_dagster.core.report.plots import final_vs_natural_png
 from climb_dagster.core.search import history as search_history
 from climb_dagster.core.search.rounds import load_predictor
 from climb_dagster.core.search.strategies import select_final
@@ -29,10 +29,12 @@ from climb_dagster.partitions import experiments
 from climb_dagster.resources.io_manager import LAZY, read_value
 from climb_dagster.resources.storage import ClimbStorage
 from climb_dagster.resources.tracking import MlflowTracker
-from climb_dagster.tracking.experiment_tree import track_final, try_track
+from climb_dagster.tracking.experiment_tree import plot_metadata, track_final, try_track
 
 EVAL_KEYS = [f"round_{j}_proxy_evaluations" for j in range(1, MAX_ROUNDS + 1)]
 WEIGHT_SUM_TOLERANCE = 1e-6
+# The export warns (no_heavy_repetition) when a super-cluster is repeated more often than this.
+DEFAULT_QUIET_REPEAT = 2.0
 
 
 @dg.asset(
@@ -100,12 +102,14 @@ def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **u
     yield dg.Output(
         final,
         metadata={
-            "predicted_score": final.predicted_score,
-            "predicted_natural_score": final.predicted_natural_score,
-            "best_observed_score": final.best_observed_score,
+            "predicted_score": display_number(final.predicted_score),
+            "predicted_natural_score": display_number(final.predicted_natural_score),
+            "best_observed_score": display_number(final.best_observed_score),
             "proxies_trained": final.proxies_trained,
             "final_vs_natural": table_metadata(table, max_rows=1000),
-            "final_plot": dg.MetadataValue.md(png_markdown(png, "final mixture vs natural")),
+            **plot_metadata(
+                context.log.warning, tracker, {"final_plot": ("final mixture vs natural", png)}, record
+            ),
             **tracking,
         },
     )
@@ -148,6 +152,10 @@ class MixtureExportConfig(dg.Config):
     share_severity: str = Field(
         default="error", description="What the share check reports beyond the tolerance: error or warn."
     )
+    max_quiet_repeat: float = Field(
+        default=DEFAULT_QUIET_REPEAT,
+        description="no_heavy_repetition check: warn when a super-cluster is repeated more than this many times.",
+    )
 
 
 # One mapped export step per crawl drop (a pod each under Kubernetes): its mapping key.
@@ -175,7 +183,7 @@ def export_plan(
     drop_tokens: dict,
 ):
     """The export's plan (budget, repeat rates, blend) and a new version folder; one mapped step per drop."""
-    settings = core_config(export.ExportConfig, config)
+    settings = core_config(export.ExportConfig, config, exclude=["max_quiet_repeat"])
     plan = export.plan_export(final_mixture.weights, cluster_tokens.tokens, settings)
     n_super = plan.weights.size
     names = [f"super_cluster_{i:03d}" for i in range(n_super)]
@@ -229,7 +237,7 @@ def export_plan(
 
 
 def _plan_of(plan: dict) -> tuple:
-    settings = export.ExportConfig(**{k: v for k, v in plan["settings"].items()})
+    settings = core_config(export.ExportConfig, plan["settings"], exclude=["max_quiet_repeat"])
     weights = np.asarray(plan["weights"], dtype=np.float64)
     return settings, export.ExportPlan(
         weights,
@@ -287,13 +295,14 @@ def export_publish(context: dg.OpExecutionContext, storage: ClimbStorage, plan: 
         {
             "tokens_sampled": manifest["tokens_sampled"],
             "token_budget": export_plan_.token_budget,
-            "max_share_difference": manifest["share_check"]["max_abs_difference"],
+            "max_share_difference": display_number(manifest["share_check"]["max_abs_difference"]),
             "shards": len(manifest["shards"]),
             "drops": len(drops),
             "peak_rss_mib_of_drop_steps": max((float(p.get("peak_rss_mib", 0.0)) for p in parts), default=0.0),
             "export_path": dg.MetadataValue.path(str(out)),
             "megatron_data_path": plan["blend"]["megatron_data_path"],
-            "per_super_cluster": table_metadata(table, max_rows=1000),
+            # Six decimals: a weight of 0.000009 (in the Megatron blend) must not read as 0.
+            "per_super_cluster": table_metadata(table, max_rows=1000, decimals=6),
         }
     )
     return {
@@ -303,6 +312,10 @@ def export_publish(context: dg.OpExecutionContext, storage: ClimbStorage, plan: 
         "tokens_sampled": manifest["tokens_sampled"],
         "blend": plan["blend"],
         "share_check": manifest["share_check"],
+        "repeat_rates": manifest["repeat_rates"],
+        "weights": plan["weights"],
+        "labels": plan["labels"],
+        "max_quiet_repeat": plan["settings"].get("max_quiet_repeat", DEFAULT_QUIET_REPEAT),
     }
 
 
@@ -363,4 +376,35 @@ def mixture_meets_shares(mixture_export: dict) -> dg.AssetCheckResult:
     )
 
 
-FINAL_CHECKS = [mixture_meets_shares]
+@experiment_check(asset=mixture_export)
+def no_heavy_repetition(mixture_export: dict) -> dg.AssetCheckResult:
+    """No super-cluster is repeated more than max_quiet_repeat times in the exported set: a proxy trained on a few
+    hundred thousand tokens cannot show what repeating a small cluster 4x at 70% weight costs a larger model
+    trained longer, so the export warns instead of passing it quietly."""
+    rates = mixture_export.get("repeat_rates")
+    if rates is None:  # an export written before repeat rates were kept
+        return dg.AssetCheckResult(passed=True, metadata={"repeat_rates": "not recorded"})
+    limit = float(mixture_export.get("max_quiet_repeat", DEFAULT_QUIET_REPEAT))
+    weights = mixture_export.get("weights") or [None] * len(rates)
+    labels = mixture_export.get("labels") or [str(i) for i in range(len(rates))]
+    heavy = [
+        f"{labels[i]}: repeated {rate:.1f}x at weight {weights[i]:.2f}" if weights[i] is not None else f"{i}: {rate:.1f}x"
+        for i, rate in enumerate(rates)
+        if rate > limit
+    ]
+    return dg.AssetCheckResult(
+        passed=not heavy,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=None
+        if not heavy
+        else f"super-clusters repeated more than {limit:g}x: {'; '.join(heavy)} (raise token supply, lower the "
+        "weight, or accept the repetition knowingly)",
+        metadata={
+            "max_repeat_rate": display_number(max(rates, default=0.0)),
+            "max_quiet_repeat": limit,
+            "heavy": dg.MetadataValue.json(heavy),
+        },
+    )
+
+
+FINAL_CHECKS = [mixture_meets_shares, no_heavy_repetition]

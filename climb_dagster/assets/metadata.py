@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import dagster as dg
 import polars as pl
 
@@ -25,3 +28,11 @@ def table(
 def step_memory() -> dict[str, float]:
     """The step's peak resident memory so far, as metadata (see climb_dagster.hooks.step_memory)."""
     return {"peak_rss_mib": peak_rss_mib()}
+
+
+def display_number(value: Any, digits: int = 4) -> Any:
+    """A float rounded to `digits` significant digits for display (0.7585488020759102 -> 0.7585); other
+    values as they are. The stored data keeps the raw value."""
+    if isinstance(value, float) and math.isfinite(value) and value != 0:
+        return float(f"{value:.{digits}g}")
+    return value

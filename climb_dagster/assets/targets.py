@@ -7,11 +7,13 @@ Scoring rules are core.experiment.TargetConfig's.
 
 # No `from __future__ import annotations`: Dagster reads Config annotations at decoration time.
 
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
+from climb_dagster.core.io.settings import Settings
 from climb_dagster.core.targets.config import TargetConfig
 
 DOCUMENTS = "Held-out target documents (Parquet or JSONL with a `text` column; local path or s3://)."
@@ -95,3 +97,17 @@ Target = DocumentsLossTarget | McAccuracyTarget | LmEvalTarget | CombinedTarget
 def documents_target(path: str) -> dict:
     """Run config of the most common target: held-out loss on the documents at `path`."""
     return {"documents_loss": {"documents_path": str(path)}}
+
+
+# The demo's held-out target (`make demo` writes it): the launchpad's default, so its scaffold is a valid config.
+DEMO_TARGET_DOMAIN = "postgres_docs"
+
+
+def demo_target_path() -> Path:
+    return Path(Settings.from_env().home) / "targets" / f"{DEMO_TARGET_DOMAIN}-heldout.parquet"
+
+
+def default_target() -> DocumentsLossTarget:
+    """The launchpad's default target: held-out loss on the demo's target documents under CLIMB_HOME (the
+    experiment asset refuses it, naming the path, where the demo has not run)."""
+    return DocumentsLossTarget(documents_path=str(demo_target_path()))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from climb_dagster.assets.targets import DEMO_TARGET_DOMAIN
 from climb_dagster.core.io import storage
 from climb_dagster.core.io.settings import Settings
 from climb_dagster.core.search.strategies import registered_strategies
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--docs-per-drop", type=int, default=700, help="seeded subset of each demo drop (0 = all)"
     )
-    parser.add_argument("--target-domain", default="postgres_docs")
+    parser.add_argument("--target-domain", default=DEMO_TARGET_DOMAIN)
     parser.add_argument(
         "--rounds", default=",".join(map(str, DEMO_ROUNDS)), help="proxies per round (default %(default)s)"
     )

@@ -8,6 +8,7 @@ experiment -> round -> proxy.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import os
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import dagster as dg
 from pydantic import Field
@@ -324,6 +326,17 @@ class MlflowTracker(dg.ConfigurableResource):
                 self._client().log_artifact(run_id, path, artifact_path)
 
         self._retry(f"artifact {name}", write)
+
+    def log_plot(self, run_id: str, name: str, png: bytes) -> str:
+        """Log a PNG under `plots/` of the run, named by its content (a later plot never replaces one that a
+        materialization already links to); returns the URL the MLflow server serves it at."""
+        file = f"{name}-{hashlib.sha256(png).hexdigest()[:12]}.png"
+        self.log_artifact_bytes(run_id, file, png, artifact_path="plots")
+        return self.artifact_url(run_id, f"plots/{file}")
+
+    def artifact_url(self, run_id: str, path: str) -> str:
+        """The MLflow server's URL of a run's artifact (an image there renders in Dagster's metadata)."""
+        return f"{self._ui()}/get-artifact?path={quote(path)}&run_uuid={run_id}"
 
     def log_predictor(
         self,

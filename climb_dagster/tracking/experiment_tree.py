@@ -22,6 +22,7 @@ from climb_dagster.core.common import schema
 from climb_dagster.core.common.artifacts import ModelText
 from climb_dagster.core.experiment.records import ExperimentRecord, FinalMixture
 from climb_dagster.core.io.redact import redact
+from climb_dagster.core.report.plots import png_markdown
 from climb_dagster.core.search.rounds import load_predictor
 from climb_dagster.resources.tracking import (
     BEST_TARGET_SCORE,
@@ -161,14 +162,7 @@ def track_round(
         step=round_number,
     )
     tags = {CONFIG_HASH: record.config_hash}
-    run_id = tracker.ensure_run(
-        "round",
-        {EXPERIMENT: record.name, ROUND: str(round_number)},
-        name=f"{record.name}/round-{round_number}",
-        parent_run_id=parent,
-        start_time_s=_started(evaluations),
-        extra_tags=tags,
-    )
+    run_id = round_run(tracker, record, round_number, parent, _started(evaluations))
     tracker.log(
         run_id,
         params={
@@ -241,6 +235,59 @@ def track_final(tracker: MlflowTracker, record: ExperimentRecord, final: FinalMi
     tracker.log_artifact_bytes(run_id, "final_mixture.json", json.dumps(final, indent=1).encode())
     tracker.finish(run_id)
     return run_id
+
+
+STAGE = "climb.stage"
+
+
+def round_run(
+    tracker: MlflowTracker, record: ExperimentRecord, k: int, parent: str, start_time_s: float | None = None
+) -> str:
+    """Round k's run under the experiment's parent run (found or created; the same run whichever step of the
+    round asks first)."""
+    return tracker.ensure_run(
+        "round",
+        {EXPERIMENT: record.name, ROUND: str(k)},
+        name=f"{record.name}/round-{k}",
+        parent_run_id=parent,
+        start_time_s=start_time_s,
+        extra_tags={CONFIG_HASH: record.config_hash},
+    )
+
+
+def plot_runs(tracker: MlflowTracker, record: ExperimentRecord | None, round_number: int | None) -> str:
+    """The run a plot belongs to: the experiment's round run, its parent run (round None), or, for the
+    clustering stage (no record), one `clustering plots` run of the experiment."""
+    if record is None:
+        return tracker.ensure_run("plots", {STAGE: "clustering"}, name="clustering plots")
+    parent = experiment_run(tracker, record)
+    if round_number is None:
+        return parent
+    return round_run(tracker, record, round_number, parent)
+
+
+def plot_metadata(
+    warn: Callable[[str], None],
+    tracker: MlflowTracker | None,
+    plots: dict[str, tuple[str, bytes]],
+    record: ExperimentRecord | None = None,
+    round_number: int | None = None,
+) -> dict[str, Any]:
+    """Metadata that shows each plot (`key -> (alt text, png)`) on the asset page: a short markdown image of
+    the PNG as the MLflow server serves it (Dagster renders short markdown inline) and a link that opens it.
+    Without MLflow, the PNG itself as markdown (behind Dagster's "Show Markdown")."""
+    if tracker is not None:
+        try:
+            run_id = plot_runs(tracker, record, round_number)
+            meta: dict[str, Any] = {}
+            for key, (alt, png) in plots.items():
+                url = tracker.log_plot(run_id, key, png)
+                meta[key] = dg.MetadataValue.md(f"![{alt}]({url})")
+                meta[f"{key}_link"] = dg.MetadataValue.url(url)
+            return meta
+        except TrackingUnavailable as exc:
+            warn(redact(f"plots not sent to MLflow ({exc}); they are kept in the metadata instead"))
+    return {key: dg.MetadataValue.md(png_markdown(png, alt)) for key, (alt, png) in plots.items()}
 
 
 def try_track(

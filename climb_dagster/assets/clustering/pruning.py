@@ -30,10 +30,11 @@ from climb_dagster.core.quality.pruning import (
     prune_clusters,
 )
 from climb_dagster.core.report.plots import (
-    png_markdown,
     quality_histogram_png,
 )
 from climb_dagster.partitions import crawl_drops
+from climb_dagster.resources.tracking import MlflowTracker
+from climb_dagster.tracking.experiment_tree import plot_metadata
 
 
 class ProfilesConfig(dg.Config):
@@ -79,7 +80,12 @@ def read_profiles(cluster_profiles: dict) -> Any:
 
 
 @dg.asset(group_name=GROUP, kinds={"polars"}, ins={"cluster_profiles": dg.AssetIn(metadata=LAZY_IN)})
-def cluster_quality(cluster_profiles: dict, cluster_centroids: TensorBundle) -> dg.Output[pl.DataFrame]:
+def cluster_quality(
+    context: dg.AssetExecutionContext,
+    tracker: MlflowTracker,
+    cluster_profiles: dict,
+    cluster_centroids: TensorBundle,
+) -> dg.Output[pl.DataFrame]:
     """Documents, words and mean quality of every cluster over all drops (table lowest first, histogram vs 3.0)."""
     timer = Timer()
     centroids, _ = bundle_centroids(cluster_centroids)
@@ -98,7 +104,7 @@ def cluster_quality(cluster_profiles: dict, cluster_centroids: TensorBundle) -> 
             f"clusters_below_{PAPER_THRESHOLD:g}": int((means < PAPER_THRESHOLD).sum()),
             f"docs_below_{PAPER_THRESHOLD:g}": int(sizes[means < PAPER_THRESHOLD].sum()),
             "per_cluster": table_metadata(per_cluster, max_rows=60, decimals=3),
-            "quality_histogram": dg.MetadataValue.md(png_markdown(hist, "cluster quality histogram")),
+            **plot_metadata(context.log.warning, tracker, {"quality_histogram": ("cluster quality histogram", hist)}),
             "drops": len(cluster_profiles),
             "documents": int(table.get_column(N_DOCS).sum()),
             "empty_clusters": table.height - used.height,

@@ -30,9 +30,10 @@ from climb_dagster.core.quality.pruning import (
 )
 from climb_dagster.core.report.plots import (
     centroid_map_png,
-    png_markdown,
     supercluster_sizes_png,
 )
+from climb_dagster.resources.tracking import MlflowTracker
+from climb_dagster.tracking.experiment_tree import plot_metadata
 
 
 class SuperClustersConfig(dg.Config):
@@ -98,7 +99,9 @@ def _stats_table(stats: pl.DataFrame, labels: list[str]) -> dg.TableMetadataValu
     ins={"cluster_profiles": dg.AssetIn(metadata=LAZY_IN)},
 )
 def super_clusters(
+    context: dg.AssetExecutionContext,
     config: SuperClustersConfig,
+    tracker: MlflowTracker,
     pruned_clusters: pl.DataFrame,
     cluster_centroids: TensorBundle,
     cluster_profiles: dict,
@@ -124,6 +127,11 @@ def super_clusters(
     map_png = centroid_map_png(centroids, groups, sizes, labels)
     n_super = stats.height
     counts = merge_counts(len(centroids), pruned_clusters, n_super)
+    shown = plot_metadata(
+        context.log.warning,
+        tracker,
+        {"centroid_map": ("centroid map", map_png), "sizes_plot": ("super-cluster sizes", sizes_png)},
+    )
     return (
         dg.Output(
             mapping,
@@ -135,7 +143,7 @@ def super_clusters(
                 "merge": merge.describe(),
                 **counts,
                 "merge_seconds": round(merge_s, 3),
-                "centroid_map": dg.MetadataValue.md(png_markdown(map_png, "centroid map")),
+                **{k: v for k, v in shown.items() if k.startswith("centroid_map")},
             },
         ),
         dg.Output(
@@ -147,7 +155,7 @@ def super_clusters(
                 "tokens": int(stats.get_column(schema.N_TOKENS).sum()),
                 "token_unit": "whitespace-separated words",
                 "super_clusters": _stats_table(stats, labels),
-                "sizes_plot": dg.MetadataValue.md(png_markdown(sizes_png, "super-cluster sizes")),
+                **{k: v for k, v in shown.items() if k.startswith("sizes_plot")},
                 "seconds": round(timer.seconds, 3),
             },
         ),

@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from climb_dagster.assets.checks import experiment_check
+from climb_dagster.assets.checks import experiment_check, unused_round
 from climb_dagster.assets.metadata import table as table_metadata
 from climb_dagster.core.common import schema
 from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRef
@@ -157,9 +157,15 @@ def evaluations_asset(k: int) -> dg.AssetsDefinition:
 
 
 def failed_proxies_check(k: int) -> dg.AssetChecksDefinition:
-    @experiment_check(asset=f"round_{k}_proxy_evaluations", name="no_failed_proxies")
-    def no_failed_proxies(evaluations: pl.DataFrame) -> dg.AssetCheckResult:
+    @experiment_check(
+        asset=f"round_{k}_proxy_evaluations",
+        name="no_failed_proxies",
+        additional_ins={"experiment": dg.AssetIn("experiment")},
+    )
+    def no_failed_proxies(evaluations: pl.DataFrame, experiment: ExperimentRecord) -> dg.AssetCheckResult:
         """No proxy of the round failed (diverged, errored); warns with the count, errs when none succeeded."""
+        if k > experiment.config.n_rounds:
+            return unused_round("no_failed_proxies", k, experiment.config.n_rounds)
         failed = evaluations.filter(pl.col(schema.STATUS) != schema.OK)
         succeeded = evaluations.height - failed.height
         return dg.AssetCheckResult(

@@ -7,17 +7,20 @@ proxies; other rounds are one step.
 
 # No `from __future__ import annotations`: Dagster reads annotations at decoration time.
 
+from collections.abc import Callable
+
 import dagster as dg
 import numpy as np
 import polars as pl
 
+from climb_dagster.assets.checks import unused_round
 from climb_dagster.assets.metadata import table as table_metadata
 from climb_dagster.core.clustering.superclusters import supercluster_labels
 from climb_dagster.core.common import schema
 from climb_dagster.core.common.timing import Timer
 from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRef
 from climb_dagster.core.proxy.config import proxy_run_key
-from climb_dagster.core.report.plots import png_markdown, weights_bar_png
+from climb_dagster.core.report.plots import weights_bar_png
 from climb_dagster.core.report.tables import named_weights
 from climb_dagster.core.search import history as search_history
 from climb_dagster.core.search import strategies
@@ -26,6 +29,8 @@ from climb_dagster.core.targets.prepare import open_token_store
 from climb_dagster.k8s import PROXY_OP_TAGS
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.storage import ClimbStorage
+from climb_dagster.resources.tracking import MlflowTracker
+from climb_dagster.tracking.experiment_tree import plot_metadata
 
 
 def _own_proxies_proposal(
@@ -54,7 +59,9 @@ def _check_specs(k: int) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def _propose(k: int, upstream: dict, own: dict | None):
+def _propose(
+    k: int, upstream: dict, own: dict | None, tracker: MlflowTracker, warn: Callable[[str], None]
+):
     """Mixtures to train proxies on in round k (round 1: Dirichlet around the token shares), then the
     round's checks. `own`: what the step training the strategy's own proxies answered, when it has some."""
 
@@ -64,7 +71,8 @@ def _propose(k: int, upstream: dict, own: dict | None):
     if k > exp.n_rounds:
         empty = search_history.mixtures_table(k, np.zeros((0, prior.size)), [])
         yield dg.Output(empty, metadata={"active": False, "dagster/row_count": 0})
-        yield from _mixture_checks(k, empty, 0, prior.size)
+        for name in ("weights_valid", "budget_respected"):
+            yield unused_round(name, k, exp.n_rounds, f"round_{k}_mixtures")
         return
     timer = Timer()
     extra: dict = {}
@@ -97,7 +105,7 @@ def _propose(k: int, upstream: dict, own: dict | None):
             "mixtures": table_metadata(
                 shown, max_rows=50, decimals=3, descriptions={schema.PROXY_KEY: "first 12 characters"}
             ),
-            "weights_plot": dg.MetadataValue.md(png_markdown(png, "weights")),
+            **plot_metadata(warn, tracker, {"weights_plot": ("weights", png)}, record, k),
         },
     )
     yield from _mixture_checks(k, table, exp.rounds[k - 1], prior.size)
@@ -135,7 +143,12 @@ def _propose_op(k: int) -> dg.OpDefinition:
         | {spec.get_python_identifier(): dg.Out(dg.Nothing) for spec in _check_specs(k)},
     )
     def propose(
-        experiment: ExperimentRecord, cluster_tokens: TokenStoreRef, super_cluster_stats, own: list
+        context: dg.OpExecutionContext,
+        tracker: MlflowTracker,
+        experiment: ExperimentRecord,
+        cluster_tokens: TokenStoreRef,
+        super_cluster_stats,
+        own: list,
     ):
         """The round's mixtures: the strategy's answer from its own proxies when that step ran."""
         upstream = {
@@ -143,7 +156,7 @@ def _propose_op(k: int) -> dg.OpDefinition:
             "cluster_tokens": cluster_tokens,
             "super_cluster_stats": super_cluster_stats,
         }
-        yield from _propose(k, upstream, own[0] if own else None)
+        yield from _propose(k, upstream, own[0] if own else None, tracker, context.log.warning)
 
     return propose
 
@@ -169,9 +182,9 @@ def mixtures_asset(k: int) -> dg.AssetsDefinition:
         kinds={"parquet"},
         check_specs=_check_specs(k),
     )
-    def mixtures(**upstream):
+    def mixtures(context: dg.AssetExecutionContext, tracker: MlflowTracker, **upstream):
         """Mixtures to train proxies on in this round, proposed from the predictor of the round before."""
-        yield from _propose(k, upstream, None)
+        yield from _propose(k, upstream, None, tracker, context.log.warning)
 
     return mixtures
 

@@ -4,10 +4,12 @@
 
 import dagster as dg
 
+from climb_dagster.assets.checks import unused_round
+from climb_dagster.assets.metadata import display_number
 from climb_dagster.core.clustering.superclusters import supercluster_labels
 from climb_dagster.core.common.artifacts import ModelText
 from climb_dagster.core.common.timing import Timer
-from climb_dagster.core.report.plots import png_markdown, predicted_vs_actual_png, weights_bar_png
+from climb_dagster.core.report.plots import predicted_vs_actual_png, weights_bar_png
 from climb_dagster.core.search import history as search_history
 from climb_dagster.core.search.predictor import fit_predictor
 from climb_dagster.core.search.rounds import (
@@ -21,7 +23,7 @@ from climb_dagster.core.search.rounds import (
 from climb_dagster.core.search.strategies import round_seed
 from climb_dagster.partitions import experiments
 from climb_dagster.resources.tracking import MlflowTracker
-from climb_dagster.tracking.experiment_tree import track_round, try_track
+from climb_dagster.tracking.experiment_tree import plot_metadata, track_round, try_track
 
 OOF_CHECK = "oof_spearman_positive"
 OOF_CHECK_DESCRIPTION = (
@@ -108,23 +110,27 @@ def predictor_asset(k: int) -> dg.AssetsDefinition:
             mixtures = search_history.table_mixtures(this_round)
             labels = supercluster_labels(upstream["super_cluster_stats"], mixtures.shape[1])
             bars = weights_bar_png(mixtures, f"round {k} weights", labels)
-            plots = {f"round_{k}_weights.png": bars, f"round_{k}_predicted_vs_observed.png": scatter}
+            plots = {f"round_{k}_weights.png": bars}
             tracking = try_track(
                 context.log.warning,
                 f"MLflow round {k}",
-                lambda: track_round(
-                    tracker, record, k, this_round, summary, model, plots, fit, labels=labels
-                ),
+                lambda: track_round(tracker, record, k, this_round, summary, model, plots, fit, labels=labels),
             )
+        scatter_plot = {"predicted_vs_observed": ("predicted vs observed", scatter)}
+        shown = plot_metadata(context.log.warning, tracker, scatter_plot, record, k)
         yield dg.Output(
             model,
             metadata={
-                **{key: v for key, v in summary.items() if v is not None},
+                **{key: display_number(v) for key, v in summary.items() if v is not None},
                 "fit_seconds": timer.rounded(3),
-                "predicted_vs_observed": dg.MetadataValue.md(png_markdown(scatter, "predicted vs observed")),
+                **shown,
                 **tracking,
             },
         )
+        if k > record.config.n_rounds:
+            yield unused_round("evaluations_scores_finite", k, record.config.n_rounds)
+            yield unused_round(OOF_CHECK, k, record.config.n_rounds)
+            return
         yield dg.AssetCheckResult(check_name="evaluations_scores_finite", passed=True)
         yield dg.AssetCheckResult(
             check_name=OOF_CHECK,
