@@ -193,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--parallel", type=int, default=os.cpu_count() or 1, help="proxies trained at once (default: cores)"
     )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run random search and RegMix at the same budget (experiments <name>-random, <name>-regmix) "
+        "and score every final mixture on the test split; MLflow's runs table compares them",
+    )
+    parser.add_argument("--test-seeds", type=int, default=2, help="--compare: fresh retrains per final mixture")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("CLIMB_HOME", os.path.abspath(".climb"))
@@ -245,22 +252,24 @@ def main(argv: list[str] | None = None) -> int:
     for key in keys:
         _run_job(defs, instance, jobs.drop_tokens_job.name, key)
     _run_job(defs, instance, jobs.proxy_data_job.name)
-    instance.add_dynamic_partitions(experiments.name, [args.experiment])
-    spec = {
-        "target": documents_target(target),
-        "strategy": args.strategy,
-        "rounds": [int(r) for r in args.rounds.split(",")],
-        "seed": args.seed,
-    }
-    if args.proxy_steps is not None:
-        spec["proxy_steps"] = args.proxy_steps
-    _run_experiment(
-        instance,
-        args.experiment,
-        {"ops": {"experiment": {"config": spec}}},
-        args.parallel,
-        len(spec["rounds"]),
-    )
+    names = {args.strategy: args.experiment}
+    if args.compare:
+        from climb_dagster.demo.compare import experiment_names
+
+        names = experiment_names(args.experiment, args.strategy)
+    instance.add_dynamic_partitions(experiments.name, list(names.values()))
+    for strategy, name in names.items():
+        spec = {
+            "target": documents_target(target),
+            "strategy": strategy,
+            "rounds": [int(r) for r in args.rounds.split(",")],
+            "seed": args.seed,
+        }
+        if args.proxy_steps is not None:
+            spec["proxy_steps"] = args.proxy_steps
+        _run_experiment(
+            instance, name, {"ops": {"experiment": {"config": spec}}}, args.parallel, len(spec["rounds"])
+        )
     print(f"[demo] bootstrapping done in {time.perf_counter() - stage_t:.0f}s")
 
     from climb_dagster.deployments import settings
@@ -288,6 +297,20 @@ def main(argv: list[str] | None = None) -> int:
             indent=1,
         )
     )
+    if args.compare:
+        from climb_dagster.demo.compare import (
+            comparison_rows,
+            final_test_score,
+            log_test_score,
+            print_comparison,
+        )
+        from climb_dagster.deployments import build_resources
+
+        tracker = build_resources()["tracker"]
+        test = {s: final_test_score(root, name, args.test_seeds) for s, name in names.items()}
+        for s, name in names.items():
+            log_test_score(tracker, root, name, test[s], lambda m: print(f"[demo] {m}"))
+        print_comparison(comparison_rows(root, names, test), str(final.direction), args.test_seeds)
     print(f"\n[demo] total {time.perf_counter() - t0:.0f}s. Look at it:")
     print(
         "  make ui   -> Dagster http://127.0.0.1:3000 (assets, rounds, metadata plots) and MLflow http://127.0.0.1:5000"
