@@ -273,21 +273,25 @@ def plot_metadata(
     record: ExperimentRecord | None = None,
     round_number: int | None = None,
 ) -> dict[str, Any]:
-    """Metadata that shows each plot (`key -> (alt text, png)`) on the asset page: a short markdown image of
-    the PNG as the MLflow server serves it (Dagster renders short markdown inline) and a link that opens it.
-    Without MLflow, the PNG itself as markdown (behind Dagster's "Show Markdown")."""
-    if tracker is not None:
-        try:
-            run_id = plot_runs(tracker, record, round_number)
-            meta: dict[str, Any] = {}
-            for key, (alt, png) in plots.items():
-                url = tracker.log_plot(run_id, key, png)
-                meta[key] = dg.MetadataValue.md(f"![{alt}]({url})")
-                meta[f"{key}_link"] = dg.MetadataValue.url(url)
-            return meta
-        except TrackingUnavailable as exc:
-            warn(redact(f"plots not sent to MLflow ({exc}); they are kept in the metadata instead"))
-    return {key: dg.MetadataValue.md(png_markdown(png, alt)) for key, (alt, png) in plots.items()}
+    """Metadata that shows each plot (`key -> (alt text, png)`) on the asset page: `key`, a short markdown
+    image of the PNG as the MLflow server serves it (Dagster renders short markdown inline), `key_link`, a link
+    that opens it, and `key_png`, the PNG itself as markdown (behind Dagster's "Show Markdown": the plot is
+    there when no MLflow server runs). Without MLflow only `key`, the PNG itself."""
+    inline = {key: dg.MetadataValue.md(png_markdown(png, alt)) for key, (alt, png) in plots.items()}
+    if tracker is None:
+        return inline
+    try:
+        run_id = plot_runs(tracker, record, round_number)
+        meta: dict[str, Any] = {}
+        for key, (alt, png) in plots.items():
+            url = tracker.log_plot(run_id, key, png)
+            meta[key] = dg.MetadataValue.md(f"![{alt}]({url})")
+            meta[f"{key}_link"] = dg.MetadataValue.url(url)
+            meta[f"{key}_png"] = inline[key]
+        return meta
+    except TrackingUnavailable as exc:
+        warn(redact(f"plots not sent to MLflow ({exc}); they are kept in the metadata instead"))
+        return inline
 
 
 def try_track(

@@ -93,6 +93,10 @@ def test_rounds_final_and_export(pipeline):
     for asset, check in oof.items():
         cv = read_value(root / asset / "tiny").metadata["cv_spearman"]
         assert check.severity == dg.AssetCheckSeverity.WARN
+        if int(asset.split("_")[1]) > 3:
+            # Issue 26: the rounds a 3-round experiment does not use warn as unused instead of passing.
+            assert not check.passed and check.metadata["used"].value is False, asset
+            continue
         assert check.passed == (cv is None or cv > 0), (asset, cv)
     names = {c.check_name for c in checks}
     assert {"no_failed_proxies", "final_weights_sum_to_one", "weights_valid", "mixture_meets_shares"} <= names
@@ -105,7 +109,8 @@ def test_rounds_final_and_export(pipeline):
     assert [c.name for c in mixtures.schema.columns][3:] == labels and len(mixtures.records) == 4
     final_meta = _meta(result, "final_mixture")
     assert [r.data["label"] for r in final_meta["final_vs_natural"].records] == labels
-    assert "data:image/png;base64," in final_meta["final_plot"]
+    assert "data:image/png;base64," in final_meta["final_plot_png"]
+    assert final_meta["final_plot"].startswith("![final mixture vs natural](http") and len(final_meta["final_plot"]) < 1000
     assert "path" not in final_meta and final_meta["stored_at"].endswith("final_mixture/tiny.json")
 
 
@@ -151,7 +156,7 @@ def test_mlflow_holds_experiment_round_proxy_tree(pipeline):
     # Real training times: a proxy run lasts at least its training's wall time, and has its loss curve.
     for p in proxies:
         assert (p.info.end_time - p.info.start_time) / 1000 >= p.data.metrics["wall_s"]
-        losses = client.get_metric_history(p.info.run_id, "loss")
+        losses = client.get_metric_history(p.info.run_id, "train_loss")
         steps = [m.step for m in losses]
         assert len(steps) >= 2 and steps == sorted(set(steps)), steps
         assert p.data.tags["climb.config_hash"] and p.data.tags["climb.code_version"]

@@ -25,6 +25,7 @@ from climb_dagster.partitions import crawl_drops
 from climb_dagster.resources.embedding import EmbeddingModelResource, default_embedder
 from climb_dagster.resources.io_manager import ClimbIOManagerFactory
 from climb_dagster.resources.landing import LandingZone
+from climb_dagster.resources.tracking import MlflowTracker
 from climb_dagster_tests.unit.embedding.test_encoder import make_tiny_model
 
 TOPICS = {
@@ -62,6 +63,8 @@ def setup(tmp_path: Path, tiny_model: Path) -> dict:
         "embedder": EmbeddingModelResource(
             model_path=str(tiny_model), precision="fp32", progress_interval_s=0
         ),
+        # The clustering plots go to MLflow (a local store here); the metadata links them.
+        "tracker": MlflowTracker(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "mlflow")),
     }
     defs = dg.Definitions(
         assets=ALL_ASSETS,
@@ -218,14 +221,17 @@ def test_full_stage_new_drop_and_recluster(setup: dict) -> None:
     stats_meta = _meta(r, "super_cluster_stats")
     assert stats_meta["documents"].value == 30
     assert len(stats_meta["super_clusters"].value.records) == stats_meta["dagster/row_count"].value <= 2
-    assert "data:image/png;base64," in stats_meta["sizes_plot"].value
+    # Each plot as the MLflow server serves it (short markdown: inline in the UI), a link, and the PNG itself.
+    assert "data:image/png;base64," in stats_meta["sizes_plot_png"].value
+    assert stats_meta["sizes_plot"].value.startswith("![super-cluster sizes](http")
+    assert "/get-artifact?path=plots/sizes_plot-" in stats_meta["sizes_plot_link"].value
     merge_meta = _meta(r, "super_clusters")
-    assert "data:image/png;base64," in merge_meta["centroid_map"].value
+    assert "data:image/png;base64," in merge_meta["centroid_map_png"].value
     kept = merge_meta["clusters_kept"].value
     assert merge_meta["cluster_funnel"].value == f"3 -> {kept} -> {merge_meta['n_superclusters'].value}"
     assert "cut at 2 super-clusters" in merge_meta["merge"].value
     quality_meta = _meta(r, "cluster_quality")
-    assert "data:image/png;base64," in quality_meta["quality_histogram"].value
+    assert "data:image/png;base64," in quality_meta["quality_histogram_png"].value
     per_cluster = quality_meta["per_cluster"].value
     assert "at_least_3" in [c.name for c in per_cluster.schema.columns] and per_cluster.records
     labels = [r.data["label"] for r in stats_meta["super_clusters"].value.records]

@@ -122,7 +122,7 @@ def test_round_mixtures_render_as_a_table_with_named_super_clusters(ui):
 
 def test_round_weights_plot_loads(ui):
     driver = _open_partition(ui, "round_1_mixtures")
-    size = _image_loads(driver, _metadata_cell(driver, "weights_plot"))
+    size = _image_loads(driver, _metadata_cell(driver, "weights_plot_png"))
     assert size["w"] > 0 and size["h"] > 0
 
 
@@ -132,5 +132,5 @@ def test_final_mixture_names_super_clusters_and_plots_them_beside_the_natural_mi
     assert header == ["super_cluster", "label", "final", "natural"]
     assert [row[1] for row in rows] == ui["labels"]
     assert all(label.split(" ", 1)[1] for label in ui["labels"]), "every label carries its top terms"
-    size = _image_loads(driver, _metadata_cell(driver, "final_plot"))
+    size = _image_loads(driver, _metadata_cell(driver, "final_plot_png"))
     assert size["w"] > 0 and size["h"] > 0

@@ -117,7 +117,8 @@ def predictor_asset(k: int) -> dg.AssetsDefinition:
                 lambda: track_round(tracker, record, k, this_round, summary, model, plots, fit, labels=labels),
             )
         scatter_plot = {"predicted_vs_observed": ("predicted vs observed", scatter)}
-        shown = plot_metadata(context.log.warning, tracker, scatter_plot, record, k)
+        used = k <= record.config.n_rounds  # an unused pass-through round gets no MLflow run
+        shown = plot_metadata(context.log.warning, tracker if used else None, scatter_plot, record, k)
         yield dg.Output(
             model,
             metadata={
