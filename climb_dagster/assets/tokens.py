@@ -61,7 +61,7 @@ def proxy_tokenizer(
         )
         sha = hashlib.sha256((out / TOKENIZER_FILE).read_bytes()).hexdigest()[:16]
         target = storage.root() / "proxy_tokenizer" / sha
-        files.upload_dir(out, target)
+        files.upload_dir(out, target, kind="tokenizer")
     return dg.Output(
         TokenizerRef(str(target), sha, config.vocab_size),
         metadata={
@@ -94,7 +94,7 @@ def cluster_tokens(
 
     timer = Timer()
     n_super = int(super_clusters[schema.SUPER_CLUSTER].max()) + 1
-    tokenizer_dir = files.local_dir_copy(files.make_path(proxy_tokenizer.path, storage.options()))
+    tokenizer_dir = files.local_dir_copy(files.make_path(proxy_tokenizer.path, storage.options()), kind="tokenizer")
     # Each drop is read once; an id in two drops is refused on the way. The store is written to a
     # temporary folder, so a refusal part-way leaves nothing behind.
     drops = kept_documents(raw_documents, cluster_assignments, super_clusters, check_ids=True)
@@ -103,7 +103,7 @@ def cluster_tokens(
         store = write_token_store(batches, tokenizer_dir, Path(tmp) / "store", n_clusters=n_super)
         key = store.key()
         target = storage.root() / "cluster_tokens" / key
-        files.upload_dir(store.path, target)
+        files.upload_dir(store.path, target, kind="token_store")
         n_tokens, n_docs, vocab = list(store.n_tokens), list(store.n_docs), store.vocab_size
     seconds = timer.seconds
     ref = TokenStoreRef(str(target), key, vocab, tuple(n_tokens), tuple(n_docs))

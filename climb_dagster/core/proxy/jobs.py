@@ -129,7 +129,7 @@ def _finish(
         if score is None or not math.isfinite(score):
             status, reason, score = schema.FAILED, f"target score is not finite ({score})", None
         else:
-            storage.upload_dir(model_dir, cache.model_path(key))
+            storage.upload_dir(model_dir, cache.model_path(key), kind="checkpoint")
     record = {
         schema.PROXY_KEY: key,
         schema.STATUS: status,

@@ -16,8 +16,8 @@ from climb_dagster.core.io.corpus import CorpusConfig, read_drop
 from climb_dagster.core.proxy.tokens import TokenStore
 from climb_dagster.core.targets.config import TargetConfig
 from climb_dagster.core.targets.evaluators import build_eval_windows, parse_multiple_choice
-from climb_dagster.core.targets.lm_eval import check_task_dir
 from climb_dagster.core.targets.spec import LM_EVAL, LOSS, MULTIPLE_CHOICE, EvaluatorSpec, TargetSpec
+from climb_dagster.core.targets.task_folder import TaskFolder, check_task_folder, copy_task_folder
 
 
 def _source(path: str, storage_options: dict[str, Any] | None) -> UPath:
@@ -31,14 +31,18 @@ def _source(path: str, storage_options: dict[str, Any] | None) -> UPath:
     return p
 
 
-def check_target(target: TargetConfig, storage_options: dict[str, Any] | None = None) -> None:
+def check_target(
+    target: TargetConfig, storage_options: dict[str, Any] | None = None, storage_root: UPath | None = None
+) -> None:
     """Fail early, naming the path, when an evaluation set is missing, empty, a folder or (multiple
-    choice) malformed."""
+    choice) malformed, or an lm-eval task folder is refused (see `_lm_eval_local`)."""
     if target.documents_path:
         _source(target.documents_path, storage_options)
     if target.mc_path:
         _mc_items(target.mc_path, storage_options)
-    if target.lm_eval_path:
+    if target.lm_eval_tasks:
+        _lm_eval_local(target, storage_options, storage_root)
+    elif target.lm_eval_path:
         _task_folder(target.lm_eval_path, storage_options)
 
 
@@ -58,11 +62,15 @@ def _task_folder(path: str, storage_options: dict[str, Any] | None) -> UPath:
     return p
 
 
-def _lm_eval_local(target: TargetConfig, storage_options: dict[str, Any] | None) -> Path:
-    """A local copy of the lm-eval task folder, checked to hold YAML for the named tasks."""
-
+def _lm_eval_local(
+    target: TargetConfig, storage_options: dict[str, Any] | None, storage_root: UPath | None
+) -> TaskFolder:
+    """The lm-eval task folder, local and checked: within the copy cap, holding neither the storage root nor
+    the cache, data rather than code (unless trusted), defining every named task."""
     src = _task_folder(str(target.lm_eval_path), storage_options)
-    return check_task_dir(storage.local_dir_copy(src), target.lm_eval_tasks)
+    storage.check_copy_source(src, "lm_eval_tasks", dest=storage_root, what="lm-eval task folder")
+    local = storage.local_dir_copy(src, kind="lm_eval_tasks")
+    return check_task_folder(local, target.lm_eval_tasks, target.lm_eval_trust_remote_code)
 
 
 def prepare_target(
@@ -71,9 +79,10 @@ def prepare_target(
     block_size: int,
     out: UPath,
     storage_options: dict[str, Any] | None = None,
+    storage_root: UPath | None = None,
 ) -> dict[str, Any]:
-    """Tokenize held-out documents into fixed windows and copy the MC set under `out`; return the
-    TargetSpec (as a dict) whose evaluator paths point there."""
+    """Tokenize held-out documents into fixed windows and copy the MC set and the checked files of an lm-eval
+    task folder under `out`; return the TargetSpec (as a dict) whose evaluator paths point there."""
     import hashlib
 
 
@@ -81,7 +90,7 @@ def prepare_target(
     digest = hashlib.sha256()
     # Every input is validated before anything is written under `out`.
     mc_data = _mc_items(target.mc_path, storage_options)[0] if target.mc_path else None
-    lm_eval_dir = _lm_eval_local(target, storage_options) if target.lm_eval_tasks else None
+    lm_eval_dir = _lm_eval_local(target, storage_options, storage_root) if target.lm_eval_tasks else None
     if target.documents_path:
         src = _source(target.documents_path, storage_options)
         docs, _ = read_drop(src, "target", CorpusConfig(id_column=None))
@@ -110,14 +119,16 @@ def prepare_target(
     return spec.to_dict() | {"fingerprint": digest.hexdigest()[:16]}
 
 
-def _prepare_lm_eval(target: TargetConfig, local: Path, out: UPath, digest: Any):
-    """Copy the (checked, local) lm-eval task folder next to the assets; its bytes join the fingerprint."""
-
-    for f in sorted(p for p in local.rglob("*") if p.is_file()):
-        digest.update(str(f.relative_to(local)).encode())
-        digest.update(f.read_bytes())
+def _prepare_lm_eval(target: TargetConfig, folder: TaskFolder, out: UPath, digest: Any):
+    """Copy the checked files of the lm-eval task folder (only those) next to the assets; their bytes join the
+    fingerprint."""
     dest = out / "lm_eval_tasks"
-    storage.upload_dir(local, dest)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = copy_task_folder(folder, Path(tmp) / "lm_eval_tasks")
+        for f in sorted(p for p in local.rglob("*") if p.is_file()):
+            digest.update(str(f.relative_to(local)).encode())
+            digest.update(f.read_bytes())
+        storage.upload_dir(local, dest, kind="lm_eval_tasks")
     return EvaluatorSpec(
         LM_EVAL,
         str(dest),
@@ -125,12 +136,13 @@ def _prepare_lm_eval(target: TargetConfig, local: Path, out: UPath, digest: Any)
         tasks=target.lm_eval_tasks,
         metric=target.lm_eval_metric,
         limit=target.lm_eval_limit,
+        trust_code=target.lm_eval_trust_remote_code,
     )
 
 
 def open_token_store(path: str, storage_options: dict[str, Any] | None = None):
 
-    return TokenStore.open(storage.local_dir_copy(storage.make_path(path, storage_options)))
+    return TokenStore.open(storage.local_dir_copy(storage.make_path(path, storage_options), kind="token_store"))
 
 
 def _local_target(spec: dict[str, Any], storage_options: dict[str, Any] | None) -> Any:
@@ -139,7 +151,9 @@ def _local_target(spec: dict[str, Any], storage_options: dict[str, Any] | None) 
 
     def fetch(e: dict[str, Any]) -> str:
         path = storage.make_path(e["path"], storage_options)
-        return str(storage.local_dir_copy(path) if e["kind"] == LM_EVAL else storage.local_copy(path))
+        if e["kind"] == LM_EVAL:
+            return str(storage.local_dir_copy(path, kind="lm_eval_tasks"))
+        return str(storage.local_copy(path))
 
     local = {k: v for k, v in spec.items() if k != "fingerprint"}
     local["evaluators"] = [{**e, "path": fetch(e)} for e in spec["evaluators"]]

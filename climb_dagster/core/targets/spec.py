@@ -19,7 +19,8 @@ from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.common.hashing import content_hash
 from climb_dagster.core.targets.evaluators import NORMALIZATIONS
-from climb_dagster.core.targets.lm_eval import check_task_dir, metric_direction
+from climb_dagster.core.targets.lm_eval import metric_direction
+from climb_dagster.core.targets.task_folder import check_task_folder
 
 LOSS = "loss"
 
@@ -58,6 +59,7 @@ class EvaluatorSpec:
     tasks: tuple[str, ...] = ()
     metric: str = "acc"
     limit: int | None = None
+    trust_code: bool = False  # lm-eval only: run the task folder's code (TargetConfig.lm_eval_trust_remote_code)
 
     def __post_init__(self) -> None:
 
@@ -87,6 +89,8 @@ class EvaluatorSpec:
             raise ClimbInputError(
                 f"EvaluatorSpec.limit must be None or a positive integer, got {self.limit!r}"
             )
+        if not isinstance(self.trust_code, bool):
+            raise ClimbInputError(f"EvaluatorSpec.trust_code must be a bool, got {self.trust_code!r}")
 
     @property
     def natural_direction(self) -> Direction:
@@ -114,6 +118,7 @@ class EvaluatorSpec:
                 if self.kind == LM_EVAL
                 else {}
             ),
+            **({"trust_code": True} if self.trust_code else {}),
         }
 
 
@@ -191,7 +196,7 @@ class TargetSpec:
             p = Path(e.path)
             if e.kind == LM_EVAL:
 
-                check_task_dir(p, e.tasks)
+                check_task_folder(p, e.tasks, e.trust_code)
                 continue
             if not p.is_file():
                 raise ClimbInputError(f"evaluation set for {e.kind} not found: {p}")

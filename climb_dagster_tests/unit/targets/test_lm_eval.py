@@ -133,8 +133,9 @@ def test_lm_eval_target_is_a_checked_folder_validated_before_writing(tmp_path: P
     from climb_dagster.core.targets.prepare import check_target, prepare_target
 
     tasks = tmp_path / "tasks"
-    tasks.mkdir()
+    (tasks / "data").mkdir(parents=True)
     (tasks / "tiny_mc.yaml").write_text(TASK_YAML)
+    (tasks / "data" / "tiny_mc.jsonl").write_text('{"context": "a", "choices": ["b", "c"], "gold": 0}\n')
     docs = tmp_path / "target.jsonl"
     docs.write_text("".join(json.dumps({"text": t}) + "\n" for t in pc.texts()[-10:]))
 
