@@ -186,7 +186,8 @@ def mixture_export(
             f"budget of {plan.token_budget} tokens; capped at {settings.max_repeat}x (raise max_repeat or lower "
             "token_budget)"
         )
-    tokenizer = load_tokenizer(files.local_dir_copy(files.make_path(proxy_tokenizer.path, storage.options()), kind="tokenizer"))
+    tokenizer_path = files.make_path(proxy_tokenizer.path, storage.options())
+    tokenizer = load_tokenizer(files.local_dir_copy(tokenizer_path, kind="tokenizer"))
     out = storage.root() / "exports" / name
     drops = kept_documents(raw_documents, cluster_assignments, super_clusters)
     about = {

@@ -94,7 +94,8 @@ def cluster_tokens(
 
     timer = Timer()
     n_super = int(super_clusters[schema.SUPER_CLUSTER].max()) + 1
-    tokenizer_dir = files.local_dir_copy(files.make_path(proxy_tokenizer.path, storage.options()), kind="tokenizer")
+    tokenizer_path = files.make_path(proxy_tokenizer.path, storage.options())
+    tokenizer_dir = files.local_dir_copy(tokenizer_path, kind="tokenizer")
     # Each drop is read once; an id in two drops is refused on the way. The store is written to a
     # temporary folder, so a refusal part-way leaves nothing behind.
     drops = kept_documents(raw_documents, cluster_assignments, super_clusters, check_ids=True)

@@ -1,9 +1,9 @@
-"""One filesystem view for local folders and s3:// prefixes, with all-or-nothing writes and bounded folder copies.
+"""One filesystem view for local folders and s3:// prefixes, with all-or-nothing writes and bounded copies.
 
-Temporary files and folders are named `.<name>.tmp-<12 hex>` beside their destination (or in the cache). A local
-one is locked (flock) by its writer while it is written: a writer that fails removes its temporary; one killed
-outright leaves it unlocked, and the next copy into the same folder (`sweep_temps`) or the retention job removes
-it. Remote temporaries (s3) cannot be locked: the retention job removes them by age.
+Temporary files and folders are named `.<name>.tmp-<12 hex>` beside their destination (or in the cache). A
+local one is locked (flock) by its writer while it is written: a writer that fails removes its temporary;
+one killed outright leaves it unlocked, and the next copy into the same folder (`sweep_temps`) or the
+retention job removes it. Remote temporaries (s3) cannot be locked: the retention job removes them by age.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def _temp_sibling(path: UPath) -> UPath:
 
 
 def _lock(path: str | os.PathLike[str]) -> int:
-    """An open descriptor of `path` holding an exclusive lock, released when closed or when the process dies."""
+    """An open descriptor of `path` holding an exclusive lock, released when closed or the process dies."""
     fd = os.open(path, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
@@ -289,19 +289,25 @@ def _within(child: str, parent: str) -> bool:
 
 
 def check_copy_source(
-    src: UPath, kind: str, dest: UPath | None = None, what: str | None = None
+    src: UPath,
+    kind: str,
+    dest: UPath | None = None,
+    what: str | None = None,
+    storage_root: UPath | None = None,
 ) -> FolderSize:
-    """Refuse, before anything is copied, a folder that holds the copy's destination, the local cache or the
-    storage root (the copy would grow into itself), or more than the cap of its `kind` (settings.COPY_CAPS,
-    raised with CLIMB_COPY_CAPS). Local folders may not hold special files, linked folders, or links that
-    leave them. Stops counting at the cap, so a huge folder is refused quickly."""
+    """Refuse, before anything is copied, a folder that holds the storage root (`storage_root` or the
+    settings'), the copy's destination or the local cache (the copy would grow into itself), or more than
+    the cap of its `kind` (settings.COPY_CAPS, raised with CLIMB_COPY_CAPS). Local folders may not hold
+    special files, linked folders, or links that leave them. Stops counting at the cap, so a huge folder is
+    refused quickly."""
     settings = Settings.from_env()
     what = what or f"{kind} folder"
     here = _key(src)
     for name, place in (
+        ("the storage root", storage_root),
+        ("the storage root", settings.local_storage()),
         ("the copy's destination", dest),
         ("the local cache", settings.local_cache_dir()),
-        ("the storage root", settings.local_storage()),
     ):
         if place is not None and _within(_key(place), here):
             raise ClimbInputError(
@@ -338,7 +344,7 @@ def _check_entry(path: Path, root: str, what: str, count: Callable[[int], None])
             raise ClimbInputError(f"{what}: {path} is a link to a folder; copy that folder in instead")
         if not _within(os.path.realpath(path), root):
             raise ClimbInputError(
-                f"{what}: {path} links to {os.path.realpath(path)}, outside the folder; copy the file in instead"
+                f"{what}: {path} links to {os.path.realpath(path)}, outside the folder; copy the file in"
             )
     try:
         info = path.stat()

@@ -24,7 +24,13 @@ HF_SIZES = {
 }
 WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
-PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.ckpt", "tf_model.h5", "flax_model.msgpack")
+PICKLED = (
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "model.ckpt",
+    "tf_model.h5",
+    "flax_model.msgpack",
+)
 MAX_HEADER = 100 << 20  # safetensors refuses larger headers too
 
 
@@ -35,7 +41,9 @@ def size_mismatch(hf_config: Mapping[str, Any], cfg: ProxyModelConfig) -> dict[s
 
 
 def mismatch_message(source: str, diff: Mapping[str, tuple[Any, int]]) -> str:
-    sizes = ", ".join(f"{name} {have} in the checkpoint vs {want} in the config" for name, (have, want) in diff.items())
+    sizes = ", ".join(
+        f"{name} {have} in the checkpoint vs {want} in the config" for name, (have, want) in diff.items()
+    )
     return (
         f"checkpoint {source} does not match the proxy config: {sizes}; continuing training needs the same "
         "shape (experiment fields proxy_d_model, proxy_layers, proxy_heads; d_ff is 3 x d_model; vocab_size is "
@@ -89,13 +97,21 @@ def _shards(path: UPath, location: str) -> list[UPath]:
             weight_map = json.loads((path / WEIGHTS_INDEX).read_text())["weight_map"]
             names = sorted(set(weight_map.values()))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ClimbInputError(f"proxy_base_model {location!r}: {WEIGHTS_INDEX} is malformed ({exc})") from exc
+            raise ClimbInputError(
+                f"proxy_base_model {location!r}: {WEIGHTS_INDEX} is malformed ({exc})"
+            ) from exc
         bad = [n for n in names if "/" in n or not n.endswith(".safetensors") or not (path / n).is_file()]
         if bad or not names:
-            raise ClimbInputError(f"proxy_base_model {location!r}: {WEIGHTS_INDEX} names missing shards {bad}")
+            raise ClimbInputError(
+                f"proxy_base_model {location!r}: {WEIGHTS_INDEX} names missing shards {bad}"
+            )
         return [path / n for n in names]
     pickled = [n for n in PICKLED if (path / n).exists()]
-    found = f" (it holds {pickled}: pickled weights are never loaded; save them as safetensors)" if pickled else ""
+    found = (
+        f" (it holds {pickled}: pickled weights are never loaded; save them as safetensors)"
+        if pickled
+        else ""
+    )
     raise ClimbInputError(f"proxy_base_model {location!r} holds no {WEIGHTS} or {WEIGHTS_INDEX}{found}")
 
 
@@ -109,7 +125,9 @@ def _check_safetensors(path: UPath, name: str) -> None:
             raise ClimbInputError(f"{name} is not a safetensors file (bad header length, {size} bytes)")
         try:
             header = json.loads(f.read(n))
-            end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+            end = max(
+                (int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0
+            )
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise ClimbInputError(f"{name} is not a safetensors file (header: {exc})") from exc
     if 8 + n + end != size:

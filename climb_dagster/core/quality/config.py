@@ -57,9 +57,13 @@ class RaterEntry:
             raise ClimbInputError(f"rater {self.dimension!r} ({self.kind}) needs `model`: a path or URI")
         if self.sha256 is not None:
             if self.kind not in FILE_KINDS:
-                raise ClimbInputError(f"rater {self.dimension!r}: sha256 pins a model file; kind {self.kind!r} has none")
+                raise ClimbInputError(
+                    f"rater {self.dimension!r}: sha256 pins a model file; kind {self.kind!r} has none"
+                )
             if not (isinstance(self.sha256, str) and re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256)):
-                raise ClimbInputError(f"rater {self.dimension!r}: sha256 must be 64 hex digits, got {self.sha256!r}")
+                raise ClimbInputError(
+                    f"rater {self.dimension!r}: sha256 must be 64 hex digits, got {self.sha256!r}"
+                )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "raters") -> RaterEntry:

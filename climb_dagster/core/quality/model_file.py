@@ -107,6 +107,10 @@ def check_fasttext_file(path: str | Path, source: str | None = None) -> None:
         rows, _ = r.matrix(quantized and quantized_out, "output")
         end = r.pos
     if end != size:
-        raise ClimbInputError(f"{name}: {size - end} bytes after the end of the fastText model; not one model file")
+        raise ClimbInputError(
+            f"{name}: {size - end} bytes after the end of the fastText model; not one model file"
+        )
     if n_labels < 1 or rows < 1:
-        raise ClimbInputError(f"{name} is a fastText model without labels, not a classifier (train_supervised)")
+        raise ClimbInputError(
+            f"{name} is a fastText model without labels, not a classifier (train_supervised)"
+        )

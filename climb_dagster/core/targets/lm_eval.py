@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from climb_dagster.core.common.direction import Direction
@@ -72,7 +73,7 @@ def run_lm_eval(
     if unknown:
         raise ClimbInputError(f"lm-eval tasks {unknown} are not defined in {str(folder)!r}")
     # Relative data_files in the YAML resolve against the task folder.
-    with contextlib.chdir(folder):
+    with contextlib.chdir(folder), _named_security_errors(folder):
         out = simple_evaluate(
             model=lm,
             tasks=list(tasks),
@@ -95,3 +96,16 @@ def run_lm_eval(
             raise ClimbInputError(f"lm-eval task {task!r} reports no metric {metric!r}; it has {have}")
         values.append(float(result[keys[0]]))
     return sum(values) / len(values)
+
+
+@contextlib.contextmanager
+def _named_security_errors(folder: Path):
+    """A template stopped by the sandbox (task_folder.sandbox_templates) as an error naming the folder."""
+    from jinja2.exceptions import SecurityError
+
+    try:
+        yield
+    except SecurityError as exc:
+        raise ClimbInputError(
+            f"lm-eval task folder {str(folder)!r}: a template reached for Python internals ({exc})"
+        ) from exc

@@ -68,7 +68,7 @@ def _lm_eval_local(
     """The lm-eval task folder, local and checked: within the copy cap, holding neither the storage root nor
     the cache, data rather than code (unless trusted), defining every named task."""
     src = _task_folder(str(target.lm_eval_path), storage_options)
-    storage.check_copy_source(src, "lm_eval_tasks", dest=storage_root, what="lm-eval task folder")
+    storage.check_copy_source(src, "lm_eval_tasks", what="lm-eval task folder", storage_root=storage_root)
     local = storage.local_dir_copy(src, kind="lm_eval_tasks")
     return check_task_folder(local, target.lm_eval_tasks, target.lm_eval_trust_remote_code)
 
@@ -142,7 +142,8 @@ def _prepare_lm_eval(target: TargetConfig, folder: TaskFolder, out: UPath, diges
 
 def open_token_store(path: str, storage_options: dict[str, Any] | None = None):
 
-    return TokenStore.open(storage.local_dir_copy(storage.make_path(path, storage_options), kind="token_store"))
+    local = storage.local_dir_copy(storage.make_path(path, storage_options), kind="token_store")
+    return TokenStore.open(local)
 
 
 def _local_target(spec: dict[str, Any], storage_options: dict[str, Any] | None) -> Any:

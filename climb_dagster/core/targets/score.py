@@ -52,7 +52,9 @@ def evaluate_components(
                 value = ev.eval_loss(model, ev.load_eval_windows(e.path), batch_size=e.batch_size)
             elif e.kind == LM_EVAL:
 
-                value = run_lm_eval(model, tokenizer, e.path, e.tasks, e.metric, e.limit, e.batch_size, e.trust_code)
+                value = run_lm_eval(
+                    model, tokenizer, e.path, e.tasks, e.metric, e.limit, e.batch_size, e.trust_code
+                )
             else:
                 if tokenizer is None:
                     raise ClimbInputError(
@@ -95,7 +97,9 @@ def evaluate_pack_components(
             elif e.kind == LM_EVAL:
 
                 got = [
-                    run_lm_eval(model, tokenizer, e.path, e.tasks, e.metric, e.limit, e.batch_size, e.trust_code)
+                    run_lm_eval(
+                        model, tokenizer, e.path, e.tasks, e.metric, e.limit, e.batch_size, e.trust_code
+                    )
                     for model in models
                 ]
             else:

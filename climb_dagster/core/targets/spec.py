@@ -59,7 +59,7 @@ class EvaluatorSpec:
     tasks: tuple[str, ...] = ()
     metric: str = "acc"
     limit: int | None = None
-    trust_code: bool = False  # lm-eval only: run the task folder's code (TargetConfig.lm_eval_trust_remote_code)
+    trust_code: bool = False  # lm-eval: run the folder's code (TargetConfig.lm_eval_trust_remote_code)
 
     def __post_init__(self) -> None:
 

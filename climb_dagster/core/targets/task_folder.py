@@ -136,9 +136,14 @@ class _Checker:
             )
             node.tag = f"tag:yaml.org,2002:{PLAIN_TAG[type(node)]}"
         if isinstance(node, yaml.MappingNode):
+            names: set[str] = set()
             for key, value in node.value:
                 self._tags(key, keys, lines, rel, seen)
                 name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                if name in names:  # a repeated key: the last one wins, as when the document is built
+                    for stale in [k for k in lines if k[: len(keys) + 1] == (*keys, name)]:
+                        del lines[stale]
+                names.add(name)
                 self._tags(value, (*keys, name), lines, rel, seen)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
@@ -213,13 +218,19 @@ class _Checker:
             self.add(line("custom_dataset"), "`custom_dataset`: a dataset built by Python code", code=True)
         prompt = mapping.get("use_prompt")
         if prompt is not None and str(prompt).split(":")[0] not in BUILTIN_PROMPTS:
-            self.add(line("use_prompt"), f"`use_prompt: {prompt}` reads a prompt file or promptsource", code=True)
+            self.add(
+                line("use_prompt"), f"`use_prompt: {prompt}` reads a prompt file or promptsource", code=True
+            )
         if mapping.get("hf_evaluate"):
-            self.add(line("hf_evaluate"), "`hf_evaluate`: the metric is a script run by evaluate.load", code=True)
+            self.add(
+                line("hf_evaluate"), "`hf_evaluate`: the metric is a script run by evaluate.load", code=True
+            )
         if mapping.get("trust_remote_code"):
             self.add(line("trust_remote_code"), "`trust_remote_code`: the dataset runs code", code=True)
         metric = mapping.get("metric")
-        if keys[-2:-1] == ("metric_list",) and not (isinstance(metric, str) and METRIC_NAME.fullmatch(metric)):
+        if keys[-2:-1] == ("metric_list",) and not (
+            isinstance(metric, str) and METRIC_NAME.fullmatch(metric)
+        ):
             self.add(
                 line("metric"),
                 f"metric {metric!r} is not a metric name (letters, digits, _): lm-eval passes unknown names "
@@ -276,7 +287,9 @@ class _Checker:
             self.add(at, f"data file {pattern!r} matches no file in the task folder")
 
 
-def check_task_folder(root: str | os.PathLike[str], tasks: Sequence[str], trust_code: bool = False) -> TaskFolder:
+def check_task_folder(
+    root: str | os.PathLike[str], tasks: Sequence[str], trust_code: bool = False
+) -> TaskFolder:
     """Check a local lm-eval task folder and the task names asked of it; raise one ClimbInputError listing
     every problem ("file:line: what"), code findings last with the opt-in that allows them."""
     folder = Path(root)
@@ -285,7 +298,9 @@ def check_task_folder(root: str | os.PathLike[str], tasks: Sequence[str], trust_
     if not tasks:
         raise ClimbInputError(f"no lm-eval tasks named for task folder {str(folder)!r}")
     checker = _Checker(folder, trust_code)
-    yamls = sorted(p for p in folder.rglob("*.yaml") if not set(p.relative_to(folder).parts) & set(IGNORED_DIRS))
+    yamls = sorted(
+        p for p in folder.rglob("*.yaml") if not set(p.relative_to(folder).parts) & set(IGNORED_DIRS)
+    )
     if not yamls:
         raise ClimbInputError(f"lm-eval task folder {str(folder)!r} holds no task .yaml files")
     for path in sorted(p for p in folder.rglob("*") if p.suffix in CODE_SUFFIXES and p.is_file()):
@@ -298,7 +313,10 @@ def check_task_folder(root: str | os.PathLike[str], tasks: Sequence[str], trust_
         names |= _defined(cfg)
     unknown = [t for t in tasks if t not in names]
     if unknown:
-        checker.add("lm_eval_tasks", f"lm-eval tasks {unknown} are not defined in the folder; it defines {sorted(names)}")
+        checker.add(
+            "lm_eval_tasks",
+            f"lm-eval tasks {unknown} are not defined in the folder; it defines {sorted(names)}",
+        )
     _raise(folder, checker.findings, trust_code)
     files = checker.files if trust_code else {f for f in checker.files if not f.endswith(CODE_SUFFIXES)}
     return TaskFolder(folder, tuple(sorted(names)), tuple(sorted(files)))
@@ -326,7 +344,9 @@ def _raise(folder: Path, findings: list[_Finding], trust_code: bool) -> None:
             f"The folder holds code that lm-eval would run. Task folders are data: remove it, or set "
             f"`{OPT_IN}: true` in the experiment's target to run it (read that code first)."
         ]
-    raise ClimbInputError("\n".join([f"lm-eval task folder {str(folder)!r} refused:", *shown, *more, *advice]))
+    raise ClimbInputError(
+        "\n".join([f"lm-eval task folder {str(folder)!r} refused:", *shown, *more, *advice])
+    )
 
 
 def _defined(cfg: dict) -> set[str]:
@@ -409,6 +429,8 @@ def sandbox_templates() -> None:
 
     if isinstance(lm_utils.env, ImmutableSandboxedEnvironment):
         return
-    env = ImmutableSandboxedEnvironment(loader=BaseLoader, undefined=StrictUndefined, keep_trailing_newline=True)
+    env = ImmutableSandboxedEnvironment(
+        loader=BaseLoader, undefined=StrictUndefined, keep_trailing_newline=True
+    )
     env.filters.update(lm_utils.env.filters)
     lm_utils.env = env

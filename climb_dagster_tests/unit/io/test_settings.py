@@ -82,3 +82,14 @@ def test_storage_url_applies_to_the_local_deployment() -> None:
     assert Settings.from_env({"CLIMB_STORAGE_URL": "s3://b/assets"}).local_storage() == "s3://b/assets"
     home = Settings.from_env({"CLIMB_HOME": "/h"})
     assert home.local_storage() == "/h/storage"
+
+
+def test_docs_list_the_default_copy_caps() -> None:
+    from climb_dagster.core.io.settings import COPY_CAPS, GIB
+
+    text = (ROOT / "docs" / "reliability.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|$", text, re.M))
+    assert rows == {
+        kind: f"{cap.max_bytes // GIB} GiB, {cap.max_files:_} files".replace("_", " ")
+        for kind, cap in COPY_CAPS.items()
+    }
