@@ -34,6 +34,7 @@ from climb_dagster_tests.reliability.helpers import (
     materialization_meta,
 )
 from climb_dagster_tests.unit.quality.test_config import _labelled
+from climb_dagster_tests.unit.quality.test_model_file import train_fasttext
 
 KEY = "drop-0001"
 
@@ -111,7 +112,7 @@ def test_constant_raters_are_refused(trained, tmp_path: Path):
     lines = tmp_path / "one.txt"
     lines.write_text("".join(f"__label__5 document number {i} about tables\n" for i in range(50)))
     one = tmp_path / "one.bin"
-    fasttext.train_supervised(str(lines), epoch=2, dim=8, thread=10, seed=0, verbose=0).save_model(str(one))
+    train_fasttext(lines, epoch=2, dim=8).save_model(str(one))
     with pytest.raises(ClimbInputError, match=r"rates all \d+ probe documents 5.0000"):
         _load(_raters_file(tmp_path, one))
 
