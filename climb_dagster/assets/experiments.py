@@ -76,7 +76,8 @@ class ExperimentSpec(dg.Config):
     proxy_base_model: str | None = Field(
         default=None,
         description="Continue pre-training from this Hugging Face checkpoint (local path or s3://) instead of "
-        "a fresh initialisation.",
+        "a fresh initialisation: a folder with config.json and safetensors weights of the proxy's sizes, "
+        "checked when the experiment is recorded.",
     )
     max_budget: int = Field(
         default=DEFAULT_MAX_BUDGET,

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from climb_dagster_tests.reliability.helpers import failure_text, files_under, materialize_in
-from climb_dagster_tests.unit.targets.test_task_folder import TASK, folder
+from climb_dagster_tests.unit.targets.task_files import TASK_YAML as TASK
+from climb_dagster_tests.unit.targets.task_files import task_folder as folder
 
 
 def _spec(corpus: dict, path: Path | str, tasks=("tiny_mc",), **extra) -> dict:
@@ -45,7 +46,7 @@ def test_function_tag_is_refused_with_file_and_line_and_never_run(tiny_corpus: d
         tiny_corpus,
         "lm-function",
         _spec(tiny_corpus, root),
-        "tiny_mc.yaml:14: YAML tag !function utils.process_docs",
+        "tiny_mc.yaml:15: YAML tag !function utils.process_docs",
         "utils.py: Python file",
         "lm_eval_trust_remote_code: true",
     )
@@ -57,12 +58,12 @@ def test_function_tag_is_refused_with_file_and_line_and_never_run(tiny_corpus: d
     ("case", "extra", "files", "needle"),
     [
         ("py-file", "", {"helpers.py": "import os\n"}, "helpers.py: Python file"),
-        ("include-out", "include: ../shared.yaml\n", {}, "tiny_mc.yaml:14: include '../shared.yaml' leaves"),
+        ("include-out", "include: ../shared.yaml\n", {}, "tiny_mc.yaml:15: include '../shared.yaml' leaves"),
         (
             "data-out",
             "dataset_kwargs:\n  data_files: {test: ../valid.jsonl}\n",
             {},
-            "tiny_mc.yaml:15: data file '../valid.jsonl' lies outside the task folder",
+            "tiny_mc.yaml:16: data file '../valid.jsonl' lies outside the task folder",
         ),
     ],
 )

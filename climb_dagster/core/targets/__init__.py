@@ -1,6 +1,6 @@
 """Targets: what a proxy is scored on. The user's target config, the kinds of evaluator (held-out loss,
 multiple choice, lm-evaluation-harness), their preparation into stored files, validation/test splits by
-title, and scoring of one model or a pack of models.
+title, scoring of one model or a pack of models, and lm-eval task folders checked as data.
 
 May import: common, io, proxy.
 """

@@ -9,25 +9,9 @@ import pytest
 
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster_tests.unit import proxy_corpus as pc
+from climb_dagster_tests.unit.targets.task_files import TASK_YAML, task_folder
 
 pytestmark = pytest.mark.slow
-
-TASK_YAML = """task: tiny_mc
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: data/tiny_mc.jsonl
-test_split: test
-output_type: multiple_choice
-doc_to_text: "{{context}}"
-doc_to_choice: "{{choices}}"
-doc_to_target: gold
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-"""
-
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> dict:
@@ -132,10 +116,7 @@ def test_lm_eval_target_is_a_checked_folder_validated_before_writing(tmp_path: P
     from climb_dagster.core.targets.config import TargetConfig
     from climb_dagster.core.targets.prepare import check_target, prepare_target
 
-    tasks = tmp_path / "tasks"
-    (tasks / "data").mkdir(parents=True)
-    (tasks / "tiny_mc.yaml").write_text(TASK_YAML)
-    (tasks / "data" / "tiny_mc.jsonl").write_text('{"context": "a", "choices": ["b", "c"], "gold": 0}\n')
+    tasks = task_folder(tmp_path)
     docs = tmp_path / "target.jsonl"
     docs.write_text("".join(json.dumps({"text": t}) + "\n" for t in pc.texts()[-10:]))
 

@@ -11,32 +11,8 @@ import pytest
 
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.targets.task_folder import check_task_folder, copy_task_folder
-
-TASK = """task: tiny_mc
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: data/tiny_mc.jsonl
-test_split: test
-output_type: multiple_choice
-doc_to_text: "{{context}}"
-doc_to_choice: "{{choices}}"
-doc_to_target: gold
-metric_list:
-  - metric: acc
-    aggregation: mean
-"""
-
-
-def folder(tmp_path: Path, yaml: str = TASK, **files: str) -> Path:
-    root = tmp_path / "tasks"
-    (root / "data").mkdir(parents=True)
-    (root / "data" / "tiny_mc.jsonl").write_text('{"context": "a", "choices": ["b", "c"], "gold": 0}\n')
-    (root / "tiny_mc.yaml").write_text(yaml)
-    for name, text in files.items():
-        (root / name.replace("__", "/")).parent.mkdir(parents=True, exist_ok=True)
-        (root / name.replace("__", "/")).write_text(text)
-    return root
+from climb_dagster_tests.unit.targets.task_files import TASK_YAML as TASK
+from climb_dagster_tests.unit.targets.task_files import task_folder as folder
 
 
 def refused(root: Path, *needles: str, tasks=("tiny_mc",), trust: bool = False) -> str:
@@ -60,15 +36,15 @@ def test_a_data_only_folder_is_accepted_and_its_copy_holds_only_checked_files(tm
 
 
 CODE = {
-    "function-tag": ("process_docs: !function utils.process_docs\n", "tiny_mc.yaml:14: YAML tag !function"),
+    "function-tag": ("process_docs: !function utils.process_docs\n", "tiny_mc.yaml:15: YAML tag !function"),
     "python-name-tag": ("x: !!python/name:os.system\n", "tag:yaml.org,2002:python/name:os.system"),
     "python-task": ("class: !function tasks.MyTask\n", "`class`: a task written in Python"),
-    "class-key": ("class: MyTask\n", "tiny_mc.yaml:14: `class`"),
+    "class-key": ("class: MyTask\n", "tiny_mc.yaml:15: `class`"),
     "custom-dataset": ("custom_dataset: build\n", "`custom_dataset`"),
     "prompt-file": ("use_prompt: prompts.yaml:p1\n", "`use_prompt: prompts.yaml:p1`"),
     "hf-evaluate": (
         "metric_list:\n  - metric: bleu\n    hf_evaluate: true\n",
-        "tiny_mc.yaml:16: `hf_evaluate`",
+        "tiny_mc.yaml:17: `hf_evaluate`",
     ),
     "metric-path": (
         "metric_list:\n  - metric: /tmp/m/metric.py\n",
@@ -117,13 +93,13 @@ def test_function_tag_is_never_executed_by_the_check(tmp_path: Path):
 DATA = {
     "include-up": (
         "include: ../outside.yaml\n",
-        "tiny_mc.yaml:14: include '../outside.yaml' leaves the task folder",
+        "tiny_mc.yaml:15: include '../outside.yaml' leaves the task folder",
     ),
     "include-absolute": ("include: /etc/hostname\n", "include '/etc/hostname' leaves the task folder"),
     "include-missing": ("include: base.yaml\n", "include 'base.yaml' not found"),
     "data-up": (
         "dataset_kwargs:\n  data_files: {test: ../outside.jsonl}\n",
-        "tiny_mc.yaml:15: data file '../outside.jsonl' lies outside",
+        "tiny_mc.yaml:16: data file '../outside.jsonl' lies outside",
     ),
     "data-absolute": (
         "dataset_kwargs:\n  data_files: /etc/hostname\n",
@@ -170,7 +146,7 @@ def test_undefined_task_names_the_tasks_and_what_the_folder_defines(tmp_path: Pa
 def test_includes_inside_the_folder_merge_and_are_checked_where_they_are(tmp_path: Path):
     base = TASK.replace("task: tiny_mc\n", "") + "process_results: !function utils.score\n"
     root = folder(tmp_path, "include: sub/_base_yaml\ntask: tiny_mc\n", **{"sub___base_yaml": base})
-    refused(root, "sub/_base_yaml:13: YAML tag !function utils.score")
+    refused(root, "sub/_base_yaml:14: YAML tag !function utils.score")
     root2 = folder(tmp_path / "2", "include: sub/_base_yaml\ntask: tiny_mc\n", **{"sub___base_yaml": TASK})
     assert check_task_folder(root2, ["tiny_mc"]).files == (
         "data/tiny_mc.jsonl",
