@@ -12,6 +12,7 @@ from climb_dagster.assets.targets import Target
 from climb_dagster.core.common.keys import validate_key
 from climb_dagster.core.experiment.config import DEFAULT_MAX_BUDGET, ExperimentConfig
 from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRef
+from climb_dagster.core.proxy.checkpoint import check_base_model
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
 from climb_dagster.core.search.strategies import strategy_summaries
 from climb_dagster.core.targets.prepare import check_target, open_token_store, prepare_target
@@ -134,7 +135,8 @@ class ExperimentSpec(dg.Config):
     proxy_base_model: str | None = Field(
         default=_default("proxy_base_model"),
         description="Continue pre-training from this Hugging Face checkpoint (local path or s3://) instead of "
-        "a fresh initialisation.",
+        "a fresh initialisation: a folder with config.json and safetensors weights of the proxy's sizes, "
+        "checked when the experiment is recorded.",
     )
     max_budget: int = Field(
         default=DEFAULT_MAX_BUDGET,
@@ -173,7 +175,11 @@ def experiment(
         )
     # Bounds before anything is written or trained: the budget against the corpus and max_budget.
     record.check_bounds(cluster_tokens.n_clusters, config.max_budget)
-    check_target(record.target, storage.options())
+    # Every input that round 1 would otherwise trip on after training its proxies: the target's files, the
+    # lm-eval task folder (data only, every named task defined) and the base checkpoint (safetensors, sizes).
+    check_target(record.target, storage.options(), storage.root())
+    if record.proxy.base_model is not None:
+        check_base_model(record.proxy.base_model, record.proxy.model, storage.options())
     store = open_token_store(cluster_tokens.path, storage.options())
     target_spec = prepare_target(
         record.target,
@@ -181,6 +187,7 @@ def experiment(
         record.proxy.model.block_size,
         storage.root() / "targets" / name,
         storage.options(),
+        storage.root(),
     )
     data = ExperimentRecord.prepare(record, cluster_tokens, target_spec)
     tracking = try_track(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from climb_dagster.core.common.errors import ClimbInputError
@@ -127,7 +127,7 @@ class ExperimentConfig:
         return {
             "name": self.name,
             # As JSON gives it back (a list), so a stored record equals its to_dict().
-            "target": asdict(self.target) | {"lm_eval_tasks": list(self.target.lm_eval_tasks)},
+            "target": self.target.to_dict(),
             "strategy": self.strategy,
             "rounds": list(self.rounds),
             "proxy": self.proxy.to_dict(),

@@ -134,7 +134,7 @@ def _finish(
         if score is None or not math.isfinite(score):
             status, reason, score = schema.FAILED, f"target score is not finite ({score})", None
         else:
-            storage.upload_dir(model_dir, cache.model_path(key))
+            storage.upload_dir(model_dir, cache.model_path(key), kind="checkpoint")
     loss = result.loss_last
     outcome = ProxyOutcome(
         proxy_key=key,

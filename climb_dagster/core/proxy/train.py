@@ -182,7 +182,7 @@ def checkpoint_dir(
     path = storage.make_path(text, storage_options)
     if not path.exists():
         raise ClimbInputError(f"base checkpoint not found: {text}")
-    return storage.local_dir_copy(path)
+    return storage.local_dir_copy(path, kind="checkpoint")
 
 
 def summarize(run: RowRun, run_key: str, config: ProxyConfig, wall: float, n_params: int) -> ProxyResult:
