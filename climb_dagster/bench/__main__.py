@@ -18,6 +18,7 @@ BENCHES = {
     "proxy": "climb_dagster.bench.proxy",
     "demo-gain": "climb_dagster.bench.demo_gain",
     "e2e": "climb_dagster.bench.e2e",
+    "cost": "climb_dagster.bench.cost",
 }
 
 

@@ -24,11 +24,14 @@ def run_proxy_job(
     cache: ProxyCache,
     progress: Any = None,
     storage_options: dict[str, Any] | None = None,
+    free_memory: int | None = None,
 ) -> dict[str, Any]:
     """Train (or reuse) the proxy of one mixture and score it on the target.
 
     `job` holds mixture_id, proxy_key and weights; `evaluate(model) -> float` scores a trained model;
-    `storage_options` reach a remote base checkpoint (`proxy.base_model`).
+    `storage_options` reach a remote base checkpoint (`proxy.base_model`); `free_memory` replaces the
+    device's free bytes in the check before training (train.train_proxy), which raises ClimbResourceError
+    and caches nothing when the proxy would not fit.
     A finished run, failed or not, is cached under its key, so a re-execution never trains it again.
     Returns the record stored in the cache plus `cached: bool`.
     """
@@ -45,7 +48,14 @@ def run_proxy_job(
     with tempfile.TemporaryDirectory(prefix="climb-proxy-") as tmp:
         model_dir = Path(tmp) / "model"
         result = train.train_proxy(
-            store, mixture, proxy, seed, out_dir=model_dir, progress=progress, storage_options=storage_options
+            store,
+            mixture,
+            proxy,
+            seed,
+            out_dir=model_dir,
+            progress=progress,
+            storage_options=storage_options,
+            free_memory=free_memory,
         )
         score = float(evaluate(result.model)) if result.ok else None
         record = _finish(key, result, score, mixture, model_dir, cache, started)
