@@ -4,7 +4,8 @@ device or would train for days are refused there, before anything is written or 
 Proves: `proxy_d_model: 1048576`, `proxy_batch_size: 10000000`, `proxy_layers: 1000000`, `proxy_steps: 10**12`
 and the demo proxy with `proxy_steps: 480000` (a 10^4x typo of its 48) fail the `experiment` step in under a
 second with the estimate in the message, and write no record and no target files; an admitted experiment
-carries its estimate in its record and its metadata.
+carries its estimate in its record and its metadata; the proxy step refuses when the memory free is below
+its estimate; the paper's 64:32:16 search of 62M proxies passes the estimate on an 8-GPU node.
 """
 
 from __future__ import annotations
@@ -13,11 +14,20 @@ import dagster as dg
 import pytest
 
 from climb_dagster.core.common import schema
-from climb_dagster.core.common.errors import ClimbResourceError
+from climb_dagster.core.common.errors import ClimbInputError, ClimbResourceError
+from climb_dagster.core.experiment.config import ExperimentConfig
 from climb_dagster.core.proxy.cache import ProxyCache
-from climb_dagster.core.proxy.config import ProxyConfig
+from climb_dagster.core.proxy.config import (
+    DEFAULT_DEVICE_MEMORY,
+    ProxyConfig,
+    ProxyModelConfig,
+    ProxyTrainConfig,
+    auto_pack_size,
+)
+from climb_dagster.core.proxy.cost import DEFAULT_MAX_HOURS, CostLimits
 from climb_dagster.core.proxy.jobs import run_proxy_job
 from climb_dagster.core.proxy.tokens import TokenStore
+from climb_dagster.core.targets.config import TargetConfig
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster_tests.reliability.helpers import failure_text, materialization_meta, materialize_in
 
@@ -110,3 +120,30 @@ def test_proxy_step_refuses_when_free_memory_is_below_the_estimate(tiny_corpus: 
     with pytest.raises(ClimbResourceError, match=r"not enough free memory .* 1 MiB free"):
         run_proxy_job(job, store, proxy, 0, lambda model: 0.0, cache, free_memory=2**20)
     assert cache.get("k") is None
+
+
+def paper_proxy(tokens: int) -> ProxyConfig:
+    """A 62M-parameter Llama proxy: the CLIMB paper's smaller proxy size, shaped like NVIDIA's released
+    Nemotron-CLIMB proxies (32 layers, narrow); d_ff = 3 d_model as the launchpad builds it, a 32k
+    vocabulary, 2048-token windows, trained on `tokens` tokens each on a GPU."""
+    model = ProxyModelConfig(
+        vocab_size=32_000, d_model=384, n_layers=32, n_heads=6, block_size=2048, d_ff=1152
+    )
+    train = ProxyTrainConfig(batch_size=16, device="cuda")
+    return ProxyConfig(model=model, train=train).with_token_budget(tokens)
+
+
+def test_paper_schedule_of_62m_proxies_passes_on_a_gpu_node():
+    proxy = paper_proxy(5 * 10**9)  # README "Running at scale": 5B tokens per proxy
+    non_embedding = proxy.model.n_params - proxy.model.vocab_size * proxy.model.d_model
+    assert abs(non_embedding - 62e6) < 1e6
+    exp = ExperimentConfig(
+        "paper", TargetConfig(documents_path="t.parquet"), rounds=(64, 32, 16), proxy=proxy
+    )
+    node = CostLimits(parallel_workers=8)  # one 8-GPU node, each GPU an 80 GB H100 at the default rate
+    cost = exp.check_cost(node)
+    assert cost.device == "cuda" and cost.precision == "bf16" and cost.proxies == 112
+    assert cost.peak_bytes_per_step <= DEFAULT_DEVICE_MEMORY["cuda"] and cost.hours < DEFAULT_MAX_HOURS
+    assert cost.pack_size == auto_pack_size(proxy, DEFAULT_DEVICE_MEMORY["cuda"])
+    with pytest.raises(ClimbInputError, match="exceeds max_hours"):
+        exp.check_cost(CostLimits(parallel_workers=1))

@@ -20,7 +20,6 @@ from climb_dagster.core.proxy.config import (
     ProxyConfig,
     ProxyModelConfig,
     ProxyTrainConfig,
-    auto_pack_size,
     bytes_per_member,
 )
 from climb_dagster.core.proxy.cost import (
@@ -121,31 +120,6 @@ def test_max_hours_and_declared_memory_lift_the_refusals():
     big = dataclasses.replace(CPU_WORKERS, device_memory_gib=1024.0)
     assert wide.cost(big).device_memory_bytes == 1024 * 2**30
     wide.check_cost(big)
-
-
-def paper_proxy(tokens: int) -> ProxyConfig:
-    """A 62M-parameter Llama proxy: the CLIMB paper's smaller proxy size, shaped like NVIDIA's released
-    Nemotron-CLIMB proxies (32 layers, narrow); d_ff = 3 d_model as the launchpad builds it, a 32k
-    vocabulary, 2048-token windows, trained on `tokens` tokens each on a GPU."""
-    model = ProxyModelConfig(
-        vocab_size=32_000, d_model=384, n_layers=32, n_heads=6, block_size=2048, d_ff=1152
-    )
-    train = ProxyTrainConfig(batch_size=16, device="cuda")
-    return ProxyConfig(model=model, train=train).with_token_budget(tokens)
-
-
-def test_paper_schedule_of_62m_proxies_passes_on_a_gpu_node():
-    proxy = paper_proxy(5 * 10**9)  # README "Running at scale": 5B tokens per proxy
-    non_embedding = proxy.model.n_params - proxy.model.vocab_size * proxy.model.d_model
-    assert abs(non_embedding - 62e6) < 1e6
-    exp = ExperimentConfig("paper", TARGET, rounds=(64, 32, 16), proxy=proxy)
-    node = CostLimits(parallel_workers=8)  # one 8-GPU node, each GPU an 80 GB H100 at the default rate
-    cost = exp.check_cost(node)
-    assert cost.device == "cuda" and cost.precision == "bf16" and cost.proxies == 112
-    assert cost.peak_bytes_per_step <= DEFAULT_DEVICE_MEMORY["cuda"] and cost.hours < DEFAULT_MAX_HOURS
-    assert cost.pack_size == auto_pack_size(proxy, DEFAULT_DEVICE_MEMORY["cuda"])
-    with pytest.raises(ClimbInputError, match="exceeds max_hours"):
-        exp.check_cost(CostLimits(parallel_workers=1))
 
 
 def test_memory_model_follows_device_precision_and_checkpointing():
