@@ -1,6 +1,6 @@
 """The cost estimate and its guards (core/proxy/cost.py): what an experiment's proxies need, the refusals of
-proxies that cannot fit or would train for days, the paper's schedule admitted on a GPU node, and the proxy
-step's check of the memory free (an injected figure: nothing is exhausted)."""
+proxies that cannot fit or would train for days, and the proxy step's check of the memory free (an injected
+figure: nothing is exhausted). The paper's schedule and the asset's refusals: reliability/test_cost_guard.py."""
 
 from __future__ import annotations
 
@@ -36,10 +36,10 @@ from climb_dagster.core.proxy.cost import (
 from climb_dagster.core.proxy.pack import train_pack
 from climb_dagster.core.proxy.train import train_proxy
 from climb_dagster.core.targets.config import TargetConfig
+from climb_dagster.demo.run import DEMO_ROUNDS
 from climb_dagster_tests.unit import proxy_corpus as pc
 
 TARGET = TargetConfig(documents_path="t.parquet")
-DEMO_ROUNDS = (8, 4, 2)  # demo/run.py's schedule
 CPU_WORKERS = CostLimits(parallel_workers=2)  # this dev machine's two cores, whatever the CI machine has
 
 
@@ -66,8 +66,8 @@ def test_demo_estimate_adds_up_and_passes():
     # 6 N D with N the matmul parameters, plus attention: above 6 x (all parameters) x tokens here.
     assert cost.flops_total > 6 * 0.9 * cost.params * cost.tokens_total
     assert (cost.device, cost.precision, cost.pack_size) == ("cpu", "fp32", 1)
-    assert cost.waves == (4, 2, 1) and cost.workers == 2
-    assert cost.hours == pytest.approx(7 * cost.flops_per_proxy / DEFAULT_FLOPS["cpu"] / 3600)
+    assert cost.waves == tuple(math.ceil(n / 2) for n in DEMO_ROUNDS) and cost.workers == 2
+    assert cost.hours == pytest.approx(sum(cost.waves) * cost.flops_per_proxy / DEFAULT_FLOPS["cpu"] / 3600)
     assert cost.device_memory_bytes == DEFAULT_DEVICE_MEMORY["cpu"]
     assert cost.train_bytes_per_proxy < cost.peak_bytes_per_step < cost.device_memory_bytes
     assert cost.checkpoint_bytes_total == cost.proxies * 4 * cost.params
