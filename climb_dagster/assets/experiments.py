@@ -13,7 +13,13 @@ from climb_dagster.core.common.keys import validate_key
 from climb_dagster.core.experiment.config import DEFAULT_MAX_BUDGET, ExperimentConfig
 from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRef
 from climb_dagster.core.proxy.checkpoint import check_base_model
-from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
+from climb_dagster.core.proxy.config import (
+    DEFAULT_DEVICE_MEMORY,
+    ProxyConfig,
+    ProxyModelConfig,
+    ProxyTrainConfig,
+)
+from climb_dagster.core.proxy.cost import DEFAULT_FLOPS, DEFAULT_MAX_HOURS, CostLimits
 from climb_dagster.core.search.strategies import strategy_summaries
 from climb_dagster.core.targets.prepare import check_target, open_token_store, prepare_target
 from climb_dagster.partitions import experiments
@@ -143,6 +149,36 @@ class ExperimentSpec(dg.Config):
         description="Most proxies (sum of rounds) this experiment may train; a typo like [100000] is refused "
         "up front.",
     )
+    max_hours: float = Field(
+        default=DEFAULT_MAX_HOURS,
+        description="Most hours of proxy training (the cost estimate's wall time) this experiment may plan; "
+        "a typo like proxy_steps: 480000 is refused up front. Raise it for a longer search.",
+    )
+    proxy_device_memory_gib: float | None = Field(
+        default=None,
+        description="Memory (GiB) of the device a proxy step trains on; a proxy whose estimated peak exceeds "
+        f"it is refused. Default: {DEFAULT_DEVICE_MEMORY['cpu'] / 2**30:g} GiB for cpu, "
+        f"{DEFAULT_DEVICE_MEMORY['cuda'] / 2**30:.3g} GiB (an 80 GB A100/H100) for cuda.",
+    )
+    proxy_device_tflops: float | None = Field(
+        default=None,
+        description="Effective training TFLOP/s of one proxy step, for the time estimate. Default: "
+        f"{DEFAULT_FLOPS['cpu'] / 1e12:g} per thread on cpu (measured), "
+        f"{DEFAULT_FLOPS['cuda'] / 1e12:.3g} on cuda (H100 dense BF16 at 30% MFU).",
+    )
+    parallel_workers: int | None = Field(
+        default=None,
+        description="Proxy steps that train at once, for the time estimate. Default: cores / proxy_threads "
+        "on cpu, CLIMB_MAX_GPU_STEPS on cuda.",
+    )
+
+    def limits(self) -> CostLimits:
+        return CostLimits(
+            device_memory_gib=self.proxy_device_memory_gib,
+            device_tflops=self.proxy_device_tflops,
+            parallel_workers=self.parallel_workers,
+            max_hours=self.max_hours,
+        )
 
     def build(self, name: str, vocab_size: int) -> ExperimentConfig:
         """The experiment config: each field goes where FIELDS says, plus the launchpad's two derived rules
@@ -173,10 +209,14 @@ def experiment(
         raise dg.Failure(
             f"experiment {name!r} asks for {record.n_rounds} rounds; this code location defines {MAX_ROUNDS}"
         )
-    # Bounds before anything is written or trained: the budget against the corpus and max_budget.
+    # Bounds before anything is written or trained: the budget against the corpus and max_budget, the
+    # proxies' memory against the device and their training time against max_hours.
     record.check_bounds(cluster_tokens.n_clusters, config.max_budget)
-    # Every input that round 1 would otherwise trip on after training its proxies: the target's files, the
-    # lm-eval task folder (data only, every named task defined) and the base checkpoint (safetensors, sizes).
+    # The cheapest refusals first: what the experiment would cost (sizes, time), then every input that round 1
+    # would otherwise trip on after training its proxies: the target's files, the lm-eval task folder (data
+    # only, every named task defined) and the base checkpoint (safetensors, sizes).
+    cost = record.check_cost(config.limits())
+    context.log.info(f"cost estimate of {name!r}: {cost.summary()}")
     check_target(record.target, storage.options(), storage.root())
     if record.proxy.base_model is not None:
         check_base_model(record.proxy.base_model, record.proxy.model, storage.options())
@@ -189,7 +229,7 @@ def experiment(
         storage.options(),
         storage.root(),
     )
-    data = ExperimentRecord.prepare(record, cluster_tokens, target_spec)
+    data = ExperimentRecord.prepare(record, cluster_tokens, target_spec, cost)
     tracking = try_track(
         context.log.warning, "MLflow parent run", lambda: experiment_run(tracker, data), tracker
     )
@@ -201,6 +241,10 @@ def experiment(
             "budget": record.budget,
             "direction": str(record.target.direction),
             "config_hash": data.config_hash,
+            "estimated_hours": round(cost.hours, 4),
+            "estimated_peak_gib_per_step": round(cost.peak_bytes_per_step / 2**30, 3),
+            "training_flops": cost.flops_total,
+            "cost_estimate": dg.MetadataValue.json(cost.to_dict()),
             **tracking,
         },
     )

@@ -10,6 +10,7 @@ from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.common.hashing import content_hash
 from climb_dagster.core.common.keys import validate_key
 from climb_dagster.core.proxy.config import ProxyConfig
+from climb_dagster.core.proxy.cost import CostEstimate, CostLimits, check_cost, estimate_cost
 from climb_dagster.core.search.strategies import (
     SearchStrategy,
     StrategyConfig,
@@ -93,6 +94,17 @@ class ExperimentConfig:
             raise ClimbInputError(
                 f"rounds {list(self.rounds)}: a round cannot train more proxies than n_candidates={self.n_candidates}"
             )
+
+    def cost(self, limits: CostLimits | None = None) -> CostEstimate:
+        """What training this experiment's proxies costs on the device `limits` describe (proxy/cost.py)."""
+        return estimate_cost(self.proxy, self.rounds, self.extra_proxies, limits)
+
+    def check_cost(self, limits: CostLimits | None = None) -> CostEstimate:
+        """The cost estimate, or a ClimbInputError naming the fields and the numbers when a proxy step cannot
+        fit the device memory or the training would take longer than `limits.max_hours`."""
+        estimate = self.cost(limits)
+        check_cost(estimate, f"experiment {self.name!r}")
+        return estimate
 
     @property
     def budget(self) -> int:

@@ -104,14 +104,3 @@ def check_compatible(model: LlamaForCausalLM, cfg: ProxyModelConfig, source: str
 def count_params(model: torch.nn.Module) -> int:
     """Distinct parameters (tied embeddings counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-
-
-def flops_per_token(cfg: ProxyModelConfig) -> float:
-    """Training FLOPs per token (forward + backward): 6 * matmul params + attention (PaLM appendix B).
-
-    Matmul params: q,k,v,o and the three SwiGLU matrices per layer, plus the LM head (tied to the
-    embedding, whose lookup costs no FLOPs). Attention scores and values: 12 * L * d_model * block.
-    """
-    per_layer = 4 * cfg.d_model * cfg.d_model + 3 * cfg.d_model * cfg.d_ff
-    matmul_params = cfg.n_layers * per_layer + cfg.vocab_size * cfg.d_model
-    return 6.0 * matmul_params + 12.0 * cfg.n_layers * cfg.d_model * cfg.block_size
