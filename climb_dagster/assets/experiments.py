@@ -19,7 +19,7 @@ from climb_dagster.core.proxy.config import (
     ProxyModelConfig,
     ProxyTrainConfig,
 )
-from climb_dagster.core.proxy.cost import DEFAULT_FLOPS, DEFAULT_MAX_HOURS, CostLimits
+from climb_dagster.core.proxy.cost import DEFAULT_FLOPS, CostLimits
 from climb_dagster.core.search.strategies import strategy_summaries
 from climb_dagster.core.targets.prepare import check_target, open_token_store, prepare_target
 from climb_dagster.partitions import experiments
@@ -53,6 +53,10 @@ FIELDS: dict[str, tuple[str, str]] = {
     "proxy_activation_checkpointing": ("train", "activation_checkpointing"),
     "proxy_pack_size": ("train", "pack_size"),
     "proxy_base_model": ("proxy", "base_model"),
+    "max_hours": ("limits", "max_hours"),
+    "proxy_device_memory_gib": ("limits", "device_memory_gib"),
+    "proxy_device_tflops": ("limits", "device_tflops"),
+    "parallel_workers": ("limits", "parallel_workers"),
 }
 # Fields of the launchpad alone: what the experiment is scored on, and a bound checked before it starts.
 LAUNCHPAD_ONLY = ("target", "max_budget")
@@ -61,6 +65,7 @@ CONFIGS = {
     "model": ProxyModelConfig,
     "train": ProxyTrainConfig,
     "proxy": ProxyConfig,
+    "limits": CostLimits,
 }
 
 
@@ -150,35 +155,31 @@ class ExperimentSpec(dg.Config):
         "up front.",
     )
     max_hours: float = Field(
-        default=DEFAULT_MAX_HOURS,
+        default=_default("max_hours"),
         description="Most hours of proxy training (the cost estimate's wall time) this experiment may plan; "
         "a typo like proxy_steps: 480000 is refused up front. Raise it for a longer search.",
     )
     proxy_device_memory_gib: float | None = Field(
-        default=None,
+        default=_default("proxy_device_memory_gib"),
         description="Memory (GiB) of the device a proxy step trains on; a proxy whose estimated peak exceeds "
         f"it is refused. Default: {DEFAULT_DEVICE_MEMORY['cpu'] / 2**30:g} GiB for cpu, "
         f"{DEFAULT_DEVICE_MEMORY['cuda'] / 2**30:.3g} GiB (an 80 GB A100/H100) for cuda.",
     )
     proxy_device_tflops: float | None = Field(
-        default=None,
+        default=_default("proxy_device_tflops"),
         description="Effective training TFLOP/s of one proxy step, for the time estimate. Default: "
         f"{DEFAULT_FLOPS['cpu'] / 1e12:g} per thread on cpu (measured), "
         f"{DEFAULT_FLOPS['cuda'] / 1e12:.3g} on cuda (H100 dense BF16 at 30% MFU).",
     )
     parallel_workers: int | None = Field(
-        default=None,
+        default=_default("parallel_workers"),
         description="Proxy steps that train at once, for the time estimate. Default: cores / proxy_threads "
         "on cpu, CLIMB_MAX_GPU_STEPS on cuda.",
     )
 
     def limits(self) -> CostLimits:
-        return CostLimits(
-            device_memory_gib=self.proxy_device_memory_gib,
-            device_tflops=self.proxy_device_tflops,
-            parallel_workers=self.parallel_workers,
-            max_hours=self.max_hours,
-        )
+        """What the cost estimate is checked against, from the fields FIELDS maps to CostLimits."""
+        return CostLimits(**{there: getattr(self, f) for f, (config, there) in FIELDS.items() if config == "limits"})
 
     def build(self, name: str, vocab_size: int) -> ExperimentConfig:
         """The experiment config: each field goes where FIELDS says, plus the launchpad's two derived rules

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from climb_dagster.core.common import schema
 from climb_dagster.core.common.errors import ClimbInputError, ClimbResourceError
 from climb_dagster.core.experiment.config import ExperimentConfig
 from climb_dagster.core.proxy.cache import ProxyCache
@@ -26,6 +25,7 @@ from climb_dagster.core.proxy.config import (
 )
 from climb_dagster.core.proxy.cost import DEFAULT_MAX_HOURS, CostLimits
 from climb_dagster.core.proxy.jobs import run_proxy_job
+from climb_dagster.core.proxy.records import ProxyJob
 from climb_dagster.core.proxy.store import TokenStore
 from climb_dagster.core.targets.config import TargetConfig
 from climb_dagster.resources.io_manager import read_value
@@ -116,7 +116,7 @@ def test_proxy_step_refuses_when_free_memory_is_below_the_estimate(tiny_corpus: 
     proxy = ProxyConfig.tiny(store.vocab_size)
     cache = ProxyCache(tmp_path / "proxy_runs")
     weights = [1 / store.n_clusters] * store.n_clusters
-    job = {schema.MIXTURE_ID: "r1-000", schema.PROXY_KEY: "k", schema.WEIGHTS: weights}
+    job = ProxyJob(mixture_id="r1-000", proxy_key="k", weights=weights)
     with pytest.raises(ClimbResourceError, match=r"not enough free memory .* 1 MiB free"):
         run_proxy_job(job, store, proxy, 0, lambda model: 0.0, cache, free_memory=2**20)
     assert cache.get("k") is None
