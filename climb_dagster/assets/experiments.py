@@ -12,7 +12,14 @@ from climb_dagster.assets.targets import Target, default_target
 from climb_dagster.core.common.keys import validate_key
 from climb_dagster.core.experiment.config import DEFAULT_MAX_BUDGET, ExperimentConfig
 from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRef
-from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
+from climb_dagster.core.proxy.checkpoint import check_base_model
+from climb_dagster.core.proxy.config import (
+    DEFAULT_DEVICE_MEMORY,
+    ProxyConfig,
+    ProxyModelConfig,
+    ProxyTrainConfig,
+)
+from climb_dagster.core.proxy.cost import DEFAULT_FLOPS, CostLimits
 from climb_dagster.core.search.strategies import strategy_summaries
 from climb_dagster.core.targets.prepare import check_target, open_token_store, prepare_target
 from climb_dagster.partitions import experiments
@@ -46,6 +53,10 @@ FIELDS: dict[str, tuple[str, str]] = {
     "proxy_activation_checkpointing": ("train", "activation_checkpointing"),
     "proxy_pack_size": ("train", "pack_size"),
     "proxy_base_model": ("proxy", "base_model"),
+    "max_hours": ("limits", "max_hours"),
+    "proxy_device_memory_gib": ("limits", "device_memory_gib"),
+    "proxy_device_tflops": ("limits", "device_tflops"),
+    "parallel_workers": ("limits", "parallel_workers"),
 }
 # Fields of the launchpad alone: what the experiment is scored on, and a bound checked before it starts.
 LAUNCHPAD_ONLY = ("target", "max_budget")
@@ -54,6 +65,7 @@ CONFIGS = {
     "model": ProxyModelConfig,
     "train": ProxyTrainConfig,
     "proxy": ProxyConfig,
+    "limits": CostLimits,
 }
 
 
@@ -137,13 +149,40 @@ class ExperimentSpec(dg.Config):
     proxy_base_model: str | None = Field(
         default=_default("proxy_base_model"),
         description="Continue pre-training from this Hugging Face checkpoint (local path or s3://) instead of "
-        "a fresh initialisation.",
+        "a fresh initialisation: a folder with config.json and safetensors weights of the proxy's sizes, "
+        "checked when the experiment is recorded.",
     )
     max_budget: int = Field(
         default=DEFAULT_MAX_BUDGET,
         description="Most proxies (sum of rounds) this experiment may train; a typo like [100000] is refused "
         "up front.",
     )
+    max_hours: float = Field(
+        default=_default("max_hours"),
+        description="Most hours of proxy training (the cost estimate's wall time) this experiment may plan; "
+        "a typo like proxy_steps: 480000 is refused up front. Raise it for a longer search.",
+    )
+    proxy_device_memory_gib: float | None = Field(
+        default=_default("proxy_device_memory_gib"),
+        description="Memory (GiB) of the device a proxy step trains on; a proxy whose estimated peak exceeds "
+        f"it is refused. Default: {DEFAULT_DEVICE_MEMORY['cpu'] / 2**30:g} GiB for cpu, "
+        f"{DEFAULT_DEVICE_MEMORY['cuda'] / 2**30:.3g} GiB (an 80 GB A100/H100) for cuda.",
+    )
+    proxy_device_tflops: float | None = Field(
+        default=_default("proxy_device_tflops"),
+        description="Effective training TFLOP/s of one proxy step, for the time estimate. Default: "
+        f"{DEFAULT_FLOPS['cpu'] / 1e12:g} per thread on cpu (measured), "
+        f"{DEFAULT_FLOPS['cuda'] / 1e12:.3g} on cuda (H100 dense BF16 at 30% MFU).",
+    )
+    parallel_workers: int | None = Field(
+        default=_default("parallel_workers"),
+        description="Proxy steps that train at once, for the time estimate. Default: cores / proxy_threads "
+        "on cpu, CLIMB_MAX_GPU_STEPS on cuda.",
+    )
+
+    def limits(self) -> CostLimits:
+        """What the cost estimate is checked against, from the fields FIELDS maps to CostLimits."""
+        return CostLimits(**{there: getattr(self, f) for f, (config, there) in FIELDS.items() if config == "limits"})
 
     def build(self, name: str, vocab_size: int) -> ExperimentConfig:
         """The experiment config: each field goes where FIELDS says, plus the launchpad's two derived rules
@@ -174,9 +213,17 @@ def experiment(
         raise dg.Failure(
             f"experiment {name!r} asks for {record.n_rounds} rounds; this code location defines {MAX_ROUNDS}"
         )
-    # Bounds before anything is written or trained: the budget against the corpus and max_budget.
+    # Bounds before anything is written or trained: the budget against the corpus and max_budget, the
+    # proxies' memory against the device and their training time against max_hours.
     record.check_bounds(cluster_tokens.n_clusters, config.max_budget)
-    check_target(record.target, storage.options())
+    # The cheapest refusals first: what the experiment would cost (sizes, time), then every input that round 1
+    # would otherwise trip on after training its proxies: the target's files, the lm-eval task folder (data
+    # only, every named task defined) and the base checkpoint (safetensors, sizes).
+    cost = record.check_cost(config.limits())
+    context.log.info(f"cost estimate of {name!r}: {cost.summary()}")
+    check_target(record.target, storage.options(), storage.root())
+    if record.proxy.base_model is not None:
+        check_base_model(record.proxy.base_model, record.proxy.model, storage.options())
     store = open_token_store(cluster_tokens.path, storage.options())
     target_spec = prepare_target(
         record.target,
@@ -184,8 +231,9 @@ def experiment(
         record.proxy.model.block_size,
         storage.root() / "targets" / name,
         storage.options(),
+        storage.root(),
     )
-    data = ExperimentRecord.prepare(record, cluster_tokens, target_spec)
+    data = ExperimentRecord.prepare(record, cluster_tokens, target_spec, cost)
     tracking = try_track(
         context.log.warning, "MLflow parent run", lambda: experiment_run(tracker, data), tracker
     )
@@ -197,6 +245,10 @@ def experiment(
             "budget": record.budget,
             "direction": str(record.target.direction),
             "config_hash": data.config_hash,
+            "estimated_hours": round(cost.hours, 4),
+            "estimated_peak_gib_per_step": round(cost.peak_bytes_per_step / 2**30, 3),
+            "training_flops": cost.flops_total,
+            "cost_estimate": dg.MetadataValue.json(cost.to_dict()),
             **tracking,
         },
     )

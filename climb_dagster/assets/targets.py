@@ -22,6 +22,10 @@ LM_EVAL_PATH = "Local folder (or s3://) of lm-evaluation-harness task YAML and d
 LM_EVAL_TASKS = "lm-evaluation-harness task names in that folder."
 LM_EVAL_METRIC = "Metric reported by the tasks, averaged over them (acc, acc_norm, ...)."
 LM_EVAL_LIMIT = "At most this many examples per task (null: all)."
+LM_EVAL_TRUST = (
+    "Run the Python the task folder brings (!function tags, .py files, Python tasks, metric scripts). Off: the "
+    "folder must be data only, and one with code is refused naming the file and line. Read that code first."
+)
 
 
 class DocumentsLossTarget(dg.Config):
@@ -52,6 +56,7 @@ class LmEvalTarget(dg.Config):
     lm_eval_tasks: list[str] = Field(description=LM_EVAL_TASKS)
     lm_eval_metric: str = Field(default="acc", description=LM_EVAL_METRIC)
     lm_eval_limit: int | None = Field(default=None, description=LM_EVAL_LIMIT)
+    lm_eval_trust_remote_code: bool = Field(default=False, description=LM_EVAL_TRUST)
 
     def build(self) -> TargetConfig:
         return TargetConfig(
@@ -60,6 +65,7 @@ class LmEvalTarget(dg.Config):
             lm_eval_tasks=tuple(self.lm_eval_tasks),
             lm_eval_metric=self.lm_eval_metric,
             lm_eval_limit=self.lm_eval_limit,
+            lm_eval_trust_remote_code=self.lm_eval_trust_remote_code,
         )
 
 
@@ -77,6 +83,7 @@ class CombinedTarget(dg.Config):
         default=1.0, description="Weight of the lm-eval metric in the combined score."
     )
     lm_eval_limit: int | None = Field(default=None, description=LM_EVAL_LIMIT)
+    lm_eval_trust_remote_code: bool = Field(default=False, description=LM_EVAL_TRUST)
 
     def build(self) -> TargetConfig:
         return TargetConfig(
@@ -88,6 +95,7 @@ class CombinedTarget(dg.Config):
             lm_eval_metric=self.lm_eval_metric,
             lm_eval_weight=self.lm_eval_weight,
             lm_eval_limit=self.lm_eval_limit,
+            lm_eval_trust_remote_code=self.lm_eval_trust_remote_code,
         )
 
 

@@ -96,7 +96,7 @@ def proxy_tokenizer(
         )
         sha = hashlib.sha256((out / TOKENIZER_FILE).read_bytes()).hexdigest()[:16]
         target = storage.root() / "proxy_tokenizer" / sha
-        files.upload_dir(out, target)
+        files.upload_dir(out, target, kind="tokenizer")
     return dg.Output(
         TokenizerRef(str(target), sha, config.vocab_size),
         metadata={
@@ -135,12 +135,12 @@ def drop_tokens(
     key = context.partition_key
     timer = Timer()
     settings = core_config(DropStoreConfig, config)
-    tokenizer_dir = files.local_dir_copy(files.make_path(proxy_tokenizer.path, storage.options()))
+    tokenizer_dir = files.local_dir_copy(files.make_path(proxy_tokenizer.path, storage.options()), kind="tokenizer")
     with tempfile.TemporaryDirectory() as tmp:
         store = write_drop_store(key, raw_documents, tokenizer_dir, Path(tmp) / "store", settings)
         content = content_hash({"tok": store.tokenizer_sha256, "tokens": store.sha256, "docs": _docs_digest(store)})
         target = storage.root() / "drop_tokens" / key / content
-        files.upload_dir(store.path, target)
+        files.upload_dir(store.path, target, kind="token_store")
     summary = drop_store_summary(store)
     ref = DropTokensRef(
         drop=key,
@@ -236,7 +236,7 @@ def cluster_tokens(
         StoreDrop(key, refs[key].path, metas[key], cluster_assignments[key].load)
         for key in sorted(metas)
     ]
-    tokenizer_dir = files.local_dir_copy(files.make_path(proxy_tokenizer.path, options))
+    tokenizer_dir = files.local_dir_copy(files.make_path(proxy_tokenizer.path, options), kind="tokenizer")
     with tempfile.TemporaryDirectory() as tmp:
         index = write_segmented_store(
             drops,
@@ -249,7 +249,7 @@ def cluster_tokens(
             log=context.log.info,
         )
         target = storage.root() / "cluster_tokens" / index.key
-        files.upload_dir(index.path, target)
+        files.upload_dir(index.path, target, kind="token_store")
     seconds = timer.seconds
     ref = TokenStoreRef(
         str(target),

@@ -25,6 +25,7 @@ BENCHES = {
     "demo-gain": "climb_dagster.bench.demo_gain",
     "e2e": "climb_dagster.bench.e2e",
     "scale": "climb_dagster.bench.scale",
+    "cost": "climb_dagster.bench.cost",
 }
 
 

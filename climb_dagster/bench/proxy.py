@@ -34,6 +34,7 @@ import numpy as np
 from climb_dagster.bench.proxy_parallel import bench_parallel
 from climb_dagster.bench.proxy_pool import default_workers
 from climb_dagster.core.proxy.config import ProxyConfig
+from climb_dagster.core.proxy.cost import flops_per_token
 from climb_dagster.core.proxy.sampler import sample_windows
 from climb_dagster.core.proxy.store import write_token_store
 from climb_dagster.core.proxy.tokens import train_tokenizer
@@ -75,6 +76,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (both sides); default: config"
     )
+    add_store_arguments(parser)
+    parser.add_argument(
+        "--parallel-compare",
+        type=int,
+        default=default_workers(),
+        help="CPU: that many proxies as threads (one at a time) vs single-threaded processes (<2: skip)",
+    )
+    parser.add_argument(
+        "--hf-default-threads",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time one HF Trainer run with torch's default thread count (how it runs out of the box)",
+    )
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the bench's token store (`load_texts` + `build_store`) and its seed."""
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument(
         "--clusters", type=int, default=8, help="super-clusters: groups (domains) mapped onto ids"
@@ -83,19 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tokenizer-docs", type=int, default=4000, help="documents sampled to train the tokenizer"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--parallel-compare",
-        type=int,
-        default=default_workers(),
-        help="CPU: that many proxies as threads (one at a time) vs single-threaded processes (<2: skip)",
-    )
     parser.add_argument("--corpus", default=None, help="parquet glob (text column) or text-file glob")
-    parser.add_argument(
-        "--hf-default-threads",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also time one HF Trainer run with torch's default thread count (how it runs out of the box)",
-    )
 
 
 def load_texts(pattern: str | None, max_docs: int = 20_000) -> tuple[list[str], list[str], str]:
@@ -130,6 +136,23 @@ def load_texts(pattern: str | None, max_docs: int = 20_000) -> tuple[list[str], 
         if pairs:
             return [t for t, _ in pairs], [str(g) for _, g in pairs], pat
     raise SystemExit(f"no bench corpus found (tried {pattern or [DEMO_GLOB, FALLBACK_GLOB]})")
+
+
+def build_store(texts: list[str], groups: list[str], work: Path, args: argparse.Namespace) -> Any:
+    """A token store under `work`: a tokenizer of `args.vocab_size` trained on the texts, and the groups
+    (domains or files) standing in for `args.clusters` super-clusters: real structure for a mixture, no
+    clustering needed."""
+    tok_dir = train_tokenizer(
+        texts, work / "tok", vocab_size=args.vocab_size, seed=args.seed, max_docs=args.tokenizer_docs
+    )
+    names = sorted(set(groups))
+    k = min(args.clusters, len(names))
+    cluster_of = {g: i % k for i, g in enumerate(names)}
+    by_cluster: dict[int, list[str]] = {c: [] for c in range(k)}
+    for t, g in zip(texts, groups, strict=True):
+        by_cluster[cluster_of[g]].append(t)
+    batches = ((c, ts[i : i + 256]) for c, ts in by_cluster.items() for i in range(0, len(ts), 256))
+    return write_token_store(batches, tok_dir, work / "store", n_clusters=k)
 
 
 def measure_matmul_peak(threads: int, seconds: float = 1.0) -> tuple[float, float]:
@@ -351,7 +374,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from climb_dagster.core.proxy import runtime
-    from climb_dagster.core.proxy.model import build_model, count_params, flops_per_token
+    from climb_dagster.core.proxy.model import build_model, count_params
 
     config = bench_config(args)
     train = config.train
@@ -362,19 +385,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="climb-bench-proxy-") as tmp:
         t0 = time.perf_counter()
-        tok_dir = train_tokenizer(
-            texts, Path(tmp) / "tok", vocab_size=args.vocab_size, seed=args.seed, max_docs=args.tokenizer_docs
-        )
-        # Domains (or files) stand in for super-clusters: real structure for a mixture, no clustering needed.
-        names = sorted(set(groups))
-        k = min(args.clusters, len(names))
-        cluster_of = {g: i % k for i, g in enumerate(names)}
-        by_cluster: dict[int, list[str]] = {c: [] for c in range(k)}
-        for t, g in zip(texts, groups, strict=True):
-            by_cluster[cluster_of[g]].append(t)
-        batches = ((c, ts[i : i + 256]) for c, ts in by_cluster.items() for i in range(0, len(ts), 256))
-        store = write_token_store(batches, tok_dir, Path(tmp) / "store", n_clusters=k)
+        store = build_store(texts, groups, Path(tmp), args)
         prep_s = time.perf_counter() - t0
+        k = store.n_clusters
         mixture = np.full(k, 1.0 / k)
         windows = sample_windows(
             store, mixture, train.steps * train.batch_size, config.model.block_size, args.seed + 1

@@ -79,6 +79,17 @@ def _print_rounds(root, experiment: str) -> None:
         print(f"{row['round']:>5}  {row['best_observed']:>13.4f}  {median:>12}  {oof:>12}  {improved}")
 
 
+def _print_cost(root, experiment: str, seconds: float) -> None:
+    """The cost estimate the experiment was admitted with, beside the time its rounds took."""
+    from climb_dagster.resources.io_manager import read_value
+
+    cost = read_value(root / "experiment" / experiment).cost
+    if cost is not None:
+        print(f"\n[demo] cost estimate of {experiment!r}: {cost.summary()}")
+        estimated = cost.hours * 3600
+        print(f"[demo] estimated {estimated:.0f}s of proxy training; bootstrapping took {seconds:.0f}s")
+
+
 def experiment_job() -> dg.JobDefinition:
     """The experiment job of the code location, for `reconstructable` (step processes rebuild it by name)."""
     from climb_dagster.definitions import defs
@@ -264,13 +275,15 @@ def main(argv: list[str] | None = None) -> int:
             "strategy": strategy,
             "rounds": [int(r) for r in args.rounds.split(",")],
             "seed": args.seed,
+            "parallel_workers": args.parallel,
         }
         if args.proxy_steps is not None:
             spec["proxy_steps"] = args.proxy_steps
         _run_experiment(
             instance, name, {"ops": {"experiment": {"config": spec}}}, args.parallel, len(spec["rounds"])
         )
-    print(f"[demo] bootstrapping done in {time.perf_counter() - stage_t:.0f}s")
+    bootstrap_s = time.perf_counter() - stage_t
+    print(f"[demo] bootstrapping done in {bootstrap_s:.0f}s")
 
     from climb_dagster.deployments import settings
     from climb_dagster.resources.io_manager import read_value
@@ -278,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     root = storage.make_path(settings()["storage"])
     final = read_value(root / "final_mixture" / args.experiment)
     _print_rounds(root, args.experiment)
+    _print_cost(root, args.experiment, bootstrap_s)
     print(
         f"\n[demo] final mixture of experiment {args.experiment!r} ({final.strategy}, target: held-out "
         f"{args.target_domain} loss, {final.direction}):"

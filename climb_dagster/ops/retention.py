@@ -1,6 +1,7 @@
 """Retention of intermediate step outputs: `delete_old_run_folders` deletes `<storage>/<run_id>/` folders of
-runs that finished more than `max_age_days` ago (rules in core/io/retention.py). Run by `storage_retention_job`
-(jobs.py), scheduled by `storage_retention_schedule` (automation/retention.py)."""
+runs that finished more than `max_age_days` ago (rules in core/io/retention.py), and the temporaries of
+writers that were killed (core/io/storage.py `sweep_temps_below`). Run by `storage_retention_job` (jobs.py),
+scheduled by `storage_retention_schedule` (automation/retention.py)."""
 
 import time
 
@@ -8,7 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from climb_dagster.core.io.retention import RunState, folders_to_delete
-from climb_dagster.core.io.storage import storage_errors
+from climb_dagster.core.io.storage import storage_errors, sweep_temps_below
 from climb_dagster.resources.storage import ClimbStorage
 
 
@@ -20,6 +21,11 @@ class RetentionConfig(dg.Config):
     )
     dry_run: bool = Field(
         default=False, description="List the folders that would be deleted; delete nothing."
+    )
+    temp_max_age_hours: float = Field(
+        default=24.0,
+        description="Delete temporaries (.<name>.tmp-<hex>) on S3 older than this; local ones go as soon as "
+        "their writer is gone (no lock held).",
     )
 
 
@@ -57,7 +63,22 @@ def delete_old_run_folders(
             folder = root / name
             with storage_errors(folder, "deleting run folder"):
                 folder.fs.rm(folder.path, recursive=True)
+    temporaries = []
+    if not config.dry_run:
+        with storage_errors(root, "removing abandoned temporaries under"):
+            temporaries = sweep_temps_below(root, config.temp_max_age_hours * 3600.0)
+    for path in temporaries:
+        context.log.info(f"deleted abandoned temporary {path}")
     context.add_output_metadata(
-        {"run_folders": len(names), "deleted": 0 if config.dry_run else len(doomed), "eligible": len(doomed)}
+        {
+            "run_folders": len(names),
+            "deleted": 0 if config.dry_run else len(doomed),
+            "eligible": len(doomed),
+            "temporaries_deleted": len(temporaries),
+        }
     )
-    return {"deleted": [] if config.dry_run else [n for n, _ in doomed], "eligible": [n for n, _ in doomed]}
+    return {
+        "deleted": [] if config.dry_run else [n for n, _ in doomed],
+        "eligible": [n for n, _ in doomed],
+        "temporaries": temporaries,
+    }

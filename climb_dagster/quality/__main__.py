@@ -1,5 +1,6 @@
 """`python -m climb_dagster.quality train --input labelled.jsonl --output rater.bin`: train a fastText rater
-from labelled JSONL (text, score 1-5) and print its held-out accuracy as JSON."""
+from labelled JSONL (text, score 1-5) and print its held-out accuracy and the model's sha256 as JSON (a raters
+file entry pins the model with it: `{dimension: quality, model: rater.bin, sha256: ...}`)."""
 
 from __future__ import annotations
 

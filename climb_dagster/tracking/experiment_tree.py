@@ -62,6 +62,9 @@ def _flat_params(record: ExperimentRecord) -> dict[str, Any]:
     for section in ("model", "train"):
         for k, v in proxy[section].items():
             params[f"proxy.{section}.{k}"] = v
+    if record.cost is not None:
+        for k, v in record.cost.to_dict().items():
+            params[f"cost.{k}"] = ":".join(map(str, v)) if isinstance(v, list) else v
     return {k: v for k, v in params.items() if v is not None}
 
 

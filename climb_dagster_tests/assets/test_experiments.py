@@ -9,6 +9,7 @@ from climb_dagster.assets.experiments import FIELDS, LAUNCHPAD_ONLY, ExperimentS
 from climb_dagster.assets.targets import DocumentsLossTarget
 from climb_dagster.core.experiment.config import DEFAULT_MAX_BUDGET, ExperimentConfig
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig
+from climb_dagster.core.proxy.cost import CostLimits
 
 TARGET = DocumentsLossTarget(documents_path="t.parquet")
 
@@ -19,7 +20,7 @@ def _core(config: ExperimentConfig) -> dict[str, object]:
 
 def test_every_launchpad_default_is_its_core_configs_default() -> None:
     """Iterates over the launchpad's fields: a new one must say where it goes (FIELDS) or be launchpad-only."""
-    core = _core(ExperimentConfig("x", TARGET.build()))
+    core = {**_core(ExperimentConfig("x", TARGET.build())), "limits": CostLimits()}
     spec = ExperimentSpec(target=TARGET)
     for name, field in ExperimentSpec.model_fields.items():
         if name in LAUNCHPAD_ONLY:
@@ -60,10 +61,15 @@ def test_build_passes_every_field_to_its_core_config() -> None:
         "proxy_activation_checkpointing": True,
         "proxy_pack_size": 2,
         "proxy_base_model": "s3://bucket/base",
+        "max_hours": 100.0,
+        "proxy_device_memory_gib": 8.0,
+        "proxy_device_tflops": 0.5,
+        "parallel_workers": 3,
     }
     assert set(values) == set(FIELDS), "give each launchpad field a non-default value here"
-    built = ExperimentSpec(target=TARGET, **values).build("x", vocab_size=512)
-    core = _core(built)
+    spec = ExperimentSpec(target=TARGET, **values)
+    built = spec.build("x", vocab_size=512)
+    core = {**_core(built), "limits": spec.limits()}
     for name, (config, name_there) in FIELDS.items():
         value = getattr(core[config], name_there)
         assert (list(value) if name == "rounds" else value) == values[name], name

@@ -283,7 +283,7 @@ def test_proxy_checkpoints_on_s3_load_through_the_local_cache(
         f"s3://{runs.s3.bucket}/{runs.climb_prefix}/proxy_runs/{remote_key}/model",
         storage.s3_storage_options(runs.s3.url, runs.s3.region),
     )
-    fetched = storage.local_dir_copy(remote)
+    fetched = storage.local_dir_copy(remote, kind="checkpoint")
     stamps = {p: p.stat().st_mtime_ns for p in fetched.rglob("*")}
 
     def no_download(*args, **kwargs):
@@ -293,7 +293,7 @@ def test_proxy_checkpoints_on_s3_load_through_the_local_cache(
     with monkeypatch.context() as patched:
         patched.setattr(type(remote.fs), "get", no_download)
         patched.setattr(type(remote.fs), "get_file", no_download)
-        assert storage.local_dir_copy(remote) == fetched
+        assert storage.local_dir_copy(remote, kind="checkpoint") == fetched
     assert {p: p.stat().st_mtime_ns for p in fetched.rglob("*")} == stamps
     local_dir = Path(runs.local_root.path) / "proxy_runs" / local_key / "model"
     names = sorted(p.name for p in fetched.iterdir() if p.name != ".complete")

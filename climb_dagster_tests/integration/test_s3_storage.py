@@ -134,3 +134,40 @@ def test_atomic_write_to_a_key_with_glob_characters(s3_server: S3Endpoint):
         f"{prefix}/run-1/round_1_proxy_evaluations.round_1_train_proxy[r1_000]/result.json"
     ]
     assert target.read_text() == '{"ok": 2}'
+
+
+def test_folder_copies_on_s3_are_capped_and_abandoned_temporaries_swept(
+    s3_server: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Issue 28, item 2, against a real S3 endpoint: the cap and containment checks list the prefix, a copy
+    into the local cache lands whole, and the retention sweep removes temporary keys by age only."""
+    from climb_dagster.core.common.errors import ClimbInputError
+    from climb_dagster.core.io import storage
+
+    monkeypatch.setenv("CLIMB_CACHE_DIR", str(tmp_path / "cache"))
+    prefix = s3_server.unique_prefix("copies")
+    client = s3_server.client()
+    for name in ("config.json", "model.safetensors", "sub/notes.txt"):
+        client.put_object(Bucket=s3_server.bucket, Key=f"{prefix}/ckpt/{name}", Body=b"x" * 10)
+    temp = f"{prefix}/climb/targets/{storage.temp_name('heldout_windows.npy')}"
+    client.put_object(Bucket=s3_server.bucket, Key=temp, Body=b"partial")
+    whole = f"{prefix}/climb/targets/heldout_windows.npy"
+    client.put_object(Bucket=s3_server.bucket, Key=whole, Body=b"whole")
+    options = storage.s3_storage_options(s3_server.url, s3_server.region)
+    ckpt = storage.make_path(f"s3://{s3_server.bucket}/{prefix}/ckpt", options)
+    assert storage.check_copy_source(ckpt, "checkpoint") == storage.FolderSize(3, 30)
+    local = storage.local_dir_copy(ckpt, kind="checkpoint")
+    assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()) == [
+        ".complete", "config.json", "model.safetensors", "sub/notes.txt"
+    ]  # fmt: skip
+    monkeypatch.setenv("CLIMB_COPY_CAPS", "checkpoint=1:2")
+    with pytest.raises(ClimbInputError, match="holds more than the cap of a checkpoint copy"):
+        storage.check_copy_source(ckpt, "checkpoint")
+    root = storage.make_path(f"s3://{s3_server.bucket}/{prefix}/climb", options)
+    with pytest.raises(ClimbInputError, match="holds the storage root"):
+        storage.check_copy_source(storage.make_path(f"s3://{s3_server.bucket}/{prefix}", options), "checkpoint",
+                                  storage_root=root)  # fmt: skip
+    assert storage.sweep_temps_below(root, max_age_s=3600) == []
+    assert storage.sweep_temps_below(root, max_age_s=0) == [f"{s3_server.bucket}/{temp}"]
+    listed = client.list_objects_v2(Bucket=s3_server.bucket, Prefix=f"{prefix}/climb")["Contents"]
+    assert [o["Key"] for o in listed] == [f"{prefix}/climb/targets/heldout_windows.npy"]

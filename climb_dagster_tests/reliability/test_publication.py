@@ -28,9 +28,9 @@ def _folder(path: Path, fill: int, index: str) -> Path:
 
 def test_republished_folder_keeps_live_memory_maps_valid(tmp_path: Path):
     dest = storage.make_path(tmp_path / "store")
-    storage.upload_dir(_folder(tmp_path / "v1", 1, '{"v": 1}'), dest)
+    storage.upload_dir(_folder(tmp_path / "v1", 1, '{"v": 1}'), dest, kind="token_store")
     live = np.memmap(tmp_path / "store" / "cluster_000.bin", dtype=np.uint16, mode="r")
-    storage.upload_dir(_folder(tmp_path / "v2", 2, '{"v": 2}'), dest)
+    storage.upload_dir(_folder(tmp_path / "v2", 2, '{"v": 2}'), dest, kind="token_store")
     assert int(live.min()) == int(live.max()) == 1, "the published file was rewritten under the map"
     assert np.fromfile(tmp_path / "store" / "cluster_000.bin", dtype=np.uint16)[0] == 2
     assert (tmp_path / "store" / "index.json").read_text() == '{"v": 2}'
@@ -41,8 +41,8 @@ def test_republish_removes_files_the_new_version_lacks(tmp_path: Path):
     dest = storage.make_path(tmp_path / "store")
     first = _folder(tmp_path / "v1", 1, "{}")
     (first / "stale.bin").write_bytes(b"x")
-    storage.upload_dir(first, dest)
-    storage.upload_dir(_folder(tmp_path / "v2", 2, "{}"), dest)
+    storage.upload_dir(first, dest, kind="token_store")
+    storage.upload_dir(_folder(tmp_path / "v2", 2, "{}"), dest, kind="token_store")
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["cluster_000.bin", "index.json"]
 
 

@@ -40,7 +40,7 @@ EFFECTS = {
     "CLIMB_EMBED_PRECISION": ("fp32", lambda r: (r["embedder"].precision,)),
 }
 # Documented, with a different mechanism (checked separately below).
-SPECIAL = {"CLIMB_DEPLOYMENT", "CLIMB_HOME", "CLIMB_EXECUTOR", "CLIMB_CACHE_DIR"}
+SPECIAL = {"CLIMB_DEPLOYMENT", "CLIMB_HOME", "CLIMB_EXECUTOR", "CLIMB_CACHE_DIR", "CLIMB_COPY_CAPS"}
 # Read by the k8s executor only (README: applies to `CLIMB_EXECUTOR=k8s`).
 K8S_ONLY = {"CLIMB_K8S_NAMESPACE", "CLIMB_GPU_NODE_SELECTOR", "CLIMB_MAX_GPU_STEPS"}
 
@@ -128,3 +128,21 @@ def test_cache_dir_applies_whatever_the_deployment(clean_env, tmp_path: Path):
         clean_env.setenv("CLIMB_CACHE_DIR", str(tmp_path / deployment))
         assert cache_dir() == tmp_path / deployment
     assert "both" in _applies_to("CLIMB_CACHE_DIR")
+
+
+def test_copy_caps_apply_whatever_the_deployment(clean_env, tmp_path: Path):
+    from climb_dagster.core.common.errors import ClimbInputError
+    from climb_dagster.core.io.storage import check_copy_source, make_path
+
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        (folder / name).write_text("x")
+    for deployment in ("local", "production"):
+        clean_env.setenv("CLIMB_DEPLOYMENT", deployment)
+        clean_env.setenv("CLIMB_COPY_CAPS", "tokenizer=1:2")
+        with pytest.raises(ClimbInputError, match=r"tokenizer copy \(1 GiB, 2 files\)"):
+            check_copy_source(make_path(folder), "tokenizer")
+        clean_env.setenv("CLIMB_COPY_CAPS", "tokenizer=1:3")
+        assert check_copy_source(make_path(folder), "tokenizer").files == 3
+    assert "both" in _applies_to("CLIMB_COPY_CAPS")

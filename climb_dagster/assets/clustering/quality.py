@@ -13,7 +13,7 @@ from climb_dagster.assets.clustering.common import GROUP
 from climb_dagster.core.common import schema
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.common.timing import Timer
-from climb_dagster.core.quality.base import RaterSpec, build_rater, rate_documents
+from climb_dagster.core.quality.base import RaterSpec, build_rater, constant_raters, rate_documents
 from climb_dagster.partitions import crawl_drops
 
 
@@ -67,6 +67,9 @@ def document_quality(
     timer = Timer()
     scores = rate_documents(rater, raw_documents)
     seconds = timer.seconds
+    constant = constant_raters(rater, raw_documents)
+    if constant:
+        context.log.warning(f"raters {constant} give every probed document of the drop the same score")
     table = pl.DataFrame({schema.ID: raw_documents.get_column(schema.ID), schema.QUALITY: scores})
     q = np.quantile(scores, [0.1, 0.5, 0.9]) if len(scores) else [0.0, 0.0, 0.0]
     return dg.Output(
@@ -77,6 +80,7 @@ def document_quality(
             "mean_quality": float(scores.mean()) if len(scores) else 0.0,
             "p10_p50_p90": dg.MetadataValue.json([round(float(x), 3) for x in q]),
             "below_3": int((scores < 3.0).sum()),
+            "constant_raters": ", ".join(constant) or "none",
             "seconds": round(seconds, 3),
             "docs_per_s": round(table.height / max(seconds, 1e-9), 1),
         },

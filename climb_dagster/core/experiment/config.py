@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.common.hashing import content_hash
 from climb_dagster.core.common.keys import validate_key
 from climb_dagster.core.proxy.config import ProxyConfig
+from climb_dagster.core.proxy.cost import CostEstimate, CostLimits, check_cost, estimate_cost
 from climb_dagster.core.search.strategies import (
     SearchStrategy,
     StrategyConfig,
@@ -94,6 +95,17 @@ class ExperimentConfig:
                 f"rounds {list(self.rounds)}: a round cannot train more proxies than n_candidates={self.n_candidates}"
             )
 
+    def cost(self, limits: CostLimits | None = None) -> CostEstimate:
+        """What training this experiment's proxies costs on the device `limits` describe (proxy/cost.py)."""
+        return estimate_cost(self.proxy, self.rounds, self.extra_proxies, limits)
+
+    def check_cost(self, limits: CostLimits | None = None) -> CostEstimate:
+        """The cost estimate, or a ClimbInputError naming the fields and the numbers when a proxy step cannot
+        fit the device memory or the training would take longer than `limits.max_hours`."""
+        estimate = self.cost(limits)
+        check_cost(estimate, f"experiment {self.name!r}")
+        return estimate
+
     @property
     def budget(self) -> int:
         """Proxy trainings the experiment spends: its rounds plus any the strategy trains itself."""
@@ -127,7 +139,7 @@ class ExperimentConfig:
         return {
             "name": self.name,
             # As JSON gives it back (a list), so a stored record equals its to_dict().
-            "target": asdict(self.target) | {"lm_eval_tasks": list(self.target.lm_eval_tasks)},
+            "target": self.target.to_dict(),
             "strategy": self.strategy,
             "rounds": list(self.rounds),
             "proxy": self.proxy.to_dict(),

@@ -16,6 +16,7 @@ from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.common.hashing import content_hash
 from climb_dagster.core.experiment.config import ExperimentConfig
 from climb_dagster.core.proxy.config import ProxyConfig
+from climb_dagster.core.proxy.cost import CostEstimate
 
 # The key under which the IO manager stores a record's type beside its fields.
 RECORD_TYPE_KEY = "record_type"
@@ -137,8 +138,8 @@ class TokenizerRef:
 class ExperimentRecord:
     """An experiment's validated config plus what it was prepared against: the token store and the target.
 
-    Stored flat (the config's fields beside token_store, token_store_path, target_spec, config_hash) so
-    the JSON reads like the config the user gave.
+    Stored flat (the config's fields beside token_store, token_store_path, target_spec, config_hash and
+    cost) so the JSON reads like the config the user gave.
     """
 
     config: ExperimentConfig
@@ -147,12 +148,18 @@ class ExperimentRecord:
     # TargetSpec.to_dict() plus the fingerprint of the evaluation files (see core.targets.prepare.prepare_target).
     target_spec: Mapping[str, Any]
     config_hash: str
+    # The cost estimate the experiment passed when it was recorded; None in records written before it.
+    cost: CostEstimate | None = None
 
     @classmethod
     def prepare(
-        cls, config: ExperimentConfig, store: TokenStoreRef, target_spec: Mapping[str, Any]
+        cls,
+        config: ExperimentConfig,
+        store: TokenStoreRef,
+        target_spec: Mapping[str, Any],
+        cost: CostEstimate | None = None,
     ) -> ExperimentRecord:
-        return cls(config, store.key, store.path, dict(target_spec), config.content_hash())
+        return cls(config, store.key, store.path, dict(target_spec), config.content_hash(), cost)
 
     @property
     def name(self) -> str:
@@ -185,19 +192,25 @@ class ExperimentRecord:
         return f"{self.token_store}:{spec['fingerprint']}:{content_hash(scoring)}"
 
     def to_dict(self) -> dict[str, Any]:
-        return self.config.to_dict() | {
+        out = self.config.to_dict() | {
             "token_store": self.token_store,
             "token_store_path": self.token_store_path,
             "target_spec": dict(self.target_spec),
             "config_hash": self.config_hash,
         }
+        if self.cost is not None:
+            out["cost"] = self.cost.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExperimentRecord:
         extras = ("token_store", "token_store_path", "target_spec", "config_hash")
         try:
-            config = ExperimentConfig.from_dict({k: v for k, v in data.items() if k not in extras})
-            return cls(config, *(data[k] for k in extras))
+            config = ExperimentConfig.from_dict(
+                {k: v for k, v in data.items() if k not in extras and k != "cost"}
+            )
+            cost = CostEstimate.from_dict(data["cost"]) if data.get("cost") is not None else None
+            return cls(config, *(data[k] for k in extras), cost)
         except KeyError as exc:
             raise _missing("experiment record", exc, data) from exc
 

@@ -32,7 +32,55 @@ VARIABLES = {
     "gpu_node_selector": "CLIMB_GPU_NODE_SELECTOR",
     "max_gpu_steps": "CLIMB_MAX_GPU_STEPS",
     "cache_dir": "CLIMB_CACHE_DIR",
+    "copy_caps": "CLIMB_COPY_CAPS",
 }
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class CopyCap:
+    """The most a folder copy of one kind may hold; a larger source is refused before anything is copied."""
+
+    max_bytes: int
+    max_files: int
+
+    def describe(self) -> str:
+        return f"{self.max_bytes / GIB:g} GiB, {self.max_files} files"
+
+
+# Folders the pipeline copies, by kind. Task folders are small (YAML + JSONL); a checkpoint of a 7B model in
+# fp32 is 28 GB; a token store holds one file per super-cluster. CLIMB_COPY_CAPS overrides any of them.
+COPY_CAPS = {
+    "lm_eval_tasks": CopyCap(1 * GIB, 10_000),
+    "checkpoint": CopyCap(64 * GIB, 1_000),
+    "tokenizer": CopyCap(1 * GIB, 100),
+    "token_store": CopyCap(1024 * GIB, 100_000),
+}
+
+
+def parse_copy_caps(text: str) -> dict[str, CopyCap]:
+    """`kind=GiB` or `kind=GiB:files`, comma-separated (e.g. `lm_eval_tasks=4:50000,checkpoint=200`): the
+    default caps with these replaced."""
+    caps = dict(COPY_CAPS)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kind, _, value = item.partition("=")
+        kind = kind.strip()
+        size, _, files = value.partition(":")
+        try:
+            if kind not in COPY_CAPS:
+                raise ValueError(f"unknown kind {kind!r}")
+            gib = float(size)
+            count = int(files) if files else COPY_CAPS[kind].max_files
+            if not (gib > 0 and count > 0):
+                raise ValueError("sizes must be > 0")
+        except ValueError as exc:
+            raise ClimbInputError(
+                f"CLIMB_COPY_CAPS item {item!r}: {exc}; expected kind=GiB or kind=GiB:files with kind one of "
+                f"{sorted(COPY_CAPS)}"
+            ) from None
+        caps[kind] = CopyCap(int(gib * GIB), count)
+    return caps
 
 
 @dataclass(frozen=True)
@@ -52,12 +100,18 @@ class Settings:
     gpu_node_selector: str | None = None
     max_gpu_steps: int = 4
     cache_dir: str | None = None
+    copy_caps: str | None = None
 
     def __post_init__(self) -> None:
         if self.deployment not in DEPLOYMENTS:
             raise ClimbInputError(f"CLIMB_DEPLOYMENT={self.deployment!r} is not one of {DEPLOYMENTS}")
         if self.executor not in EXECUTORS:
             raise ClimbInputError(f"CLIMB_EXECUTOR={self.executor!r} is not one of {', '.join(EXECUTORS)}")
+        parse_copy_caps(self.copy_caps or "")
+
+    def copy_cap(self, kind: str) -> CopyCap:
+        """The cap of a folder copy of `kind` (a key of COPY_CAPS), CLIMB_COPY_CAPS applied."""
+        return parse_copy_caps(self.copy_caps or "")[kind]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -69,6 +69,13 @@ class ProxyModelConfig:
         """A model that trains in about a second, for tests."""
         return cls(vocab_size=vocab_size, d_model=32, n_layers=1, n_heads=2, block_size=32, d_ff=64)
 
+    @property
+    def n_params(self) -> int:
+        """Distinct parameters (the tied LM head counted once), as `model.count_params` counts them: per
+        layer q, k, v, o, the three SwiGLU matrices and two RMSNorm weights; the embedding; the final norm."""
+        d = self.d_model
+        return self.n_layers * (4 * d * d + 3 * d * self.d_ff + 2 * d) + self.vocab_size * d + d
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -260,21 +267,45 @@ class ProxyConfig:
 
 # Upper bound of the automatic pack size: beyond it one step's windows and logits outgrow the benefit.
 MAX_AUTO_PACK = 64
+# Device memory (bytes) assumed where none is declared or visible: a CPU machine or pod of 16 GiB; an 80 GB
+# A100/H100 (what a planner without a GPU, e.g. the Dagster run pod, assumes).
+DEFAULT_DEVICE_MEMORY = {"cpu": 16 * 2**30, "cuda": 80 * 10**9}
+# Rows of logits the CPU's fused LM head (loss.py) materialises at a time: 256 x 4096 vocab x 4 bytes = 4 MiB,
+# which fits in L2+L3 of current CPUs (128-512 measured equal); bytes_per_member counts it.
+HEAD_CHUNK_ROWS = 256
+
+
+def planned_precision(train: ProxyTrainConfig) -> str:
+    """The compute precision a run will use, without looking at the device: "auto" is fp32 on CPU and bf16
+    on CUDA (runtime.resolve picks fp16 on GPUs without bf16: the same two bytes a value)."""
+    if train.precision != "auto":
+        return train.precision
+    return "fp32" if train.device == "cpu" else "bf16"
 
 
 def bytes_per_member(config: ProxyConfig) -> float:
     """Device memory one pack member needs while training (an estimate, 25% slack included).
 
-    fp32 weights, gradients and two AdamW moments (16 bytes a parameter), the activations kept for the
-    backward pass (~(10 d_model + 4 d_ff) values a token per layer in the autocast dtype, or one d_model
-    vector per layer with checkpointing) and the logits (bf16, their fp32 copy and its gradient).
+    fp32 weights, gradients and two AdamW moments (16 bytes a parameter); the activations kept for the
+    backward pass, ~(14 d_model + 4 d_ff) values a token per layer (HF Llama with SDPA: norms, q/k/v,
+    their RoPE'd copies, attention output, SwiGLU's four d_ff tensors) in the compute dtype (2 bytes under
+    autocast, 4 in fp32), or with checkpointing one d_model vector per layer plus the layer recomputed;
+    one more layer's worth for the gradients the backward pass holds at its peak; and the LM head: on the
+    CPU's fused fp32 head (loss.py) the gradients of the hidden states and of the head plus one chunk of
+    logits, elsewhere the whole logits (in the compute dtype, their fp32 copy and its gradient). Measured
+    against peak RSS on CPU in docs/cost.md (`python -m climb_dagster.bench cost`).
     """
     m, t = config.model, config.train
-    params = m.n_layers * (4 * m.d_model**2 + 3 * m.d_model * m.d_ff) + m.vocab_size * m.d_model
-    per_layer = m.d_model if t.activation_checkpointing else 10 * m.d_model + 4 * m.d_ff
+    precision = planned_precision(t)
+    value = 4 if precision == "fp32" else 2
     tokens = config.tokens_per_step
-    activations = tokens * (m.n_layers * per_layer * 2 + m.vocab_size * 10)
-    return 1.25 * (16 * params + activations)
+    layer = 14 * m.d_model + 4 * m.d_ff
+    kept = (m.n_layers * m.d_model + layer if t.activation_checkpointing else m.n_layers * layer) + layer
+    if t.device == "cpu" and precision == "fp32":
+        head = 4 * (tokens * m.d_model + m.vocab_size * m.d_model + 3 * HEAD_CHUNK_ROWS * m.vocab_size)
+    else:
+        head = tokens * m.vocab_size * (value + 8)
+    return 1.25 * (16 * m.n_params + tokens * kept * value + head)
 
 
 def auto_pack_size(config: ProxyConfig, device_memory: int | None = None) -> int:
@@ -284,8 +315,7 @@ def auto_pack_size(config: ProxyConfig, device_memory: int | None = None) -> int
     CPU rule: Dagster already runs one proxy per core as parallel steps, which uses every core; a pack
     on one thread gains little there (the head, over half of a CPU step, runs member by member; a pack
     of 4 demo proxies measured 1.2x the one-at-a-time throughput), so set `pack_size` explicitly to pack
-    on CPU. `device_memory` (bytes) defaults to the visible GPU's;
-    a planner without a GPU (e.g. the Dagster run pod) assumes an 80 GB device.
+    on CPU. `device_memory` (bytes) defaults to the visible GPU's, else DEFAULT_DEVICE_MEMORY.
     """
     t = config.train
     if t.pack_size:
@@ -295,7 +325,9 @@ def auto_pack_size(config: ProxyConfig, device_memory: int | None = None) -> int
     if device_memory is None:
         import torch
 
-        device_memory = torch.cuda.mem_get_info()[1] if torch.cuda.is_available() else 80 * 10**9
+        device_memory = (
+            torch.cuda.mem_get_info()[1] if torch.cuda.is_available() else DEFAULT_DEVICE_MEMORY["cuda"]
+        )
     return int(max(1, min(MAX_AUTO_PACK, 0.8 * device_memory // bytes_per_member(config))))
 
 

@@ -29,12 +29,14 @@ def run_proxy_job(
     cache: ProxyCache,
     progress: Any = None,
     storage_options: dict[str, Any] | None = None,
+    free_memory: int | None = None,
 ) -> ProxyOutcome:
     """Train (or reuse) the proxy of one mixture and score it on the target.
 
     `evaluate(model) -> float` scores a trained model; `storage_options` reach a remote base checkpoint
-    (`proxy.base_model`). A finished run, failed or not, is cached under its key, so a re-execution never
-    trains it again.
+    (`proxy.base_model`); `free_memory` replaces the device's free bytes in the check before training
+    (train.train_proxy), which raises ClimbResourceError and caches nothing when the proxy would not fit.
+    A finished run, failed or not, is cached under its key, so a re-execution never trains it again.
     """
 
     def train_one(mixtures: list[np.ndarray], dirs: list[Any]) -> list[Any]:
@@ -48,6 +50,7 @@ def run_proxy_job(
                 out_dir=dirs[0],
                 progress=progress,
                 storage_options=storage_options,
+                free_memory=free_memory,
             )
         ]
 
@@ -63,6 +66,7 @@ def run_proxy_pack_job(
     cache: ProxyCache,
     progress: Any = None,
     storage_options: dict[str, Any] | None = None,
+    free_memory: int | None = None,
 ) -> list[ProxyOutcome]:
     """`run_proxy_job` for a pack of jobs: the uncached ones train together as one packed model
     (pack.py) and are scored together (`evaluate_many(models) -> scores`); each is cached under its own
@@ -74,7 +78,14 @@ def run_proxy_pack_job(
 
         seeds = [seed] * len(mixtures)
         return train_pack(
-            store, mixtures, proxy, seeds, out_dirs=dirs, progress=progress, storage_options=storage_options
+            store,
+            mixtures,
+            proxy,
+            seeds,
+            out_dirs=dirs,
+            progress=progress,
+            storage_options=storage_options,
+            free_memory=free_memory,
         )
 
     return _run_jobs(jobs, cache, train_packed, evaluate_many)
@@ -134,7 +145,7 @@ def _finish(
         if score is None or not math.isfinite(score):
             status, reason, score = schema.FAILED, f"target score is not finite ({score})", None
         else:
-            storage.upload_dir(model_dir, cache.model_path(key))
+            storage.upload_dir(model_dir, cache.model_path(key), kind="checkpoint")
     loss = result.loss_last
     outcome = ProxyOutcome(
         proxy_key=key,

@@ -15,6 +15,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.proxy.checkpoint import mismatch_message, size_mismatch
 from climb_dagster.core.proxy.config import ProxyModelConfig
 
 
@@ -81,44 +82,25 @@ def build_model(cfg: ProxyModelConfig, seed: int, eod_id: int = 0, pad_id: int =
 
 
 def load_model(path: str | os.PathLike[str]) -> LlamaForCausalLM:
-    """Load a proxy checkpoint saved in Hugging Face format (config.json + model.safetensors)."""
+    """Load a proxy checkpoint saved in Hugging Face format (config.json + model.safetensors); pickled
+    weights (pytorch_model.bin) are never loaded."""
     p = Path(path)
     if not (p / "config.json").is_file():
         raise ClimbInputError(f"not a Hugging Face checkpoint directory (no config.json): {p}")
     with torch.random.fork_rng(devices=[]):
-        model = LlamaForCausalLM.from_pretrained(str(p), attn_implementation="sdpa", dtype=torch.float32)
+        model = LlamaForCausalLM.from_pretrained(
+            str(p), attn_implementation="sdpa", dtype=torch.float32, use_safetensors=True
+        )
     return model
 
 
 def check_compatible(model: LlamaForCausalLM, cfg: ProxyModelConfig, source: str) -> None:
     """Raise if a loaded checkpoint's sizes differ from `cfg` (continuing training needs the same shape)."""
-    c = model.config
-    got = {
-        "vocab_size": c.vocab_size,
-        "d_model": c.hidden_size,
-        "n_layers": c.num_hidden_layers,
-        "n_heads": c.num_attention_heads,
-        "d_ff": c.intermediate_size,
-    }
-    want = {k: getattr(cfg, k) for k in got}
-    if got != want:
-        diff = {k: (got[k], want[k]) for k in got if got[k] != want[k]}
-        raise ClimbInputError(
-            f"checkpoint {source} does not match the proxy config: (checkpoint, config) = {diff}"
-        )
+    diff = size_mismatch(model.config.to_dict(), cfg)
+    if diff:
+        raise ClimbInputError(mismatch_message(source, diff))
 
 
 def count_params(model: torch.nn.Module) -> int:
     """Distinct parameters (tied embeddings counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-
-
-def flops_per_token(cfg: ProxyModelConfig) -> float:
-    """Training FLOPs per token (forward + backward): 6 * matmul params + attention (PaLM appendix B).
-
-    Matmul params: q,k,v,o and the three SwiGLU matrices per layer, plus the LM head (tied to the
-    embedding, whose lookup costs no FLOPs). Attention scores and values: 12 * L * d_model * block.
-    """
-    per_layer = 4 * cfg.d_model * cfg.d_model + 3 * cfg.d_model * cfg.d_ff
-    matmul_params = cfg.n_layers * per_layer + cfg.vocab_size * cfg.d_model
-    return 6.0 * matmul_params + 12.0 * cfg.n_layers * cfg.d_model * cfg.block_size

@@ -32,6 +32,7 @@ import torch
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.proxy import runtime
 from climb_dagster.core.proxy.config import ProxyConfig, proxy_run_key
+from climb_dagster.core.proxy.cost import check_free_memory
 from climb_dagster.core.proxy.loop import Progress, Trainee, train_loop
 from climb_dagster.core.proxy.loss import linear_cross_entropy
 from climb_dagster.core.proxy.model import count_params, torch_threads
@@ -236,6 +237,7 @@ def train_pack(
     windows: np.ndarray | None = None,
     init_from: Sequence[str | os.PathLike[str] | None] | None = None,
     storage_options: dict[str, Any] | None = None,
+    free_memory: int | None = None,
 ) -> list[ProxyResult]:
     """Train one proxy per (mixture, seed) together as one packed model; one ProxyResult per member.
 
@@ -243,6 +245,7 @@ def train_pack(
     (same run key, losses within float rounding, model saved in Hugging Face format), except that
     wall_s is the pack's time. `windows` (m, steps * batch, block + 1) replaces the sampled windows;
     `init_from` gives members their own checkpoint to continue from (None: config.base_model or the seed).
+    `free_memory`: as in `train_proxy`, for the whole pack.
     """
     mcfg, tcfg = config.model, config.train
     m = len(mixtures)
@@ -253,6 +256,7 @@ def train_pack(
     if init_from is not None and len(init_from) != m:
         raise ClimbInputError(f"a pack of {m} needs {m} init_from entries, got {len(init_from)}")
     check_run_inputs(store, config, seeds)
+    check_free_memory(config, m, free_memory)
     ws = [validate_mixture(w, store.n_clusters) for w in mixtures]
     keys = [proxy_run_key(w.tolist(), config, s, store.key()) for w, s in zip(ws, seeds, strict=True)]
     n_windows = tcfg.steps * tcfg.batch_size

@@ -23,6 +23,7 @@ from climb_dagster.core.common import schema
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.io import storage
 from climb_dagster.core.proxy.config import ProxyConfig, proxy_run_key
+from climb_dagster.core.proxy.cost import check_free_memory
 from climb_dagster.core.proxy.loop import Progress, RowRun, Trainee, train_loop
 from climb_dagster.core.proxy.sampler import sample_windows, validate_mixture
 from climb_dagster.core.proxy.store import TokenStore
@@ -93,6 +94,7 @@ def train_proxy(
     progress: Progress | None = None,
     windows: np.ndarray | None = None,
     storage_options: dict[str, Any] | None = None,
+    free_memory: int | None = None,
 ) -> ProxyResult:
     """Train a proxy LM on `config.train.steps` batches of windows drawn from `mixture`.
 
@@ -103,6 +105,8 @@ def train_proxy(
         windows: pre-sampled (steps * batch_size, block_size + 1) token windows, to train two trainers
             on identical data (the bench); by default they are sampled from `mixture` with `seed + 1`.
         storage_options: s3 options (endpoint, retries) to fetch a remote `config.base_model`.
+        free_memory: bytes free on the training device (None: read it); a run whose estimated memory
+            exceeds it is refused with ClimbResourceError before anything is allocated (cost.py).
 
     A run whose loss becomes NaN/inf or explodes is returned with status "failed" and a reason.
     """
@@ -112,6 +116,7 @@ def train_proxy(
     mcfg, tcfg = config.model, config.train
     w = validate_mixture(mixture, store.n_clusters)
     check_run_inputs(store, config, [seed])
+    check_free_memory(config, 1, free_memory)
     run_key = proxy_run_key(w.tolist(), config, seed, store.key())
     n_windows = tcfg.steps * tcfg.batch_size
     if windows is None:
@@ -182,7 +187,7 @@ def checkpoint_dir(
     path = storage.make_path(text, storage_options)
     if not path.exists():
         raise ClimbInputError(f"base checkpoint not found: {text}")
-    return storage.local_dir_copy(path)
+    return storage.local_dir_copy(path, kind="checkpoint")
 
 
 def summarize(run: RowRun, run_key: str, config: ProxyConfig, wall: float, n_params: int) -> ProxyResult:

@@ -1,4 +1,5 @@
-"""Document quality raters (1–5) by registered name, and quality-based cluster pruning.
+"""Document quality raters (1–5) by registered name, their model files verified, and quality-based cluster
+pruning.
 
 May import: common, io. Importing the package registers the built-in raters (heuristic, fasttext).
 """

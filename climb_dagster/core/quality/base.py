@@ -130,6 +130,19 @@ def build_rater(specs: Sequence[RaterSpec]) -> QualityRater:
     return WeightedMeanRater(tuple(raters), tuple(s.weight for s in specs))
 
 
+def constant_raters(rater: QualityRater, docs: pl.DataFrame, n_probe: int = 256) -> list[str]:
+    """Names of the raters (the components of a weighted mean) that give the first `n_probe` documents all
+    the same score: such a rater cannot rank documents. fastText raters are refused for it when loaded."""
+    probe = docs.head(n_probe)
+    if probe.get_column(schema.TEXT).n_unique() < 2:
+        return []
+    return [
+        r.name
+        for r in getattr(rater, "raters", (rater,))
+        if np.ptp(check_scores(r.rate(probe), probe.height, r.name)) == 0.0
+    ]
+
+
 def rate_documents(rater: QualityRater, docs: pl.DataFrame) -> np.ndarray:
     """Run a rater and check its output."""
     return check_scores(rater.rate(docs), docs.height, rater.name)

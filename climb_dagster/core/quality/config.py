@@ -6,7 +6,8 @@ released set adds cultural value) and prunes clusters whose mean score is below 
 (YAML or JSON) lists them:
 
     raters:
-      - {dimension: quality,       model: s3://models/climb/quality.bin,       weight: 1}
+      - {dimension: quality,       model: s3://models/climb/quality.bin,       weight: 1,
+         sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}
       - {dimension: educational,   model: /models/climb/educational.bin,       weight: 1}
       - {dimension: informational, model: /models/climb/informational.bin,     weight: 1}
       - {dimension: advertisement, model: /models/climb/advertisement.bin,     weight: 1}
@@ -14,12 +15,14 @@ released set adds cultural value) and prunes clusters whose mean score is below 
 
 `kind` defaults to fasttext (any `train_supervised` .bin; labels `__label__0..5`/`1..5` or high/mid/low
 load as they are, anything else needs `label_scores`); other kinds are registered rater names or
-"module:Factory". Remote models (s3://, any fsspec URI) are copied once into the local cache.
+"module:Factory". Remote models (s3://, any fsspec URI) are copied once into the local cache. `sha256`
+(optional; `python -m climb_dagster.quality train` prints it) pins the model file: another file is refused.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +46,7 @@ class RaterEntry:
     kind: str = "fasttext"
     label_scores: Mapping[str, float] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    sha256: str | None = None
 
     def __post_init__(self) -> None:
         if not self.dimension or not isinstance(self.dimension, str):
@@ -51,6 +55,15 @@ class RaterEntry:
             raise ClimbInputError(f"rater {self.dimension!r}: weight={self.weight!r} must be a number >= 0")
         if self.kind in FILE_KINDS and not self.model:
             raise ClimbInputError(f"rater {self.dimension!r} ({self.kind}) needs `model`: a path or URI")
+        if self.sha256 is not None:
+            if self.kind not in FILE_KINDS:
+                raise ClimbInputError(
+                    f"rater {self.dimension!r}: sha256 pins a model file; kind {self.kind!r} has none"
+                )
+            if not (isinstance(self.sha256, str) and re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256)):
+                raise ClimbInputError(
+                    f"rater {self.dimension!r}: sha256 must be 64 hex digits, got {self.sha256!r}"
+                )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "raters") -> RaterEntry:
@@ -75,7 +88,9 @@ class RaterEntry:
                 local = None
             if local is None or not local.is_file():
                 raise ClimbInputError(f"rater {self.dimension!r}: model {self.model!r} not found")
-            options |= {"model_path": str(local), "name": self.dimension}
+            options |= {"model_path": str(local), "name": self.dimension, "source": self.model}
+            if self.sha256 is not None:
+                options["sha256"] = self.sha256
             if self.label_scores is not None:
                 options["label_scores"] = dict(self.label_scores)
         return RaterSpec(self.kind, options, float(self.weight), self.dimension)

@@ -3,7 +3,8 @@
 Each line is `{"text": ..., "score": 1..5}` (the paper's annotator scores; fractional scores are rounded).
 A seeded share of the rows is held out; the report gives exact-label accuracy, accuracy within one point,
 the mean absolute error of the expected score (what `FastTextRater` returns), and the majority-label
-baseline on the same held-out rows. The model is written to a temporary name, then renamed.
+baseline on the same held-out rows, and the model file's sha256 (pin it in the raters file). The model is
+written to a temporary name, then renamed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.quality.model_file import file_sha256
 
 # fasttext-numpy2 0.10.4 leaves weights uninitialised with fewer threads (seen on this project's
 # machines); its multithreaded (Hogwild) training is not bit-for-bit deterministic.
@@ -54,6 +56,7 @@ class RaterTrainReport:
     heldout_within_one: float
     heldout_mae: float
     majority_accuracy: float
+    sha256: str  # of the model file: a raters entry's `sha256` pins it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,4 +146,5 @@ def train_rater(
         heldout_within_one=round(float((np.abs(predicted - truth) <= 1).mean()), 4),
         heldout_mae=round(float(np.abs(expected - truth).mean()), 4),
         majority_accuracy=round(float((truth == majority).mean()), 4),
+        sha256=file_sha256(out),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.common.errors import ClimbInputError
@@ -32,6 +32,8 @@ class TargetConfig:
     for perplexity-like metrics). combined: held-out loss with multiple choice and/or lm-eval,
     `loss_weight * loss - accuracy_weight * accuracy - lm_eval_weight * metric`, minimised.
     Every component that is configured is part of the score, whatever the kind.
+    lm_eval_trust_remote_code: run the Python a task folder brings (`!function` tags, .py files, Python tasks,
+    metric scripts); by default the folder is data and such a folder is refused (core/targets/task_folder.py).
     """
 
     kind: str = "documents_loss"
@@ -45,6 +47,7 @@ class TargetConfig:
     lm_eval_metric: str = "acc"
     lm_eval_weight: float = 1.0
     lm_eval_limit: int | None = None
+    lm_eval_trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lm_eval_tasks", tuple(self.lm_eval_tasks))
@@ -63,8 +66,20 @@ class TargetConfig:
             _kind_alone(self.kind).require(self)
         for k in registered_kinds():
             k.check_config(self)
+        if not isinstance(self.lm_eval_trust_remote_code, bool):
+            raise ClimbInputError(
+                f"lm_eval_trust_remote_code must be true or false, got {self.lm_eval_trust_remote_code!r}"
+            )
         if self.max_eval_windows < 1:
             raise ClimbInputError(f"max_eval_windows must be >= 1, got {self.max_eval_windows}")
+
+    def to_dict(self) -> dict:
+        """The fields as JSON gives them back; the code opt-in only when set, so records written before it
+        keep their hashes."""
+        out = asdict(self) | {"lm_eval_tasks": list(self.lm_eval_tasks)}
+        if not self.lm_eval_trust_remote_code:
+            del out["lm_eval_trust_remote_code"]
+        return out
 
     def components(self) -> tuple[EvaluatorKind, ...]:
         """The configured components, in registration order (every one is part of the score)."""

@@ -13,7 +13,8 @@ A task folder holds lm-eval task YAML files and their data, e.g.
                          metric_list: [{metric: acc}, {metric: acc_norm}]
     piqa_valid.jsonl
 
-Relative `data_files` are resolved against the task folder. The proxy is evaluated in memory through
+Relative `data_files` are resolved against the task folder. The folder is data: code in it is refused
+(core/targets/task_folder.py) unless the target trusts it. The proxy is evaluated in memory through
 lm-eval's HFLM wrapper (the same weights its Hugging Face checkpoint holds); the component's value is the
 chosen metric averaged over the listed tasks.
 """
@@ -28,6 +29,7 @@ from typing import Any
 
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.targets.task_folder import check_task_folder, sandbox_templates
 
 # lm-eval metrics where lower is better; every other metric (acc, acc_norm, f1, exact_match, ...) is maximised.
 LOWER_IS_BETTER = ("perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte")
@@ -35,18 +37,6 @@ LOWER_IS_BETTER = ("perplexity", "word_perplexity", "byte_perplexity", "bits_per
 
 def metric_direction(metric: str) -> Direction:
     return Direction.MINIMIZE if metric in LOWER_IS_BETTER else Direction.MAXIMIZE
-
-
-def check_task_dir(path: str | os.PathLike[str], tasks: Sequence[str]) -> Path:
-    """The task folder, after checking it exists and holds task YAML; names the path and tasks."""
-    p = Path(path)
-    if not p.is_dir():
-        raise ClimbInputError(f"lm-eval task folder {str(p)!r} not found (tasks {list(tasks)})")
-    if not any(p.rglob("*.yaml")):
-        raise ClimbInputError(f"lm-eval task folder {str(p)!r} holds no task .yaml files")
-    if not tasks:
-        raise ClimbInputError(f"no lm-eval tasks named for task folder {str(p)!r}")
-    return p
 
 
 def run_lm_eval(
@@ -57,17 +47,20 @@ def run_lm_eval(
     metric: str = "acc",
     limit: int | None = None,
     batch_size: int = 32,
+    trust_code: bool = False,
 ) -> float:
-    """`metric` of `model` averaged over `tasks` from the local task folder (offline, seeded)."""
+    """`metric` of `model` averaged over `tasks` from the local task folder (offline, seeded), checked again
+    here (check_task_folder) before lm-eval reads it: a folder changed in storage is refused too."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    folder = check_task_dir(task_dir, tasks).resolve()
+    folder = check_task_folder(task_dir, tasks, trust_code).root.resolve()
     if tokenizer is None:
         raise ClimbInputError(f"lm-eval tasks {list(tasks)} need the proxy's tokenizer")
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    sandbox_templates()
     lm = HFLM(
         pretrained=model,
         tokenizer=tokenizer,
@@ -80,7 +73,7 @@ def run_lm_eval(
     if unknown:
         raise ClimbInputError(f"lm-eval tasks {unknown} are not defined in {str(folder)!r}")
     # Relative data_files in the YAML resolve against the task folder.
-    with contextlib.chdir(folder):
+    with contextlib.chdir(folder), _named_security_errors(folder):
         out = simple_evaluate(
             model=lm,
             tasks=list(tasks),
@@ -103,3 +96,16 @@ def run_lm_eval(
             raise ClimbInputError(f"lm-eval task {task!r} reports no metric {metric!r}; it has {have}")
         values.append(float(result[keys[0]]))
     return sum(values) / len(values)
+
+
+@contextlib.contextmanager
+def _named_security_errors(folder: Path):
+    """A template stopped by the sandbox (task_folder.sandbox_templates) as an error naming the folder."""
+    from jinja2.exceptions import SecurityError
+
+    try:
+        yield
+    except SecurityError as exc:
+        raise ClimbInputError(
+            f"lm-eval task folder {str(folder)!r}: a template reached for Python internals ({exc})"
+        ) from exc

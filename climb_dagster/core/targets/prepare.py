@@ -18,11 +18,14 @@ from climb_dagster.core.targets.kinds import kind_named, registered_kinds
 from climb_dagster.core.targets.spec import EvaluatorSpec, TargetSpec
 
 
-def check_target(target: TargetConfig, storage_options: dict[str, Any] | None = None) -> None:
+def check_target(
+    target: TargetConfig, storage_options: dict[str, Any] | None = None, storage_root: UPath | None = None
+) -> None:
     """Fail early, naming the path, when an evaluation set is missing, empty, a folder where a file is
-    expected (or a file where a folder is) or malformed (multiple choice)."""
+    expected (or a file where a folder is), malformed (multiple choice), or an lm-eval task folder is refused
+    (code, data outside it, undefined tasks, over its copy cap, holding the storage root)."""
     for kind in registered_kinds():
-        kind.check_source(target, storage_options)
+        kind.check_source(target, storage_options, storage_root)
 
 
 def prepare_target(
@@ -31,12 +34,16 @@ def prepare_target(
     block_size: int,
     out: UPath,
     storage_options: dict[str, Any] | None = None,
+    storage_root: UPath | None = None,
 ) -> dict[str, Any]:
     """Prepare every configured component under `out` (held-out documents tokenized into fixed windows, the
     MC set and the lm-eval task folder copied); return the TargetSpec (as a dict) whose evaluator paths
     point there."""
     # Every input is validated before anything is written under `out`.
-    loaded = [(kind, kind.load(target, tokenizer_dir, block_size, storage_options)) for kind in target.components()]
+    loaded = [
+        (kind, kind.load(target, tokenizer_dir, block_size, storage_options, storage_root))
+        for kind in target.components()
+    ]
     digest = hashlib.sha256()
     evaluators = [EvaluatorSpec(kind.name, **kind.write(data, target, out, digest)) for kind, data in loaded]
     spec = TargetSpec(tuple(evaluators), target.direction, name=target.kind)
@@ -49,7 +56,7 @@ def open_token_store(path: str, storage_options: dict[str, Any] | None = None):
     indexed over drops, each drop's token folder it names (copied once per machine, then memory-mapped)."""
 
     def local(ref: str) -> Path:
-        return storage.local_dir_copy(storage.make_path(ref, storage_options))
+        return storage.local_dir_copy(storage.make_path(ref, storage_options), kind="token_store")
 
     return TokenStore.open(local(path), resolve=local)
 
@@ -60,7 +67,8 @@ def _local_target(spec: dict[str, Any], storage_options: dict[str, Any] | None) 
 
     def fetch(e: dict[str, Any]) -> str:
         path = storage.make_path(e["path"], storage_options)
-        return str(storage.local_dir_copy(path) if kind_named(e["kind"]).folder else storage.local_copy(path))
+        kind = kind_named(e["kind"])
+        return str(storage.local_dir_copy(path, kind=kind.copy_kind) if kind.folder else storage.local_copy(path))
 
     local = {k: v for k, v in spec.items() if k != "fingerprint"}
     local["evaluators"] = [{**e, "path": fetch(e)} for e in spec["evaluators"]]

@@ -37,6 +37,7 @@ class EvaluatorSpec:
     tasks: tuple[str, ...] = ()
     metric: str = "acc"
     limit: int | None = None
+    trust_code: bool = False  # lm-eval: run the folder's code (TargetConfig.lm_eval_trust_remote_code)
 
     def __post_init__(self) -> None:
         kind = kind_named(self.kind)
@@ -61,6 +62,8 @@ class EvaluatorSpec:
             raise ClimbInputError(
                 f"EvaluatorSpec.limit must be None or a positive integer, got {self.limit!r}"
             )
+        if not isinstance(self.trust_code, bool):
+            raise ClimbInputError(f"EvaluatorSpec.trust_code must be a bool, got {self.trust_code!r}")
 
     @property
     def evaluator_kind(self) -> EvaluatorKind:

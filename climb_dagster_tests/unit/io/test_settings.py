@@ -42,8 +42,10 @@ def test_readme_lists_every_variable() -> None:
 def test_from_env_reads_each_variable() -> None:
     env = {name: f"/x/{field}" for field, name in VARIABLES.items()}
     env |= {"CLIMB_DEPLOYMENT": "production", "CLIMB_EXECUTOR": "k8s", "CLIMB_MAX_GPU_STEPS": "2"}
+    env |= {"CLIMB_COPY_CAPS": "checkpoint=2"}
     s = Settings.from_env(env)
     assert (s.deployment, s.executor, s.max_gpu_steps) == ("production", "k8s", 2)
+    assert s.copy_cap("checkpoint").max_bytes == 2 * 1024**3
     assert s.k8s_namespace == "/x/k8s_namespace" and s.cache_dir == "/x/cache_dir" and s.home == "/x/home"
     empty = Settings.from_env({"CLIMB_S3_REGION": ""})
     assert empty.s3_region is None and empty.executor == "multiprocess" and Path(empty.home).is_absolute()
@@ -56,6 +58,9 @@ def test_from_env_reads_each_variable() -> None:
         ({"CLIMB_DEPLOYMENT": "staging"}, "CLIMB_DEPLOYMENT='staging'"),
         ({"CLIMB_EXECUTOR": "slurm"}, "CLIMB_EXECUTOR='slurm'"),
         ({"CLIMB_MAX_GPU_STEPS": "many"}, "CLIMB_MAX_GPU_STEPS must be an integer, got 'many'"),
+        ({"CLIMB_COPY_CAPS": "tasks=1"}, "CLIMB_COPY_CAPS item 'tasks=1': unknown kind 'tasks'"),
+        ({"CLIMB_COPY_CAPS": "checkpoint=big"}, "CLIMB_COPY_CAPS item 'checkpoint=big'"),
+        ({"CLIMB_COPY_CAPS": "checkpoint=0:10"}, "sizes must be > 0"),
     ],
 )
 def test_bad_values_are_named(env: dict, needle: str) -> None:
@@ -77,3 +82,14 @@ def test_storage_url_applies_to_the_local_deployment() -> None:
     assert Settings.from_env({"CLIMB_STORAGE_URL": "s3://b/assets"}).local_storage() == "s3://b/assets"
     home = Settings.from_env({"CLIMB_HOME": "/h"})
     assert home.local_storage() == "/h/storage"
+
+
+def test_docs_list_the_default_copy_caps() -> None:
+    from climb_dagster.core.io.settings import COPY_CAPS, GIB
+
+    text = (ROOT / "docs" / "reliability.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|$", text, re.M))
+    assert rows == {
+        kind: f"{cap.max_bytes // GIB} GiB, {cap.max_files:_} files".replace("_", " ")
+        for kind, cap in COPY_CAPS.items()
+    }

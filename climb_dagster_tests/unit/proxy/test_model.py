@@ -50,7 +50,7 @@ def test_proxies_continue_from_the_base_checkpoint(base: str) -> None:
 def test_base_model_from_a_remote_location(base: str) -> None:
     # memory:// goes through the same fetch-once path as s3:// (fsspec), without a server.
     remote = "memory://climb-test/base-ckpt"
-    storage.upload_dir(Path(base), storage.make_path(remote))
+    storage.upload_dir(Path(base), storage.make_path(remote), kind="checkpoint")
     local = train_proxy(pc.store(), MIX, tiny(3, base), seed=1)
     fetched = train_proxy(pc.store(), MIX, tiny(3, remote), seed=1)
     assert fetched.ok and fetched.loss_curve == local.loss_curve

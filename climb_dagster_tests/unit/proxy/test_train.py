@@ -11,8 +11,9 @@ import torch
 
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig, proxy_run_key
+from climb_dagster.core.proxy.cost import flops_per_token
 from climb_dagster.core.proxy.loss import linear_cross_entropy
-from climb_dagster.core.proxy.model import build_model, flops_per_token
+from climb_dagster.core.proxy.model import build_model, count_params
 from climb_dagster.core.proxy.train import train_proxy
 from climb_dagster_tests.unit import proxy_corpus as pc
 
@@ -144,6 +145,7 @@ def test_model_init_is_seeded_and_sized() -> None:
     assert a.lm_head.weight is a.model.embed_tokens.weight
     assert a.config._attn_implementation == "sdpa"
     assert flops_per_token(cfg) > 6 * cfg.vocab_size * cfg.d_model
+    assert count_params(a) == cfg.n_params  # the cost estimate counts parameters without building a model
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ def _record(name: str) -> ExperimentRecord:
     config = ExperimentConfig(name=name, target=TargetConfig(documents_path="t.parquet"))
     store = TokenStoreRef("/s/cluster_tokens/k", "k", 512, (1,), (1,))
     return ExperimentRecord.prepare(
-        config, store, {"direction": "minimize", "evaluators": [], "fingerprint": "f"}
+        config, store, {"direction": "minimize", "evaluators": [], "fingerprint": "f"}, config.cost()
     )
 
 
@@ -229,6 +229,15 @@ def test_parent_run_has_best_so_far_and_oof_spearman_per_round(tracked):
     ]
     assert [(m.step, m.value) for m in oof] == [(k, s["cv_spearman"]) for k, s in enumerate(summaries, 1)]
     assert best[1].value <= best[0].value, "best so far of a minimized score never rises"
+
+
+def test_parent_run_has_the_cost_estimate(tracked):
+    (parent,) = _runs(tracked, "experiment")
+    params = parent.data.params
+    cost = tracked["record"].cost
+    assert params["cost.params"] == str(cost.params) and params["cost.hours"] == str(cost.hours)
+    assert params["cost.peak_bytes_per_step"] == str(cost.peak_bytes_per_step)
+    assert params["cost.rounds"] == ":".join(map(str, cost.rounds)) and params["cost.device"] == "cpu"
 
 
 def test_metadata_links_to_the_run_and_the_model(tracked):

@@ -9,25 +9,9 @@ import pytest
 
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster_tests.unit import proxy_corpus as pc
+from climb_dagster_tests.unit.targets.task_files import TASK_YAML, task_folder
 
 pytestmark = pytest.mark.slow
-
-TASK_YAML = """task: tiny_mc
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: data/tiny_mc.jsonl
-test_split: test
-output_type: multiple_choice
-doc_to_text: "{{context}}"
-doc_to_choice: "{{choices}}"
-doc_to_target: gold
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-"""
-
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> dict:
@@ -132,9 +116,7 @@ def test_lm_eval_target_is_a_checked_folder_validated_before_writing(tmp_path: P
     from climb_dagster.core.targets.config import TargetConfig
     from climb_dagster.core.targets.prepare import check_target, prepare_target
 
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    (tasks / "tiny_mc.yaml").write_text(TASK_YAML)
+    tasks = task_folder(tmp_path)
     docs = tmp_path / "target.jsonl"
     docs.write_text("".join(json.dumps({"text": t}) + "\n" for t in pc.texts()[-10:]))
 
@@ -174,3 +156,39 @@ def _combined_target(setup: dict, tmp_path: Path, **extra) -> dict:
         **extra,
     )
     return prepare_target(target, pc.tokenizer_dir(), 32, UPath(tmp_path / "prepared"))
+
+
+def _copy_tasks(setup: dict, dest: Path, yaml: str) -> Path:
+    import shutil
+
+    shutil.copytree(setup["tasks"], dest)
+    (dest / "tiny_mc.yaml").write_text(yaml)
+    return dest
+
+
+def test_function_tags_run_only_with_the_opt_in(setup: dict, tmp_path: Path) -> None:
+    """Without lm_eval_trust_remote_code the folder's Python is refused before lm-eval sees it; with it,
+    lm-eval runs `process_docs` (here: identity, so the score is the plain task's)."""
+    from climb_dagster.core.targets.lm_eval import run_lm_eval
+
+    marker = tmp_path / "ran"
+    tasks = _copy_tasks(setup, tmp_path / "tasks", TASK_YAML + "process_docs: !function utils.process_docs\n")
+    (tasks / "utils.py").write_text(
+        f"def process_docs(dataset):\n    open({str(marker)!r}, 'w').close()\n    return dataset\n"
+    )
+    with pytest.raises(ClimbInputError, match="YAML tag !function utils.process_docs"):
+        run_lm_eval(setup["model"], setup["tokenizer"], tasks, ["tiny_mc"], limit=4)
+    assert not marker.exists()
+    plain = run_lm_eval(setup["model"], setup["tokenizer"], setup["tasks"], ["tiny_mc"], limit=4)
+    trusted = run_lm_eval(setup["model"], setup["tokenizer"], tasks, ["tiny_mc"], limit=4, trust_code=True)
+    assert marker.exists() and trusted == plain
+
+
+def test_templates_render_in_a_sandbox(setup: dict, tmp_path: Path) -> None:
+    """A template that builds '__class__' at render time passes the static check; the sandbox stops it."""
+    from climb_dagster.core.targets.lm_eval import run_lm_eval
+
+    sneaky = '{% set u = "_" %}{{ context[u ~ u ~ "class" ~ u ~ u] }}'
+    tasks = _copy_tasks(setup, tmp_path / "tasks", TASK_YAML.replace('"{{context}}"', f"'{sneaky}'"))
+    with pytest.raises(ClimbInputError, match="a template reached for Python internals"):
+        run_lm_eval(setup["model"], setup["tokenizer"], tasks, ["tiny_mc"], limit=2)

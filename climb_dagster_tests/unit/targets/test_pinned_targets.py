@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ from climb_dagster_tests.pinned import assert_pinned, refusal, write_pinned
 from climb_dagster_tests.unit import proxy_corpus as pc
 
 PINNED = Path(__file__).with_name("pinned_targets.json")
-TASK_YAML = "task: tiny_mc\ndataset_path: json\n"
+# Data files named inside the folder: a task folder is data the checker can see (issue 28).
+TASK_YAML = "task: tiny_mc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: data/d.jsonl\n"
 MC_LINE = {"context": "The table", "choices": [" holds rows", " sings"], "gold": 0}
 
 
@@ -103,7 +103,8 @@ BAD_EVALUATORS: dict[str, dict[str, Any]] = {
 
 def _config_pins() -> dict[str, Any]:
     out: dict[str, Any] = {
-        key: {"direction": str(cfg.direction), "asdict": asdict(cfg)} for key, cfg in _configs().items()
+        # As stored (to_dict: the code opt-in of issue 28 only when set, so these pins hold).
+        key: {"direction": str(cfg.direction), "asdict": cfg.to_dict()} for key, cfg in _configs().items()
     }
     out["refused"] = {key: refusal(lambda kw=kw: TargetConfig(**kw)) for key, kw in BAD_CONFIGS.items()}
     out["refused_evaluators"] = {

@@ -52,8 +52,10 @@ class EvaluatorKind:
     natural: ClassVar[Direction]
     # Every `combined` target has this component (held-out loss); the others join it.
     combined_base: ClassVar[bool] = False
-    # Its evaluation set is a folder (fetched whole), not one file.
+    # Its evaluation set is a folder (fetched whole), not one file; copies of it are capped as `copy_kind`
+    # (core/io/settings.COPY_CAPS).
     folder: ClassVar[bool] = False
+    copy_kind: ClassVar[str | None] = None
     # A model loaded from a checkpoint folder gets its tokenizer too when a component needs it.
     needs_tokenizer: ClassVar[bool] = False
 
@@ -100,11 +102,19 @@ class EvaluatorKind:
         """The direction of a target that is this component alone."""
         return self.natural
 
-    def check_source(self, target: TargetConfig, storage_options: dict[str, Any] | None) -> None:
-        """Fail early, naming the path, when the user's evaluation set is missing, empty or malformed."""
+    def check_source(
+        self, target: TargetConfig, storage_options: dict[str, Any] | None, storage_root: UPath | None = None
+    ) -> None:
+        """Fail early, naming the path, when the user's evaluation set is missing, empty or malformed
+        (`storage_root`: where assets are stored, which a folder to copy must not hold)."""
 
     def load(
-        self, target: TargetConfig, tokenizer_dir: Path, block_size: int, storage_options: dict[str, Any] | None
+        self,
+        target: TargetConfig,
+        tokenizer_dir: Path,
+        block_size: int,
+        storage_options: dict[str, Any] | None,
+        storage_root: UPath | None = None,
     ) -> Any:
         """The checked input of a configured component, ready for `write` (nothing written yet)."""
         raise NotImplementedError

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,8 @@ from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.io import storage
 from climb_dagster.core.targets.kinds.base import EvaluatorKind, register_kind
-from climb_dagster.core.targets.lm_eval import check_task_dir, metric_direction, run_lm_eval
+from climb_dagster.core.targets.lm_eval import metric_direction, run_lm_eval
+from climb_dagster.core.targets.task_folder import TaskFolder, check_task_folder, copy_task_folder
 
 if TYPE_CHECKING:
     from climb_dagster.core.targets.config import TargetConfig
@@ -30,6 +32,7 @@ class LmEval(EvaluatorKind):
     # Of accuracy-like metrics; perplexity-like ones are minimised (metric_direction).
     natural = Direction.MAXIMIZE
     folder = True
+    copy_kind = TASKS_FOLDER
     needs_tokenizer = True
 
     def natural_direction(self, spec: EvaluatorSpec) -> Direction:
@@ -43,10 +46,13 @@ class LmEval(EvaluatorKind):
         return f"{spec.kind}:{'+'.join(spec.tasks)}:{spec.metric}"
 
     def spec_fields(self, spec: EvaluatorSpec) -> dict[str, Any]:
-        return {"tasks": list(spec.tasks), "metric": spec.metric, "limit": spec.limit}
+        # The code opt-in only when set, so targets recorded before it keep their hashes (and cached runs).
+        trusted = {"trust_code": True} if spec.trust_code else {}
+        return {"tasks": list(spec.tasks), "metric": spec.metric, "limit": spec.limit, **trusted}
 
     def check_files(self, spec: EvaluatorSpec) -> None:
-        check_task_dir(Path(spec.path), spec.tasks)
+        # The stored copy is checked again before the harness reads it (it may come from another machine).
+        check_task_folder(Path(spec.path), spec.tasks, spec.trust_code)
 
     def configured(self, target: TargetConfig) -> bool:
         return bool(target.lm_eval_tasks)
@@ -68,34 +74,59 @@ class LmEval(EvaluatorKind):
     def target_direction(self, target: TargetConfig) -> Direction:
         return metric_direction(target.lm_eval_metric)
 
-    def check_source(self, target: TargetConfig, storage_options: dict[str, Any] | None) -> None:
-        if target.lm_eval_path:
+    def check_source(
+        self, target: TargetConfig, storage_options: dict[str, Any] | None, storage_root: UPath | None = None
+    ) -> None:
+        if target.lm_eval_tasks:
+            _local_checked(target, storage_options, storage_root)
+        elif target.lm_eval_path:
             _task_folder(target.lm_eval_path, storage_options)
 
     def load(
-        self, target: TargetConfig, tokenizer_dir: Path, block_size: int, storage_options: dict[str, Any] | None
-    ) -> Path:
-        """A local copy of the task folder, checked to hold YAML for the named tasks."""
-        src = _task_folder(str(target.lm_eval_path), storage_options)
-        return check_task_dir(storage.local_dir_copy(src), target.lm_eval_tasks)
+        self,
+        target: TargetConfig,
+        tokenizer_dir: Path,
+        block_size: int,
+        storage_options: dict[str, Any] | None,
+        storage_root: UPath | None = None,
+    ) -> TaskFolder:
+        """A local copy of the task folder, checked as data (unless trusted) and to define every named task."""
+        return _local_checked(target, storage_options, storage_root)
 
-    def write(self, loaded: Path, target: TargetConfig, out: UPath, digest: Any) -> dict[str, Any]:
-        for f in sorted(p for p in loaded.rglob("*") if p.is_file()):
-            digest.update(str(f.relative_to(loaded)).encode())
-            digest.update(f.read_bytes())
+    def write(self, loaded: TaskFolder, target: TargetConfig, out: UPath, digest: Any) -> dict[str, Any]:
+        """Only the checked files are copied next to the assets; their bytes join the fingerprint."""
         dest = out / TASKS_FOLDER
-        storage.upload_dir(loaded, dest)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = copy_task_folder(loaded, Path(tmp) / TASKS_FOLDER)
+            for f in sorted(p for p in local.rglob("*") if p.is_file()):
+                digest.update(str(f.relative_to(local)).encode())
+                digest.update(f.read_bytes())
+            storage.upload_dir(local, dest, kind=TASKS_FOLDER)
         return {
             "path": str(dest),
             "weight": target.lm_eval_weight,
             "tasks": target.lm_eval_tasks,
             "metric": target.lm_eval_metric,
             "limit": target.lm_eval_limit,
+            "trust_code": target.lm_eval_trust_remote_code,
         }
 
     def score(self, model: Any, spec: EvaluatorSpec, tokenizer: Any) -> float:
         # lm-evaluation-harness drives its own batches through one HF model, so a pack runs it per member.
-        return run_lm_eval(model, tokenizer, spec.path, spec.tasks, spec.metric, spec.limit, spec.batch_size)
+        return run_lm_eval(
+            model, tokenizer, spec.path, spec.tasks, spec.metric, spec.limit, spec.batch_size, spec.trust_code
+        )
+
+
+def _local_checked(
+    target: TargetConfig, storage_options: dict[str, Any] | None, storage_root: UPath | None
+) -> TaskFolder:
+    """The task folder, local and checked: within the copy cap, holding neither the storage root nor the
+    cache, data rather than code (unless trusted), defining every named task."""
+    src = _task_folder(str(target.lm_eval_path), storage_options)
+    storage.check_copy_source(src, TASKS_FOLDER, what="lm-eval task folder", storage_root=storage_root)
+    local = storage.local_dir_copy(src, kind=TASKS_FOLDER)
+    return check_task_folder(local, target.lm_eval_tasks, target.lm_eval_trust_remote_code)
 
 
 def _task_folder(path: str, storage_options: dict[str, Any] | None) -> UPath:

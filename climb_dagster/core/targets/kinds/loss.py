@@ -34,12 +34,19 @@ class Loss(EvaluatorKind):
     def configured(self, target: TargetConfig) -> bool:
         return bool(target.documents_path)
 
-    def check_source(self, target: TargetConfig, storage_options: dict[str, Any] | None) -> None:
+    def check_source(
+        self, target: TargetConfig, storage_options: dict[str, Any] | None, storage_root: UPath | None = None
+    ) -> None:
         if target.documents_path:
             source_file(target.documents_path, storage_options)
 
     def load(
-        self, target: TargetConfig, tokenizer_dir: Path, block_size: int, storage_options: dict[str, Any] | None
+        self,
+        target: TargetConfig,
+        tokenizer_dir: Path,
+        block_size: int,
+        storage_options: dict[str, Any] | None,
+        storage_root: UPath | None = None,
     ) -> bytes:
         """The documents tokenized into `max_eval_windows` windows of block_size+1 tokens (.npy bytes)."""
         from climb_dagster.core.io.corpus import CorpusConfig, read_drop

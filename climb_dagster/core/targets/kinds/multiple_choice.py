@@ -33,12 +33,19 @@ class MultipleChoice(EvaluatorKind):
     def configured(self, target: TargetConfig) -> bool:
         return bool(target.mc_path)
 
-    def check_source(self, target: TargetConfig, storage_options: dict[str, Any] | None) -> None:
+    def check_source(
+        self, target: TargetConfig, storage_options: dict[str, Any] | None, storage_root: UPath | None = None
+    ) -> None:
         if target.mc_path:
             _items(target.mc_path, storage_options)
 
     def load(
-        self, target: TargetConfig, tokenizer_dir: Path, block_size: int, storage_options: dict[str, Any] | None
+        self,
+        target: TargetConfig,
+        tokenizer_dir: Path,
+        block_size: int,
+        storage_options: dict[str, Any] | None,
+        storage_root: UPath | None = None,
     ) -> bytes:
         return _items(str(target.mc_path), storage_options)
 
