@@ -78,7 +78,12 @@ experiment_job = dg.define_asset_job(
     partitions_def=experiments,
     executor_def=heavy_job_executor(),
     tags=heavy_job_run_tags(),
-    description="One experiment end to end: rounds of proxy training, predictors, final mixture and export.",
+    description=(
+        "One experiment end to end: rounds of proxy training, predictors, final mixture and export. In the "
+        "launchpad, pick the experiment's name in the partition box (or add one: Materialize -> Add partition); the "
+        "scaffolded config is valid as is (the demo's held-out documents as target) and `target` takes exactly one "
+        "kind: documents_loss, mc_accuracy, lm_eval or combined."
+    ),
 )
 
 

@@ -89,7 +89,7 @@ def comparison_rows(root: Any, names: dict[str, str], test: dict[str, float]) ->
     return rows
 
 
-def print_comparison(rows: list[dict[str, Any]], direction: str, seeds: int) -> None:
+def print_comparison(rows: list[dict[str, Any]], direction: str, seeds: int, runs_url: str) -> None:
     print(f"\n[demo] strategies at equal budget ({direction}; test: final mixture retrained with {seeds} fresh seeds):")
     print(f"{'strategy':<10}  {'experiment':<14}  {'proxies':>7}  {'best validation':>15}  {'final test':>10}")
     for r in rows:
@@ -97,4 +97,4 @@ def print_comparison(rows: list[dict[str, Any]], direction: str, seeds: int) -> 
             f"{r['strategy']:<10}  {r['experiment']:<14}  {r['proxies_trained']:>7}  "
             f"{r['best_observed_validation']:>15.4f}  {r['final_test']:>10.4f}"
         )
-    print("  MLflow: experiment 'climb' -> runs table, one parent run per strategy (column final_test_target_score)")
+    print(f"  MLflow runs table (one parent run per strategy, column {FINAL_TEST}): {runs_url}")

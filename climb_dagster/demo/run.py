@@ -324,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         test = {s: final_test_score(root, name, args.test_seeds) for s, name in names.items()}
         for s, name in names.items():
             log_test_score(tracker, root, name, test[s], lambda m: print(f"[demo] {m}"))
-        print_comparison(comparison_rows(root, names, test), str(final.direction), args.test_seeds)
+        print_comparison(
+            comparison_rows(root, names, test), str(final.direction), args.test_seeds, tracker.experiment_url()
+        )
     print(f"\n[demo] total {time.perf_counter() - t0:.0f}s. Look at it:")
     print(
         "  make ui   -> Dagster http://127.0.0.1:3000 (assets, rounds, metadata plots) and MLflow http://127.0.0.1:5000"

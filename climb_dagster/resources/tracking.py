@@ -45,6 +45,9 @@ NOTE = "mlflow.note.content"  # the description MLflow's UI shows on an experime
 # experiment says it holds model training runs: this tag (value as the UI's own experiment-kind selector sets it).
 EXPERIMENT_KIND = "mlflow.experimentKind"
 TRAINING_KIND = "custom_model_development"
+# MLflow 3.17's UI ignores the experiment's kind tag and opens every experiment in its GenAI view (a browser-wide
+# setting, GenAI by default) unless the address names the view: every link this project writes names it.
+TRAINING_VIEW = "workflowType=machine_learning"
 # The metric names every run uses (README "MLflow"): the target's score is `target_score` wherever it appears.
 TARGET_SCORE = "target_score"  # a proxy's score on the experiment's target (validation split)
 TRAIN_LOSS = "train_loss"  # a proxy's training loss per step (the runs table shows the last)
@@ -430,13 +433,17 @@ class MlflowTracker(dg.ConfigurableResource):
             f"finish run {run_id}", lambda: self._client().set_terminated(run_id, status, end_time=end_ms)
         )
 
+    def experiment_url(self) -> str:
+        """The experiment's runs table in MLflow's training view: where strategies compare side by side."""
+        return f"{self._ui()}/#/experiments/{self.experiment_id()}/runs?{TRAINING_VIEW}"
+
     def run_url(self, run_id: str) -> str:
         """Where the run shows in the MLflow UI."""
-        return f"{self._ui()}/#/experiments/{self.experiment_id()}/runs/{run_id}"
+        return f"{self._ui()}/#/experiments/{self.experiment_id()}/runs/{run_id}?{TRAINING_VIEW}"
 
     def model_url(self, model_id: str) -> str:
         """Where a logged model shows in the MLflow UI."""
-        return f"{self._ui()}/#/experiments/{self.experiment_id()}/models/{model_id}"
+        return f"{self._ui()}/#/experiments/{self.experiment_id()}/models/{model_id}?{TRAINING_VIEW}"
 
     def _ui(self) -> str:
         if self.ui_url:

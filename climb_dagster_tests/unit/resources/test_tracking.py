@@ -245,9 +245,11 @@ def test_metadata_links_to_the_run_and_the_model(tracked):
     logged = tracked["rounds"][0][0]
     meta = try_track(lambda message: None, "round", lambda: logged)
     exp_id = tracker.experiment_id()
-    assert meta["mlflow"].url == f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs/{logged.run_id}"
+    training_view = "workflowType=machine_learning"  # MLflow 3.17 opens its GenAI view without it
+    assert meta["mlflow"].url == f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs/{logged.run_id}?{training_view}"
     assert meta["mlflow_model"].text == logged.model_uri
-    assert meta["mlflow_model_page"].url.endswith(f"/models/{logged.model_uri.removeprefix('models:/')}")
+    model_id = logged.model_uri.removeprefix("models:/")
+    assert meta["mlflow_model_page"].url.endswith(f"/models/{model_id}?workflowType=machine_learning")
     run_meta = try_track(lambda message: None, "parent", lambda: logged.run_id, tracker)
     assert run_meta["mlflow"].url == logged.run_url
 
