@@ -23,6 +23,22 @@ from climb_dagster.core.quality.model_file import file_sha256
 # fasttext-numpy2 0.10.4 leaves weights uninitialised with fewer threads (seen on this project's
 # machines); its multithreaded (Hogwild) training is not bit-for-bit deterministic.
 MIN_THREADS = 10
+# ... and even with them, now and then stops with "Encountered NaN" (uninitialised blocks): train again with the
+# next seed, a few times, before giving up.
+NAN_ATTEMPTS = 5
+
+
+def train_supervised(path: str | Path, seed: int, **args):
+    """fastText's supervised training from a labelled file, retried with seed+1, seed+2, ... on its NaN failure."""
+    import fasttext
+
+    for attempt in range(NAN_ATTEMPTS):
+        try:
+            return fasttext.train_supervised(input=str(path), seed=seed + attempt, verbose=0, **args)
+        except RuntimeError as exc:
+            if "NaN" not in str(exc) or attempt == NAN_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -99,7 +115,6 @@ def train_rater(
     texts: list[str], scores: np.ndarray, out_path: str | Path, config: RaterTrainConfig | None = None
 ) -> RaterTrainReport:
     """Train on a seeded split, evaluate on the held-out rows, save the model to `out_path`."""
-    import fasttext
 
     from climb_dagster.core.quality.fasttext_rater import FastTextRater
 
@@ -114,16 +129,15 @@ def train_rater(
     with tempfile.TemporaryDirectory(prefix="climb-rater-") as tmp:
         data = Path(tmp) / "train.txt"
         data.write_text("".join(f"__label__{scores[i]} {texts[i]}\n" for i in train), encoding="utf-8")
-        model = fasttext.train_supervised(
-            input=str(data),
+        model = train_supervised(
+            data,
+            config.seed,
             epoch=config.epoch,
             lr=config.lr,
             wordNgrams=config.word_ngrams,
             dim=config.dim,
             minCount=config.min_count,
-            seed=config.seed,
             thread=max(MIN_THREADS, config.threads),
-            verbose=0,
         )
         tmp_model = out.with_name(out.name + ".tmp")
         model.save_model(str(tmp_model))

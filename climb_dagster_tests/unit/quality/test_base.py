@@ -13,6 +13,7 @@ from climb_dagster.core.quality.base import RaterSpec, build_rater, rate_documen
 from climb_dagster.core.quality.fasttext_rater import FastTextRater
 from climb_dagster.core.quality.heuristics import HeuristicRater, HeuristicThresholds, heuristic_features
 from climb_dagster.core.quality.pruning import PruneConfig, cluster_quality, prune_clusters
+from climb_dagster.core.quality.train import MIN_THREADS, train_supervised
 
 GOOD = (
     "The committee met on Tuesday to discuss the budget of the new library. Members agreed that the "
@@ -94,8 +95,6 @@ class ConstantRater:
 
 
 def _train_fasttext(tmp_path: Path, labels: tuple[str, str]) -> str:
-    import fasttext
-
     good_words = "library committee budget construction reading debate city spring vote members".split()
     bad_words = "buy now click win free cash prize deal offer cheap".split()
     rng = np.random.default_rng(0)
@@ -105,10 +104,7 @@ def _train_fasttext(tmp_path: Path, labels: tuple[str, str]) -> str:
         lines.append(f"__label__{labels[1]} " + " ".join(rng.choice(bad_words, 12)))
     train = tmp_path / "train.txt"
     train.write_text("\n".join(lines) + "\n")
-    # thread=10 on purpose: this fastText build initialises the input matrix in 10 blocks, one per
-    # thread; with fewer threads the other blocks keep whatever memory held and training hits
-    # "Encountered NaN." (always with thread=1 on this data).
-    model = fasttext.train_supervised(str(train), epoch=10, dim=10, minCount=1, thread=10, seed=0, verbose=0)
+    model = train_supervised(train, 0, epoch=10, dim=10, minCount=1, thread=MIN_THREADS)
     path = tmp_path / "quality.bin"
     model.save_model(str(path))
     return str(path)

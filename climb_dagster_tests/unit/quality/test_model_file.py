@@ -10,20 +10,11 @@ import pytest
 
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.quality.model_file import check_fasttext_file, check_sha256, file_sha256
+from climb_dagster.core.quality.train import MIN_THREADS, train_supervised
 
 
 def train_fasttext(path: Path, **args):
-    import fasttext
-
-    # This fastText build (fasttext-numpy2 0.10.4) trains from uninitialised memory in some blocks of the input
-    # matrix (core/quality/train.py) and then, now and then, stops with "Encountered NaN": train again.
-    for attempt in range(5):
-        try:
-            return fasttext.train_supervised(str(path), thread=10, seed=attempt, verbose=0, **args)
-        except RuntimeError as exc:
-            if "NaN" not in str(exc) or attempt == 4:
-                raise
-    raise AssertionError("unreachable")
+    return train_supervised(path, 0, thread=MIN_THREADS, **args)
 
 
 @pytest.fixture(scope="module")
