@@ -34,7 +34,17 @@ from climb_dagster.core.search import history as search_history
 from climb_dagster.deployments import build_resources
 from climb_dagster.resources.embedding import EmbeddingModelResource
 from climb_dagster.resources.io_manager import read_value
-from climb_dagster.resources.tracking import EXPERIMENT, KIND, PARENT, PROXY, ROUND, MlflowTracker
+from climb_dagster.resources.tracking import (
+    EXPERIMENT,
+    FINAL_OBSERVED,
+    FINAL_PREDICTED,
+    KIND,
+    PARENT,
+    PROXY,
+    ROUND,
+    TARGET_SCORE,
+    MlflowTracker,
+)
 from climb_dagster_tests.integration.pipeline_driver import (
     EXPERIMENT_NAME,
     EXPERIMENT_SPEC,
@@ -491,14 +501,14 @@ def test_mlflow_server_holds_the_experiment_round_proxy_tree(
         score_of = dict(zip(evals["proxy_key"], evals["score"], strict=True))
         for p in mine:
             assert p.data.tags[PARENT] == run.info.run_id and p.info.status == "FINISHED"
-            assert p.data.metrics["target_score"] == score_of[p.data.tags[PROXY]]
+            assert p.data.metrics[TARGET_SCORE] == score_of[p.data.tags[PROXY]]
             assert p.data.tags["status"] == "ok"
 
         # The predictor is one MLflow logged model (the whole ensemble) that predicts as the stored one does.
-        assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
-            f"plots/round_{k}_weights.png",
-            f"plots/round_{k}_predicted_vs_observed.png",
-        }
+        # The round's evaluated weights (as replay logs them), and the plots the asset pages show, named by
+        # their content (a later plot never replaces one a materialization links to).
+        plots = sorted(a.path.rsplit("-", 1)[0] for a in client.list_artifacts(run.info.run_id, "plots"))
+        assert plots == ["plots/predicted_vs_observed", f"plots/round_{k}_weights.png", "plots/weights_plot"]
         (output,) = client.get_run(run.info.run_id).outputs.model_outputs
         loaded = mlflow.pyfunc.load_model(f"models:/{output.model_id}")
         x = evals.select(schema.weight_columns_of(evals.columns)).to_numpy()
@@ -506,11 +516,11 @@ def test_mlflow_server_holds_the_experiment_round_proxy_tree(
             loaded.predict(evals.to_pandas()), load_predictor(model).predict(x), rtol=0, atol=1e-9
         )
 
-    best = _search(client, exp_id, "proxy", order_by=["metrics.score ASC"])[0]
+    best = _search(client, exp_id, "proxy", order_by=[f"metrics.{TARGET_SCORE} ASC"])[0]
     final = runs.remote(f"final_mixture/{EXP}")
-    assert best.data.metrics["target_score"] == final.best_observed_score
-    assert parent.data.metrics["predicted_score"] == final.predicted_score
-    assert parent.data.metrics["best_observed_score"] == final.best_observed_score
+    assert best.data.metrics[TARGET_SCORE] == final.best_observed_score
+    assert parent.data.metrics[FINAL_PREDICTED] == final.predicted_score
+    assert parent.data.metrics[FINAL_OBSERVED] == final.best_observed_score
     path = download_artifacts(
         run_id=parent.info.run_id,
         artifact_path="final_mixture.json",

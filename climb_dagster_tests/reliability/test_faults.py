@@ -21,6 +21,7 @@ from climb_dagster.core.experiment.config import ExperimentConfig
 from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRef
 from climb_dagster.core.targets.config import TargetConfig
 from climb_dagster.resources.io_manager import read_value
+from climb_dagster.resources.tracking import FINAL_OBSERVED
 from climb_dagster_tests.assets.bootstrap_fixture import all_assets, seed_clustered_corpus
 from climb_dagster_tests.paths import REPO_ROOT
 from climb_dagster_tests.reliability.helpers import (
@@ -180,7 +181,7 @@ def test_mlflow_down_results_stored_then_replayed(
         s for k in (1, 2, 3) for s in read_value(root / f"round_{k}_proxy_evaluations" / "base")["score"]
     )
     assert np.allclose(scores, stored)
-    assert parent.data.metrics["best_observed_score"] == final.best_observed_score
+    assert parent.data.metrics[FINAL_OBSERVED] == final.best_observed_score
     # One logged predictor per round although replayed twice, its artifacts under the home.
     models = client.search_logged_models([exp.experiment_id])
     assert sorted(m.source_run_id for m in models) == sorted(round_ids)

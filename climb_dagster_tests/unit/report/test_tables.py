@@ -124,16 +124,23 @@ def test_failed_proxies_check_warns_with_the_count_and_fails_when_none_succeeded
     import dagster as dg
 
     from climb_dagster.assets.rounds.evaluations import failed_proxies_check
+    from climb_dagster.core.experiment.config import ExperimentConfig
+    from climb_dagster.core.experiment.records import ExperimentRecord
+    from climb_dagster.core.targets.config import TargetConfig
 
+    config = ExperimentConfig("t", TargetConfig(documents_path="/t.parquet"), rounds=(4, 2, 1))
+    three_rounds = ExperimentRecord(config, "store", "/s/tokens", {}, "h")
     check = failed_proxies_check(1)
     evals = pl.DataFrame({"mixture_id": ["r1-000", "r1-001", "r1-002"], "status": ["ok", "diverged", "ok"]})
-    some = check(evaluations=evals)
+    some = check(evaluations=evals, experiment=three_rounds)
     assert not some.passed and some.severity == dg.AssetCheckSeverity.WARN
     assert some.metadata["failed"].value == 1 and some.metadata["failed_mixtures"].value == ["r1-001"]
-    none = check(evaluations=evals.with_columns(pl.lit("diverged").alias("status")))
+    none = check(evaluations=evals.with_columns(pl.lit("diverged").alias("status")), experiment=three_rounds)
     assert not none.passed and none.severity == dg.AssetCheckSeverity.ERROR
-    assert check(evaluations=evals.filter(pl.col("status") == "ok")).passed
-    assert check(evaluations=evals.head(0)).passed, "an inactive round (no proxies) passes"
+    assert check(evaluations=evals.filter(pl.col("status") == "ok"), experiment=three_rounds).passed
+    assert check(evaluations=evals.head(0), experiment=three_rounds).passed, "a round with no proxies passes"
+    unused = failed_proxies_check(4)(evaluations=evals.head(0), experiment=three_rounds)
+    assert not unused.passed and unused.severity == dg.AssetCheckSeverity.WARN, "round 4 of 3: visibly skipped"
 
 
 def test_final_weights_sum_check():
