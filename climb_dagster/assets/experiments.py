@@ -221,6 +221,14 @@ def experiment(
     # only, every named task defined) and the base checkpoint (safetensors, sizes).
     cost = record.check_cost(config.limits())
     context.log.info(f"cost estimate of {name!r}: {cost.summary()}")
+    block = record.proxy.model.block_size
+    cluster_tokens.search_prior(block)  # refuses a store where no super-cluster can feed a proxy
+    untrainable = cluster_tokens.untrainable(block)
+    if untrainable:
+        context.log.warning(
+            f"super-clusters {untrainable} have fewer than block_size+1={block + 1} stored tokens: the search "
+            "gives them weight 0 (raise drop_tokens' max_stored_tokens to include them)"
+        )
     check_target(record.target, storage.options(), storage.root())
     if record.proxy.base_model is not None:
         check_base_model(record.proxy.base_model, record.proxy.model, storage.options())
@@ -249,6 +257,7 @@ def experiment(
             "estimated_peak_gib_per_step": round(cost.peak_bytes_per_step / 2**30, 3),
             "training_flops": cost.flops_total,
             "cost_estimate": dg.MetadataValue.json(cost.to_dict()),
+            "untrainable_super_clusters": dg.MetadataValue.json(untrainable),
             **tracking,
         },
     )

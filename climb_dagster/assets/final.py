@@ -67,7 +67,8 @@ def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **u
     evals = [upstream[key] for key in EVAL_KEYS]
     hm, hs, spent = search_history.history(evals)
     predictor = load_predictor(predictor_text)
-    weights = select_final(exp.strategy_config(), predictor, hm, hs, exp.seed, prior=prior)
+    search_prior = upstream["cluster_tokens"].search_prior(record.proxy.model.block_size)
+    weights = select_final(exp.strategy_config(), predictor, hm, hs, exp.seed, prior=search_prior)
     direction = record.direction
     best_i = direction.argbest(hs)
     uniform = np.full(prior.size, 1.0 / prior.size)

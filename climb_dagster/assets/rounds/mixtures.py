@@ -67,7 +67,7 @@ def _propose(
 
     record = upstream["experiment"]
     exp = record.config
-    prior = upstream["cluster_tokens"].prior()
+    prior = upstream["cluster_tokens"].search_prior(record.proxy.model.block_size)
     if k > exp.n_rounds:
         empty = search_history.mixtures_table(k, np.zeros((0, prior.size)), [])
         yield dg.Output(empty, metadata={"active": False, "dagster/row_count": 0})
@@ -129,7 +129,8 @@ def _own_proxies_op(k: int) -> dg.OpDefinition:
         """The strategy's own proxies (DoReMi: reference and DRO, cached under proxy_runs/doremi-<hash>):
         the mixtures its round evaluates, its answer first (DoReMi: its averaged weights and the natural
         mixture)."""
-        proposed, info = _own_proxies_proposal(record, tokens, tokens.prior(), storage)
+        prior = tokens.search_prior(record.proxy.model.block_size)
+        proposed, info = _own_proxies_proposal(record, tokens, prior, storage)
         return {"weights": proposed.tolist(), "info": info}
 
     return train

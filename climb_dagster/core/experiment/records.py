@@ -61,6 +61,27 @@ class TokenStoreRef:
         tokens = np.asarray(self.tokens, dtype=np.float64)
         return tokens / tokens.sum()
 
+    def untrainable(self, block_size: int) -> list[int]:
+        """Super-clusters a proxy cannot draw one window of `block_size + 1` tokens from: too few of their tokens
+        were stored (a small super-cluster whose few documents fell outside every drop's sample)."""
+        return [c for c, n in enumerate(self.sampled()) if n < block_size + 1]
+
+    def search_prior(self, block_size: int) -> np.ndarray:
+        """The prior the search draws around: the natural mixture with the untrainable super-clusters at zero
+        (renormalised), so no proposal gives them weight. The natural mixture itself when all are trainable."""
+        prior = self.prior()
+        out = self.untrainable(block_size)
+        if not out:
+            return prior
+        if len(out) == prior.size:
+            raise ClimbInputError(
+                f"token store {self.key}: no super-cluster holds block_size+1={block_size + 1} stored tokens "
+                f"(stored: {list(self.sampled())}); raise drop_tokens' max_stored_tokens"
+            )
+        prior = prior.copy()
+        prior[out] = 0.0
+        return prior / prior.sum()
+
     def sampled(self) -> tuple[int, ...]:
         """Tokens the proxies can sample per super-cluster."""
         return self.stored_tokens or self.tokens
