@@ -10,7 +10,18 @@ PEAK_RSS_PREFIX = "peak RSS of this step:"
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB, macOS bytes)."""
+    """Peak resident memory of this process so far, in MiB.
+
+    On Linux the high-water mark of this process's own memory since it started (`VmHWM`): `ru_maxrss` keeps the
+    parent's resident size at fork across exec, so a step spawned by a 700 MiB executor would report at least
+    that. Elsewhere `ru_maxrss` (macOS reports bytes)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 2**10, 1)
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / 2**20 if sys.platform == "darwin" else peak / 2**10, 1)
 

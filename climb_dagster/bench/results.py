@@ -216,6 +216,7 @@ def _scale(data: dict[str, Any]) -> str:
         "time exponent b",
         f"peak RSS MiB, {sizes[-1]['docs']:,} docs",
         "RSS exponent",
+        f"RSS {sizes[-1]['docs']:,} / {sizes[0]['docs']:,}",
         f"projected h, {n:,.0f} docs, W={w}",
     ]
     rows = [
@@ -226,15 +227,15 @@ def _scale(data: dict[str, Any]) -> str:
             _number(g["time"], 2),
             _number(sizes[-1]["stages"][stage]["peak_rss_mib"], 0),
             _number(g["peak_rss"], 2),
+            _number(g.get("peak_rss_ratio_largest_to_smallest"), 2),
             _number(projection["hours_by_stage"].get(stage), 2),
         ]
         for stage, g in growth.items()
     ]
     walls = ", ".join(f"{r['docs']:,} docs in {r['drops']} drops: {r['pipeline_wall_seconds']:,.0f} s" for r in sizes)
     return (
-        f"{data['workers']} per-drop runs at once; pipeline wall time {walls}.\n\n"
-        + _table(header, rows)
-        + f"\n\nProjected total at {n:,.0f} documents with W={w}: **{projection['hours_total']:,} hours**."
+        f"{data['workers']} per-drop runs at once; pipeline wall time {walls}. Projected total at {n:,.0f} "
+        f"documents with W={w}: **{projection['hours_total']:,} hours**.\n\n" + _table(header, rows)
     )
 
 

@@ -114,7 +114,7 @@ def test_scale_table_from_a_sample_of_the_scale_bench_output(tmp_path: Path) -> 
         "workers": 2,
         "sizes": [size(100_000, 10.0), size(300_000, 30.0)],
         "growth_exponents": {
-            "embed": {"per_drop": True, "time": 1.0, "peak_rss": 0.0},
+            "embed": {"per_drop": True, "time": 1.0, "peak_rss": 0.0, "peak_rss_ratio_largest_to_smallest": 1.0},
             "centroids": {"per_drop": False, "time": 0.0, "peak_rss": None},
         },
         "projection": {"documents": 8e8, "workers": 64, "hours_by_stage": {"embed": 0.35, "centroids": 0.0},
@@ -122,8 +122,8 @@ def test_scale_table_from_a_sample_of_the_scale_bench_output(tmp_path: Path) -> 
     }
     save(tmp_path / "results" / "scale.json", sample, "python -m climb_dagster.bench scale --docs 100000,300000")
     text = refresh_text(BLOCK.format("scale"), tmp_path / "results", "README.md")
-    assert "| `embed` | yes | 10.0 | 30.0 | 1.00 | 300 | 0.00 | 0.35 |" in text
-    assert "| `centroids` | no | 2.0 | 2.0 | 0.00 | – | – | 0.00 |" in text
+    assert "| `embed` | yes | 10.0 | 30.0 | 1.00 | 300 | 0.00 | 1.00 | 0.35 |" in text
+    assert "| `centroids` | no | 2.0 | 2.0 | 0.00 | – | – | – | 0.00 |" in text
     assert "projected h, 800,000,000 docs, W=64" in text and "**0.4 hours**" in text
 
 
