@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def demo_gain(root: Any, options: dict | None, args: argparse.Namespace) -> dict:
     from climb_dagster.bench.e2e import PROXY_SEED
-    from climb_dagster.bench.lab import ValidationLab
+    from climb_dagster.bench.runs import ValidationLab
     from climb_dagster.core.io.corpus import CorpusConfig, read_drop
     from climb_dagster.core.targets.score import evaluate_target
     from climb_dagster.demo.landing import test_path

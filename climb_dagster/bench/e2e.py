@@ -1,126 +1,144 @@
-"""End to end on real proxies: does the search find a better mixture than random search and RegMix at the
-same proxy budget, on documents it never saw?
+"""End to end on real proxies: does climb's search find a better mixture than its ablations and baselines at the
+same proxy budget, on pages no search saw, for a larger model trained longer?
 
-    python -m climb_dagster.bench e2e --docs 3000 --seeds 3 --compare-final-picks
+    python -m climb_dagster.bench e2e --protocol full --save results/e2e.json
+    python -m climb_dagster.bench e2e --protocol quick            # a smoke run (tests)
 
-The demo corpus is sampled, the target domain's held-out pages are split by title into a validation split
-(the score every search proxy gets) and a test split (used only to score the final mixtures), and every
-held-out title is removed from the training side. The training documents are embedded, clustered, pruned and
-merged (core/clustering/stage), tokenized into a per-super-cluster token store, and each strategy runs
-`--seeds` searches of `--budget` proxies each. Each search's final mixture is retrained with fresh seeds and
-scored on the test split. Prints one JSON object: direction, budget, seeds, per strategy the test mean, its
-standard error over search seeds and the validation mean, the out-of-fold predictor Spearman per round of the
-`--subject` strategy (climb; mean over seeds), and the wall time. Any registered strategy can be named; one
-that trains its own proxies (DoReMi) spends those instead of the search budget.
+Protocol (issue 23): `--labs` labs, each its own corpus sample, held-out pages and clustering (bench/lab.py);
+three targets, each split by title into validation (what a search sees) and test: one held-out domain, the
+mean held-out loss of >= 3 domains, and a dictionary-definition multiple-choice task scored by the gold
+answer's bits per byte (bench/mc_items.py). In every lab and for each of `--seeds` search seeds, every arm
+(bench/arms.py) searches every target at the same proxy budget; a run is trained once and scored on every
+target (bench/runs.py), so the targets' searches share what they have in common. Each final mixture is then
+retrained with fresh seeds as a proxy and as the larger transfer model (`--transfer-*`: >= 4x parameters, 5x
+tokens) and scored on every target's test split; the reference mixtures (natural, uniform, the target domain's
+own super-clusters) likewise. Per target and arm the report gives the mean paired difference climb - arm over
+the lab x seed cells with a 95% t interval on its degrees of freedom, the p-value and climb's win rate, on the
+transfer test loss (the headline) and the proxy-size test loss, and the round each climb winner came from.
+Prints one JSON object; `--workdir` keeps finished runs so an interrupted protocol resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
-from dataclasses import replace
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from climb_dagster.bench.arms import ARMS, REGMIX_TOP_K, SUBJECT, arm_config, arm_names
 from climb_dagster.bench.cluster import DEMO_DATA
-from climb_dagster.bench.lab import Lab, ValidationLab, build_lab
+from climb_dagster.bench.lab import SPLITS, Lab, build_lab
 from climb_dagster.bench.proxy_pool import ProxyPool, default_workers
+from climb_dagster.bench.runs import LabRuns
 from climb_dagster.core.common.direction import Direction
-from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.io.storage import atomic_write_text, make_path
-from climb_dagster.core.search.predictor import cross_val_spearman, fit_predictor
-from climb_dagster.core.search.strategies import (
-    SearchStrategy,
-    StrategyConfig,
-    default_strategy,
-    reevaluated_best,
-    registered_strategies,
-    round_seed,
-    run_search,
-    select_final,
-    strategy_named,
-)
+from climb_dagster.core.report.stats import paired_difference
+from climb_dagster.core.search.predictor import cross_val_spearman
+from climb_dagster.core.search.strategies import round_seed, run_search, strategy_named
 
-# The default comparison: the paper's search against two baselines at the same proxy budget.
-STRATEGIES = ("climb", "random", "regmix")
-# The strategy whose rounds' predictor and final picks the report breaks down.
-SUBJECT = "climb"
-# Proxy seeds: a search's proxies share one seed (same initialisation: mixtures differ, not luck); final
-# mixtures are retrained with seeds no search used.
+# A search's proxies share one seed (mixtures differ, not luck); final retrains use seeds no search used.
 PROXY_SEED = 1_000
-
-
 FRESH_SEED = 20_000
+TRANSFER_SEED = 30_000
 
-
-# The second evaluation of the noise-aware final pick uses proxy seeds this far from the search's.
-SECOND_SEED = 500
+# Sizes of each protocol; an explicit option overrides its protocol's value. "full" is sized to finish
+# within 150 minutes on the 2-core dev machine (README, "Evidence").
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "labs": 1,
+        "seeds": 2,
+        "docs": 300,
+        "budget": 6,
+        "ratios": "3,2,1",
+        "proxy": "tiny",
+        "steps": 6,
+        "final_seeds": 1,
+        "transfer_seeds": 1,
+        "reference_seeds": 1,
+        "candidates": 500,
+        "max_eval_windows": 8,
+        "mc_items": 12,
+        "k": 8,
+        "superclusters": 4,
+        "max_superclusters": 10,
+    },
+    "full": {
+        "labs": 3,
+        "seeds": 5,
+        "docs": 3000,
+        "budget": 20,
+        "ratios": "4,2,1",
+        "proxy": "small",
+        "steps": None,
+        "final_seeds": 1,
+        "transfer_seeds": 1,
+        "reference_seeds": 1,
+        "candidates": 20_000,
+        "max_eval_windows": 96,
+        "mc_items": 150,
+        "k": None,
+        "superclusters": None,
+        "max_superclusters": 8,
+    },
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="full")
     parser.add_argument("--data", default=str(DEMO_DATA), help="folder with drop-*.parquet")
-    parser.add_argument("--docs", type=int, default=3000, help="documents sampled across the demo drops")
+    parser.add_argument("--labs", type=int, default=None, help="labs (sample, split and clustering seeds)")
+    parser.add_argument("--seeds", type=int, default=None, help="search seeds per lab")
+    parser.add_argument("--docs", type=int, default=None, help="documents sampled per lab")
+    parser.add_argument("--targets", default="domain,blend,mc")
     parser.add_argument("--target-domain", default="postgres_docs")
-    parser.add_argument("--heldout-fraction", type=float, default=0.3, help="of the target domain, by title")
-    parser.add_argument("--budget", type=int, default=24, help="proxies per search, equal for every strategy")
-    parser.add_argument("--seeds", type=int, default=3, help="search seeds per strategy")
-    parser.add_argument("--final-seeds", type=int, default=2, help="fresh retrains of each final mixture")
+    parser.add_argument("--blend-domains", default="literature,legal_licenses,religious")
+    parser.add_argument("--mc-domain", default="lexicon", help="its WordNet pages make the definition task")
+    parser.add_argument("--mc-items", type=int, default=None, help="items per split")
+    parser.add_argument("--heldout-fraction", type=float, default=0.3, help="of each target domain, by title")
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--doremi", action="store_true", help="add DoReMi (its own 2 proxies per search)")
+    parser.add_argument("--budget", type=int, default=None, help="proxies per search, equal for every arm")
+    parser.add_argument("--ratios", default=None, help="climb's per-round budget split")
+    parser.add_argument("--regmix-top-k", type=int, default=REGMIX_TOP_K)
+    parser.add_argument("--candidates", type=int, default=None, help="Dirichlet draws ranked per round")
+    parser.add_argument("--final-seeds", type=int, default=None, help="fresh proxy-size retrains per final")
+    parser.add_argument("--transfer-seeds", type=int, default=None, help="fresh transfer retrains per final")
     parser.add_argument(
-        "--strategies",
-        default=",".join(STRATEGIES),
-        help="comma-separated registered strategies; also: doremi (its own 2 proxies)",
+        "--reference-seeds", type=int, default=None, help="retrains of each reference per lab"
     )
-    parser.add_argument(
-        "--subject", default=SUBJECT, help="strategy whose predictor and final picks are reported"
-    )
-    parser.add_argument("--ratios", default="4,2,1", help="per-round budget split of iterative strategies")
-    parser.add_argument("--candidates", type=int, default=20_000, help="Dirichlet draws ranked per round")
+    parser.add_argument("--transfer-width", type=int, default=2, help="x the proxy's d_model and d_ff")
+    parser.add_argument("--transfer-depth", type=int, default=2, help="x the proxy's layers")
+    parser.add_argument("--transfer-tokens", type=int, default=5, help="x the proxy's training tokens")
     parser.add_argument("--k", type=int, default=None, help="K_init (default: default_n_clusters(docs))")
     parser.add_argument(
-        "--superclusters",
-        type=int,
-        default=None,
-        help="fixed-count cut (default: MergeConfig's threshold merge)",
+        "--superclusters", type=int, default=None, help="fixed-count cut instead of the merge"
     )
-    parser.add_argument(
-        "--max-superclusters", type=int, default=10, help="bound on the threshold merge's count"
-    )
-    parser.add_argument("--proxy", choices=["default", "tiny"], default="default")
-    parser.add_argument(
-        "--steps", type=int, default=None, help="proxy training steps (default: the config's)"
-    )
-    parser.add_argument("--max-eval-windows", type=int, default=256, help="per split")
+    parser.add_argument("--max-superclusters", type=int, default=None, help="bound on the threshold merge")
+    parser.add_argument("--proxy", choices=["default", "small", "tiny"], default=None)
+    parser.add_argument("--steps", type=int, default=None, help="proxy training steps")
+    parser.add_argument("--max-eval-windows", type=int, default=None, help="per target and split")
     parser.add_argument("--model-path", default=None, help="embedding model (default: the shipped MiniLM)")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--max-windows", type=int, default=None, help="embedding windows per document")
-    parser.add_argument("--cache-dir", default=None, help="reuse embeddings of identical runs (.npy)")
-    parser.add_argument("--seed", type=int, default=0, help="corpus sample, split and clustering seed")
-    parser.add_argument(
-        "--compare-final-picks",
-        action="store_true",
-        help="also score the subject's predicted best, best observed and re-evaluated top (--reeval-top) "
-        "picks",
-    )
-    parser.add_argument("--reeval-top", type=int, default=3, help="mixtures re-evaluated with a second seed")
-    parser.add_argument(
-        "--histories", default=None, help="also write every search's mixtures, scores and rounds (JSON)"
-    )
-    parser.add_argument(
-        "--workers", type=int, default=None, help="proxies trained at once (default: the cores)"
-    )
-    parser.add_argument(
-        "--workdir", default=None, help="where the token store and windows go (default: temp)"
-    )
+    parser.add_argument("--cache-dir", default=None, help="reuse embeddings of identical samples (.npy)")
+    parser.add_argument("--seed", type=int, default=0, help="the first lab's seed; lab i uses seed + i")
+    parser.add_argument("--histories", default=None, help="also write every search's history (JSON)")
+    parser.add_argument("--workers", type=int, default=None, help="models trained at once (default: cores)")
+    parser.add_argument("--workdir", default=None, help="labs and finished runs (resumable; default: temp)")
 
 
-
-def strategy_config(name: str, budget: int, ratios: tuple[float, ...], candidates: int) -> StrategyConfig:
-    cfg = replace(default_strategy(name, budget, Direction.MINIMIZE), n_candidates=candidates)
-    return replace(cfg, ratios=ratios) if cfg.strategy.iterative else cfg
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with every option left unset taken from its protocol."""
+    preset = PROTOCOLS[args.protocol]
+    return argparse.Namespace(
+        **{**vars(args), **{k: v for k, v in preset.items() if getattr(args, k) is None}}
+    )
 
 
 def oof_by_round(result: Any) -> list[float | None]:
@@ -141,155 +159,295 @@ def oof_by_round(result: Any) -> list[float | None]:
     return out
 
 
-def final_picks(
-    result: Any, validation: ValidationLab, seed: int, prior: np.ndarray, top: int
-) -> dict[str, np.ndarray]:
-    """The final mixture chosen three ways: the predictor's best (the paper), the best observed proxy, and the
-    best mean after re-evaluating the `top` best observed with a second proxy seed."""
-
-    cfg = result.config
-    predictor = fit_predictor(
-        result.mixtures, result.scores, cfg.direction, round_seed(seed, cfg.n_rounds), cfg.predictor
-    )
-    predicted = select_final(
-        replace(cfg, final="predicted"), predictor, result.mixtures, result.scores, seed, prior=prior
-    )
-    again = validation.evaluator(PROXY_SEED + SECOND_SEED + seed)
-    reevaluated, _ = reevaluated_best(result.mixtures, result.scores, again, top, cfg.direction)
-    return {
-        "predicted": predicted,
-        "observed": result.mixtures[result.best_observed].copy(),
-        f"reeval_top{top}": reevaluated,
-    }
+def _source_round(result: Any, mixture: np.ndarray) -> int | None:
+    """The round of the evaluated row equal to the final mixture (None: a mixture no proxy was trained on)."""
+    hit = np.flatnonzero(np.abs(result.mixtures - mixture).sum(axis=1) < 1e-9)
+    return int(result.rounds[hit[0]]) if hit.size else None
 
 
-
-def own_proxies_answer(
-    lab: Lab, strategy: SearchStrategy, prior: np.ndarray, seed: int
-) -> tuple[np.ndarray, int]:
-    """The answer of a strategy that trains its own proxies (DoReMi: its averaged domain weights from its
-    reference and DRO proxies, not cached), and the proxies it trained."""
-    mixtures, _ = strategy.own_proxies_trainer()(lab.store, prior, lab.proxy, seed, None)
-    return np.asarray(mixtures[0], dtype=np.float64), strategy.own_proxies
-
-
-def _stderr(values: list[float]) -> float:
-    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
-
-
-def run_e2e(
-    args: argparse.Namespace, lab: Lab, validation: ValidationLab, pool: Any = None
-) -> dict[str, Any]:
-    """Every strategy's searches and final retrains on a built lab (`pool`: a ProxyPool for the retrains;
-    default: one at a time in this process)."""
-
-    pool = pool or ProxyPool(lab)
-
-    names = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    known = registered_strategies()
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ClimbInputError(f"unknown strategies {unknown}; choose from {list(known)}")
+def search_cell(
+    args: argparse.Namespace, lab: Lab, runs: LabRuns, seed: int, arms: tuple[str, ...], histories: list[Any]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every arm's search of every target in one (lab, search seed) cell: final mixture and what it came from."""
     ratios = tuple(float(x) for x in args.ratios.split(","))
-    prior = np.asarray(lab.store.n_tokens, dtype=np.float64)
-    prior = prior / prior.sum()
-    strategies: dict[str, Any] = {}
-    picks: dict[str, dict[str, list[float]]] = {}
-    oof: list[list[float | None]] = []
-    histories: list[dict[str, Any]] = []
-
-    def retrain(mixture: np.ndarray, s: int) -> tuple[float, float]:
-        fresh = pool.scores(
-            [(mixture, FRESH_SEED + 100 * s + j, ("test", "val")) for j in range(args.final_seeds)]
-        )
-        return float(np.nanmean([f[0] for f in fresh])), float(np.nanmean([f[1] for f in fresh]))
-
-    for name in names:
-        strategy = strategy_named(name)
-        cfg = strategy_config(name, args.budget, ratios, args.candidates) if strategy.proposes else None
-        subject = name == args.subject and cfg is not None
-        test, val, evaluated, finals = [], [], [], []
-        for s in range(args.seeds):
+    finals: dict[tuple[str, str], dict[str, Any]] = {}
+    doremi: dict[str, Any] | None = None
+    for target in lab.targets:
+        for arm in arms:
+            cfg = arm_config(arm, args.budget, ratios, args.candidates, args.regmix_top_k)
             if cfg is None:
-                final, spent = own_proxies_answer(lab, strategy, prior, PROXY_SEED + s)
-            else:
-                result = run_search(cfg, validation.evaluator(PROXY_SEED + s), prior=prior, seed=s)
-                final, spent = result.final_mixture, int(result.scores.size)
-            evaluated.append(spent)
-            if subject:
-                oof.append(oof_by_round(result))
-            if cfg is not None:
-                histories.append(
-                    {
-                        "strategy": name,
-                        "search_seed": s,
-                        "mixtures": result.mixtures.round(6).tolist(),
-                        "scores": result.scores.tolist(),
-                        "rounds": result.rounds.tolist(),
-                    }
-                )
-            t, v = retrain(final, s)
-            test.append(t)
-            val.append(v)
-            finals.append([round(float(w), 4) for w in final])
-            if subject and args.compare_final_picks:
-                for pick, mixture in final_picks(result, validation, s, prior, args.reeval_top).items():
-                    t, v = retrain(mixture, s)
-                    picks.setdefault(pick, {"test": [], "val": []})
-                    picks[pick]["test"].append(t)
-                    picks[pick]["val"].append(v)
-        strategies[name] = {
-            "test_mean": float(np.mean(test)),
-            "test_stderr": _stderr(test),
-            "val_mean": float(np.mean(val)),
-            "test_per_seed": test,
-            "proxies_per_search": evaluated,
-            "final_mixtures": finals,
-        }
-    by_round = []
-    for r in range(max((len(o) for o in oof), default=0)):
-        values = [o[r] for o in oof if r < len(o) and o[r] is not None]
-        by_round.append(round(float(np.mean(values)), 4) if values else None)
-    out: dict[str, Any] = {"strategies": strategies, "oof_spearman_by_round": by_round}
-    if args.histories:
-
-        atomic_write_text(make_path(args.histories), json.dumps(histories))
-    if picks:
-        key = f"{args.subject}_final_picks"
-        out[key] = {
-            pick: {
-                "test_mean": float(np.mean(v["test"])),
-                "test_stderr": _stderr(v["test"]),
-                "val_mean": float(np.mean(v["val"])),
+                if doremi is None:
+                    train = strategy_named(arm).own_proxies_trainer()
+                    mixtures, _ = train(lab.store, lab.prior, lab.proxy, PROXY_SEED + seed, None)
+                    doremi = {"mixture": np.asarray(mixtures[0]), "proxies": strategy_named(arm).own_proxies}
+                finals[(target.name, arm)] = dict(doremi)
+                continue
+            result = run_search(
+                cfg, runs.evaluator(PROXY_SEED + seed, target.name), prior=lab.prior, seed=seed
+            )
+            final = result.final_mixture
+            info: dict[str, Any] = {
+                "mixture": final,
+                "proxies": int(result.scores.size),
+                "round": _source_round(result, final),
+                "rounds": int(result.rounds.max()) + 1,
             }
-            for pick, v in picks.items()
-        }
-        out[key]["reeval_extra_proxies_per_search"] = args.reeval_top
+            if arm == SUBJECT:
+                info["oof_spearman_by_round"] = oof_by_round(result)
+            finals[(target.name, arm)] = info
+            histories.append(
+                {
+                    "lab": lab.seed,
+                    "seed": seed,
+                    "target": target.name,
+                    "arm": arm,
+                    "mixtures": result.mixtures.round(6).tolist(),
+                    "scores": result.scores.tolist(),
+                    "rounds": result.rounds.tolist(),
+                }
+            )
+    return finals
+
+
+def retrain_jobs(
+    mixture: np.ndarray, cell_seed: int, args: argparse.Namespace, n_proxy: int | None = None
+) -> list:
+    """Fresh proxy-size and transfer retrains of one mixture (the seeds depend on the cell only: paired)."""
+    n_proxy = args.final_seeds if n_proxy is None else n_proxy
+    jobs = [(mixture, FRESH_SEED + 100 * cell_seed + j, "proxy", SPLITS) for j in range(n_proxy)]
+    jobs += [
+        (mixture, TRANSFER_SEED + 100 * cell_seed + j, "transfer", SPLITS) for j in range(args.transfer_seeds)
+    ]
+    return jobs
+
+
+def _mean_scores(got: list[dict[str, float]], jobs: list, size: str, key: str) -> float:
+    values = [g.get(key, float("nan")) for g, j in zip(got, jobs, strict=True) if j[2] == size]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _score_fields(got: list[dict[str, float]], jobs: list, target: Any) -> dict[str, float]:
+    t = target.name
+    out = {
+        "transfer_test": _mean_scores(got, jobs, "transfer", f"{t}:test"),
+        "proxy_test": _mean_scores(got, jobs, "proxy", f"{t}:test"),
+        "proxy_val": _mean_scores(got, jobs, "proxy", f"{t}:val"),
+    }
+    if target.definition.kind == "mc":
+        out["transfer_test_accuracy"] = _mean_scores(got, jobs, "transfer", f"{t}:test:acc")
     return out
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run_cell(
+    args: argparse.Namespace, lab: Lab, runs: LabRuns, seed: int, arms: tuple[str, ...], histories: list[Any]
+) -> dict[str, Any]:
+    finals = search_cell(args, lab, runs, seed, arms, histories)
+    jobs_of = {key: retrain_jobs(info["mixture"], seed, args) for key, info in finals.items()}
+    flat = [j for jobs in jobs_of.values() for j in jobs]
+    got_flat = runs.scores(flat)
+    targets = {t.name: t for t in lab.targets}
+    out: dict[str, dict[str, Any]] = {}
+    i = 0
+    for (t, arm), info in finals.items():
+        jobs = jobs_of[(t, arm)]
+        got = got_flat[i : i + len(jobs)]
+        i += len(jobs)
+        row = {k: v for k, v in info.items() if k != "mixture"}
+        row["mixture"] = [round(float(w), 4) for w in info["mixture"]]
+        out.setdefault(t, {})[arm] = {**row, **_score_fields(got, jobs, targets[t])}
+    return {"lab": lab.seed, "seed": seed, "targets": out}
 
+
+def run_references(args: argparse.Namespace, lab: Lab, runs: LabRuns) -> dict[str, Any]:
+    """The reference mixtures retrained with the first `--reference-seeds` cells' fresh seeds."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, mixture in lab.references.items():
+        m = np.asarray(mixture)
+        for r in range(args.reference_seeds):
+            jobs = retrain_jobs(m, r, args, n_proxy=args.final_seeds)
+            got = runs.scores(jobs)
+            for target in lab.targets:
+                if name == "domain_only" and target.name != "domain":
+                    continue
+                row = out.setdefault(target.name, {}).setdefault(
+                    name, {"transfer_test": [], "proxy_test": []}
+                )
+                fields = _score_fields(got, jobs, target)
+                row["transfer_test"].append(fields["transfer_test"])
+                row["proxy_test"].append(fields["proxy_test"])
+    return out
+
+
+def _paired(rows: list[dict[str, Any]], arm: str, measure: str) -> dict[str, Any]:
+    """climb - arm over the cells where both retrains finished (a diverged one is counted, not hidden)."""
+    a = np.asarray([r[SUBJECT][measure] for r in rows], dtype=np.float64)
+    b = np.asarray([r[arm][measure] for r in rows], dtype=np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 2:
+        return {"n": int(ok.sum()), "excluded_diverged": int((~ok).sum())}
+    out = paired_difference(a[ok], b[ok], Direction.MINIMIZE).to_dict()
+    return {**out, "excluded_diverged": int((~ok).sum())}
+
+
+def _nanmean(values: list[float]) -> float | None:
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def summarize(
+    cells: list[dict[str, Any]], references: list[dict[str, Any]], arms: tuple[str, ...]
+) -> dict[str, Any]:
+    """Per target: each arm's means, the paired differences climb - arm, climb's winner rounds, references."""
+    targets = list(cells[0]["targets"])
+    out: dict[str, Any] = {}
+    for t in targets:
+        rows = [c["targets"][t] for c in cells]
+        fields = ("transfer_test", "proxy_test", "proxy_val", "transfer_test_accuracy")
+        arm_means = {
+            arm: {f: _nanmean([r[arm].get(f) for r in rows]) for f in fields if f in rows[0][arm]}
+            for arm in arms
+        }
+        paired = {}
+        for arm in arms:
+            if arm == SUBJECT:
+                continue
+            paired[arm] = {
+                measure: _paired(rows, arm, measure) for measure in ("transfer_test", "proxy_test")
+            }
+        rounds = Counter(str(r[SUBJECT].get("round")) for r in rows)
+        oof = [r[SUBJECT].get("oof_spearman_by_round") or [] for r in rows]
+        by_round = []
+        for k in range(max((len(o) for o in oof), default=0)):
+            values = [o[k] for o in oof if k < len(o) and o[k] is not None]
+            by_round.append(round(float(np.mean(values)), 4) if values else None)
+        refs: dict[str, dict[str, float]] = {}
+        for lab_refs in references:
+            for name, row in lab_refs.get(t, {}).items():
+                acc = refs.setdefault(name, {"transfer_test": [], "proxy_test": []})
+                acc["transfer_test"] += row["transfer_test"]
+                acc["proxy_test"] += row["proxy_test"]
+        out[t] = {
+            "arms": arm_means,
+            "paired": paired,
+            "climb_winner_rounds": dict(sorted(rounds.items())),
+            "climb_oof_spearman_by_round": by_round,
+            "references": {
+                name: {k: _nanmean(v) for k, v in row.items()} | {"n": len(row["transfer_test"])}
+                for name, row in refs.items()
+            },
+        }
+    return out
+
+
+def goal(summary: dict[str, Any]) -> dict[str, Any]:
+    """Issue 23's goal: on >= 2 targets, climb's transfer test loss below random_design's and RegMix's with the
+    paired 95% interval excluding zero (its upper bound below 0)."""
+    per_target = {}
+    for t, s in summary.items():
+        wins = {
+            arm: bool(s["paired"][arm]["transfer_test"].get("high", 0.0) < 0)
+            for arm in ("random_design", "regmix")
+            if arm in s["paired"]
+        }
+        per_target[t] = {"beats": wins, "both": bool(wins) and all(wins.values())}
+    met = sum(v["both"] for v in per_target.values())
+    return {"targets_won": met, "met": met >= min(2, len(per_target)), "per_target": per_target}
+
+
+def _progress(work: Path, cell: dict[str, Any], runs: LabRuns, t0: float) -> None:
+    """One line per finished cell on stderr and in `work/cells.jsonl` (a long protocol's partial record)."""
+    import sys
+
+    with (work / "cells.jsonl").open("a") as f:
+        f.write(json.dumps(cell) + "\n")
+    print(
+        f"e2e: lab {cell['lab']} seed {cell['seed']} done in {cell['wall_s']} s (total "
+        f"{time.perf_counter() - t0:.0f} s; trained {runs.trained}, reused {runs.reused})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    args = resolve(args)
+    arms = arm_names(args.arms, args.doremi)
     workers = args.workers or default_workers()
     t0 = time.perf_counter()
+    from climb_dagster.bench.results import _commit
+
+    commit = _commit()
+    cells: list[dict[str, Any]] = []
+    references: list[dict[str, Any]] = []
+    labs: list[dict[str, Any]] = []
+    histories: list[Any] = []
     with tempfile.TemporaryDirectory(prefix="climb-e2e-") as tmp:
         work = Path(args.workdir) if args.workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        lab, _ = build_lab(args, work)
-        with ProxyPool(lab, workers) as pool:
-            validation = ValidationLab.of(lab, pool)
-            out = run_e2e(args, lab, validation, pool)
+        for i in range(args.labs):
+            lab_seed = args.seed + i
+            build = work / f"lab-{lab_seed}"
+            shutil.rmtree(build, ignore_errors=True)
+            t_lab = time.perf_counter()
+            lab, _ = build_lab(args, build, lab_seed)
+            built_s = time.perf_counter() - t_lab
+            with ProxyPool(lab, workers) as pool:
+                runs = LabRuns(lab, pool, work / f"runs-lab-{lab_seed}.jsonl")
+                for s in range(args.seeds):
+                    t_cell = time.perf_counter()
+                    cell = run_cell(args, lab, runs, s, arms, histories)
+                    cell["wall_s"] = round(time.perf_counter() - t_cell, 1)
+                    cells.append(cell)
+                    _progress(work, cell, runs, t0)
+                references.append(run_references(args, lab, runs))
+            labs.append(
+                {
+                    "seed": lab_seed,
+                    "n_superclusters": lab.n_superclusters,
+                    "docs": lab.docs,
+                    "build_s": round(built_s, 1),
+                    "runs_trained": runs.trained,
+                    "train_seconds": {k: round(v, 1) for k, v in runs.seconds.items()},
+                    "runs_reused": runs.reused,
+                    "proxies_failed": runs.failed,
+                }
+            )
+    if args.histories:
+        atomic_write_text(make_path(args.histories), json.dumps(histories))
+    summary = summarize(cells, references, arms)
+    lab0 = lab
     return {
+        "protocol": args.protocol,
+        "commit_at_start": commit,
         "direction": str(Direction.MINIMIZE),
-        "budget": args.budget,
+        "labs": args.labs,
         "seeds": args.seeds,
-        **out,
-        "final_seeds": args.final_seeds,
-        "n_superclusters": lab.n_superclusters,
-        "docs": lab.docs,
-        "proxies_trained": validation.trained,
-        "proxies_failed": validation.failed,
-        "proxy_tokens": lab.proxy.token_budget,
+        "cells": len(cells),
+        "budget": args.budget,
+        "ratios": args.ratios,
+        "regmix_top_k": args.regmix_top_k,
+        "arms": list(arms),
+        "targets": {
+            t.name: {
+                "kind": t.definition.kind,
+                "domains": list(t.definition.domains),
+                "metric": t.definition.metric,
+            }
+            for t in lab0.targets
+        },
+        "models": {
+            size: {
+                "params": cfg.model.n_params,
+                "tokens": cfg.token_budget,
+                "d_model": cfg.model.d_model,
+                "layers": cfg.model.n_layers,
+            }
+            for size, cfg in (("proxy", lab0.proxy), ("transfer", lab0.transfer))
+        },
+        "docs": args.docs,
+        "summary": summary,
+        "goal": goal(summary),
+        "lab_details": labs,
+        "cells_detail": cells,
         "workers": workers,
         "wall_s": round(time.perf_counter() - t0, 1),
     }

@@ -1,11 +1,12 @@
-"""The shared lab of the end-to-end benchmarks: a sampled corpus split into train / validation / test by
-title, clustered and tokenized once, and the proxies every search trains and scores on it.
+"""One lab of the end-to-end benchmark: a corpus sample whose targets' pages are held out by title, clustered
+and tokenized once, the three targets' validation and test sets, the proxy and the larger transfer model, and
+the reference mixtures. `build_lab(args, work, seed)` makes one; labs of different seeds differ in their sample,
+their held-out pages and their clustering.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,148 +17,335 @@ import polars as pl
 from climb_dagster.bench.cluster import sample_demo
 from climb_dagster.core.clustering.kmeans import KMeansConfig
 from climb_dagster.core.common import schema
-from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.common.errors import ClimbInputError
-from climb_dagster.core.proxy.config import ProxyConfig
+from climb_dagster.core.common.hashing import content_hash
+from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
 from climb_dagster.core.proxy.store import write_token_store
 from climb_dagster.core.proxy.tokens import train_tokenizer
-from climb_dagster.core.proxy.train import train_proxy
 from climb_dagster.core.targets.evaluators import build_eval_windows
-from climb_dagster.core.targets.spec import TargetSpec
+
+LOSS, MC = "loss", "mc"
+SPLITS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class TargetDef:
+    """A target of the protocol: `kind` loss (mean held-out loss over `domains`' pages) or mc (the definition
+    task of bench/mc_items.py on the domain's held-out dictionary pages)."""
+
+    name: str
+    kind: str
+    domains: tuple[str, ...]
+
+    @property
+    def metric(self) -> str:
+        return "held-out loss (nats/token)" if self.kind == LOSS else "gold-definition bits per byte"
+
+
+@dataclass(frozen=True)
+class LabTarget:
+    """A target's files in one lab: per split, one windows file per domain (loss) or one items file (mc)."""
+
+    definition: TargetDef
+    files: dict[str, tuple[str, ...]]
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+
+def target_defs(args: argparse.Namespace) -> tuple[TargetDef, ...]:
+    """The targets `--targets` names: domain (`--target-domain`), blend (`--blend-domains`), mc (`--mc-domain`)."""
+    known = {
+        "domain": TargetDef("domain", LOSS, (args.target_domain,)),
+        "blend": TargetDef("blend", LOSS, tuple(d for d in args.blend_domains.split(",") if d)),
+        "mc": TargetDef("mc", MC, (args.mc_domain,)),
+    }
+    names = [n.strip() for n in args.targets.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ClimbInputError(f"--targets {args.targets!r}: choose from {list(known)}")
+    if "blend" in names and len(known["blend"].domains) < 3:
+        raise ClimbInputError(f"--blend-domains needs at least 3 domains, got {args.blend_domains!r}")
+    return tuple(known[n] for n in names)
+
+
+def transfer_config(proxy: ProxyConfig, width: int = 2, depth: int = 2, tokens: int = 5) -> ProxyConfig:
+    """The larger model final mixtures are retrained on: `width` x the proxy's d_model and d_ff, `depth` x its
+    layers, `tokens` x its training tokens (same vocabulary, block and batch, so the same token store)."""
+    m, t = proxy.model, proxy.train
+    model = replace(m, d_model=m.d_model * width, d_ff=m.d_ff * width, n_layers=m.n_layers * depth)
+    train = replace(t, steps=t.steps * tokens, warmup_steps=t.warmup_steps * tokens)
+    return replace(proxy, model=model, train=train)
+
+
+def proxy_config(name: str, steps: int | None) -> ProxyConfig:
+    """default: the pipeline's 0.95M proxy; small: a 0.24M one the full protocol can afford on 2 cores; tiny:
+    tests."""
+    if name == "tiny":
+        proxy = ProxyConfig.tiny()
+    elif name == "small":
+        proxy = ProxyConfig(
+            model=ProxyModelConfig(
+                vocab_size=2048, d_model=64, n_layers=2, n_heads=4, block_size=64, d_ff=192
+            ),
+            train=ProxyTrainConfig(batch_size=16, steps=48),
+        )
+    else:
+        proxy = ProxyConfig.default()
+    if steps is not None:
+        proxy = replace(
+            proxy, train=replace(proxy.train, steps=steps, warmup_steps=min(proxy.train.warmup_steps, steps))
+        )
+    return proxy
 
 
 @dataclass(frozen=True)
 class Lab:
-    """What every search of one e2e run shares: the token store, the proxy recipe and the two targets."""
+    """What every search of one lab shares. `references`: natural (token shares), uniform and, for the domain
+    target, domain_only (super-clusters weighted by the target domain's training tokens)."""
 
+    seed: int
     store: Any
-    proxy: Any
-    val: Any
-    test: Any
+    proxy: ProxyConfig
+    transfer: ProxyConfig
+    targets: tuple[LabTarget, ...]
+    tokenizer_dir: Path
     n_superclusters: int
     docs: dict[str, int]
-    val_windows: Path
-    test_windows: Path
+    references: dict[str, list[float]]
+    fingerprint: str
+
+    @property
+    def prior(self) -> np.ndarray:
+        p = np.asarray(self.store.n_tokens, dtype=np.float64)
+        return p / p.sum()
+
+    def config(self, size: str) -> ProxyConfig:
+        return {"proxy": self.proxy, "transfer": self.transfer}[size]
 
 
-def build_lab(args: argparse.Namespace, work: Path) -> tuple[Lab, Any]:
-    """Corpus -> target split -> clustering -> token store and validation/test windows. Returns the lab
-    and the split (for the leak checks)."""
+def _held_out(docs: pl.DataFrame, split: Any) -> pl.DataFrame:
+    frames = [*split.val.values(), *split.test.values()]
+    titles = {t for f in frames for t in f[schema.TITLE].drop_nulls().to_list()}
+    ids = {i for f in frames for i in f[schema.ID].to_list()}
+    return docs.filter(~pl.col(schema.TITLE).is_in(list(titles)) & ~pl.col(schema.ID).is_in(list(ids)))
+
+
+def build_lab(args: argparse.Namespace, work: Path, seed: int) -> tuple[Lab, Any]:
+    """Sample -> targets' pages held out (from the whole demo corpus, so the evaluation sets do not shrink with
+    --docs) -> clustering -> token store, evaluation files, references. Returns the lab and the split."""
     from climb_dagster.bench.cluster import _embed
+    from climb_dagster.bench.mc_items import build_definition_items
     from climb_dagster.core.clustering.stage import cluster_documents
     from climb_dagster.core.clustering.superclusters import MergeConfig
     from climb_dagster.core.quality.pruning import PruneConfig
-    from climb_dagster.core.targets.split import split_target
+    from climb_dagster.core.targets.split import split_domains
 
-    docs = sample_demo(Path(args.data), args.docs, args.seed)
-    split = split_target(docs, args.target_domain, args.heldout_fraction, seed=args.seed)
-    train = split.train
+    work.mkdir(parents=True, exist_ok=True)
+    defs = target_defs(args)
+    everything = sample_demo(Path(args.data), 0, 0)
+    domains = [d for t in defs for d in t.domains]
+    split = split_domains(everything, domains, args.heldout_fraction, seed=seed)
+    train = _held_out(sample_demo(Path(args.data), args.docs, seed), split)
     emb, _, _, _ = _embed(train, args)
-    stage = cluster_documents(
-        train,
-        emb,
-        KMeansConfig(n_clusters=args.k, seed=args.seed),
-        PruneConfig(),
+    merge = (
         MergeConfig(max_superclusters=args.max_superclusters)
         if args.superclusters is None
-        else MergeConfig(n_superclusters=args.superclusters),
+        else MergeConfig(n_superclusters=args.superclusters)
     )
+    stage = cluster_documents(train, emb, KMeansConfig(n_clusters=args.k, seed=seed), PruneConfig(), merge)
     kept = train.filter(pl.Series(stage.kept)).with_columns(
         pl.Series(schema.SUPER_CLUSTER, stage.super_cluster[stage.kept])
     )
-    proxy = ProxyConfig.tiny() if args.proxy == "tiny" else ProxyConfig.default()
-    if args.steps is not None:
-        proxy = replace(proxy, train=replace(proxy.train, steps=args.steps))
-    tok_dir = train_tokenizer(
-        kept[schema.TEXT].to_list(), work / "tokenizer", proxy.model.vocab_size, args.seed
-    )
+    proxy = proxy_config(args.proxy, args.steps)
+    transfer = transfer_config(proxy, args.transfer_width, args.transfer_depth, args.transfer_tokens)
+    tok_dir = train_tokenizer(kept[schema.TEXT].to_list(), work / "tokenizer", proxy.model.vocab_size, seed)
     batches = (
         (int(sc), group[schema.TEXT].to_list())
         for (sc,), group in kept.sort(schema.ID).group_by(schema.SUPER_CLUSTER, maintain_order=True)
     )
     store = write_token_store(batches, tok_dir, work / "store", n_clusters=stage.n_superclusters)
-    block = proxy.model.block_size
-    windows = {}
-    for name, frame in (("val", split.val), ("test", split.test)):
-        path = work / f"{name}_windows.npy"
-        build_eval_windows(frame[schema.TEXT].to_list(), tok_dir, path, block, args.max_eval_windows)
-        windows[name] = path
+    targets = []
+    for t in defs:
+        files: dict[str, tuple[str, ...]] = {}
+        for name, frames in (("val", split.val), ("test", split.test)):
+            if t.kind == MC:
+                path = work / f"{t.name}_{name}.jsonl"
+                texts = frames[t.domains[0]][schema.TEXT].to_list()
+                build_definition_items(texts, path, args.mc_items, seed + (0 if name == "val" else 1))
+                files[name] = (str(path),)
+                continue
+            paths = []
+            per_domain = max(4, args.max_eval_windows // len(t.domains))
+            for d in t.domains:
+                path = work / f"{t.name}_{d}_{name}.npy"
+                build_eval_windows(
+                    frames[d][schema.TEXT].to_list(), tok_dir, path, proxy.model.block_size, per_domain
+                )
+                paths.append(str(path))
+            files[name] = tuple(paths)
+        targets.append(LabTarget(t, files))
     lab = Lab(
+        seed=seed,
         store=store,
         proxy=proxy,
-        val=TargetSpec.loss(windows["val"], "val_loss"),
-        test=TargetSpec.loss(windows["test"], "test_loss"),
+        transfer=transfer,
+        targets=tuple(targets),
+        tokenizer_dir=Path(tok_dir),
         n_superclusters=stage.n_superclusters,
         docs={
-            "sampled": docs.height,
+            "sampled": args.docs,
             "train": train.height,
             "kept": kept.height,
-            "val": split.val.height,
-            "test": split.test.height,
+            **{f"heldout_{d}": split.val[d].height + split.test[d].height for d in split.val},
         },
-        val_windows=windows["val"],
-        test_windows=windows["test"],
+        references=_references(kept, stage.n_superclusters, store, defs),
+        fingerprint=content_hash(
+            {
+                "args": {k: v for k, v in sorted(vars(args).items()) if k in LAB_ARGS},
+                "seed": seed,
+                "code": run_code_hash(),
+            }
+        ),
     )
     return lab, split
 
 
-def proxy_scores(lab: Lab, mixture: np.ndarray, seed: int, targets: list[Any]) -> list[float]:
-    """Train one proxy on `mixture` and score it on each target (NaN when the run diverged)."""
+# The arguments that change what a lab holds (its runs' cache keys include them).
+LAB_ARGS = (
+    "data",
+    "docs",
+    "targets",
+    "target_domain",
+    "blend_domains",
+    "mc_domain",
+    "heldout_fraction",
+    "k",
+    "superclusters",
+    "max_superclusters",
+    "proxy",
+    "steps",
+    "max_eval_windows",
+    "mc_items",
+    "model_path",
+    "precision",
+    "max_windows",
+    "transfer_width",
+    "transfer_depth",
+    "transfer_tokens",
+)
+
+
+# What decides a run's scores given its mixture, seed and model size: the lab's build and the training and
+# evaluation code. The search and report code is left out, so a fixed report or search never retrains a run.
+RUN_CODE = (
+    "core/common",
+    "core/io",
+    "core/embedding",
+    "core/quality",
+    "core/clustering",
+    "core/proxy",
+    "core/targets",
+    "bench/lab.py",
+    "bench/mc_items.py",
+    "bench/cluster.py",
+    "bench/demo_sample.py",
+    "bench/proxy_pool.py",
+)
+
+
+def run_code_hash() -> str:
+    import hashlib
+
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for part in RUN_CODE:
+        path = root / part
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _references(
+    kept: pl.DataFrame, k: int, store: Any, defs: tuple[TargetDef, ...]
+) -> dict[str, list[float]]:
+    natural = np.asarray(store.n_tokens, dtype=np.float64)
+    natural = natural / natural.sum()
+    trainable = natural > 0
+    refs = {
+        "natural": natural.tolist(),
+        "uniform": (trainable / trainable.sum()).tolist(),
+    }
+    domain = next((t.domains[0] for t in defs if t.name == "domain"), None)
+    if domain is not None:
+        own = kept.filter(pl.col(schema.DOMAIN) == domain)
+        weights = np.zeros(k)
+        sizes = own.group_by(schema.SUPER_CLUSTER).agg(pl.col(schema.TEXT).str.len_bytes().sum().alias("b"))
+        for sc, b in sizes.iter_rows():
+            weights[int(sc)] = float(b)
+        weights *= trainable
+        if weights.sum() > 0:
+            refs["domain_only"] = (weights / weights.sum()).tolist()
+    return refs
+
+
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def _tokenizer(path: Path) -> Any:
+    from climb_dagster.core.proxy.tokens import load_tokenizer
+
+    key = str(path)
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = load_tokenizer(path)
+    return _TOKENIZERS[key]
+
+
+def score_target(model: Any, lab: Lab, target: LabTarget, split: str) -> dict[str, float]:
+    """`{target:split: score}` (and `target:split:acc` for mc) of a trained model."""
+    from climb_dagster.core.targets import evaluators as ev
     from climb_dagster.core.targets.score import evaluate_target
+    from climb_dagster.core.targets.spec import TargetSpec
 
-    result = train_proxy(lab.store, mixture, lab.proxy, seed)
-    if not result.ok:
-        return [float("nan")] * len(targets)
-    return [float(evaluate_target(result.model, t, num_threads=lab.proxy.train.num_threads)) for t in targets]
+    key = f"{target.name}:{split}"
+    threads = lab.proxy.train.num_threads
+    if target.definition.kind == LOSS:
+        losses = [
+            evaluate_target(model, TargetSpec.loss(p), num_threads=threads) for p in target.files[split]
+        ]
+        return {key: float(np.mean(losses))}
+    import torch
+
+    items = ev.load_multiple_choice(target.files[split][0])
+    with torch.no_grad():
+        logprobs = ev.all_choice_logprobs(model, _tokenizer(lab.tokenizer_dir), items)
+    return {
+        key: ev.gold_bits_per_byte(items, logprobs),
+        f"{key}:acc": ev.choice_accuracy(items, logprobs, "char"),
+    }
 
 
-class ValidationLab:
-    """`evaluate(mixtures) -> validation scores` for searches, with one cache across strategies (random and
-    RegMix draw the same first round from the same seed) keyed by (mixture, proxy seed).
+def proxy_scores(
+    lab: Lab, mixture: np.ndarray, seed: int, size: str, splits: tuple[str, ...]
+) -> dict[str, float]:
+    """Train one `size` model (proxy or transfer) on `mixture` and score it on every target's `splits`; NaN
+    scores when the run diverged. `train_s`: its training seconds."""
+    from climb_dagster.core.proxy.train import train_proxy
 
-    `score(mixture, proxy_seed)` trains one proxy and returns its validation score (NaN: diverged);
-    `score_many(jobs)` does the same for a list of (mixture, proxy seed) at once (a round's new proxies,
-    trained in parallel by a `ProxyPool`)."""
+    result = train_proxy(lab.store, mixture, lab.config(size), seed)
+    out: dict[str, float] = {"train_s": float(result.wall_s)}
+    for target in lab.targets:
+        for split in splits:
+            if not result.ok:
+                out[f"{target.name}:{split}"] = float("nan")
+                continue
+            out.update(score_target(result.model, lab, target, split))
+    return out
 
-    def __init__(
-        self,
-        score: Callable[[np.ndarray, int], float] | None = None,
-        score_many: Callable[[list[tuple[np.ndarray, int]]], list[float]] | None = None,
-    ) -> None:
-        if (score is None) == (score_many is None):
-            raise ClimbInputError("ValidationLab needs exactly one of score and score_many")
-        self.cache: dict[tuple[bytes, int], float] = {}
-        self.trained = 0
-        self.failed = 0
-        self._score_many = score_many or (lambda jobs: [score(m, s) for m, s in jobs])
 
-    @classmethod
-    def of(cls, lab: Lab, pool: Any = None) -> ValidationLab:
-        if pool is None:
-            return cls(lambda m, s: proxy_scores(lab, m, s, [lab.val])[0])
-        return cls(score_many=lambda jobs: [r[0] for r in pool.scores([(m, s, ("val",)) for m, s in jobs])])
-
-    def evaluator(self, proxy_seed: int) -> Callable[[np.ndarray], np.ndarray]:
-        seen: list[float] = []
-
-        def evaluate(mixtures: np.ndarray) -> np.ndarray:
-            rows = np.asarray(mixtures, dtype=np.float64)
-            keys = [(np.round(m, 9).tobytes(), proxy_seed) for m in rows]
-            missing = {k: m for k, m in zip(keys, rows, strict=True) if k not in self.cache}
-            if missing:
-                scored = self._score_many([(m, proxy_seed) for m in missing.values()])
-                self.cache.update(zip(missing, scored, strict=True))
-                self.trained += len(missing)
-            scores = np.asarray([self.cache[k] for k in keys])
-            bad = ~np.isfinite(scores)
-            self.failed += int(bad.sum())
-            finite = [*seen, *scores[~bad].tolist()]
-            if bad.any():
-                if not finite:
-                    raise ClimbInputError("every proxy of the first round diverged; no score to search on")
-                # A diverged proxy counts as the worst score seen, as in the pipeline's history.
-                scores[bad] = Direction.MINIMIZE.worst(np.asarray(finite))
-            seen.extend(scores.tolist())
-            return scores
-
-        return evaluate
+def check_splits(splits: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [s for s in splits if s not in SPLITS]
+    if bad:
+        raise ClimbInputError(f"unknown splits {bad}; choose from {SPLITS}")
+    return splits

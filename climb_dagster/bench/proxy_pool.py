@@ -29,15 +29,16 @@ def _init(lab: Any) -> None:
     _LAB = replace(lab, store=TokenStore.open(lab.store))
 
 
-def _lab_scores(lab: Any, job: tuple[np.ndarray, int, tuple[str, ...]]) -> list[float]:
-    """One proxy of `lab` trained on the job's mixture and seed, scored on the lab's targets it names."""
+def _lab_scores(lab: Any, job: tuple[np.ndarray, int, str, tuple[str, ...]]) -> dict[str, float]:
+    """One model of `lab` (size "proxy" or "transfer") trained on the job's mixture and seed, scored on every
+    target's splits the job names."""
     from climb_dagster.bench.lab import proxy_scores
 
-    mixture, seed, names = job
-    return proxy_scores(lab, mixture, seed, [getattr(lab, n) for n in names])
+    mixture, seed, size, splits = job
+    return proxy_scores(lab, mixture, seed, size, splits)
 
 
-def _score(job: tuple[np.ndarray, int, tuple[str, ...]]) -> list[float]:
+def _score(job: tuple[np.ndarray, int, str, tuple[str, ...]]) -> dict[str, float]:
     return _lab_scores(_LAB, job)
 
 
@@ -46,7 +47,7 @@ def default_workers() -> int:
 
 
 class ProxyPool:
-    """`scores(jobs)`: per (mixture, seed, target names of the lab) job, the proxy's scores, in order.
+    """`scores(jobs)`: per (mixture, seed, size, splits) job, the model's scores (`lab.proxy_scores`), in order.
 
     `workers=1` trains in this process (no pool); otherwise the jobs of one call run `workers` at a time.
     Use as a context manager so the workers are stopped.
@@ -68,7 +69,7 @@ class ProxyPool:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def scores(self, jobs: list[tuple[np.ndarray, int, tuple[str, ...]]]) -> list[list[float]]:
+    def scores(self, jobs: list[tuple[np.ndarray, int, str, tuple[str, ...]]]) -> list[dict[str, float]]:
         if self.workers == 1 or len(jobs) <= 1:
             return [_lab_scores(self.lab, job) for job in jobs]
         if self._pool is None:

@@ -7,6 +7,7 @@ Also the builders of their inputs: a train/held-out split by title unit, the hel
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -302,6 +303,13 @@ def eval_multiple_choice(
     """
     if normalize not in NORMALIZATIONS:
         raise ClimbInputError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+    return choice_accuracy(items, all_choice_logprobs(model, tokenizer, items), normalize)
+
+
+def all_choice_logprobs(
+    model: Any, tokenizer: Any, items: Sequence[MultipleChoiceItem]
+) -> list[list[tuple[float, int]]]:
+    """(sum of log-probs, n tokens) of every choice of every item, the model in eval mode meanwhile."""
     if not items:
         raise ClimbInputError("no multiple-choice items to evaluate")
     block = int(getattr(model.config, "max_position_embeddings", 128))
@@ -309,7 +317,16 @@ def eval_multiple_choice(
     model.eval()
     logprobs = [choice_logprobs(model, tokenizer, item, block) for item in items]
     model.train(was_training)
-    return choice_accuracy(items, logprobs, normalize)
+    return logprobs
+
+
+def gold_bits_per_byte(items: Sequence[MultipleChoiceItem], logprobs: Sequence[list[tuple[float, int]]]) -> float:
+    """Bits per UTF-8 byte of the gold choices given their contexts, pooled over items (total bits / total
+    bytes): a continuous multiple-choice score, lower is better, that small models move on long before
+    their accuracy leaves chance."""
+    nats = sum(-lps[item.gold][0] for item, lps in zip(items, logprobs, strict=True))
+    n_bytes = sum(len(item.choices[item.gold].encode("utf-8")) for item in items)
+    return float(nats / math.log(2) / n_bytes)
 
 
 def build_multiple_choice(
