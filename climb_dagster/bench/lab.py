@@ -166,6 +166,7 @@ def build_lab(args: argparse.Namespace, work: Path, seed: int) -> tuple[Lab, Any
         for (sc,), group in kept.sort(schema.ID).group_by(schema.SUPER_CLUSTER, maintain_order=True)
     )
     store = write_token_store(batches, tok_dir, work / "store", n_clusters=stage.n_superclusters)
+    train_texts = train[schema.TEXT].to_list()
     targets = []
     for t in defs:
         files: dict[str, tuple[str, ...]] = {}
@@ -173,7 +174,9 @@ def build_lab(args: argparse.Namespace, work: Path, seed: int) -> tuple[Lab, Any
             if t.kind == MC:
                 path = work / f"{t.name}_{name}.jsonl"
                 texts = frames[t.domains[0]][schema.TEXT].to_list()
-                build_definition_items(texts, path, args.mc_items, seed + (0 if name == "val" else 1))
+                build_definition_items(
+                    texts, path, args.mc_items, seed + (0 if name == "val" else 1), exclude=train_texts
+                )
                 files[name] = (str(path),)
                 continue
             paths = []

@@ -52,11 +52,19 @@ def definitions(texts: Sequence[str]) -> list[Definition]:
 
 
 def build_definition_items(
-    texts: Sequence[str], out_path: str | Path, n_items: int, seed: int, n_choices: int = 4
+    texts: Sequence[str],
+    out_path: str | Path,
+    n_items: int,
+    seed: int,
+    n_choices: int = 4,
+    exclude: Sequence[str] = (),
 ) -> Path:
-    """Write up to `n_items` items (JSONL: context, choices, gold) from the entries of `texts`; refused when
-    fewer than `n_choices` entries share a part of speech (the error names the file)."""
-    defs = definitions(texts)
+    """Write up to `n_items` items (JSONL: context, choices, gold) from the entries of `texts`, leaving out every
+    definition whose gloss occurs in `exclude` (the training documents: WordNet repeats a gloss under each
+    synonym, which another page may hold); refused when fewer than `n_choices` entries share a part of speech
+    (the error names the file)."""
+    seen = " ".join(" ".join(exclude).split())
+    defs = [d for d in definitions(texts) if d.gloss not in seen]
     by_pos: dict[str, list[Definition]] = {}
     for d in defs:
         by_pos.setdefault(d.pos, []).append(d)

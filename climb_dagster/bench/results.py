@@ -239,12 +239,23 @@ def _scale(data: dict[str, Any]) -> str:
     )
 
 
-RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {"search": _search, "scale": _scale}
+def _e2e(data: dict[str, Any], view: str = "") -> str:
+    from climb_dagster.bench import results_e2e
+
+    if view and view not in results_e2e.VIEWS:
+        raise ClimbInputError(f"no view {view!r} of bench e2e; known: {sorted(results_e2e.VIEWS)}")
+    return results_e2e.VIEWS[view](data) if view else results_e2e.detail(data)
+
+
+RENDERERS: dict[str, Callable[..., str]] = {"search": _search, "scale": _scale, "e2e": _e2e}
+# A block `<name>--<view>` shows a shorter view of results/<name>.json (the README's headline of a bench).
+VIEW_SEPARATOR = "--"
 
 
 def render(name: str, results_dir: Path, link: str) -> str:
-    """The generated text of block `name`: from `results_dir/<name>.json` (linked as `link`), or a line saying
-    it is missing."""
+    """The generated text of block `name` (or `name--view`): from `results_dir/<name>.json` (linked as `link`),
+    or a line saying it is missing."""
+    name, _, view = name.partition(VIEW_SEPARATOR)
     path = results_dir / f"{name}.json"
     if not path.exists():
         return f"_Not measured yet: no `{RESULTS_DIR}/{name}.json`._\n"
@@ -258,7 +269,10 @@ def render(name: str, results_dir: Path, link: str) -> str:
         f"{' / '.join(f'{x:.1f}' for x in m.load_average)} over 1 / 5 / 15 min at the end), commit {m.commit}:_ "
         f"`{m.command}`"
     )
-    return f"{caption}\n\n{RENDERERS[bench](results.data)}\n"
+    if view and bench != "e2e":
+        raise ClimbInputError(f"block {name}{VIEW_SEPARATOR}{view}: bench {bench!r} has no views")
+    body = RENDERERS[bench](results.data, view) if view else RENDERERS[bench](results.data)
+    return f"{caption}\n\n{body}\n"
 
 
 def _check_markers(text: str, where: str) -> None:
@@ -280,7 +294,8 @@ def refresh_text(text: str, results_dir: Path, where: str, link_prefix: str = ""
 
     def block(found: re.Match[str]) -> str:
         name = found.group(1)
-        body = render(name, results_dir, f"{link_prefix}{RESULTS_DIR}/{name}.json")
+        file = name.partition(VIEW_SEPARATOR)[0]
+        body = render(name, results_dir, f"{link_prefix}{RESULTS_DIR}/{file}.json")
         return f"<!-- results:{name} -->\n{body}<!-- /results:{name} -->"
 
     return BLOCK.sub(block, text)

@@ -1,0 +1,112 @@
+"""The tables of `bench e2e` (issue 23's protocol) from its results file: the headline (transfer test loss,
+climb against every arm with paired 95% intervals) and the detail (proxy-size test, references, climb's winner
+rounds and predictor).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ARM_NAMES = {
+    "climb": "CLIMB",
+    "random_design": "random, climb's design",
+    "climb_1round": "CLIMB, one round",
+    "regmix": "RegMix as published",
+    "random": "random",
+    "doremi": "DoReMi",
+}
+REFERENCE_NAMES = {"natural": "natural", "uniform": "uniform", "domain_only": "target domain's super-clusters"}
+
+
+def _n(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def _difference(p: dict[str, Any]) -> str:
+    if "mean" not in p:
+        return f"– ({p.get('n', 0)} finished cells)"
+    bold = "**" if p["high"] < 0 or p["low"] > 0 else ""
+    extra = f", {p['excluded_diverged']} diverged" if p.get("excluded_diverged") else ""
+    return f"{bold}{p['mean']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]{bold}{extra}"
+
+
+def _target_label(name: str, t: dict[str, Any]) -> str:
+    return f"{name} ({', '.join(t['domains'])}; {t['metric']})"
+
+
+def _comparison(data: dict[str, Any], measure: str) -> str:
+    rows = []
+    for t, s in data["summary"].items():
+        label = _target_label(t, data["targets"][t])
+        climb = s["arms"]["climb"][measure]
+        rows.append([label, ARM_NAMES["climb"], _n(climb), "", "", ""])
+        for arm, p in s["paired"].items():
+            d = p[measure]
+            win = "–" if "win_rate" not in d else f"{d['win_rate']:.0%}"
+            pval = "–" if "p_value" not in d else f"{d['p_value']:.3f}"
+            rows.append(["", ARM_NAMES.get(arm, arm), _n(s["arms"][arm][measure]), _difference(d), pval, win])
+    header = ["target", "arm", "mean", "climb − arm, 95% t interval", "p", "climb better in"]
+    return _table(header, rows)
+
+
+def headline(data: dict[str, Any]) -> str:
+    m = data["models"]
+    g = data["goal"]
+    first = next(iter(data["summary"].values()))
+    n = next(iter(first["paired"].values()))["transfer_test"].get("n", 0)
+    sizes = (
+        f"proxy {m['proxy']['params'] / 1e6:.2f}M parameters × {m['proxy']['tokens'] / 1e3:.0f}k tokens, transfer "
+        f"model {m['transfer']['params'] / 1e6:.2f}M × {m['transfer']['tokens'] / 1e3:.0f}k "
+        f"({m['transfer']['params'] / m['proxy']['params']:.1f}× parameters, "
+        f"{m['transfer']['tokens'] / m['proxy']['tokens']:.0f}× tokens)"
+    )
+    verdict = (
+        f"Goal (climb below random-with-design and RegMix, interval excluding 0, on ≥ 2 targets): "
+        f"**{'met' if g['met'] else 'not met'}** ({g['targets_won']} of {len(g['per_target'])} targets)."
+    )
+    return (
+        f"Protocol `{data['protocol']}`: {data['labs']} labs × {data['seeds']} search seeds = {n} paired cells, "
+        f"{data['budget']} proxies per search, {sizes}; {data['wall_s'] / 60:.0f} min with {data['workers']} "
+        f"workers. Test loss of each arm's final mixture retrained on the **transfer model** (lower is better; "
+        f"bold: the interval excludes 0, df = {max(n - 1, 0)}):\n\n"
+        + _comparison(data, "transfer_test")
+        + f"\n\n{verdict}"
+    )
+
+
+def detail(data: dict[str, Any]) -> str:
+    parts = [headline(data)]
+    parts.append(
+        "The same final mixtures retrained at **proxy size** with fresh seeds:\n\n" + _comparison(data, "proxy_test")
+    )
+    rows = []
+    for t, s in data["summary"].items():
+        refs = ", ".join(
+            f"{REFERENCE_NAMES.get(k, k)} {_n(v['transfer_test'])} / {_n(v['proxy_test'])}"
+            for k, v in s["references"].items()
+        )
+        rounds = ", ".join(f"round {k}: {v}" for k, v in s["climb_winner_rounds"].items())
+        oof = ", ".join(_n(x, 2) for x in s["climb_oof_spearman_by_round"])
+        acc = s["arms"]["climb"].get("transfer_test_accuracy")
+        rows.append([t, refs, rounds, oof, _n(acc, 2) if acc is not None else "–"])
+    parts.append(
+        _table(
+            [
+                "target",
+                "references: transfer / proxy test",
+                "climb's answer came from",
+                "climb predictor OOF Spearman by round",
+                "climb MC accuracy (transfer)",
+            ],
+            rows,
+        )
+    )
+    return "\n\n".join(parts)
+
+
+VIEWS = {"headline": headline}
