@@ -5,6 +5,8 @@ import sys
 
 import dagster as dg
 
+from climb_dagster.core.common.memory import proc_status_bytes
+
 # The prefix of the log line `step_memory` writes (the scaling benchmark parses it from the event log).
 PEAK_RSS_PREFIX = "peak RSS of this step:"
 
@@ -15,13 +17,9 @@ def peak_rss_mib() -> float:
     On Linux the high-water mark of this process's own memory since it started (`VmHWM`): `ru_maxrss` keeps the
     parent's resident size at fork across exec, so a step spawned by a 700 MiB executor would report at least
     that. Elsewhere `ru_maxrss` (macOS reports bytes)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 2**10, 1)
-    except OSError:
-        pass
+    hwm = proc_status_bytes("VmHWM")
+    if hwm is not None:
+        return round(hwm / 2**20, 1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / 2**20 if sys.platform == "darwin" else peak / 2**10, 1)
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from climb_dagster.bench.proxy import add_store_arguments, build_store, load_texts
+from climb_dagster.core.common.memory import proc_status_bytes
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
 from climb_dagster.core.proxy.cost import DEFAULT_FLOPS, RUNTIME_BYTES, CostLimits, estimate_cost
 from climb_dagster.core.proxy.store import TokenStore
@@ -68,10 +69,10 @@ def case_config(vocab_size: int, steps: int, overrides: dict[str, Any]) -> Proxy
 
 def _status(field: str) -> int:
     """A VmRSS / VmHWM figure of this process, in bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
+    value = proc_status_bytes(field)
+    if value is None:
+        raise RuntimeError(f"{field} not in /proc/self/status")
+    return value
 
 
 def _probe(store_path: str, config: ProxyConfig, seed: int) -> dict[str, Any]:

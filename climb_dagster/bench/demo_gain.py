@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from climb_dagster.bench.runs import ValidationLab
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.common.timing import Timer
 from climb_dagster.core.io import storage
@@ -62,7 +63,6 @@ def run(args: argparse.Namespace) -> dict:
 
 def demo_gain(root: Any, options: dict | None, args: argparse.Namespace) -> dict:
     from climb_dagster.bench.e2e import PROXY_SEED
-    from climb_dagster.bench.runs import ValidationLab
     from climb_dagster.core.io.corpus import CorpusConfig, read_drop
     from climb_dagster.core.targets.score import evaluate_target
     from climb_dagster.demo.landing import test_path

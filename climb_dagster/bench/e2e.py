@@ -35,6 +35,7 @@ from climb_dagster.bench.arms import ARMS, REGMIX_TOP_K, SUBJECT, arm_config, ar
 from climb_dagster.bench.cluster import DEMO_DATA
 from climb_dagster.bench.lab import SPLITS, Lab, build_lab
 from climb_dagster.bench.proxy_pool import ProxyPool, default_workers
+from climb_dagster.bench.results import _commit
 from climb_dagster.bench.runs import LabRuns
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.io.storage import atomic_write_text, make_path
@@ -373,8 +374,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     arms = arm_names(args.arms, args.doremi)
     workers = args.workers or default_workers()
     t0 = time.perf_counter()
-    from climb_dagster.bench.results import _commit
-
     commit = _commit()
     cells: list[dict[str, Any]] = []
     references: list[dict[str, Any]] = []

@@ -15,14 +15,18 @@ import numpy as np
 import polars as pl
 
 from climb_dagster.bench.cluster import sample_demo
+from climb_dagster.bench.mc_items import build_definition_items
 from climb_dagster.core.clustering.kmeans import KMeansConfig
 from climb_dagster.core.common import schema
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.common.hashing import content_hash
 from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
 from climb_dagster.core.proxy.store import write_token_store
-from climb_dagster.core.proxy.tokens import train_tokenizer
+from climb_dagster.core.proxy.tokens import load_tokenizer, train_tokenizer
+from climb_dagster.core.proxy.train import train_proxy
+from climb_dagster.core.targets import evaluators as ev
 from climb_dagster.core.targets.evaluators import build_eval_windows
+from climb_dagster.core.targets.spec import TargetSpec
 
 LOSS, MC = "loss", "mc"
 SPLITS = ("val", "test")
@@ -136,7 +140,6 @@ def build_lab(args: argparse.Namespace, work: Path, seed: int) -> tuple[Lab, Any
     """Sample -> targets' pages held out (from the whole demo corpus, so the evaluation sets do not shrink with
     --docs) -> clustering -> token store, evaluation files, references. Returns the lab and the split."""
     from climb_dagster.bench.cluster import _embed
-    from climb_dagster.bench.mc_items import build_definition_items
     from climb_dagster.core.clustering.stage import cluster_documents
     from climb_dagster.core.clustering.superclusters import MergeConfig
     from climb_dagster.core.quality.pruning import PruneConfig
@@ -297,8 +300,6 @@ _TOKENIZERS: dict[str, Any] = {}
 
 
 def _tokenizer(path: Path) -> Any:
-    from climb_dagster.core.proxy.tokens import load_tokenizer
-
     key = str(path)
     if key not in _TOKENIZERS:
         _TOKENIZERS[key] = load_tokenizer(path)
@@ -307,9 +308,7 @@ def _tokenizer(path: Path) -> Any:
 
 def score_target(model: Any, lab: Lab, target: LabTarget, split: str) -> dict[str, float]:
     """`{target:split: score}` (and `target:split:acc` for mc) of a trained model."""
-    from climb_dagster.core.targets import evaluators as ev
     from climb_dagster.core.targets.score import evaluate_target
-    from climb_dagster.core.targets.spec import TargetSpec
 
     key = f"{target.name}:{split}"
     threads = lab.proxy.train.num_threads
@@ -334,8 +333,6 @@ def proxy_scores(
 ) -> dict[str, float]:
     """Train one `size` model (proxy or transfer) on `mixture` and score it on every target's `splits`; NaN
     scores when the run diverged. `train_s`: its training seconds."""
-    from climb_dagster.core.proxy.train import train_proxy
-
     result = train_proxy(lab.store, mixture, lab.config(size), seed)
     out: dict[str, float] = {"train_s": float(result.wall_s)}
     for target in lab.targets:

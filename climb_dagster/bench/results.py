@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from climb_dagster.bench import results_e2e
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.embedding.encoder import cpu_has_native_bf16
 
@@ -240,8 +241,6 @@ def _scale(data: dict[str, Any]) -> str:
 
 
 def _e2e(data: dict[str, Any], view: str = "") -> str:
-    from climb_dagster.bench import results_e2e
-
     if view and view not in results_e2e.VIEWS:
         raise ClimbInputError(f"no view {view!r} of bench e2e; known: {sorted(results_e2e.VIEWS)}")
     return results_e2e.VIEWS[view](data) if view else results_e2e.detail(data)

@@ -15,7 +15,11 @@ ARM_NAMES = {
     "random": "random",
     "doremi": "DoReMi",
 }
-REFERENCE_NAMES = {"natural": "natural", "uniform": "uniform", "domain_only": "target domain's super-clusters"}
+REFERENCE_NAMES = {
+    "natural": "natural",
+    "uniform": "uniform",
+    "domain_only": "target domain's super-clusters",
+}
 
 
 def _n(value: float | None, digits: int = 3) -> str:
@@ -36,7 +40,8 @@ def _difference(p: dict[str, Any]) -> str:
 
 
 def _target_label(name: str, t: dict[str, Any]) -> str:
-    return f"{name} ({', '.join(t['domains'])}; {t['metric']})"
+    unit = "bits/byte" if t["kind"] == "mc" else "loss"
+    return f"{name}: {', '.join(t['domains'])} ({unit})"
 
 
 def _comparison(data: dict[str, Any], measure: str) -> str:
@@ -44,13 +49,29 @@ def _comparison(data: dict[str, Any], measure: str) -> str:
     for t, s in data["summary"].items():
         label = _target_label(t, data["targets"][t])
         climb = s["arms"]["climb"][measure]
-        rows.append([label, ARM_NAMES["climb"], _n(climb), "", "", ""])
-        for arm, p in s["paired"].items():
+        first = f"{label}, climb {_n(climb)}"
+        for i, (arm, p) in enumerate(s["paired"].items()):
             d = p[measure]
             win = "–" if "win_rate" not in d else f"{d['win_rate']:.0%}"
             pval = "–" if "p_value" not in d else f"{d['p_value']:.3f}"
-            rows.append(["", ARM_NAMES.get(arm, arm), _n(s["arms"][arm][measure]), _difference(d), pval, win])
-    header = ["target", "arm", "mean", "climb − arm, 95% t interval", "p", "climb better in"]
+            rows.append(
+                [
+                    "" if i else first,
+                    ARM_NAMES.get(arm, arm),
+                    _n(s["arms"][arm][measure]),
+                    _difference(d),
+                    pval,
+                    win,
+                ]
+            )
+    header = [
+        "target, climb's mean",
+        "arm",
+        "arm's mean",
+        "climb − arm, 95% t interval",
+        "p",
+        "climb better in",
+    ]
     return _table(header, rows)
 
 
@@ -82,7 +103,8 @@ def headline(data: dict[str, Any]) -> str:
 def detail(data: dict[str, Any]) -> str:
     parts = [headline(data)]
     parts.append(
-        "The same final mixtures retrained at **proxy size** with fresh seeds:\n\n" + _comparison(data, "proxy_test")
+        "The same final mixtures retrained at **proxy size** with fresh seeds:\n\n"
+        + _comparison(data, "proxy_test")
     )
     rows = []
     for t, s in data["summary"].items():
@@ -106,7 +128,31 @@ def detail(data: dict[str, Any]) -> str:
             rows,
         )
     )
+    parts.append(per_lab(data))
     return "\n\n".join(parts)
+
+
+def per_lab(data: dict[str, Any]) -> str:
+    """Mean climb − arm (transfer test) within each lab: whether one lab carries the pooled result."""
+    cells = data.get("cells_detail", [])
+    labs = sorted({c["lab"] for c in cells})
+    arms = [a for a in data["arms"] if a != "climb"]
+    rows = []
+    for t in data["summary"]:
+        for arm in arms:
+            means = []
+            for lab in labs:
+                diffs = [
+                    c["targets"][t]["climb"]["transfer_test"] - c["targets"][t][arm]["transfer_test"]
+                    for c in cells
+                    if c["lab"] == lab
+                ]
+                means.append(f"{sum(diffs) / len(diffs):+.3f}" if diffs else "–")
+            rows.append([t, ARM_NAMES.get(arm, arm), *means])
+    return (
+        "Mean climb − arm on the transfer test within each lab (seeds of one lab share its corpus and clustering):\n\n"
+        + _table(["target", "arm", *(f"lab {lab}" for lab in labs)], rows)
+    )
 
 
 VIEWS = {"headline": headline}

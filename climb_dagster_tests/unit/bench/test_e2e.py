@@ -1,9 +1,11 @@
-"""bench e2e on a tiny corpus: the target split never leaks into search or training, and every strategy
-runs at the same proxy budget."""
+"""bench e2e (issue 23's protocol) on its quick protocol: every arm searches every target at the same budget, the
+targets share proxy runs through the cache, no test page and no multiple-choice item reaches a search or
+training, an interrupted protocol resumes without retraining, and the tables come from the results file."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 
 from climb_dagster_tests.unit.embedding.test_encoder import make_tiny_model
 
-# Builds a real lab (embedding, clustering, tokenizer, token store) and trains ~30 tiny proxies: ~1 minute.
+# Builds a real lab (embedding, clustering, tokenizer, token store) and trains ~80 tiny models: ~1 minute.
 pytestmark = pytest.mark.slow
 
 
@@ -23,153 +25,182 @@ def _args(tmp: Path, *extra: str) -> argparse.Namespace:
     model = tmp / "tiny-bert"
     if not model.exists():
         make_tiny_model(model)
-    argv = ["--docs", "200", "--k", "8", "--superclusters", "4", "--proxy", "tiny", "--steps", "6"]
-    argv += [
-        "--budget",
-        "6",
-        "--seeds",
-        "1",
-        "--final-seeds",
-        "1",
-        "--max-eval-windows",
-        "8",
-        "--candidates",
-        "2000",
-    ]
-    argv += ["--model-path", str(model), "--precision", "fp32", "--target-domain", "postgres_docs"]
-    return parser.parse_args([*argv, *extra])
+    argv = ["--protocol", "quick", "--model-path", str(model), "--precision", "fp32", "--workers", "1"]
+    return e2e.resolve(parser.parse_args([*argv, "--workdir", str(tmp / "work"), *extra]))
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def protocol(tmp_path_factory):
     from climb_dagster.bench import e2e
 
     tmp = tmp_path_factory.mktemp("e2e")
-    args = _args(tmp)
-    built, split = e2e.build_lab(args, tmp / "work")
-    return {"tmp": tmp, "args": args, "lab": built, "split": split}
+    args = _args(tmp, "--histories", str(tmp / "histories.json"))
+    out = e2e.run(args)
+    return {"tmp": tmp, "args": args, "out": out, "histories": json.loads((tmp / "histories.json").read_text())}
 
 
-def _rows(windows: np.ndarray) -> set[bytes]:
-    return {np.ascontiguousarray(w).tobytes() for w in windows}
+def test_every_arm_searches_every_target_at_the_same_budget(protocol):
+    from climb_dagster.bench.arms import ARMS
+
+    out, args = protocol["out"], protocol["args"]
+    assert out["arms"] == list(ARMS) and set(out["targets"]) == {"domain", "blend", "mc"}
+    assert out["cells"] == args.labs * args.seeds == len(out["cells_detail"])
+    for cell in out["cells_detail"]:
+        for target in out["targets"]:
+            for arm in ARMS:
+                row = cell["targets"][target][arm]
+                assert row["proxies"] == args.budget
+                assert np.isfinite(row["transfer_test"]) and np.isfinite(row["proxy_test"])
+    assert all(len(h["scores"]) == args.budget for h in protocol["histories"])
+    climb = [h for h in protocol["histories"] if h["arm"] == "climb"]
+    assert {len(set(h["rounds"])) for h in climb} == {3}
+    # The transfer model is >= 4x the proxy's parameters and 5x its tokens.
+    models = out["models"]
+    assert models["transfer"]["params"] >= 4 * models["proxy"]["params"]
+    assert models["transfer"]["tokens"] == 5 * models["proxy"]["tokens"]
+    paired = out["summary"]["domain"]["paired"]["regmix"]["transfer_test"]
+    assert paired["n"] == out["cells"] and paired["df"] == out["cells"] - 1
 
 
-def test_the_test_split_never_reaches_search_or_training(lab):
-    from climb_dagster.core.targets.evaluators import load_eval_windows
+def test_targets_and_arms_share_runs_through_the_cache(protocol):
+    out, args, hist = protocol["out"], protocol["args"], protocol["histories"]
 
-    split, built = lab["split"], lab["lab"]
-    assert split.val.height and split.test.height
-    test_titles, test_ids = set(split.test["title"].to_list()), set(split.test["id"].to_list())
-    # No test page (by id or title) is in training or in the validation split the search scores on.
-    for frame in (split.train, split.val):
-        assert not test_ids & set(frame["id"].to_list())
-        assert not test_titles & set(frame["title"].drop_nulls().to_list())
-    assert not set(split.val["title"].to_list()) & set(split.train["title"].drop_nulls().to_list())
-    test_texts = set(split.test["text"].to_list())
-    assert not test_texts & set(split.train["text"].to_list())
-    # Token level: no test window is a validation window, and none occurs in the training token store.
-    test_w = load_eval_windows(built.test_windows)
-    val_w = load_eval_windows(built.val_windows)
-    assert test_w.shape[0] > 0 and not _rows(test_w) & _rows(val_w)
+    def rows(target: str, arm: str, seed: int) -> list:
+        (h,) = [h for h in hist if (h["target"], h["arm"], h["seed"]) == (target, arm, seed)]
+        return h["mixtures"]
+
+    for seed in range(args.seeds):
+        # Same seed, same draws: random and RegMix share their proxies; random with climb's design and climb
+        # with one round share theirs; climb's first round is the same for every target.
+        assert rows("domain", "random", seed) == rows("domain", "regmix", seed) == rows("mc", "random", seed)
+        assert rows("blend", "random_design", seed) == rows("blend", "climb_1round", seed)
+        first = [h["rounds"].count(0) for h in hist if h["arm"] == "climb"][0]
+        assert rows("domain", "climb", seed)[:first] == rows("mc", "climb", seed)[:first]
+    searches = len(out["targets"]) * len(out["arms"]) * out["cells"]
+    trained = out["lab_details"][0]["runs_trained"]["proxy"]
+    assert trained < searches * args.budget / 2
+    # Each distinct final mixture is retrained once per seed and scored on every target.
+    assert out["lab_details"][0]["runs_reused"] > 0
+
+
+def test_a_search_only_ever_sees_validation_scores(protocol):
+    from climb_dagster.bench.arms import arm_config
+    from climb_dagster.bench.runs import LabRuns
+    from climb_dagster.core.search.strategies import run_search
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.jobs: list = []
+
+        def scores(self, jobs):
+            self.jobs += jobs
+            return [{"domain:val": float(np.sum(m**2)), "train_s": 0.0} for m, *_ in jobs]
+
+    class FakeLab:
+        fingerprint = "x"
+
+    pool = Recorder()
+    runs = LabRuns(FakeLab(), pool)
+    for arm in ("climb", "regmix", "climb_1round"):
+        run_search(arm_config(arm, 8, (4.0, 2.0, 1.0), 500), runs.evaluator(1, "domain"), prior=np.full(4, 0.25))
+    assert pool.jobs and {(size, splits) for _, _, size, splits in pool.jobs} == {("proxy", ("val",))}
+
+
+def test_no_test_page_or_mc_item_reaches_training(protocol):
+    from climb_dagster.bench import lab as lab_mod
+    from climb_dagster.bench.cluster import sample_demo
+    from climb_dagster.core.targets.evaluators import load_eval_windows, load_multiple_choice
+
+    args = protocol["args"]
+    built, split = lab_mod.build_lab(args, protocol["tmp"] / "leak-lab", 0)
+    train = lab_mod._held_out(sample_demo(Path(args.data), args.docs, 0), split)
+    held = split.held_titles()
+    assert held and not held & set(train["title"].drop_nulls().to_list())
+    text = " ".join(" ".join(train["text"].to_list()).split())
     stream = b"".join(np.ascontiguousarray(t).tobytes() for t in built.store.tokens)
     dtype = built.store.tokens[0].dtype
-    for w in test_w:
-        assert np.ascontiguousarray(w.astype(dtype)).tobytes() not in stream
-    # The search's target is the validation windows only.
-    assert [e.path for e in built.val.evaluators] == [str(built.val_windows)]
+    for target in built.targets:
+        for split_name in ("val", "test"):
+            for path in target.files[split_name]:
+                if target.definition.kind == lab_mod.MC:
+                    items = load_multiple_choice(path)
+                    assert items
+                    for item in items:
+                        assert item.choices[item.gold].strip() not in text
+                    continue
+                windows = load_eval_windows(path)
+                assert windows.shape[0] > 0
+                for w in windows[:4]:
+                    assert np.ascontiguousarray(w.astype(dtype)).tobytes() not in stream
+    assert set(built.references) == {"natural", "uniform", "domain_only"}
+    for mixture in built.references.values():
+        assert abs(sum(mixture) - 1) < 1e-9
 
 
-def test_e2e_runs_every_strategy_at_equal_budget(lab):
+def test_an_interrupted_protocol_resumes_without_retraining(protocol):
     from climb_dagster.bench import e2e
 
-    validation = e2e.ValidationLab.of(lab["lab"])
-    args = argparse.Namespace(**{**vars(lab["args"]), "compare_final_picks": True, "reeval_top": 2})
-    out = e2e.run_e2e(args, lab["lab"], validation)
-    s = out["strategies"]
-    assert set(s) == {"climb", "random", "regmix"}
-    for result in s.values():
-        assert result["proxies_per_search"] == [6]
-        assert np.isfinite(result["test_mean"]) and np.isfinite(result["val_mean"])
-        assert result["test_stderr"] == 0.0 and len(result["final_mixtures"]) == 1
-    # climb's three rounds (3, 2, 1 proxies): out-of-fold Spearman once 4 proxies are scored.
-    assert len(out["oof_spearman_by_round"]) == 3 and out["oof_spearman_by_round"][0] is None
-    # random and RegMix draw the same first round from the same seed: trained once, shared. The
-    # re-evaluation trains 2 more proxies (another seed).
-    assert validation.trained < 3 * 6 + 2
-    picks = out["climb_final_picks"]
-    assert set(picks) == {"predicted", "observed", "reeval_top2", "reeval_extra_proxies_per_search"}
-    assert all(np.isfinite(picks[p]["test_mean"]) for p in ("predicted", "observed", "reeval_top2"))
-    # climb's default final pick is the best observed: the same test score as the strategy's.
-    assert picks["observed"]["test_mean"] == s["climb"]["test_mean"]
+    again = e2e.run(protocol["args"])
+    assert again["lab_details"][0]["runs_trained"] == {"proxy": 0, "transfer": 0}
+    assert again["summary"] == protocol["out"]["summary"]
 
 
-def test_e2e_runs_doremi_when_selected(lab):
-    from climb_dagster.bench import e2e
-
-    validation = e2e.ValidationLab.of(lab["lab"])
-    args = argparse.Namespace(**{**vars(lab["args"]), "strategies": "doremi", "compare_final_picks": False})
-    out = e2e.run_e2e(args, lab["lab"], validation)
-    doremi = out["strategies"]["doremi"]
-    # DoReMi trains its reference and DRO proxies; the search's validation target is never used.
-    assert doremi["proxies_per_search"] == [2] and validation.trained == 0
-    weights = np.asarray(doremi["final_mixtures"][0])
-    assert weights.shape == (lab["lab"].n_superclusters,) and abs(weights.sum() - 1) < 1e-3
-    assert np.isfinite(doremi["test_mean"]) and np.isfinite(doremi["val_mean"])
-    assert out["oof_spearman_by_round"] == []
-
-
-def test_e2e_cli_prints_the_report(lab, capsys):
-    import json
-
-    from climb_dagster.bench.__main__ import main
-
-    histories = lab["tmp"] / "histories.json"
-    argv = [f"{a}" for a in ["e2e", *_cli(lab["args"]), "--strategies", "random", "--seeds", "2"]]
-    assert main([*argv, "--histories", str(histories), "--workers", "1"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    searches = json.loads(histories.read_text())
-    assert [(h["strategy"], h["search_seed"]) for h in searches] == [("random", 0), ("random", 1)]
-    assert all(len(h["scores"]) == len(h["mixtures"]) == len(h["rounds"]) == 6 for h in searches)
-    assert set(out) >= {"direction", "budget", "seeds", "strategies", "oof_spearman_by_round", "wall_s"}
-    assert out["direction"] == "minimize" and out["budget"] == 6 and out["seeds"] == 2
-    assert set(out["strategies"]["random"]) >= {"test_mean", "test_stderr", "val_mean"}
-    assert out["strategies"]["random"]["proxies_per_search"] == [6, 6]
-
-
-def _cli(args: argparse.Namespace) -> list[str]:
-    keys = [
-        "docs",
-        "k",
-        "superclusters",
-        "proxy",
-        "steps",
-        "budget",
-        "final_seeds",
-        "max_eval_windows",
-        "candidates",
-    ]
-    keys += ["model_path", "precision", "target_domain"]
-    return [x for k in keys for x in (f"--{k.replace('_', '-')}", str(getattr(args, k)))]
-
-
-def test_parallel_workers_score_exactly_like_one_process(lab):
-    """Two spawned workers train the same proxies as this process does, bit for bit, and a round's new
-    mixtures go to the pool in one call."""
-    from climb_dagster.bench import e2e
+def test_parallel_workers_score_exactly_like_one_process(protocol):
+    from climb_dagster.bench import lab as lab_mod
     from climb_dagster.bench.proxy_pool import ProxyPool
+    from climb_dagster.bench.runs import LabRuns
     from climb_dagster.core.search.sampling import sample_mixtures
 
-    built = lab["lab"]
+    built, _ = lab_mod.build_lab(protocol["args"], protocol["tmp"] / "pool-lab", 3)
     mixtures = sample_mixtures(3, built.n_superclusters, 5)
-    serial = e2e.ValidationLab.of(built).evaluator(e2e.PROXY_SEED)(mixtures)
+    serial = LabRuns(built).evaluator(7, "mc")(mixtures)
     with ProxyPool(built, workers=2) as pool:
-        calls = []
-        scores = pool.scores
-        pool.scores = lambda jobs: calls.append(len(jobs)) or scores(jobs)
-        parallel = e2e.ValidationLab.of(built, pool)
-        got = parallel.evaluator(e2e.PROXY_SEED)(mixtures)
-        # Cached: a second look at the same mixtures trains nothing.
-        again = parallel.evaluator(e2e.PROXY_SEED)(mixtures[:2])
-    assert calls == [3] and parallel.trained == 3
+        parallel = LabRuns(built, pool)
+        got = parallel.evaluator(7, "mc")(mixtures)
+        again = parallel.evaluator(7, "blend")(mixtures[:2])
+    assert parallel.trained == {"proxy": 3, "transfer": 0}
     np.testing.assert_array_equal(got, serial)
-    np.testing.assert_array_equal(again, serial[:2])
+    assert again.shape == (2,)
+
+
+def test_doremi_arm_spends_its_own_proxies(protocol):
+    from climb_dagster.bench import e2e
+    from climb_dagster.bench import lab as lab_mod
+    from climb_dagster.bench.runs import LabRuns
+
+    built, _ = lab_mod.build_lab(protocol["args"], protocol["tmp"] / "doremi-lab", 0)
+    finals = e2e.search_cell(protocol["args"], built, LabRuns(built), 0, ("doremi",), [])
+    assert {info["proxies"] for info in finals.values()} == {2}
+    weights = np.asarray(finals[("domain", "doremi")]["mixture"])
+    assert weights.shape == (built.n_superclusters,) and abs(weights.sum() - 1) < 1e-3
+
+
+def test_tables_are_generated_from_the_results_file(protocol, tmp_path):
+    from climb_dagster.bench.results import refresh_text, save
+
+    save(tmp_path / "e2e.json", protocol["out"], "python -m climb_dagster.bench e2e --protocol quick")
+    text = "<!-- results:e2e--headline -->\nSTALE\n<!-- /results:e2e--headline -->\n"
+    text += "<!-- results:e2e -->\nSTALE\n<!-- /results:e2e -->\n"
+    new = refresh_text(text, tmp_path, "README.md")
+    assert "STALE" not in new and "(results/e2e.json)" in new
+    headline, detail = new.split("<!-- results:e2e -->")
+    assert "RegMix as published" in headline and "transfer model" in headline and "proxy size" not in headline
+    assert "proxy size" in detail and "climb's answer came from" in detail
+    diff = protocol["out"]["summary"]["blend"]["paired"]["random"]["transfer_test"]
+    assert f"{diff['mean']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]" in headline
+
+
+def test_arm_configurations():
+    from climb_dagster.bench.arms import arm_config, arm_names
+    from climb_dagster.core.common.errors import ClimbInputError
+
+    one = arm_config("climb_1round", 20, (4.0, 2.0, 1.0), 100)
+    assert one.round_sizes() == [20] and one.final == "predicted" and one.initial_design == "maximin"
+    design = arm_config("random_design", 20, (4.0, 2.0, 1.0), 100)
+    assert design.name == "random" and design.initial_design == "maximin" and design.final == "observed"
+    regmix = arm_config("regmix", 20, (4.0, 2.0, 1.0), 100)
+    assert regmix.final == "top_k_mean" and regmix.top_k == 100 and regmix.predictor.n_models == 1
+    assert arm_config("climb", 20, (4.0, 2.0, 1.0), 100).round_sizes() == [11, 6, 3]
+    assert arm_names("climb,random", doremi=True) == ("climb", "random", "doremi")
+    with pytest.raises(ClimbInputError, match="climb included"):
+        arm_names("random,regmix", doremi=False)

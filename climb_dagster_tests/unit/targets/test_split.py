@@ -36,3 +36,25 @@ def test_split_names_what_is_missing():
         split_target(_docs(), "nope")
     with pytest.raises(ClimbInputError, match="no 'domain' column"):
         split_target(_docs().drop("domain"), "target")
+
+
+def test_several_domains_are_held_out_at_once():
+    from climb_dagster.core.targets.split import split_domains
+
+    docs = pl.concat(
+        [
+            _docs(),
+            pl.DataFrame(
+                [{"id": f"b{p}-{c}", "title": f"book {p}", "domain": "b", "text": "z"} for p in range(10) for c in range(2)]
+            ),
+        ]
+    )
+    split = split_domains(docs, ["target", "b", "target"], heldout_fraction=0.4, seed=1)
+    assert list(split.val) == ["target", "b"] and list(split.test) == ["target", "b"]
+    held = split.held_titles()
+    assert {t for t in held if t.startswith("book")} and {t for t in held if t.startswith("page")}
+    assert not set(split.train["title"].to_list()) & held
+    for domain in ("target", "b"):
+        assert not set(split.val[domain]["title"].to_list()) & set(split.test[domain]["title"].to_list())
+    with pytest.raises(ClimbInputError, match="at least one domain"):
+        split_domains(docs, [])
