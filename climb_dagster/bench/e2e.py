@@ -413,7 +413,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.histories:
         atomic_write_text(make_path(args.histories), json.dumps(histories))
     summary = summarize(cells, references, arms)
-    lab0 = lab
     return {
         "protocol": args.protocol,
         "commit_at_start": commit,
@@ -431,7 +430,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "domains": list(t.definition.domains),
                 "metric": t.definition.metric,
             }
-            for t in lab0.targets
+            for t in lab.targets
         },
         "models": {
             size: {
@@ -440,7 +439,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "d_model": cfg.model.d_model,
                 "layers": cfg.model.n_layers,
             }
-            for size, cfg in (("proxy", lab0.proxy), ("transfer", lab0.transfer))
+            for size, cfg in (("proxy", lab.proxy), ("transfer", lab.transfer))
         },
         "docs": args.docs,
         "summary": summary,

@@ -342,10 +342,3 @@ def proxy_scores(
                 continue
             out.update(score_target(result.model, lab, target, split))
     return out
-
-
-def check_splits(splits: tuple[str, ...]) -> tuple[str, ...]:
-    bad = [s for s in splits if s not in SPLITS]
-    if bad:
-        raise ClimbInputError(f"unknown splits {bad}; choose from {SPLITS}")
-    return splits
