@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from climb_dagster.bench import results_e2e
+from climb_dagster.bench.markdown import table
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.embedding.encoder import cpu_has_native_bf16
 
@@ -153,10 +154,6 @@ STRATEGY_NAMES = {
 }
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
-
 
 def _search(data: dict[str, Any]) -> str:
     parts = []
@@ -172,7 +169,7 @@ def _search(data: dict[str, Any]) -> str:
         ]
         parts.append(
             f"Tuned on the {tuning['pool']}-mixture tuning pool, search seeds {tuning['seeds'][0]}-"
-            f"{tuning['seeds'][1]}:\n\n" + _table(["climb setting", "mean regret ± stderr", ""], rows)
+            f"{tuning['seeds'][1]}:\n\n" + table(["climb setting", "mean regret ± stderr", ""], rows)
         )
     strategies = data.get("strategies", {})
     if strategies:
@@ -189,7 +186,7 @@ def _search(data: dict[str, Any]) -> str:
         parts.append(
             f"Budget {data['budget']} evaluations, {data['targets']} targets × {data['seeds']} search seeds, "
             f"pool of {data['pool']} mixtures; regret of the final mixture (lower is better):\n\n"
-            + _table(["strategy", "mean regret ± stderr", "median", "best observed", "wall s"], rows)
+            + table(["strategy", "mean regret ± stderr", "median", "best observed", "wall s"], rows)
         )
     spearman = data.get("predictor_spearman")
     if spearman:
@@ -236,7 +233,7 @@ def _scale(data: dict[str, Any]) -> str:
     walls = ", ".join(f"{r['docs']:,} docs in {r['drops']} drops: {r['pipeline_wall_seconds']:,.0f} s" for r in sizes)
     return (
         f"{data['workers']} per-drop runs at once; pipeline wall time {walls}. Projected total at {n:,.0f} "
-        f"documents with W={w}: **{projection['hours_total']:,} hours**.\n\n" + _table(header, rows)
+        f"documents with W={w}: **{projection['hours_total']:,} hours**.\n\n" + table(header, rows)
     )
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from climb_dagster.bench.markdown import table
+
 ARM_NAMES = {
     "climb": "CLIMB",
     "random_design": "random, climb's design",
@@ -24,11 +26,6 @@ REFERENCE_NAMES = {
 
 def _n(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
 
 
 def _difference(p: dict[str, Any]) -> str:
@@ -72,7 +69,7 @@ def _comparison(data: dict[str, Any], measure: str) -> str:
         "p",
         "climb better in",
     ]
-    return _table(header, rows)
+    return table(header, rows)
 
 
 def headline(data: dict[str, Any]) -> str:
@@ -117,7 +114,7 @@ def detail(data: dict[str, Any]) -> str:
         acc = s["arms"]["climb"].get("transfer_test_accuracy")
         rows.append([t, refs, rounds, oof, _n(acc, 2) if acc is not None else "–"])
     parts.append(
-        _table(
+        table(
             [
                 "target",
                 "references: transfer / proxy test",
@@ -151,7 +148,7 @@ def per_lab(data: dict[str, Any]) -> str:
             rows.append([t, ARM_NAMES.get(arm, arm), *means])
     return (
         "Mean climb − arm on the transfer test within each lab (seeds of one lab share its corpus and clustering):\n\n"
-        + _table(["target", "arm", *(f"lab {lab}" for lab in labs)], rows)
+        + table(["target", "arm", *(f"lab {lab}" for lab in labs)], rows)
     )
 
 
