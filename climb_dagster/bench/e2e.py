@@ -131,6 +131,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the first lab's seed; lab i uses seed + i")
     parser.add_argument("--histories", default=None, help="also write every search's history (JSON)")
     parser.add_argument("--workers", type=int, default=None, help="models trained at once (default: cores)")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where proxies and transfer models train",
+    )
     parser.add_argument("--workdir", default=None, help="labs and finished runs (resumable; default: temp)")
 
 
@@ -438,6 +444,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "tokens": cfg.token_budget,
                 "d_model": cfg.model.d_model,
                 "layers": cfg.model.n_layers,
+                "device": cfg.train.device,
             }
             for size, cfg in (("proxy", lab.proxy), ("transfer", lab.transfer))
         },

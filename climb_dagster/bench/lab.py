@@ -7,7 +7,7 @@ their held-out pages and their clustering.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,12 @@ import polars as pl
 
 from climb_dagster.bench.cluster import sample_demo
 from climb_dagster.bench.mc_items import build_definition_items
+from climb_dagster.bench.proxy_sizes import on_device, proxy_config, train_device, transfer_config
 from climb_dagster.core.clustering.kmeans import KMeansConfig
 from climb_dagster.core.common import schema
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.common.hashing import content_hash
-from climb_dagster.core.proxy.config import ProxyConfig, ProxyModelConfig, ProxyTrainConfig
+from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.proxy.store import write_token_store
 from climb_dagster.core.proxy.tokens import load_tokenizer, train_tokenizer
 from climb_dagster.core.proxy.train import train_proxy
@@ -72,36 +73,6 @@ def target_defs(args: argparse.Namespace) -> tuple[TargetDef, ...]:
     if "blend" in names and len(known["blend"].domains) < 3:
         raise ClimbInputError(f"--blend-domains needs at least 3 domains, got {args.blend_domains!r}")
     return tuple(known[n] for n in names)
-
-
-def transfer_config(proxy: ProxyConfig, width: int = 2, depth: int = 2, tokens: int = 5) -> ProxyConfig:
-    """The larger model final mixtures are retrained on: `width` x the proxy's d_model and d_ff, `depth` x its
-    layers, `tokens` x its training tokens (same vocabulary, block and batch, so the same token store)."""
-    m, t = proxy.model, proxy.train
-    model = replace(m, d_model=m.d_model * width, d_ff=m.d_ff * width, n_layers=m.n_layers * depth)
-    train = replace(t, steps=t.steps * tokens, warmup_steps=t.warmup_steps * tokens)
-    return replace(proxy, model=model, train=train)
-
-
-def proxy_config(name: str, steps: int | None) -> ProxyConfig:
-    """default: the pipeline's 0.95M proxy; small: a 0.24M one the full protocol can afford on 2 cores; tiny:
-    tests."""
-    if name == "tiny":
-        proxy = ProxyConfig.tiny()
-    elif name == "small":
-        proxy = ProxyConfig(
-            model=ProxyModelConfig(
-                vocab_size=2048, d_model=64, n_layers=2, n_heads=4, block_size=64, d_ff=192
-            ),
-            train=ProxyTrainConfig(batch_size=16, steps=48),
-        )
-    else:
-        proxy = ProxyConfig.default()
-    if steps is not None:
-        proxy = replace(
-            proxy, train=replace(proxy.train, steps=steps, warmup_steps=min(proxy.train.warmup_steps, steps))
-        )
-    return proxy
 
 
 @dataclass(frozen=True)
@@ -161,7 +132,8 @@ def build_lab(args: argparse.Namespace, work: Path, seed: int) -> tuple[Lab, Any
     kept = train.filter(pl.Series(stage.kept)).with_columns(
         pl.Series(schema.SUPER_CLUSTER, stage.super_cluster[stage.kept])
     )
-    proxy = proxy_config(args.proxy, args.steps)
+    device = train_device(args.device)
+    proxy = on_device(proxy_config(args.proxy, args.steps), device)
     transfer = transfer_config(proxy, args.transfer_width, args.transfer_depth, args.transfer_tokens)
     tok_dir = train_tokenizer(kept[schema.TEXT].to_list(), work / "tokenizer", proxy.model.vocab_size, seed)
     batches = (
@@ -211,6 +183,7 @@ def build_lab(args: argparse.Namespace, work: Path, seed: int) -> tuple[Lab, Any
             {
                 "args": {k: v for k, v in sorted(vars(args).items()) if k in LAB_ARGS},
                 "seed": seed,
+                "device": device,
                 "code": run_code_hash(),
             }
         ),
@@ -254,6 +227,7 @@ RUN_CODE = (
     "core/proxy",
     "core/targets",
     "bench/lab.py",
+    "bench/proxy_sizes.py",
     "bench/mc_items.py",
     "bench/cluster.py",
     "bench/demo_sample.py",

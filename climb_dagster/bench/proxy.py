@@ -33,6 +33,7 @@ import numpy as np
 
 from climb_dagster.bench.proxy_parallel import bench_parallel
 from climb_dagster.bench.proxy_pool import default_workers
+from climb_dagster.bench.proxy_sizes import proxy_config, transfer_config
 from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.proxy.cost import flops_per_token
 from climb_dagster.core.proxy.sampler import sample_windows
@@ -44,8 +45,25 @@ DEMO_GLOB = str(Path(__file__).resolve().parents[1] / "demo" / "data" / "drop-00
 FALLBACK_GLOB = "/usr/share/common-licenses/*"
 
 
-# Model sizes (vocab from --vocab-size): the demo proxy, a 60M-class and a 350M-class proxy (block 1024).
+def _shape(config: ProxyConfig) -> dict[str, int]:
+    m = config.model
+    return {
+        "d_model": m.d_model,
+        "n_layers": m.n_layers,
+        "n_heads": m.n_heads,
+        "d_ff": m.d_ff,
+        "block_size": m.block_size,
+        "batch_size": config.train.batch_size,
+    }
+
+
+_E2E_PROXY = proxy_config("small", None)
+
+# Model sizes (vocab from --vocab-size): the demo proxy, a 60M-class and a 350M-class proxy (block 1024), and
+# `bench e2e --protocol full`'s proxy and transfer model (its steps: 48 and 240; its vocabulary: 2048).
 SIZES: dict[str, dict[str, int]] = {
+    "e2e-proxy": _shape(_E2E_PROXY),
+    "e2e-transfer": _shape(transfer_config(_E2E_PROXY)),
     "demo": {},
     "60m": {"d_model": 768, "n_layers": 8, "n_heads": 12, "d_ff": 2048, "block_size": 1024, "batch_size": 32},
     "350m": {
@@ -82,6 +100,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=default_workers(),
         help="CPU: that many proxies as threads (one at a time) vs single-threaded processes (<2: skip)",
+    )
+    parser.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="torch.compile of our trainer's step (auto: on CUDA only)",
+    )
+    parser.add_argument(
+        "--reference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time transformers.Trainer on the same model and windows (needs accelerate)",
     )
     parser.add_argument(
         "--hf-default-threads",
@@ -276,6 +306,10 @@ def run_hf_trainer(
     return {"wall_s": wall, "loss_last": losses[-1] if losses else None}
 
 
+def _round(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
+
+
 def measure_gpu_peak(dtype_name: str, seconds: float = 1.0) -> float:
     """Best GEMM rate (FLOP/s) of the visible GPU in `dtype_name` (bf16/fp16) over a few square sizes."""
     import torch
@@ -313,6 +347,7 @@ def bench_config(args: argparse.Namespace) -> Any:
         num_threads=args.threads or base.train.num_threads,
         device=args.device,
         activation_checkpointing=args.activation_checkpointing,
+        compile=args.compile,
         # Checked as often as a run of this length checks by default on CPU; on CUDA each check is a sync.
         check_every=base.train.check_every if args.device == "cpu" else max(base.train.check_every, 32),
     )
@@ -396,6 +431,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # Peak measured before and after the runs, the higher kept: load from other processes only lowers it.
         peaks = [measure_gpu_peak(rt.precision) if cuda else measure_matmul_peak(threads)]
         ours, ref = [], []
+        reference_error: str | None = None
         for r in range(args.repeats):
             res, wall, cpu = _timed(
                 lambda: train_proxy(store, mixture, config, seed=args.seed, windows=windows), cuda
@@ -403,54 +439,62 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if not res.ok:
                 raise SystemExit(f"our trainer failed: {res.reason}")
             ours.append({"wall_s": wall, "cpu_s": cpu, "loss_last": res.loss_last})
-            out, _, cpu = _timed(
-                lambda r=r: run_hf_trainer(
-                    windows, config, args.seed, store.eod_id, threads, str(Path(tmp) / f"hf{r}"), rt.precision
-                ),
-                cuda,
-            )
+            if reference_error is not None or not args.reference:
+                continue
+            try:
+                out, _, cpu = _timed(
+                    lambda r=r: run_hf_trainer(
+                        windows,
+                        config,
+                        args.seed,
+                        store.eod_id,
+                        threads,
+                        str(Path(tmp) / f"hf{r}"),
+                        rt.precision,
+                    ),
+                    cuda,
+                )
+            except ImportError as e:
+                # transformers.Trainer needs accelerate, which a bare GPU machine may lack: our side still counts.
+                reference_error = f"{type(e).__name__}: {e}"
+                continue
             ref.append({**out, "cpu_s": cpu})
         default_threads = torch.get_num_threads()
         hf_default = None
-        if args.hf_default_threads and not cuda and default_threads != threads:
+        if ref and args.hf_default_threads and not cuda and default_threads != threads:
             hf_default = run_hf_trainer(
                 windows, config, args.seed, store.eod_id, default_threads, str(Path(tmp) / "hf-default")
             )
         pack = bench_pack(store, config, args.pack, args.seed, cuda) if args.pack > 1 else None
         parallel = None
         if args.parallel_compare > 1 and not cuda:
-
             parallel = bench_parallel(store, config, args.parallel_compare, args.seed)
         peaks.append(measure_gpu_peak(rt.precision) if cuda else measure_matmul_peak(threads))
 
     best_ours = min(ours, key=lambda r: r["wall_s"])
-    best_ref = min(ref, key=lambda r: r["wall_s"])
+    best_ref = min(ref, key=lambda r: r["wall_s"]) if ref else None
     tokens = config.token_budget
     ours_tps = tokens / best_ours["wall_s"]
-    ref_tps = tokens / best_ref["wall_s"]
+    ref_tps = tokens / best_ref["wall_s"] if best_ref else None
     fpt = flops_per_token(config.model)
     if cuda:
-        peak = max(peaks)
-        mfu, ref_mfu, mfu_wall, peak_cpu = (
-            ours_tps * fpt / peak,
-            ref_tps * fpt / peak,
-            ours_tps * fpt / peak,
-            None,
-        )
+        peak, peak_cpu = max(peaks), None
+        mfu = mfu_wall = ours_tps * fpt / peak
+        ref_mfu = ref_tps * fpt / peak if ref_tps else None
     else:
         peak = max(p[0] for p in peaks)
         peak_cpu = max(p[1] for p in peaks)
         # MFU in CPU time (model FLOPs per CPU second over GEMM FLOPs per CPU second): robust to other
         # load; the wall-time version is only meaningful on an otherwise idle machine.
         mfu = tokens * fpt / min(r["cpu_s"] for r in ours) / peak_cpu
-        ref_mfu = tokens * fpt / min(r["cpu_s"] for r in ref) / peak_cpu
+        ref_mfu = tokens * fpt / min(r["cpu_s"] for r in ref) / peak_cpu if ref else None
         mfu_wall = ours_tps * fpt / peak
     return {
         "ours_tokens_per_s": round(ours_tps, 1),
-        "reference_tokens_per_s": round(ref_tps, 1),
-        "ratio": round(ours_tps / ref_tps, 3),
+        "reference_tokens_per_s": _round(ref_tps, 1),
+        "ratio": _round(ours_tps / ref_tps if ref_tps else None, 3),
         "mfu": round(mfu, 4),
-        "reference_mfu": round(ref_mfu, 4),
+        "reference_mfu": _round(ref_mfu, 4),
         "pack": pack,
         "parallel": parallel,
         "device": torch.cuda.get_device_name() if cuda else "cpu",
@@ -462,13 +506,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "mfu_wall": round(mfu_wall, 4),
         "flops_per_token": fpt,
         # CPU seconds of the process: less sensitive than wall time to other load on a shared machine.
-        "cpu_ratio": round(min(r["cpu_s"] for r in ref) / min(r["cpu_s"] for r in ours), 3),
+        "cpu_ratio": _round(min(r["cpu_s"] for r in ref) / min(r["cpu_s"] for r in ours) if ref else None, 3),
         "ours_wall_s": [round(r["wall_s"], 3) for r in ours],
         "reference_wall_s": [round(r["wall_s"], 3) for r in ref],
         "ours_cpu_s": [round(r["cpu_s"], 3) for r in ours],
         "reference_cpu_s": [round(r["cpu_s"], 3) for r in ref],
         "ours_loss_last": best_ours["loss_last"],
-        "reference_loss_last": best_ref["loss_last"],
+        "reference_loss_last": best_ref["loss_last"] if best_ref else None,
+        "reference_error": reference_error,
         "steps": train.steps,
         "tokens_per_run": tokens,
         "n_params": count_params(build_model(config.model, 0)),
