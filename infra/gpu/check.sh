@@ -9,9 +9,10 @@ docs=${DOCS:-0}  # 0: all 18,770 demo documents
 model=${MODEL:-.gpu/minilm}
 py=${PY:-python3}
 mkdir -p "$out"
-export HF_HUB_OFFLINE=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" CLIMB_CACHE_DIR="$out/cache"
+export HF_HUB_OFFLINE=1 PYTHONPATH="$PWD:$PWD/.gpu/pylib${PYTHONPATH:+:$PYTHONPATH}" CLIMB_CACHE_DIR="$out/cache"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
   $py -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
+  $py -c 'import importlib.util as u; print({m: bool(u.find_spec(m)) for m in ("upath", "accelerate", "onnxruntime", "faiss", "polars", "lightgbm", "dagster")})'
 } > "$out/machine.txt" 2>&1
 bench() {  # name, then bench embed options
   local name=$1; shift

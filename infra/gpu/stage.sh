@@ -18,4 +18,8 @@ from safetensors.torch import load_file, save_file
 p = ".gpu/minilm/model.safetensors"
 save_file({k: v.half().contiguous() for k, v in load_file(p).items()}, p)
 PY
+# Pure-Python packages the pipeline's I/O imports that a bare GPU machine lacks (check.sh puts them on the path).
+sp=$($py -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+rm -rf .gpu/pylib && mkdir -p .gpu/pylib && cp -r "$sp/upath" "$sp/pathlib_abc" .gpu/pylib/
+find .gpu/pylib -name __pycache__ -prune -exec rm -rf {} +
 du -sh .gpu climb_dagster/demo/data
