@@ -52,3 +52,25 @@ def test_proxy_bench_runs_both_trainers_on_real_text() -> None:
     assert par["threads_tokens_per_s"] > 0 and par["processes_tokens_per_s"] > 0
     # Same seeds and windows in both modes: only the thread count's summation order differs.
     assert par["max_abs_loss_diff"] < 1e-3
+
+
+def test_proxy_bench_times_e2e_sizes_without_the_reference() -> None:
+    """`--size e2e-proxy` is `bench e2e`'s proxy (what the GPU check times); `--no-reference` leaves the Trainer
+    fields empty instead of failing, as on a machine without accelerate."""
+    from climb_dagster.bench import proxy
+    from climb_dagster.bench.proxy_sizes import proxy_config
+
+    parser = argparse.ArgumentParser()
+    proxy.add_arguments(parser)
+    args = parser.parse_args(
+        "--size e2e-proxy --steps 2 --repeats 1 --vocab-size 512 --tokenizer-docs 200 --no-reference "
+        f"--compile off --parallel-compare 0 --corpus {pc.LICENSES}/*".split()
+    )
+    out = proxy.run(args)
+    json.dumps(out, allow_nan=False)
+    small = proxy_config("small", None)
+    assert out["config"]["model"]["d_model"] == small.model.d_model
+    assert out["config"]["train"]["batch_size"] == small.train.batch_size
+    assert out["config"]["train"]["compile"] == "off"
+    assert out["ours_tokens_per_s"] > 0 and out["reference_tokens_per_s"] is None and out["ratio"] is None
+    assert out["reference_error"] is None and out["reference_wall_s"] == []
