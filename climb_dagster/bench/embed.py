@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
+
     docs = sample_table(Path(args.data) if args.data else DEMO_DATA, args.docs, args.seed)
     texts = docs.column(schema.TEXT).to_pylist()
     ours = load_embedder(

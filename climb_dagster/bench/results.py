@@ -66,9 +66,7 @@ class ResultsMeta:
         if not isinstance(raw, dict) or any(f not in raw for f in fields):
             raise ClimbInputError(f"{where}: 'meta' must hold {list(fields)}, got {raw!r}")
         if "climb_dagster.bench" not in shlex.split(raw["command"])[:-1]:
-            raise ClimbInputError(
-                f"{where}: meta.command {raw['command']!r} is not a climb_dagster.bench call"
-            )
+            raise ClimbInputError(f"{where}: meta.command {raw['command']!r} is not a climb_dagster.bench call")
         return cls(**{f: raw[f] for f in fields[:-1]}, load_average=tuple(raw["load_average"]))
 
 
@@ -156,6 +154,7 @@ STRATEGY_NAMES = {
 }
 
 
+
 def _search(data: dict[str, Any]) -> str:
     parts = []
     tuning = data.get("tuning")
@@ -231,9 +230,7 @@ def _scale(data: dict[str, Any]) -> str:
         ]
         for stage, g in growth.items()
     ]
-    walls = ", ".join(
-        f"{r['docs']:,} docs in {r['drops']} drops: {r['pipeline_wall_seconds']:,.0f} s" for r in sizes
-    )
+    walls = ", ".join(f"{r['docs']:,} docs in {r['drops']} drops: {r['pipeline_wall_seconds']:,.0f} s" for r in sizes)
     return (
         f"{data['workers']} per-drop runs at once; pipeline wall time {walls}. Projected total at {n:,.0f} "
         f"documents with W={w}: **{projection['hours_total']:,} hours**.\n\n" + table(header, rows)
@@ -320,9 +317,7 @@ def refresh(root: Path, check: bool) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m climb_dagster.bench.results", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m climb_dagster.bench.results", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a table is stale")
     parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
     args = parser.parse_args(argv)

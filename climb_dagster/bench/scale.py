@@ -52,12 +52,7 @@ STAGES: list[tuple[str, str, bool, tuple[str, ...]]] = [
     ("token_index", "proxy_data_job", False, ("cluster_tokens",)),
     ("experiment", "climb_experiment_job", False, ("experiment", "round_", "final_mixture")),
     ("export_drops", "climb_experiment_job", True, ("mixture_export.export_drop",)),
-    (
-        "export",
-        "climb_experiment_job",
-        False,
-        ("mixture_export.export_plan", "mixture_export.export_publish"),
-    ),
+    ("export", "climb_experiment_job", False, ("mixture_export.export_plan", "mixture_export.export_publish")),
 ]
 PER_DROP_JOBS = ("drop_embedding_job", "reassign_drop_job", "drop_tokens_job")
 PEAK_RE = re.compile(re.escape(PEAK_RSS_PREFIX) + r" ([0-9.]+) MiB")
@@ -71,9 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", default="2,1", help="proxies per round of the tiny experiment")
     parser.add_argument("--proxy-steps", type=int, default=8, help="optimizer steps per proxy")
     parser.add_argument("--project", type=float, default=800e6, help="documents to project the wall time to")
-    parser.add_argument(
-        "--project-workers", type=int, default=64, help="W parallel workers of the projection"
-    )
+    parser.add_argument("--project-workers", type=int, default=64, help="W parallel workers of the projection")
     parser.add_argument("--workdir", default=None, help="where the homes go (default: temp; removed after)")
     parser.add_argument("--keep", action="store_true", help="keep each size's home")
     parser.add_argument(
@@ -132,13 +125,13 @@ class _Recorder:
 FORKSERVER_PRELOAD = ["climb_dagster.bench.scale_defs", "torch", "climb_dagster.core.proxy.model", "lightgbm"]
 
 
-def _run(job: str, instance: Any, partition: str | None, run_config: dict | None, start_method: str) -> str:
+def _run(
+    job: str, instance: Any, partition: str | None, run_config: dict | None, start_method: str
+) -> str:
     import dagster as dg
 
     method = (
-        {"forkserver": {"preload_modules": FORKSERVER_PRELOAD}}
-        if start_method == "forkserver"
-        else {"spawn": {}}
+        {"forkserver": {"preload_modules": FORKSERVER_PRELOAD}} if start_method == "forkserver" else {"spawn": {}}
     )
     settings = {"start_method": method, **(run_config or {}).get("execution", {}).get("config", {})}
     # Jobs on the default executor choose it by key; the experiment job has the multiprocess executor itself.
@@ -174,6 +167,7 @@ def _size(args: argparse.Namespace, n_docs: int, work: Path) -> dict[str, Any]:
     drops = write_synthetic_drops(home / "landing", n_docs, args.drop_size, args.seed)
     target = heldout_target(home / "targets" / "heldout.parquet", seed=args.seed)
     synth_s = time.perf_counter() - t0
+
 
     from climb_dagster.assets.targets import documents_target
     from climb_dagster.demo.instance import open_instance
@@ -268,16 +262,7 @@ def project(rows: list[dict[str, Any]], n: float, workers: int) -> dict[str, Any
 
 def _size_in_child(args: argparse.Namespace, n_docs: int, work: Path) -> dict[str, Any]:
     """One size in a fresh interpreter: its own environment (home), instance and step processes."""
-    argv = [
-        sys.executable,
-        "-m",
-        "climb_dagster.bench",
-        "scale",
-        "--one-size",
-        str(n_docs),
-        "--workdir",
-        str(work),
-    ]
+    argv = [sys.executable, "-m", "climb_dagster.bench", "scale", "--one-size", str(n_docs), "--workdir", str(work)]
     for name in ("drop_size", "workers", "rounds", "proxy_steps", "start_method", "seed", "embedder"):
         argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     if args.keep:
@@ -310,9 +295,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "peak_rss_ratio_largest_to_smallest": round(
                 rows[-1]["stages"][name]["peak_rss_mib"] / rows[0]["stages"][name]["peak_rss_mib"], 3
             )
-            if len(rows) > 1
-            and rows[0]["stages"][name]["peak_rss_mib"]
-            and rows[-1]["stages"][name]["peak_rss_mib"]
+            if len(rows) > 1 and rows[0]["stages"][name]["peak_rss_mib"] and rows[-1]["stages"][name]["peak_rss_mib"]
             else None,
         }
     if not args.workdir:
