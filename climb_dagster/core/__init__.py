@@ -11,6 +11,7 @@ layering; `climb_dagster_tests/unit/test_layout.py` checks it and that no two mo
     search      mixture sampling, the predictor, search strategies (a registry), history, round decisions
     proxy       token stores, proxy LM, one training loop (single, pack, DoReMi), proxy jobs and their cache
     targets     what proxies are scored on: evaluator kinds (a registry), preparation, splits, scoring
+    reuse       past proxy runs re-expressed over a new clustering (cluster map, error, reuse rows)
     experiment  the experiment config and the typed records that cross asset boundaries
     export      blend weights and a sampled training set for training frameworks
     report      plots and UI tables

@@ -138,7 +138,9 @@ def _log_predictor(
 
 def _csv(table: pl.DataFrame) -> bytes:
     buf = io.StringIO()
-    table.select(c for c in table.columns if c != schema.LOSS_CURVE).write_csv(buf)
+    # Nested values stay out of the CSV: the curve is each proxy run's metric history, the composition its
+    # composition.json artifact.
+    table.select(c for c in table.columns if c not in (schema.LOSS_CURVE, schema.COMPOSITION)).write_csv(buf)
     return buf.getvalue().encode()
 
 
@@ -207,6 +209,9 @@ def track_round(
         tracker.log_metric_history(
             proxy_run, TRAIN_LOSS, [(int(step), loss) for step, loss in curve], row.get(schema.ENDED_AT)
         )
+        if row.get(schema.COMPOSITION):
+            # What the run trained on per (super-cluster, drop, fine cluster): what re-expresses it later.
+            tracker.log_artifact_bytes(proxy_run, "composition.json", row[schema.COMPOSITION].encode())
         tracker.finish(
             proxy_run,
             "FINISHED" if row[schema.STATUS] == schema.OK else "FAILED",

@@ -24,6 +24,7 @@ ALLOWED = {
     "search": {"common", "io"},
     "proxy": {"common", "io", "search"},
     "targets": {"common", "io", "proxy"},
+    "reuse": {"common", "proxy"},
     "experiment": {"common", "io", "search", "proxy", "targets"},
     "export": {"common", "io", "search"},
     "report": {"common"},

@@ -41,6 +41,8 @@ ENDED_AT = "ended_at"
 TOKENS_PER_S = "tokens_per_s"
 N_PARAMS = "n_params"
 CACHED = "cached"
+# What a run trained on, per (super-cluster, drop, fine cluster) (core/proxy/composition.py), as JSON.
+COMPOSITION = "composition"
 # A proxy job's (and cached run's) weights as one list, before they become weight columns.
 WEIGHTS = "weights"
 

@@ -4,6 +4,7 @@ the target, and the round's evaluations table."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from climb_dagster.core.common.schema import weight_columns
 from climb_dagster.core.io import storage
 from climb_dagster.core.proxy import train
 from climb_dagster.core.proxy.cache import ProxyCache
+from climb_dagster.core.proxy.composition import Composition, run_composition
 from climb_dagster.core.proxy.records import ProxyJob, ProxyOutcome
 
 
@@ -54,8 +56,12 @@ def run_proxy_job(
             )
         ]
 
-    (outcome,) = _run_jobs([job], cache, train_one, lambda models: [evaluate(models[0])])
+    (outcome,) = _run_jobs([job], cache, train_one, lambda models: [evaluate(models[0])], _composer(store, proxy, seed))
     return outcome
+
+
+def _composer(store: Any, proxy: Any, seed: int) -> Callable[[np.ndarray], Composition | None]:
+    return lambda mixture: run_composition(store, mixture, proxy, seed)
 
 def run_proxy_pack_job(
     jobs: list[ProxyJob],
@@ -88,7 +94,7 @@ def run_proxy_pack_job(
             free_memory=free_memory,
         )
 
-    return _run_jobs(jobs, cache, train_packed, evaluate_many)
+    return _run_jobs(jobs, cache, train_packed, evaluate_many, _composer(store, proxy, seed))
 
 
 def _run_jobs(
@@ -96,9 +102,13 @@ def _run_jobs(
     cache: ProxyCache,
     train_models: Callable[[list[np.ndarray], list[Any]], list[Any]],
     evaluate_many: Callable[[list[Any]], list[float]],
+    compose: Callable[[np.ndarray], Composition | None] = lambda mixture: None,
 ) -> list[ProxyOutcome]:
     """Reuse the cached jobs; train the others together (`train_models(mixtures, out_dirs)`), score the
-    runs that finished, cache each outcome. Outcomes come in `jobs` order."""
+    runs that finished, cache each outcome with its composition (`compose(mixture)`). A cached run from
+    before compositions were kept gets its own computed and stored (a function of the store its key names, its
+    mixture and seed), so no earlier evidence is left out of a later re-expression. Outcomes come in `jobs`
+    order."""
     import tempfile
     from pathlib import Path
 
@@ -108,8 +118,13 @@ def _run_jobs(
         hit = cache.get(job.proxy_key)
         if hit is None:
             todo.append(i)
-        else:
-            outcomes[i] = dataclasses.replace(hit, mixture_id=job.mixture_id, cached=True)
+            continue
+        if hit.composition is None:
+            composition = compose(np.asarray(hit.weights, dtype=np.float64))
+            if composition is not None:
+                hit = dataclasses.replace(hit, composition=composition)
+                cache.put(job.proxy_key, hit)
+        outcomes[i] = dataclasses.replace(hit, mixture_id=job.mixture_id, cached=True)
     if todo:
         mixtures = [np.asarray(jobs[i].weights, dtype=np.float64) for i in todo]
         started = time.time()  # members of a pack train together: one start for all of them
@@ -123,7 +138,9 @@ def _run_jobs(
                     scores[n] = float(value)
             for n, i in enumerate(todo):
                 key = jobs[i].proxy_key
-                outcome = _finish(key, results[n], scores[n], mixtures[n], dirs[n], cache, started)
+                outcome = _finish(
+                    key, results[n], scores[n], mixtures[n], dirs[n], cache, started, compose(mixtures[n])
+                )
                 outcomes[i] = dataclasses.replace(outcome, mixture_id=jobs[i].mixture_id, cached=False)
     return [outcomes[i] for i in range(len(jobs))]
 
@@ -135,6 +152,7 @@ def _finish(
     model_dir: Any,
     cache: ProxyCache,
     started: float,
+    composition: Composition | None = None,
 ) -> ProxyOutcome:
     """Cache a finished run (failed or not) under its key, uploading its model when it scored.
 
@@ -162,6 +180,7 @@ def _finish(
         started_at=round(started, 3),
         ended_at=round(time.time(), 3),
         loss_curve=result.loss_curve,
+        composition=composition,
     )
     cache.put(key, outcome)
     return outcome
@@ -171,6 +190,8 @@ def _cell(outcome: ProxyOutcome, column: str) -> Any:
     value = getattr(outcome, column)
     if column == schema.LOSS_CURVE and value is not None:
         return [[float(step), float(loss)] for step, loss in value]
+    if column == schema.COMPOSITION and value is not None:
+        return json.dumps(value.to_dict(), separators=(",", ":"))
     return value
 
 
@@ -190,6 +211,8 @@ def evaluations_table(outcomes: list[ProxyOutcome], n_clusters: int) -> pl.DataF
         schema.ENDED_AT: pl.Float64,
         # [[step, loss], ...] downsampled (ProxyResult.loss_curve); null for runs cached before it was kept.
         schema.LOSS_CURVE: pl.List(pl.List(pl.Float64)),
+        # JSON of the run's Composition (what a later re-clustering re-expresses); null on a v1 store.
+        schema.COMPOSITION: pl.String,
     }
     rows = sorted(outcomes, key=lambda r: r.mixture_id)
     base = pl.DataFrame([{c: _cell(r, c) for c in columns} for r in rows], schema=columns)

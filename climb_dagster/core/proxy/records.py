@@ -14,6 +14,7 @@ from typing import Any
 
 from climb_dagster.core.common import schema
 from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.proxy.composition import Composition
 
 
 def _floats(values: Any) -> tuple[float, ...]:
@@ -65,6 +66,8 @@ class ProxyOutcome:
         loss_curve: ((step, mean loss over the steps before it), ...), about 20 points.
         mixture_id: the round's mixture the run answers; cached: whether it came from the cache. Both None
             in the cache's own copy.
+        composition: the tokens it trained on per (super-cluster, drop, fine cluster); None for runs on a
+            v1 token store (no drops or fine clusters kept).
     """
 
     proxy_key: str
@@ -83,9 +86,12 @@ class ProxyOutcome:
     loss_curve: tuple[tuple[int, float], ...] | None = None
     mixture_id: str | None = None
     cached: bool | None = None
+    composition: Composition | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", _floats(self.weights))
+        if isinstance(self.composition, Mapping):
+            object.__setattr__(self, "composition", Composition.from_dict(self.composition))
         if self.loss_curve is not None:
             curve = tuple((int(step), float(loss)) for step, loss in self.loss_curve)
             object.__setattr__(self, "loss_curve", curve)
@@ -114,6 +120,7 @@ class ProxyOutcome:
             schema.LOSS_CURVE: None if self.loss_curve is None else [list(p) for p in self.loss_curve],
             schema.MIXTURE_ID: self.mixture_id,
             schema.CACHED: self.cached,
+            schema.COMPOSITION: None if self.composition is None else self.composition.to_dict(),
         }
         for name in _OPTIONAL:
             if data[name] is None:
@@ -143,13 +150,22 @@ class ProxyOutcome:
                 loss_curve=data.get(schema.LOSS_CURVE),
                 mixture_id=None if data.get(schema.MIXTURE_ID) is None else str(data[schema.MIXTURE_ID]),
                 cached=None if cached is None else bool(cached),
+                composition=data.get(schema.COMPOSITION),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise _bad("proxy outcome", exc, data) from exc
 
 
 # Fields a stored outcome may lack: times and curve (kept since 2026-11-30), round fields (not in the cache).
-_OPTIONAL = (schema.STARTED_AT, schema.ENDED_AT, schema.LOSS_CURVE, schema.MIXTURE_ID, schema.CACHED)
+# Composition: kept since 2026-12-04 (a run cached before gets it computed when reused, see jobs._run_jobs).
+_OPTIONAL = (
+    schema.STARTED_AT,
+    schema.ENDED_AT,
+    schema.LOSS_CURVE,
+    schema.MIXTURE_ID,
+    schema.CACHED,
+    schema.COMPOSITION,
+)
 
 
 def _bad(kind: str, exc: Exception, data: Any) -> ClimbInputError:

@@ -182,6 +182,8 @@ class TokenStore:
     tokens: tuple[Any, ...]
     # The content key (v2: computed from its index; v1: from the cluster files' sha256, see `key`).
     content_key: str = ""
+    # v2: the crawl drops its segments index (a segment's drop column indexes this); v1: none.
+    drop_keys: tuple[str, ...] = ()
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], resolve: Callable[[str], Path] | None = None) -> TokenStore:
@@ -257,6 +259,7 @@ class TokenStore:
             sha256=tuple(digests),
             tokens=tuple(streams),
             content_key=segmented_key(index),
+            drop_keys=tuple(str(d["key"]) for d in index["drops"]),
         )
 
     @property
