@@ -8,7 +8,14 @@ import polars as pl
 import pytest
 
 from climb_dagster.core.common.errors import ClimbInputError
-from climb_dagster.core.proxy.composition import CELL_DROP, CELL_FINE, SUPER, TOKENS, run_composition
+from climb_dagster.core.proxy.composition import (
+    CELL_DROP,
+    CELL_FINE,
+    SUPER,
+    TOKENS,
+    Composition,
+    run_composition,
+)
 from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.proxy.drop_store import DropStore
 from climb_dagster.core.reuse.mapping import build_cluster_map
@@ -114,3 +121,41 @@ def test_the_map_refuses_what_it_cannot_read_and_sums_up(lab):
     other = build_cluster_map([("drop-x", old["drop-0000"], old["drop-0000"])], MAPPING, 3)
     nothing = reexpress(comp, MIXTURE, other)
     assert nothing.gone == pytest.approx(1.0) and not nothing.usable and nothing.weights.sum() == 0
+
+
+def test_reuse_rows_keeps_finished_certain_runs_once_and_counts_the_rest(lab):
+    import json
+
+    from climb_dagster.core.common import schema
+    from climb_dagster.core.reuse.rows import DUPLICATE, FAILED, NO_COMPOSITION, TOO_UNCERTAIN, reuse_rows
+
+    drops, comp, old = lab
+    gone_key = drops[2][0]
+    cmap = _map(lab, {k: (a.head(0) if k == gone_key else a) for k, _, a in drops}, MAPPING, 3)
+    lost = reexpress(comp, MIXTURE, cmap).gone
+    small = Composition(comp.drops, comp.cells[comp.cells[:, CELL_DROP] != comp.drops.index(gone_key)], comp.store_key)
+    as_json = lambda c: json.dumps(c.to_dict())  # noqa: E731
+
+    def table(rows):
+        return pl.DataFrame(
+            [
+                {
+                    schema.PROXY_KEY: k,
+                    schema.STATUS: st,
+                    schema.SCORE: sc,
+                    schema.COMPOSITION: c,
+                    **{f"w_{i:03d}": float(w) for i, w in enumerate(MIXTURE)},
+                }
+                for k, st, sc, c in rows
+            ],
+            schema_overrides={schema.COMPOSITION: pl.String, schema.SCORE: pl.Float64},
+        )
+
+    first = table([("a", "ok", 6.0, as_json(small)), ("b", "ok", 6.1, as_json(comp)), ("c", "failed", None, None)])
+    second = table([("a", "ok", 6.0, as_json(small)), ("d", "ok", 5.9, None)])
+    rows = reuse_rows([("exp-1", first), ("exp-2", second)], cmap, max_error=min(0.5, lost / 2))
+    assert rows.proxy_keys == ("a",) and rows.sources == ("exp-1",) and rows.errors.tolist() == [0.0]
+    assert rows.excluded == {TOO_UNCERTAIN: 1, FAILED: 1, DUPLICATE: 1, NO_COMPOSITION: 1}
+    s = rows.summary()
+    assert s["reused"] == 1 and s["past_runs"] == 4 and s["by_experiment"] == {"exp-1": 1}
+    assert rows.mixtures.shape == (1, 3) and rows.mixtures.sum() == pytest.approx(1.0)

@@ -33,6 +33,7 @@ from climb_dagster.core.search.strategies.driver import (
     default_strategy,
     propose_round,
     reevaluated_best,
+    reuse_round_sizes,
     run_search,
     select_final,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "propose_round",
     "reevaluated_best",
     "register_strategy",
+    "reuse_round_sizes",
     "registered_strategies",
     "round_seed",
     "run_search",

@@ -165,7 +165,8 @@ class Round:
             cands = self.pool
             if cands is None:
                 cands = sample_mixtures(20 * n, self.prior, self.rng, c.sampling, exclude=self.mixtures)
-            return cands[maximin(cands, n, self.rng)]
+            # Rows already in the history at round 0 are reused evidence: the design fills around them.
+            return cands[maximin(cands, n, self.rng, fixed=self.mixtures if self.mixtures.shape[0] else None)]
         if self.pool is not None:
             return self.pool[np.sort(self.rng.choice(self.pool.shape[0], n, replace=False))]
         return sample_mixtures(n, self.prior, self.rng, c.sampling, exclude=self.mixtures)

@@ -47,11 +47,20 @@ def best_observed(scores: np.ndarray, direction: str) -> int:
     return Direction(direction).argbest(scores)
 
 
-def maximin(cands: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Greedy farthest-point subset (L1) from a random start: spreads round 0 over the candidates."""
-    chosen = [int(rng.integers(cands.shape[0]))]
-    dist = np.abs(cands - cands[chosen[0]]).sum(axis=1)
-    for _ in range(n - 1):
+def maximin(
+    cands: np.ndarray, n: int, rng: np.random.Generator, fixed: np.ndarray | None = None
+) -> np.ndarray:
+    """Greedy farthest-point subset (L1) from a random start: spreads round 0 over the candidates. With
+    `fixed` rows (evidence already in hand, e.g. reused from an earlier clustering) it starts from them
+    instead: each pick is the candidate farthest from everything known, so the round goes where evidence is
+    thin."""
+    if fixed is not None and len(fixed):
+        dist = np.min(np.abs(cands[:, None, :] - np.asarray(fixed)[None, :, :]).sum(axis=2), axis=1)
+        chosen: list[int] = []
+    else:
+        chosen = [int(rng.integers(cands.shape[0]))]
+        dist = np.abs(cands - cands[chosen[0]]).sum(axis=1)
+    while len(chosen) < n:
         i = int(np.argmax(dist))
         chosen.append(i)
         dist = np.minimum(dist, np.abs(cands - cands[i]).sum(axis=1))

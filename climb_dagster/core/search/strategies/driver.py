@@ -45,8 +45,12 @@ def propose_round(
     seed: int,
     candidates: np.ndarray | None = None,
     predictor: Predictor | None = None,
+    n_reused: int = 0,
 ) -> np.ndarray:
     """Mixtures [n_round, K] to evaluate in round `round_index`, none already in the history.
+
+    `n_reused`: the history starts with that many rows reused from earlier experiments (re-expressed over
+    these super-clusters); round 0 then proposes fewer (`reuse_round_sizes`), spread around them.
 
     Round 0 (and every round of a one-round strategy) is a random draw: Dirichlet around `prior`, or a
     uniform subset of `candidates` in pool mode (`initial_design="maximin"` spreads it). Later
@@ -59,7 +63,7 @@ def propose_round(
             f"strategy {config.name!r} does not propose from a history; it trains its own proxies "
             f"({strategy.own_proxies_step})"
         )
-    sizes = config.round_sizes()
+    sizes = reuse_round_sizes(config.round_sizes(), n_reused)
     if not (0 <= round_index < len(sizes)):
         raise ClimbInputError(
             f"round_index {round_index} out of range for {len(sizes)} rounds of {config.name}"
@@ -68,11 +72,11 @@ def propose_round(
     p = validate_prior(prior)
     k = p.size
     hm, hs = history_arrays(history_mixtures, history_scores, k)
-    expected = sum(sizes[:round_index])
+    expected = n_reused + sum(sizes[:round_index])
     if hm.shape[0] != expected:
         raise ClimbInputError(
             f"round {round_index} of {config.name} expects {expected} evaluated mixtures in history, "
-            f"got {hm.shape[0]}"
+            f"got {hm.shape[0]}" + (f" ({n_reused} of them reused)" if n_reused else "")
         )
     rng = np.random.default_rng([int(seed), int(round_index)])
     pool = None
@@ -88,6 +92,22 @@ def propose_round(
     if np.shape(proposed)[0] != n:
         raise ClimbInputError(f"{source}: {np.shape(proposed)[0]} mixtures, the round plans {n}")
     return validate_mixtures(proposed, k, source=source)
+
+
+# With reused evidence round 0 still proposes at least this share of its planned size: reused rows sit where
+# the earlier search looked (mostly near its optimum), so a spread of new ones is always worth having.
+REUSE_MIN_NEW_FRACTION = 0.25
+
+
+def reuse_round_sizes(sizes: list[int], n_reused: int, min_new_fraction: float = REUSE_MIN_NEW_FRACTION) -> list[int]:
+    """Round sizes when `n_reused` rows come from earlier experiments: each reused row replaces one of round
+    0's proposals, down to `min_new_fraction` of it (at least 1); later rounds are unchanged."""
+    if n_reused < 0:
+        raise ClimbInputError(f"n_reused must be >= 0, got {n_reused}")
+    if not n_reused:
+        return list(sizes)
+    floor = max(1, int(np.ceil(sizes[0] * min_new_fraction)))
+    return [max(floor, sizes[0] - n_reused), *sizes[1:]]
 
 
 def select_final(
@@ -108,7 +128,8 @@ def select_final(
 
 @dataclass
 class SearchResult:
-    """Everything a search evaluated, with the round of each row, its predictors and the final pick."""
+    """Everything a search evaluated, with the round of each row (-1: reused from an earlier experiment, first),
+    its predictors and the final pick."""
 
     config: StrategyConfig
     mixtures: np.ndarray
@@ -120,6 +141,14 @@ class SearchResult:
     @property
     def best_observed(self) -> int:
         return best_observed(self.scores, self.config.direction)
+
+    @property
+    def n_reused(self) -> int:
+        return int((self.rounds < 0).sum())
+
+    @property
+    def n_trained(self) -> int:
+        return int((self.rounds >= 0).sum())
 
 
 def _check_scores(scores: np.ndarray, n: int, round_index: int) -> np.ndarray:
@@ -143,11 +172,14 @@ def run_search(
     seed: int = 0,
     candidates: np.ndarray | None = None,
     direction: str | None = None,
+    reused: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SearchResult:
     """Run a whole search: every round proposed, evaluated in one batch, appended; then the final pick.
 
     `prior` is the token-share prior or K (uniform); in pool mode it defaults to K of `candidates`.
-    `evaluate` is called exactly once per round and `budget` times in total over distinct mixtures.
+    `evaluate` is called exactly once per round and `budget` times in total over distinct mixtures (fewer with
+    `reused`: (mixtures, scores) of earlier experiments' proxies over these super-clusters, which open the
+    history, let round 0 propose fewer and around them, and fit every predictor with the new rows).
     """
     if not isinstance(strategy, StrategyConfig):
         if budget is None:
@@ -166,15 +198,18 @@ def run_search(
             raise ClimbInputError("run_search needs `prior` (token shares or K) or `candidates`")
         prior = int(np.asarray(candidates).shape[1])
     k = validate_prior(prior).size
-    hm, hs = np.empty((0, k)), np.empty(0)
-    rounds: list[int] = []
+    hm, hs = history_arrays(*(reused if reused is not None else (None, None)), k)
+    if hm.shape[0] and not method.proposes:
+        raise ClimbInputError(f"strategy {config.name!r} trains its own proxies: it cannot start from reused ones")
+    n_reused = hm.shape[0]
+    rounds: list[int] = [-1] * n_reused
     predictors: list[Predictor] = []
-    for r, n in enumerate(config.round_sizes()):
+    for r, n in enumerate(reuse_round_sizes(config.round_sizes(), n_reused)):
         pred = None
         if method.round_uses_predictor(config, r) and hm.shape[0] >= MIN_FIT_ROWS:
             pred = fit_predictor(hm, hs, config.direction, round_seed(seed, r), config.predictor)
             predictors.append(pred)
-        new = propose_round(config, r, hm, hs, prior, seed, candidates, pred)
+        new = propose_round(config, r, hm, hs, prior, seed, candidates, pred, n_reused)
         scores = _check_scores(evaluate(new), n, r)
         hm, hs = np.vstack([hm, new]), np.concatenate([hs, scores])
         rounds += [r] * n

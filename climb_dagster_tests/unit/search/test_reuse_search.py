@@ -1,0 +1,85 @@
+"""A search that starts from reused evidence (issue 24): round 0 proposes fewer and where evidence is thin, the
+reused rows are marked, and freeze-and-expand keeps the unchanged super-clusters' ratios in every proxy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.search.freeze import FrozenBlock, frozen_block, run_frozen_search
+from climb_dagster.core.search.strategies import StrategyConfig, reuse_round_sizes, run_search
+from climb_dagster.core.search.strategies.draws import maximin
+
+K = 5
+TARGET = np.array([0.05, 0.4, 0.05, 0.3, 0.2])
+
+
+def _loss(x: np.ndarray) -> np.ndarray:
+    return np.abs(np.atleast_2d(x) - TARGET).sum(axis=1)
+
+
+def test_reused_rows_replace_round_zero_proposals_down_to_a_floor():
+    assert reuse_round_sizes([8, 4, 2], 0) == [8, 4, 2]
+    assert reuse_round_sizes([8, 4, 2], 3) == [5, 4, 2]
+    assert reuse_round_sizes([8, 4, 2], 30) == [2, 4, 2]  # a quarter of round 0 is always new
+    with pytest.raises(ClimbInputError):
+        reuse_round_sizes([8], -1)
+
+
+def test_maximin_fills_around_fixed_evidence():
+    rng = np.random.default_rng(0)
+    cands = rng.dirichlet(np.ones(K), 400)
+    fixed = cands[:50]
+    picked = maximin(cands, 6, np.random.default_rng(1), fixed=fixed)
+    dist = lambda rows: np.abs(rows[:, None, :] - fixed[None]).sum(axis=2).min(axis=1)  # noqa: E731
+    first = dist(cands).argmax()
+    assert picked[0] == first and not set(picked.tolist()) & set(range(50))
+    plain = maximin(cands, 6, np.random.default_rng(1))
+    assert dist(cands[picked]).mean() > dist(cands[plain]).mean()
+
+
+def test_a_search_from_reused_evidence_trains_fewer_and_marks_them():
+    config = StrategyConfig("climb", budget=16, ratios=(2.0, 1.0, 1.0), initial_design="maximin")
+    prior = np.full(K, 1.0 / K)
+    rng = np.random.default_rng(3)
+    old = rng.dirichlet(np.ones(K), 6)
+    calls: list[int] = []
+
+    def evaluate(x):
+        calls.append(len(x))
+        return _loss(x)
+
+    res = run_search(config, evaluate, prior=prior, seed=0, reused=(old, _loss(old)))
+    assert calls == [2, 4, 4] and res.n_reused == 6 and res.n_trained == 10  # round 0: 8 - 6
+    assert res.rounds[:6].tolist() == [-1] * 6 and np.array_equal(res.mixtures[:6], old)
+    scratch = run_search(config, lambda x: _loss(x), prior=prior, seed=0)
+    assert scratch.n_trained == 16 and scratch.n_reused == 0
+    with pytest.raises(ClimbInputError, match="score of row 1"):
+        run_search(config, evaluate, prior=prior, reused=(old[:2], np.array([1.0, np.nan])))
+
+
+def test_freeze_and_expand_keeps_the_blocks_ratios_in_every_proxy():
+    block = frozen_block(np.array([0.1, 0.3, 0.2, 0.2, 0.2]), np.array([False, True, True, False, True]))
+    assert block.frozen == (1, 2, 4) and block.ratios == pytest.approx((3 / 7, 2 / 7, 2 / 7))
+    x = np.array([[0.2, 0.5, 0.3]])
+    np.testing.assert_allclose(block.expand(x), [[0.2, 0.3 * 3 / 7, 0.3 * 2 / 7, 0.5, 0.3 * 2 / 7]])
+    np.testing.assert_allclose(block.reduce(block.expand(x)), x)
+    seen: list[np.ndarray] = []
+
+    def evaluate(full):
+        seen.append(full)
+        return _loss(full)
+
+    config = StrategyConfig("climb", budget=12, ratios=(2.0, 1.0), initial_design="maximin")
+    old = np.random.default_rng(5).dirichlet(np.ones(K), 4)
+    res = run_frozen_search(config, evaluate, block, np.full(K, 0.2), seed=1, reused=(old, _loss(old)))
+    rows = np.vstack(seen)
+    inner = rows[:, [1, 2, 4]] / rows[:, [1, 2, 4]].sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(inner, np.tile(block.ratios, (len(rows), 1)), atol=1e-9)
+    assert res.mixtures.shape[1] == K and res.final_mixture.shape == (K,)
+    assert res.final_mixture.sum() == pytest.approx(1.0) and res.n_reused == 4
+    with pytest.raises(ClimbInputError, match="nothing is left"):
+        FrozenBlock((0, 1), (0.5, 0.5), 2)
+    with pytest.raises(ClimbInputError, match="distinct"):
+        FrozenBlock((0,), (1.0,), 3)
