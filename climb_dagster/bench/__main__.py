@@ -24,6 +24,7 @@ BENCHES = {
     "proxy": "climb_dagster.bench.proxy",
     "demo-gain": "climb_dagster.bench.demo_gain",
     "e2e": "climb_dagster.bench.e2e",
+    "reuse": "climb_dagster.bench.reuse",
     "scale": "climb_dagster.bench.scale",
     "cost": "climb_dagster.bench.cost",
 }

@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 
 from climb_dagster.bench.arms import ARMS, REGMIX_TOP_K, SUBJECT, arm_config, arm_names
-from climb_dagster.bench.cluster import DEMO_DATA
-from climb_dagster.bench.lab import SPLITS, Lab, build_lab
+from climb_dagster.bench.lab import SPLITS, Lab, add_lab_arguments, build_lab
 from climb_dagster.bench.proxy_pool import ProxyPool, default_workers
 from climb_dagster.bench.results import _commit
 from climb_dagster.bench.runs import LabRuns
@@ -92,52 +91,14 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="full")
-    parser.add_argument("--data", default=str(DEMO_DATA), help="folder with drop-*.parquet")
-    parser.add_argument("--labs", type=int, default=None, help="labs (sample, split and clustering seeds)")
-    parser.add_argument("--seeds", type=int, default=None, help="search seeds per lab")
-    parser.add_argument("--docs", type=int, default=None, help="documents sampled per lab")
-    parser.add_argument("--targets", default="domain,blend,mc")
-    parser.add_argument("--target-domain", default="postgres_docs")
-    parser.add_argument("--blend-domains", default="literature,legal_licenses,religious")
-    parser.add_argument("--mc-domain", default="lexicon", help="its WordNet pages make the definition task")
-    parser.add_argument("--mc-items", type=int, default=None, help="items per split")
-    parser.add_argument("--heldout-fraction", type=float, default=0.3, help="of each target domain, by title")
+    add_lab_arguments(parser, targets="domain,blend,mc")
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--doremi", action="store_true", help="add DoReMi (its own 2 proxies per search)")
-    parser.add_argument("--budget", type=int, default=None, help="proxies per search, equal for every arm")
-    parser.add_argument("--ratios", default=None, help="climb's per-round budget split")
     parser.add_argument("--regmix-top-k", type=int, default=REGMIX_TOP_K)
-    parser.add_argument("--candidates", type=int, default=None, help="Dirichlet draws ranked per round")
-    parser.add_argument("--final-seeds", type=int, default=None, help="fresh proxy-size retrains per final")
-    parser.add_argument("--transfer-seeds", type=int, default=None, help="fresh transfer retrains per final")
     parser.add_argument(
         "--reference-seeds", type=int, default=None, help="retrains of each reference per lab"
     )
-    parser.add_argument("--transfer-width", type=int, default=2, help="x the proxy's d_model and d_ff")
-    parser.add_argument("--transfer-depth", type=int, default=2, help="x the proxy's layers")
-    parser.add_argument("--transfer-tokens", type=int, default=5, help="x the proxy's training tokens")
-    parser.add_argument("--k", type=int, default=None, help="K_init (default: default_n_clusters(docs))")
-    parser.add_argument(
-        "--superclusters", type=int, default=None, help="fixed-count cut instead of the merge"
-    )
-    parser.add_argument("--max-superclusters", type=int, default=None, help="bound on the threshold merge")
-    parser.add_argument("--proxy", choices=["default", "small", "tiny"], default=None)
-    parser.add_argument("--steps", type=int, default=None, help="proxy training steps")
-    parser.add_argument("--max-eval-windows", type=int, default=None, help="per target and split")
-    parser.add_argument("--model-path", default=None, help="embedding model (default: the shipped MiniLM)")
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--max-windows", type=int, default=None, help="embedding windows per document")
-    parser.add_argument("--cache-dir", default=None, help="reuse embeddings of identical samples (.npy)")
-    parser.add_argument("--seed", type=int, default=0, help="the first lab's seed; lab i uses seed + i")
     parser.add_argument("--histories", default=None, help="also write every search's history (JSON)")
-    parser.add_argument("--workers", type=int, default=None, help="models trained at once (default: cores)")
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default="auto",
-        help="where proxies and transfer models train",
-    )
-    parser.add_argument("--workdir", default=None, help="labs and finished runs (resumable; default: temp)")
 
 
 def resolve(args: argparse.Namespace) -> argparse.Namespace:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from climb_dagster.bench.cluster import sample_demo
+from climb_dagster.bench.cluster import DEMO_DATA, sample_demo
 from climb_dagster.bench.mc_items import build_definition_items
 from climb_dagster.bench.proxy_sizes import on_device, proxy_config, train_device, transfer_config
 from climb_dagster.core.clustering.kmeans import KMeansConfig
@@ -57,6 +57,50 @@ class LabTarget:
     @property
     def name(self) -> str:
         return self.definition.name
+
+
+def add_lab_arguments(parser: argparse.ArgumentParser, targets: str) -> None:
+    """The options of a lab (corpus, targets, clustering, models) and of the searches and retrains run in it;
+    left unset (None), a bench's protocol fills them."""
+    parser.add_argument("--data", default=str(DEMO_DATA), help="folder with drop-*.parquet")
+    parser.add_argument("--labs", type=int, default=None, help="labs (sample, split and clustering seeds)")
+    parser.add_argument("--seeds", type=int, default=None, help="search seeds per lab")
+    parser.add_argument("--docs", type=int, default=None, help="documents sampled per lab")
+    parser.add_argument("--targets", default=targets)
+    parser.add_argument("--target-domain", default="postgres_docs")
+    parser.add_argument("--blend-domains", default="literature,legal_licenses,religious")
+    parser.add_argument("--mc-domain", default="lexicon", help="its WordNet pages make the definition task")
+    parser.add_argument("--mc-items", type=int, default=None, help="items per split")
+    parser.add_argument("--heldout-fraction", type=float, default=0.3, help="of each target domain, by title")
+    parser.add_argument("--budget", type=int, default=None, help="proxies per search, equal for every arm")
+    parser.add_argument("--ratios", default=None, help="climb's per-round budget split")
+    parser.add_argument("--candidates", type=int, default=None, help="Dirichlet draws ranked per round")
+    parser.add_argument("--final-seeds", type=int, default=None, help="fresh proxy-size retrains per final")
+    parser.add_argument("--transfer-seeds", type=int, default=None, help="fresh transfer retrains per final")
+    parser.add_argument("--transfer-width", type=int, default=2, help="x the proxy's d_model and d_ff")
+    parser.add_argument("--transfer-depth", type=int, default=2, help="x the proxy's layers")
+    parser.add_argument("--transfer-tokens", type=int, default=5, help="x the proxy's training tokens")
+    parser.add_argument("--k", type=int, default=None, help="K_init (default: default_n_clusters(docs))")
+    parser.add_argument(
+        "--superclusters", type=int, default=None, help="fixed-count cut instead of the merge"
+    )
+    parser.add_argument("--max-superclusters", type=int, default=None, help="bound on the threshold merge")
+    parser.add_argument("--proxy", choices=["default", "small", "tiny"], default=None)
+    parser.add_argument("--steps", type=int, default=None, help="proxy training steps")
+    parser.add_argument("--max-eval-windows", type=int, default=None, help="per target and split")
+    parser.add_argument("--model-path", default=None, help="embedding model (default: the shipped MiniLM)")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--max-windows", type=int, default=None, help="embedding windows per document")
+    parser.add_argument("--cache-dir", default=None, help="reuse embeddings of identical samples (.npy)")
+    parser.add_argument("--seed", type=int, default=0, help="the first lab's seed; lab i uses seed + i")
+    parser.add_argument("--workers", type=int, default=None, help="models trained at once (default: cores)")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where proxies and transfer models train",
+    )
+    parser.add_argument("--workdir", default=None, help="labs and finished runs (resumable; default: temp)")
 
 
 def target_defs(args: argparse.Namespace) -> tuple[TargetDef, ...]:
@@ -107,27 +151,37 @@ def _held_out(docs: pl.DataFrame, split: Any) -> pl.DataFrame:
     return docs.filter(~pl.col(schema.TITLE).is_in(list(titles)) & ~pl.col(schema.ID).is_in(list(ids)))
 
 
-def build_lab(args: argparse.Namespace, work: Path, seed: int) -> tuple[Lab, Any]:
-    """Sample -> targets' pages held out (from the whole demo corpus, so the evaluation sets do not shrink with
-    --docs) -> clustering -> token store, evaluation files, references. Returns the lab and the split."""
-    from climb_dagster.bench.cluster import _embed
-    from climb_dagster.core.clustering.stage import cluster_documents
-    from climb_dagster.core.clustering.superclusters import MergeConfig
-    from climb_dagster.core.quality.pruning import PruneConfig
+def lab_corpus(args: argparse.Namespace, seed: int) -> tuple[tuple[TargetDef, ...], Any, pl.DataFrame]:
+    """The targets, their held-out split (from the whole demo corpus, so the evaluation sets do not shrink with
+    --docs) and the sampled training documents with every held-out page removed."""
     from climb_dagster.core.targets.split import split_domains
 
-    work.mkdir(parents=True, exist_ok=True)
     defs = target_defs(args)
     everything = sample_demo(Path(args.data), 0, 0)
     domains = [d for t in defs for d in t.domains]
     split = split_domains(everything, domains, args.heldout_fraction, seed=seed)
-    train = _held_out(sample_demo(Path(args.data), args.docs, seed), split)
+    return defs, split, _held_out(sample_demo(Path(args.data), args.docs, seed), split)
+
+
+def merge_config(args: argparse.Namespace) -> Any:
+    from climb_dagster.core.clustering.superclusters import MergeConfig
+
+    if args.superclusters is None:
+        return MergeConfig(max_superclusters=args.max_superclusters)
+    return MergeConfig(n_superclusters=args.superclusters)
+
+
+def build_lab(args: argparse.Namespace, work: Path, seed: int) -> tuple[Lab, Any]:
+    """Sample -> targets' pages held out -> clustering -> token store, evaluation files, references. Returns
+    the lab and the split."""
+    from climb_dagster.bench.cluster import _embed
+    from climb_dagster.core.clustering.stage import cluster_documents
+    from climb_dagster.core.quality.pruning import PruneConfig
+
+    work.mkdir(parents=True, exist_ok=True)
+    defs, split, train = lab_corpus(args, seed)
     emb, _, _, _ = _embed(train, args)
-    merge = (
-        MergeConfig(max_superclusters=args.max_superclusters)
-        if args.superclusters is None
-        else MergeConfig(n_superclusters=args.superclusters)
-    )
+    merge = merge_config(args)
     stage = cluster_documents(train, emb, KMeansConfig(n_clusters=args.k, seed=seed), PruneConfig(), merge)
     kept = train.filter(pl.Series(stage.kept)).with_columns(
         pl.Series(schema.SUPER_CLUSTER, stage.super_cluster[stage.kept])
@@ -141,7 +195,52 @@ def build_lab(args: argparse.Namespace, work: Path, seed: int) -> tuple[Lab, Any
         for (sc,), group in kept.sort(schema.ID).group_by(schema.SUPER_CLUSTER, maintain_order=True)
     )
     store = write_token_store(batches, tok_dir, work / "store", n_clusters=stage.n_superclusters)
-    train_texts = train[schema.TEXT].to_list()
+    targets = lab_targets(args, defs, split, work, tok_dir, proxy, seed, train[schema.TEXT].to_list())
+    lab = Lab(
+        seed=seed,
+        store=store,
+        proxy=proxy,
+        transfer=transfer,
+        targets=targets,
+        tokenizer_dir=Path(tok_dir),
+        n_superclusters=stage.n_superclusters,
+        docs={
+            "sampled": args.docs,
+            "train": train.height,
+            "kept": kept.height,
+            **{f"heldout_{d}": split.val[d].height + split.test[d].height for d in split.val},
+        },
+        references=_references(kept, stage.n_superclusters, store, defs),
+        fingerprint=lab_fingerprint(args, seed, device),
+    )
+    return lab, split
+
+
+def lab_fingerprint(args: argparse.Namespace, seed: int, device: str, **extra: Any) -> str:
+    """What keys a lab's runs: the arguments that change what it holds, its seed, device and run code."""
+    return content_hash(
+        {
+            "args": {k: v for k, v in sorted(vars(args).items()) if k in LAB_ARGS},
+            "seed": seed,
+            "device": device,
+            "code": run_code_hash(),
+            **extra,
+        }
+    )
+
+
+def lab_targets(
+    args: argparse.Namespace,
+    defs: tuple[TargetDef, ...],
+    split: Any,
+    work: Path,
+    tok_dir: Any,
+    proxy: ProxyConfig,
+    seed: int,
+    train_texts: list[str],
+) -> tuple[LabTarget, ...]:
+    """Each target's validation and test files: token windows of its held-out pages, or the definition items
+    (none whose gloss occurs in `train_texts`)."""
     targets = []
     for t in defs:
         files: dict[str, tuple[str, ...]] = {}
@@ -164,31 +263,7 @@ def build_lab(args: argparse.Namespace, work: Path, seed: int) -> tuple[Lab, Any
                 paths.append(str(path))
             files[name] = tuple(paths)
         targets.append(LabTarget(t, files))
-    lab = Lab(
-        seed=seed,
-        store=store,
-        proxy=proxy,
-        transfer=transfer,
-        targets=tuple(targets),
-        tokenizer_dir=Path(tok_dir),
-        n_superclusters=stage.n_superclusters,
-        docs={
-            "sampled": args.docs,
-            "train": train.height,
-            "kept": kept.height,
-            **{f"heldout_{d}": split.val[d].height + split.test[d].height for d in split.val},
-        },
-        references=_references(kept, stage.n_superclusters, store, defs),
-        fingerprint=content_hash(
-            {
-                "args": {k: v for k, v in sorted(vars(args).items()) if k in LAB_ARGS},
-                "seed": seed,
-                "device": device,
-                "code": run_code_hash(),
-            }
-        ),
-    )
-    return lab, split
+    return tuple(targets)
 
 
 # The arguments that change what a lab holds (its runs' cache keys include them).

@@ -34,10 +34,16 @@ class ClusteringResult:
 
 
 def cluster_documents(
-    docs: pl.DataFrame, embeddings: np.ndarray, kmeans: object, prune: object, merge: object
+    docs: pl.DataFrame,
+    embeddings: np.ndarray,
+    kmeans: object,
+    prune: object,
+    merge: object,
+    centroids: np.ndarray | None = None,
 ) -> ClusteringResult:
     """Cluster `docs` (with a drop column) given their `embeddings` (rows aligned) and the stage configs
-    (KMeansConfig, PruneConfig, MergeConfig), rating quality with the heuristic rater."""
+    (KMeansConfig, PruneConfig, MergeConfig), rating quality with the heuristic rater. `centroids`: keep these
+    (a new drop assigned to the fitted clusters, then re-pruned and re-merged) instead of fitting."""
     from climb_dagster.core.clustering.superclusters import (
         cluster_quality_from_profile,
         combine_profiles,
@@ -58,7 +64,11 @@ def cluster_documents(
     keys = sorted(set(drops.tolist()))
     arrays = {k: embeddings[drops == k] for k in keys}
     t0 = time.perf_counter()
-    fit = fit_centroids_on_arrays(arrays, kmeans)
+    if centroids is None:
+        fit = fit_centroids_on_arrays(arrays, kmeans)
+        centroids, n_sample = fit.centroids, fit.n_sample
+    else:
+        centroids, n_sample = np.asarray(centroids, dtype=np.float32), 0
     timings["kmeans_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -67,25 +77,25 @@ def cluster_documents(
     cluster = np.empty(docs.height, dtype=np.int32)
     for key in keys:
         rows = np.flatnonzero(drops == key)
-        a = assign_clusters(arrays[key], fit.centroids, kmeans)
+        a = assign_clusters(arrays[key], centroids, kmeans)
         cluster[rows] = a.cluster
         q = rate_documents(rater, docs[rows])
         profiles.append(drop_profile(docs[rows], a.cluster, a.distance, q))
     timings["assign_and_rate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    quality = cluster_quality_from_profile(combine_profiles(profiles), len(fit.centroids))
+    quality = cluster_quality_from_profile(combine_profiles(profiles), len(centroids))
     pruned = prune_clusters(quality, prune)
-    mapping = merge_clusters(fit.centroids, pruned, merge)
+    mapping = merge_clusters(centroids, pruned, merge)
     timings["prune_and_merge_s"] = time.perf_counter() - t0
 
-    lookup = np.full(len(fit.centroids), -1, dtype=np.int64)
+    lookup = np.full(len(centroids), -1, dtype=np.int64)
     lookup[mapping[schema.CLUSTER].to_numpy()] = mapping[schema.SUPER_CLUSTER].to_numpy()
     return ClusteringResult(
-        centroids=fit.centroids,
+        centroids=centroids,
         cluster=cluster,
         super_cluster=lookup[cluster],
-        n_sample=fit.n_sample,
+        n_sample=n_sample,
         clusters_kept=int(pruned["kept"].sum()),
         n_superclusters=int(mapping[schema.SUPER_CLUSTER].n_unique()),
         timings=timings,

@@ -115,3 +115,18 @@ def test_a_run_keeps_its_composition_in_the_cache_and_the_round_table(tmp_path: 
     reused = run_proxy_job(job, store, cfg, 3, None, cache)
     assert reused == dataclasses.replace(outcome, cached=True)
     assert json.loads(result.read_text())[schema.COMPOSITION] == expected.to_dict()
+
+
+def test_cache_keys_do_not_move_with_compositions(tmp_path: Path):
+    """Keys written before compositions were kept still find their runs: the run key and the segmented store's
+    key are what they were (values pinned from the commit before issue 24's change)."""
+    from climb_dagster.core.proxy.config import proxy_run_key
+
+    assert proxy_run_key([0.5, 0.3, 0.2], ProxyConfig.tiny(), 0, "a-store-key") == "cf6ce422f6da7f9f"
+    assert proxy_run_key([0.5, 0.3, 0.2], ProxyConfig.default(), 7, "a-store-key") == "0e259ac8a26ee4bb"
+    store = _segmented(tmp_path, _drops(), MAPPING, 3)
+    assert store.drop_keys == ("drop-0000", "drop-0001", "drop-0002")
+    assert store.key() == PINNED_STORE_KEY
+
+
+PINNED_STORE_KEY = "ccb0100df2bda016"
