@@ -303,6 +303,7 @@ RUN_CODE = (
     "core/targets",
     "bench/lab.py",
     "bench/proxy_sizes.py",
+    "bench/reuse_lab.py",
     "bench/mc_items.py",
     "bench/cluster.py",
     "bench/demo_sample.py",

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from climb_dagster.bench import results_e2e
+from climb_dagster.bench import results_e2e, results_reuse
 from climb_dagster.bench.markdown import table
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.embedding.encoder import cpu_has_native_bf16
@@ -243,7 +243,12 @@ def _e2e(data: dict[str, Any], view: str = "") -> str:
     return results_e2e.VIEWS[view](data) if view else results_e2e.detail(data)
 
 
-RENDERERS: dict[str, Callable[..., str]] = {"search": _search, "scale": _scale, "e2e": _e2e}
+RENDERERS: dict[str, Callable[..., str]] = {
+    "search": _search,
+    "scale": _scale,
+    "e2e": _e2e,
+    "reuse": results_reuse.render,
+}
 # A block `<name>--<view>` shows a shorter view of results/<name>.json (the README's headline of a bench).
 VIEW_SEPARATOR = "--"
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -263,6 +264,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             k += len(jobs)
                         cells.append(
                             {"lab": lab_seed, "update": kind, "seed": s, "target": target.name, "arms": arms}
+                        )
+                        print(
+                            f"reuse: lab {lab_seed} {kind} seed {s} done ({time.perf_counter() - t0:.0f} s; trained "
+                            f"{runs_old.trained} before, {runs_new.trained} after)",
+                            file=sys.stderr,
+                            flush=True,
                         )
                     labs.append(
                         {

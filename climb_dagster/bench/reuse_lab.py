@@ -4,8 +4,8 @@ so every proxy run has a composition, and the map of the old clustering onto the
 
 Updates (`UPDATES`): `add_drop`: the sample is cut into `N_DROPS` pseudo-drops by a hash of the id (a crawl drop
 is a fraction of the corpus, not a second corpus); the old clustering never saw the last one; the new one assigns
-it to the old centroids, then prunes and merges again. `refit`: the same documents, centroids fitted again with
-another seed, pruned and merged again.
+it to the old centroids, then prunes and merges again. `refit`: the same documents as before the update (the
+last drop still left out), centroids fitted again with another seed, pruned and merged again.
 """
 
 from __future__ import annotations
@@ -184,14 +184,17 @@ def build_reuse_labs(args: argparse.Namespace, work: Path, seed: int) -> dict[st
     out = {}
     for kind in args.updates.split(","):
         if kind == "add_drop":
-            stage = cluster_documents(train, emb, kmeans, prune, merge, centroids=old_stage.centroids)
+            docs, new_keys = train, keys
+            stage = cluster_documents(docs, emb, kmeans, prune, merge, centroids=old_stage.centroids)
         elif kind == "refit":
+            # The same documents as before: only the centroids change.
+            docs, new_keys = old_docs, keys[:-1]
             refit = KMeansConfig(n_clusters=args.k, seed=seed + REFIT_SEED_OFFSET)
-            stage = cluster_documents(train, emb, refit, prune, merge)
+            stage = cluster_documents(docs, emb[old_rows], refit, prune, merge)
         else:
             raise ValueError(f"--updates: unknown update {kind!r}; choose from {UPDATES}")
-        new = lab(_store(work / kind, train, stage, drop_stores, tok_dir, keys), stage, train, kind)
-        new_frame = train.select(schema.ID, schema.DROP).with_columns(
+        new = lab(_store(work / kind, docs, stage, drop_stores, tok_dir, new_keys), stage, docs, kind)
+        new_frame = docs.select(schema.ID, schema.DROP).with_columns(
             pl.Series(schema.CLUSTER, stage.cluster)
         )
         cmap = build_cluster_map(
@@ -205,7 +208,7 @@ def build_reuse_labs(args: argparse.Namespace, work: Path, seed: int) -> dict[st
             old_kept=old_super_of_fine,
         )
         with_tokens = (
-            train.select(schema.ID)
+            docs.select(schema.ID)
             .with_columns(pl.Series("_s", stage.super_cluster))
             .join(n_tokens, on=schema.ID)
         )
@@ -218,7 +221,7 @@ def build_reuse_labs(args: argparse.Namespace, work: Path, seed: int) -> dict[st
             "old_superclusters": old_stage.n_superclusters,
             "new_superclusters": stage.n_superclusters,
             "old_docs": old_docs.height,
-            "new_docs": train.height,
+            "new_docs": docs.height,
             "unchanged_superclusters": int(unchanged.sum()),
             "map": cmap.summary(),
         }

@@ -51,7 +51,7 @@ def test_both_updates_are_searched_from_scratch_and_with_reuse(measured):
     facts = {lab["update"]: lab for lab in out["labs"]}
     assert facts["refit"]["freeze"].startswith("not run")
     assert facts["add_drop"]["new_docs"] > facts["add_drop"]["old_docs"]  # the update added a drop
-    assert facts["refit"]["map"]["old_tokens"] > 0
+    assert facts["refit"]["map"]["old_tokens"] > 0 and facts["refit"]["new_docs"] == facts["refit"]["old_docs"]
     for cell in out["cells"]:
         for arm in ("scratch", "reuse", "stale"):
             assert {"transfer_test", "proxy_test", "mixture"} <= set(cell["arms"][arm])
