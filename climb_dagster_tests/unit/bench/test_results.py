@@ -151,3 +151,27 @@ def test_a_results_file_of_a_bench_without_a_table_is_refused(tmp_path: Path) ->
 
 def test_the_repository_tables_are_up_to_date() -> None:
     assert main(["--check", "--root", str(ROOT)]) == 0, "run `python -m climb_dagster.bench.results`"
+
+
+def test_reuse_table_shows_every_arm_and_the_goal_as_measured() -> None:
+    from climb_dagster.bench.results_reuse import render
+
+    paired = {"mean": 0.01, "low": -0.02, "high": 0.04, "win_rate": 0.4}
+    arm = {"transfer_test": 5.4, "proxy_test": 5.8, "proxies": 20.0, "reused": 0.0}
+    data = {
+        "summary": {
+            "goal_met": False,
+            "updates": {
+                "refit": {
+                    "means": {"scratch": arm, "reuse": {**arm, "proxies": 6.0, "reused": 20.0}},
+                    "paired_vs_scratch": {"reuse": {"transfer_test": paired, "proxy_test": None}},
+                    "scratch_transfer_test_95": [5.3, 5.5],
+                    "goal": {"reuse_within_scratch_interval": False, "new_proxies_share": 0.3, "at_most_half": True},
+                }
+            },
+        },
+        "labs": [{"update": "refit", "old_docs": 10, "new_docs": 10, "map": {"gone_share": 0.0}, "freeze": "not run"}],
+    }
+    text = render(data)
+    assert "| refit | reuse | 6.0 | 20.0 | 5.400 | 5.800 | +0.010 [-0.020, +0.040], wins 40% |" in text
+    assert "**outside**" in text and "30% of scratch's new proxies" in text and "**not met**" in text
