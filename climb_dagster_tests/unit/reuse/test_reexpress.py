@@ -3,6 +3,8 @@ documents, a removed drop or pruned cluster renormalises the rest and counts as 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -159,3 +161,31 @@ def test_reuse_rows_keeps_finished_certain_runs_once_and_counts_the_rest(lab):
     s = rows.summary()
     assert s["reused"] == 1 and s["past_runs"] == 4 and s["by_experiment"] == {"exp-1": 1}
     assert rows.mixtures.shape == (1, 3) and rows.mixtures.sum() == pytest.approx(1.0)
+
+
+def test_the_old_clustering_reads_back_from_its_store(tmp_path: Path):
+    """After a re-cluster the old assignments are gone; the old store's segments give back each indexed
+    document's fine cluster and super-cluster, and a map built from them equals one built from the originals."""
+    from climb_dagster.core.reuse.snapshot import store_assignments
+
+    drops = _drops()
+    store = _segmented(tmp_path, drops, MAPPING, 3)
+    back = dict(store_assignments(store.path))
+    assert list(back) == [k for k, _, _ in drops]
+    supers = dict(zip(MAPPING["cluster"].to_list(), MAPPING["super_cluster"].to_list(), strict=True))
+    for key, _, assigned in drops:
+        kept = assigned.filter(pl.col("cluster").is_in(list(supers))).sort("id")
+        got = back[key].sort("id")
+        assert got["id"].to_list() == kept["id"].to_list()  # the pruned cluster's documents are not indexed
+        assert got["cluster"].to_list() == kept["cluster"].cast(pl.Int64).to_list()
+        assert got["super_cluster"].to_list() == [supers[c] for c in kept["cluster"].to_list()]
+    comp = run_composition(store, MIXTURE, ProxyConfig.tiny(), seed=2)
+    new = {k: a for k, _, a in drops}
+    from_store = build_cluster_map(((k, back[k], new[k]) for k in back), MAPPING, 3)
+    np.testing.assert_allclose(reexpress(comp, MIXTURE, from_store).weights, MIXTURE, atol=1e-12)
+    with pytest.raises(ClimbInputError, match="not a segmented store"):
+        from climb_dagster.core.proxy.store import write_token_store
+        from climb_dagster_tests.unit.proxy_corpus import tokenizer_dir
+
+        v1 = write_token_store(iter([(0, ["a b c"])]), tokenizer_dir(), tmp_path / "v1", n_clusters=1)
+        list(store_assignments(v1.path))
