@@ -25,7 +25,7 @@ ALLOWED = {
     "proxy": {"common", "io", "search"},
     "targets": {"common", "io", "proxy"},
     "reuse": {"common", "proxy"},
-    "experiment": {"common", "io", "search", "proxy", "targets"},
+    "experiment": {"common", "io", "search", "proxy", "targets", "reuse"},
     "export": {"common", "io", "search"},
     "report": {"common"},
 }

@@ -102,7 +102,9 @@ def build_cluster_map(
         for frame, need, what in ((old, (ID, CLUSTER, N_TOKENS), "old"), (new, (ID, CLUSTER), "new")):
             missing = [c for c in need if c not in frame.columns]
             if missing:
-                raise ClimbInputError(f"drop {key!r}: the {what} assignments lack columns {missing} ({frame.columns})")
+                raise ClimbInputError(
+                    f"drop {key!r}: the {what} assignments lack columns {missing} ({frame.columns})"
+                )
         new_cols = new.select(pl.col(ID).cast(pl.String), pl.col(CLUSTER).cast(pl.Int64).alias("_new"))
         if old_kept is not None:
             old = old.filter(pl.col(CLUSTER).cast(pl.Int64).is_in(sorted(int(c) for c in old_kept)))
@@ -123,7 +125,9 @@ def build_cluster_map(
         parts.append(joined)
     if len(set(keys)) != len(keys):
         raise ClimbInputError(f"drops named twice: {sorted(k for k in set(keys) if keys.count(k) > 1)}")
-    empty = pl.DataFrame(schema={"_old": pl.Int64, "_super": pl.Int64, "_tokens": pl.Int64, "_drop": pl.Int64})
+    empty = pl.DataFrame(
+        schema={"_old": pl.Int64, "_super": pl.Int64, "_tokens": pl.Int64, "_drop": pl.Int64}
+    )
     counts = pl.concat([p.select(empty.columns) for p in parts]) if parts else empty
     cells = counts.select("_drop", "_old").unique().sort("_drop", "_old")
     cell_arr = cells.to_numpy().astype(np.int64).reshape(-1, 2)

@@ -18,7 +18,12 @@ from climb_dagster.core.reuse.mapping import ClusterMap
 from climb_dagster.core.reuse.reexpress import DEFAULT_MAX_ERROR, reexpress
 
 # Why a past run is not reused.
-FAILED, NO_COMPOSITION, TOO_UNCERTAIN, DUPLICATE = "failed", "no composition", "error above threshold", "duplicate"
+FAILED, NO_COMPOSITION, TOO_UNCERTAIN, DUPLICATE = (
+    "failed",
+    "no composition",
+    "error above threshold",
+    "duplicate",
+)
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,32 @@ def reuse_rows(
         sources=tuple(sources),
         proxy_keys=tuple(keys),
         errors=np.asarray(errors, dtype=np.float64),
+        max_error=max_error,
+        excluded=excluded,
+    )
+
+
+def merge_rows(parts: list[ReusedRows], k: int, max_error: float) -> ReusedRows:
+    """Rows of several earlier experiments (each re-expressed through its own store's map) as one set; a run
+    two experiments shared through the proxy cache counts once."""
+    keep: list[tuple[ReusedRows, int]] = []
+    seen: set[str] = set()
+    excluded: dict[str, int] = {}
+    for part in parts:
+        for reason, n in part.excluded.items():
+            excluded[reason] = excluded.get(reason, 0) + n
+        for i, key in enumerate(part.proxy_keys):
+            if key in seen:
+                excluded[DUPLICATE] = excluded.get(DUPLICATE, 0) + 1
+                continue
+            seen.add(key)
+            keep.append((part, i))
+    return ReusedRows(
+        mixtures=np.asarray([p.mixtures[i] for p, i in keep]).reshape(-1, k),
+        scores=np.asarray([p.scores[i] for p, i in keep], dtype=np.float64),
+        sources=tuple(p.sources[i] for p, i in keep),
+        proxy_keys=tuple(p.proxy_keys[i] for p, i in keep),
+        errors=np.asarray([p.errors[i] for p, i in keep], dtype=np.float64),
         max_error=max_error,
         excluded=excluded,
     )

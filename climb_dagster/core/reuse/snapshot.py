@@ -60,3 +60,8 @@ def store_assignments(
                 pl.Series(schema.SUPER_CLUSTER, segs[at[inside], 4]),
             ),
         )
+
+
+def store_superclusters(index_dir: str | Path) -> int:
+    """How many super-clusters a segmented (or single-file) store indexes."""
+    return len(json.loads((Path(index_dir) / INDEX_FILE).read_text())["clusters"])

@@ -1,0 +1,105 @@
+"""The evidence an experiment can start from: earlier experiments on the same target and proxy, their runs
+re-expressed over this experiment's super-clusters (core/reuse), and the old -> new map of each store they
+trained on with its error.
+
+Both clusterings are read from the token stores the experiments trained on (`reuse.snapshot`): the previous
+store's segments hold the old fine cluster of every document a past run could draw; the current store's hold the
+new fine cluster and super-cluster. A document the current store does not index (pruned now, or its drop
+removed) counts as gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from climb_dagster.core.common import schema
+from climb_dagster.core.experiment.records import ExperimentRecord
+from climb_dagster.core.reuse.mapping import ClusterMap, build_cluster_map
+from climb_dagster.core.reuse.rows import ReusedRows, merge_rows, reuse_rows
+from climb_dagster.core.reuse.snapshot import store_assignments, store_superclusters
+
+
+@dataclass(frozen=True)
+class PastExperiment:
+    """An earlier experiment as stored: its record and its rounds' evaluation tables."""
+
+    name: str
+    record: ExperimentRecord
+    evaluations: tuple[Any, ...]
+
+
+def comparable(current: ExperimentRecord, past: ExperimentRecord) -> str | None:
+    """Why `past`'s scores cannot stand beside `current`'s (None: they can): another target (or evaluation files),
+    or another proxy model or training. Another proxy seed is fine: its scores measure the same thing."""
+    if past.name == current.name:
+        return "the same experiment"
+    if dict(past.target_spec) != dict(current.target_spec):
+        return "another target (or other evaluation files)"
+    if past.proxy.run_dict() != current.proxy.run_dict():
+        return "another proxy model or training"
+    return None
+
+
+def cluster_map(
+    old_store: str, new_store: str, min_overlap: float, resolve: Callable[[str], Path] | None = None
+) -> ClusterMap:
+    """The map of `old_store`'s clustering onto `new_store`'s, through the documents both index."""
+    import polars as pl
+
+    new = dict(store_assignments(new_store, resolve))
+    frames = list(new.values())
+    mapping = (
+        pl.concat(frames).select(schema.CLUSTER, schema.SUPER_CLUSTER).unique().sort(schema.CLUSTER)
+        if frames
+        else pl.DataFrame(schema={schema.CLUSTER: pl.Int64, schema.SUPER_CLUSTER: pl.Int64})
+    )
+    n_new = int(mapping[schema.SUPER_CLUSTER].max()) + 1 if mapping.height else 0
+    empty = pl.DataFrame(schema={schema.ID: pl.String, schema.CLUSTER: pl.Int64})
+    old = list(store_assignments(old_store, resolve))
+    kept = sorted({int(c) for _, f in old for c in f[schema.CLUSTER].unique().to_list()})
+    return build_cluster_map(
+        ((key, frame, new.get(key, empty)) for key, frame in old), mapping, n_new, min_overlap, old_kept=kept
+    )
+
+
+def gather_evidence(
+    current: ExperimentRecord,
+    past: Iterable[PastExperiment],
+    max_error: float,
+    min_overlap: float,
+    resolve: Callable[[str], Path] | None = None,
+) -> tuple[ReusedRows, list[dict[str, Any]]]:
+    """The reused rows over `current`'s super-clusters, and per earlier experiment what happened to it: skipped
+    (why) or mapped (its store's map summary and how many of its runs were reused). One map per earlier store."""
+    maps: dict[str, ClusterMap] = {}
+    parts: list[ReusedRows] = []
+    report: list[dict[str, Any]] = []
+    for p in past:
+        why = comparable(current, p.record)
+        if why is not None:
+            report.append({"experiment": p.name, "skipped": why})
+            continue
+        old = p.record.token_store_path
+        if old not in maps:
+            maps[old] = cluster_map(old, current.token_store_path, min_overlap, resolve)
+        tables = [(p.name, t) for t in p.evaluations if t is not None and t.height]
+        rows = reuse_rows(tables, maps[old], max_error)
+        parts.append(rows)
+        report.append(
+            {
+                "experiment": p.name,
+                "old_store": p.record.token_store[:12],
+                "reused": len(rows),
+                "excluded": rows.excluded,
+                **maps[old].summary(),
+            }
+        )
+    return merge_rows(parts, current_k(current), max_error), report
+
+
+def current_k(record: ExperimentRecord) -> int:
+    """Super-clusters of the store the experiment runs on (its search's dimension)."""
+    return store_superclusters(record.token_store_path)
