@@ -5,6 +5,7 @@ total, and every mixture it proposes is expanded back to all super-clusters befo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -90,6 +91,10 @@ def run_frozen_search(
     if p.size != block.k:
         raise ClimbInputError(f"prior has {p.size} super-clusters, the block is over {block.k}")
     reduced_reused = None if reused is None else (block.reduce(reused[0]), np.asarray(reused[1], dtype=np.float64))
+    # Few free dimensions hold few distinct candidates at the sampler's rounding: ask for at most half of them.
+    k = block.k_reduced
+    distinct = math.comb(10**config.sampling.dedup_decimals + k - 1, k - 1)
+    config = replace(config, n_candidates=min(config.n_candidates, max(1, distinct // 2)))
     result = run_search(
         config,
         lambda x: evaluate(block.expand(x)),

@@ -83,3 +83,11 @@ def test_freeze_and_expand_keeps_the_blocks_ratios_in_every_proxy():
         FrozenBlock((0, 1), (0.5, 0.5), 2)
     with pytest.raises(ClimbInputError, match="distinct"):
         FrozenBlock((0,), (1.0,), 3)
+
+
+def test_freeze_and_expand_with_one_free_super_cluster_still_finds_candidates():
+    """One free super-cluster + the block: a 2-dimensional search, whose distinct candidates are few."""
+    block = frozen_block(np.array([0.1, 0.3, 0.2, 0.2, 0.2]), np.array([False, True, True, True, True]))
+    config = StrategyConfig("climb", budget=6, ratios=(2.0, 1.0), initial_design="maximin", n_candidates=20_000)
+    res = run_frozen_search(config, _loss, block, np.full(K, 0.2), seed=0)
+    assert res.mixtures.shape == (6, K) and res.n_trained == 6
