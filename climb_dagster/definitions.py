@@ -6,6 +6,7 @@ from climb_dagster.assets.clustering import CLUSTERING_ASSETS, CLUSTERING_CHECKS
 from climb_dagster.assets.experiments import experiment
 from climb_dagster.assets.final import FINAL_CHECKS, final_mixture, mixture_export
 from climb_dagster.assets.ingest import raw_documents
+from climb_dagster.assets.reuse import reused_evidence
 from climb_dagster.assets.rounds import ROUND_ASSETS, ROUND_CHECKS
 from climb_dagster.assets.tokens import TOKEN_ASSETS
 from climb_dagster.automation.clustering import CLUSTERING_SCHEDULES, CLUSTERING_SENSORS
@@ -20,6 +21,7 @@ defs = dg.Definitions(
         *CLUSTERING_ASSETS,
         *TOKEN_ASSETS,
         experiment,
+        reused_evidence,
         *ROUND_ASSETS,
         final_mixture,
         mixture_export,

@@ -39,6 +39,9 @@ FIELDS: dict[str, tuple[str, str]] = {
     "seed": ("experiment", "seed"),
     "n_candidates": ("experiment", "n_candidates"),
     "top_n_factor": ("experiment", "top_n_factor"),
+    "reuse": ("experiment", "reuse"),
+    "reuse_max_error": ("experiment", "reuse_max_error"),
+    "reuse_min_overlap": ("experiment", "reuse_min_overlap"),
     "proxy_d_model": ("model", "d_model"),
     "proxy_layers": ("model", "n_layers"),
     "proxy_heads": ("model", "n_heads"),
@@ -106,6 +109,19 @@ class ExperimentSpec(dg.Config):
     top_n_factor: float = Field(
         default=_default("top_n_factor"),
         description="A round samples its proxies among the top (factor x proxies) candidates by prediction.",
+    )
+    reuse: bool = Field(
+        default=_default("reuse"),
+        description="Start from earlier experiments' proxies on the same target and proxy, re-expressed over the "
+        "current super-clusters (asset reused_evidence).",
+    )
+    reuse_max_error: float = Field(
+        default=_default("reuse_max_error"),
+        description="Leave out a reused proxy whose share of weight gone or in changed clusters is above this.",
+    )
+    reuse_min_overlap: float = Field(
+        default=_default("reuse_min_overlap"),
+        description="An old fine cluster counts as unchanged when this share of its tokens is in one new super-cluster.",
     )
     proxy_d_model: int = Field(
         default=_default("proxy_d_model"), description="Proxy LM width (feed-forward width is 3x)."

@@ -44,6 +44,7 @@ DEFAULT_QUIET_REPEAT = 2.0
         "experiment": dg.AssetIn("experiment"),
         "cluster_tokens": dg.AssetIn("cluster_tokens"),
         "predictor": dg.AssetIn(f"round_{MAX_ROUNDS}_predictor"),
+        "reused_evidence": dg.AssetIn("reused_evidence"),
         "super_cluster_stats": dg.AssetIn("super_cluster_stats"),
         **{key: dg.AssetIn(key) for key in EVAL_KEYS},
     },
@@ -64,8 +65,10 @@ def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **u
     record, predictor_text = upstream["experiment"], upstream["predictor"]
     exp = record.config
     prior = upstream["cluster_tokens"].prior()
-    evals = [upstream[key] for key in EVAL_KEYS]
+    reused = upstream["reused_evidence"]
+    evals = [reused, *(upstream[key] for key in EVAL_KEYS)]
     hm, hs, spent = search_history.history(evals)
+    spent -= reused.height
     predictor = load_predictor(predictor_text)
     search_prior = upstream["cluster_tokens"].search_prior(record.proxy.model.block_size)
     weights = select_final(exp.strategy_config(), predictor, hm, hs, exp.seed, prior=search_prior)
@@ -84,7 +87,7 @@ def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **u
         predicted_uniform_score=float(predicted[2]),
         best_observed_score=float(hs[best_i]),
         proxies_trained=int(spent) + exp.extra_proxies,
-        proxies_successful=int(hs.size),
+        proxies_successful=int(hs.size) - reused.height,
         config_hash=record.config_hash,
         labels=tuple(supercluster_labels(upstream["super_cluster_stats"], prior.size)),
     )
@@ -107,6 +110,7 @@ def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **u
             "predicted_natural_score": display_number(final.predicted_natural_score),
             "best_observed_score": display_number(final.best_observed_score),
             "proxies_trained": final.proxies_trained,
+            "proxies_reused": reused.height,
             "final_vs_natural": table_metadata(table, max_rows=1000),
             **plot_metadata(
                 context.log.warning, tracker, {"final_plot": ("final mixture vs natural", png)}, record

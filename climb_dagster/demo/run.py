@@ -277,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "parallel_workers": args.parallel,
         }
+        if args.compare:
+            # A comparison gives every strategy the same start: none reuses another's proxies.
+            spec["reuse"] = False
         if args.proxy_steps is not None:
             spec["proxy_steps"] = args.proxy_steps
         _run_experiment(

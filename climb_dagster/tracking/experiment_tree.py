@@ -226,6 +226,20 @@ def track_round(
     )
 
 
+def track_reuse(tracker: MlflowTracker, record: ExperimentRecord, summary: dict[str, Any]) -> str:
+    """How many earlier proxies the experiment starts from, and from which experiments, on its parent run."""
+    run_id = experiment_run(tracker, record)
+    tracker.log(
+        run_id,
+        params={
+            "reused_proxies": summary["reused"],
+            "reused_from": json.dumps(summary["by_experiment"], sort_keys=True)[:500],
+        },
+        metrics={"reused_share": float(summary["reused_share"])},
+    )
+    return run_id
+
+
 def weight_param(column: str, labels: list[str] | None) -> str:
     """MLflow's name for a weight column: `w_` + the super-cluster's label as an identifier, when known."""
     index = int(column.removeprefix(schema.WEIGHT_PREFIX))

@@ -85,11 +85,15 @@ def _propose(
         proposed, extra = np.asarray(own["weights"], dtype=np.float64), dict(own["info"])
     else:
         config = exp.strategy_config()
-        prev = [upstream[f"round_{j}_proxy_evaluations"] for j in range(1, k)]
+        reused = upstream["reused_evidence"]
+        prev = [reused, *(upstream[f"round_{j}_proxy_evaluations"] for j in range(1, k))]
         hm, hs = history_for_proposal(prev, exp.target.direction)
         uses = k > 1 and exp.search.round_uses_predictor(config, k - 1)
         predictor = load_predictor(upstream["predictor"]) if uses else None
-        proposed = strategies.propose_round(config, k - 1, hm, hs, prior, exp.seed, predictor=predictor)
+        proposed = strategies.propose_round(
+            config, k - 1, hm, hs, prior, exp.seed, predictor=predictor, n_reused=reused.height
+        )
+        extra["reused_proxies"] = reused.height
     keys = [proxy_run_key(m.tolist(), record.proxy, exp.seed, record.data_key()) for m in proposed]
     table = search_history.mixtures_table(k, proposed, keys)
     labels = supercluster_labels(upstream["super_cluster_stats"], prior.size)
@@ -108,7 +112,8 @@ def _propose(
             **plot_metadata(warn, tracker, {"weights_plot": ("weights", png)}, record, k),
         },
     )
-    yield from _mixture_checks(k, table, exp.rounds[k - 1], prior.size)
+    n_reused = upstream["reused_evidence"].height if exp.search.proposes else 0
+    yield from _mixture_checks(k, table, strategies.reuse_round_sizes(list(exp.rounds), n_reused)[k - 1], prior.size)
 
 
 def _own_proxies_jobs_op(k: int) -> dg.OpDefinition:
@@ -149,6 +154,7 @@ def _propose_op(k: int) -> dg.OpDefinition:
         experiment: ExperimentRecord,
         cluster_tokens: TokenStoreRef,
         super_cluster_stats,
+        reused_evidence: pl.DataFrame,
         own: list,
     ):
         """The round's mixtures: the strategy's answer from its own proxies when that step ran."""
@@ -156,6 +162,7 @@ def _propose_op(k: int) -> dg.OpDefinition:
             "experiment": experiment,
             "cluster_tokens": cluster_tokens,
             "super_cluster_stats": super_cluster_stats,
+            "reused_evidence": reused_evidence,
         }
         yield from _propose(k, upstream, own[0] if own else None, tracker, context.log.warning)
 
@@ -172,6 +179,8 @@ def mixtures_asset(k: int) -> dg.AssetsDefinition:
         # For the super-clusters' names in the table and plot.
         "super_cluster_stats": dg.AssetIn("super_cluster_stats"),
         "predictor": dg.AssetIn(f"round_{k - 1}_predictor"),
+        # Earlier experiments' proxies over these super-clusters: the first rows of the history.
+        "reused_evidence": dg.AssetIn("reused_evidence"),
     }
     ins |= {name: dg.AssetIn(name) for name in prev_evals}
 
@@ -201,16 +210,17 @@ def _first_mixtures_asset() -> dg.AssetsDefinition:
             "experiment": dg.AssetIn("experiment"),
             "cluster_tokens": dg.AssetIn("cluster_tokens"),
             "super_cluster_stats": dg.AssetIn("super_cluster_stats"),
+            "reused_evidence": dg.AssetIn("reused_evidence"),
         },
         kinds={"parquet"},
         check_specs=_check_specs(1),
     )
-    def round_1_mixtures(experiment, cluster_tokens, super_cluster_stats):
+    def round_1_mixtures(experiment, cluster_tokens, super_cluster_stats, reused_evidence):
         """Mixtures to train proxies on in round 1: Dirichlet around the token shares, or the answer of a
         strategy that trains its own proxies in their own mapped step (DoReMi's, beside the natural
         mixture)."""
         own = jobs(experiment).map(lambda job: train(experiment, cluster_tokens, job))
-        outs = propose(experiment, cluster_tokens, super_cluster_stats, own.collect())
+        outs = propose(experiment, cluster_tokens, super_cluster_stats, reused_evidence, own.collect())
         return dict(zip(propose.output_dict, outs, strict=True))
 
     return round_1_mixtures

@@ -36,7 +36,11 @@ OOF_CHECK_DESCRIPTION = (
 
 def predictor_asset(k: int) -> dg.AssetsDefinition:
     # super_cluster_stats: the super-clusters' names for the plots and MLflow.
-    ins = {"experiment": dg.AssetIn("experiment"), "super_cluster_stats": dg.AssetIn("super_cluster_stats")}
+    ins = {
+        "experiment": dg.AssetIn("experiment"),
+        "super_cluster_stats": dg.AssetIn("super_cluster_stats"),
+        "reused_evidence": dg.AssetIn("reused_evidence"),
+    }
     ins |= {
         f"round_{j}_proxy_evaluations": dg.AssetIn(f"round_{j}_proxy_evaluations") for j in range(1, k + 1)
     }
@@ -66,7 +70,9 @@ def predictor_asset(k: int) -> dg.AssetsDefinition:
 
         record = upstream["experiment"]
         strategy = record.config.strategy_config()
-        evals = [upstream[f"round_{j}_proxy_evaluations"] for j in range(1, k + 1)]
+        reused = upstream["reused_evidence"]
+        # Reused rows first (mixture ids `reused-...` in the fit table); they are not this experiment's spend.
+        evals = [reused, *(upstream[f"round_{j}_proxy_evaluations"] for j in range(1, k + 1))]
         bad = unexplained_scores(evals)
         if bad:
             yield dg.AssetCheckResult(
@@ -74,6 +80,7 @@ def predictor_asset(k: int) -> dg.AssetsDefinition:
             )
             raise dg.Failure(f"round {k}: evaluations with a non-finite score not marked failed: {bad}")
         hm, hs, spent = search_history.history(evals)
+        spent -= reused.height
         if hs.size < 2:
             raise dg.Failure(
                 f"round {k} of {record.name}: only {hs.size} successful proxies; cannot fit a predictor"
@@ -90,6 +97,7 @@ def predictor_asset(k: int) -> dg.AssetsDefinition:
         )
         texts, sidecar = fitted.to_strings()
         summary, in_sample = predictor_summary(fitted, hm, hs, spent, record.direction)
+        summary["n_reused"] = reused.height
         fit = fit_table(evals, fitted, in_sample)
         oof = fitted.metadata.get("cv_predictions")
         oof_passed, oof_seen = oof_spearman_check(fitted)

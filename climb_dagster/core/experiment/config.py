@@ -37,6 +37,9 @@ DEFAULT_ROUNDS = (10, 5, 3)
 MAX_PROXIES_PER_SUPER_CLUSTER = 64
 
 
+REUSE_DEFAULTS = {"reuse": True, "reuse_max_error": 0.2, "reuse_min_overlap": 0.7}
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """One CLIMB (or baseline) search. `rounds` gives the proxies per round, e.g. (6, 3, 2) or (64, 32, 16)."""
@@ -49,6 +52,10 @@ class ExperimentConfig:
     seed: int = 0
     n_candidates: int = 20_000
     top_n_factor: float = 4.0
+    # Earlier experiments' proxies on the same target and proxy, re-expressed over this clustering (issue 24).
+    reuse: bool = True
+    reuse_max_error: float = 0.2
+    reuse_min_overlap: float = 0.7
 
     def __post_init__(self) -> None:
         validate_key(self.name, "experiment name")
@@ -66,6 +73,10 @@ class ExperimentConfig:
             raise ClimbInputError(f"seed must be an integer in [0, {MAX_SEED}], got {self.seed!r}")
         if self.n_candidates < 1:
             raise ClimbInputError(f"n_candidates must be >= 1, got {self.n_candidates}")
+        if not 0.0 <= self.reuse_max_error <= 1.0:
+            raise ClimbInputError(f"reuse_max_error must be in [0, 1], got {self.reuse_max_error}")
+        if not 0.0 < self.reuse_min_overlap <= 1.0:
+            raise ClimbInputError(f"reuse_min_overlap must be in (0, 1], got {self.reuse_min_overlap}")
         self.strategy_config()  # validates the budget against the rounds
 
     def check_bounds(self, n_super_clusters: int, max_budget: int = DEFAULT_MAX_BUDGET) -> None:
@@ -146,6 +157,8 @@ class ExperimentConfig:
             "seed": self.seed,
             "n_candidates": self.n_candidates,
             "top_n_factor": self.top_n_factor,
+            # Only when changed: records and hashes of configs written before issue 24 stay as they were.
+            **{k: getattr(self, k) for k, v in REUSE_DEFAULTS.items() if getattr(self, k) != v},
         }
 
     @classmethod

@@ -31,12 +31,20 @@ class PastExperiment:
     evaluations: tuple[Any, ...]
 
 
+def target_identity(spec: Any) -> dict[str, Any]:
+    """What a target is, apart from where each experiment keeps its prepared copy of the evaluation files (their
+    content is in the fingerprint)."""
+    out = {k: v for k, v in dict(spec).items() if k != "evaluators"}
+    out["evaluators"] = [{k: v for k, v in e.items() if k != "path"} for e in spec.get("evaluators", [])]
+    return out
+
+
 def comparable(current: ExperimentRecord, past: ExperimentRecord) -> str | None:
     """Why `past`'s scores cannot stand beside `current`'s (None: they can): another target (or evaluation files),
     or another proxy model or training. Another proxy seed is fine: its scores measure the same thing."""
     if past.name == current.name:
         return "the same experiment"
-    if dict(past.target_spec) != dict(current.target_spec):
+    if target_identity(past.target_spec) != target_identity(current.target_spec):
         return "another target (or other evaluation files)"
     if past.proxy.run_dict() != current.proxy.run_dict():
         return "another proxy model or training"
@@ -46,10 +54,12 @@ def comparable(current: ExperimentRecord, past: ExperimentRecord) -> str | None:
 def cluster_map(
     old_store: str, new_store: str, min_overlap: float, resolve: Callable[[str], Path] | None = None
 ) -> ClusterMap:
-    """The map of `old_store`'s clustering onto `new_store`'s, through the documents both index."""
+    """The map of `old_store`'s clustering onto `new_store`'s, through the documents both index. `resolve` maps a
+    store's or a drop's path to a local folder (default: as is)."""
     import polars as pl
 
-    new = dict(store_assignments(new_store, resolve))
+    at = resolve or Path
+    new = dict(store_assignments(at(new_store), resolve))
     frames = list(new.values())
     mapping = (
         pl.concat(frames).select(schema.CLUSTER, schema.SUPER_CLUSTER).unique().sort(schema.CLUSTER)
@@ -58,8 +68,12 @@ def cluster_map(
     )
     n_new = int(mapping[schema.SUPER_CLUSTER].max()) + 1 if mapping.height else 0
     empty = pl.DataFrame(schema={schema.ID: pl.String, schema.CLUSTER: pl.Int64})
-    old = list(store_assignments(old_store, resolve))
-    kept = sorted({int(c) for _, f in old for c in f[schema.CLUSTER].unique().to_list()})
+    old = list(store_assignments(at(old_store), resolve))
+    kept = {
+        int(c): int(sc)
+        for _, f in old
+        for c, sc in f.select(schema.CLUSTER, schema.SUPER_CLUSTER).unique().iter_rows()
+    }
     return build_cluster_map(
         ((key, frame, new.get(key, empty)) for key, frame in old), mapping, n_new, min_overlap, old_kept=kept
     )
@@ -97,9 +111,5 @@ def gather_evidence(
                 **maps[old].summary(),
             }
         )
-    return merge_rows(parts, current_k(current), max_error), report
-
-
-def current_k(record: ExperimentRecord) -> int:
-    """Super-clusters of the store the experiment runs on (its search's dimension)."""
-    return store_superclusters(record.token_store_path)
+    k = store_superclusters((resolve or Path)(current.token_store_path))
+    return merge_rows(parts, k, max_error), report

@@ -11,7 +11,7 @@ for the tokens of that cluster, and those tokens count in a re-expression's erro
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,9 @@ class ClusterMap:
     shares: np.ndarray
     changed: np.ndarray
     min_overlap: float
+    # The old super-cluster of each cell's fine cluster (-1: not given): where a run's weight on an old
+    # super-cluster it drew no window from is spread.
+    old_super: np.ndarray | None = None
 
     def rows(self, drop_keys: tuple[str, ...], drop_index: np.ndarray, fine: np.ndarray) -> np.ndarray:
         """The row of each (drop of `drop_keys`, old fine) cell; -1 where this map has none (a drop or a
@@ -76,7 +79,7 @@ def build_cluster_map(
     new_super: Any,
     n_new: int,
     min_overlap: float = 0.7,
-    old_kept: Collection[int] | None = None,
+    old_kept: Collection[int] | Mapping[int, int] | None = None,
 ) -> ClusterMap:
     """The map of the old clustering's cells onto the new super-clusters.
 
@@ -84,7 +87,8 @@ def build_cluster_map(
     n_tokens; `new` has id and cluster (new fine), and lacks documents that are gone (a drop removed: pass an
     empty frame). new_super: the new fine -> super-cluster table (cluster, super_cluster); new fine clusters
     absent from it are pruned. old_kept: the old fine clusters that were kept (no run trained on a pruned one,
-    so its documents are left out of the map); None: all. Read one drop at a time.
+    so its documents are left out of the map); a mapping old fine -> old super-cluster also records each cell's old
+    super-cluster; None: all kept, old super-clusters unknown. Read one drop at a time.
     """
     import polars as pl
 
@@ -145,7 +149,11 @@ def build_cluster_map(
         present = grid[fine == o, :n_new].sum(axis=0)
         if present.sum() > 0 and present.max() / present.sum() < min_overlap:
             changed[fine == o] = True
+    old_super = None
+    if isinstance(old_kept, Mapping):
+        old_super = np.array([int(old_kept.get(int(f), -1)) for f in fine], dtype=np.int64)
     return ClusterMap(
+        old_super=old_super,
         drops=tuple(keys),
         n_new=n_new,
         cells=cell_arr,

@@ -6,7 +6,8 @@ split over (drop, fine) cells (its Composition), and each cell's part goes where
 predictor sees reused rows on the same footing as new ones (nominal weights, not sampled token shares).
 
 Error = gone + changed: the share of the run's weight whose tokens no longer exist in the new space (documents
-of removed drops, pruned clusters, or an old super-cluster the run drew no window from) plus the share in old fine
+of removed drops, pruned clusters; an old super-cluster the run drew no window from is spread like that
+super-cluster's documents when the map knows them, else gone) plus the share in old fine
 clusters that changed beyond the map's `min_overlap`. The weights are renormalised over what remains, so a
 removed domain renormalises the rest; a run above `max_error` is excluded from reuse.
 """
@@ -47,15 +48,24 @@ def reexpress(
         raise ValueError(f"composition names super-cluster {cells[:, SUPER].max()}, the mixture has {w.size}")
     out = np.zeros(cmap.n_new + 1)
     changed = 0.0
-    # Weight of old super-clusters the run drew no window from: nothing says where it went.
-    unseen = float(w[(per_super == 0) & (w > 0)].sum())
+    unseen = 0.0
+    # An old super-cluster with weight but no window drawn (a small weight, a short run): its weight goes where
+    # that super-cluster's documents went, when the map knows them; otherwise nothing says where, so it is gone.
+    for s in np.flatnonzero((per_super == 0) & (w > 0)).tolist():
+        rows = np.flatnonzero(cmap.old_super == s) if cmap.old_super is not None else np.zeros(0, np.int64)
+        if not rows.size or cmap.tokens[rows].sum() == 0:
+            unseen += float(w[s])
+            continue
+        share = cmap.tokens[rows] / cmap.tokens[rows].sum()
+        out += w[s] * (share @ cmap.shares[rows])
+        changed += float(w[s] * share[cmap.changed[rows]].sum())
     if cells.size:
         part = w[cells[:, SUPER]] * cells[:, TOKENS] / per_super[cells[:, SUPER]]
         rows = cmap.rows(composition.drops, cells[:, CELL_DROP], cells[:, CELL_FINE])
         known = rows >= 0
         out += part[known] @ cmap.shares[rows[known]]
         out[-1] += float(part[~known].sum())
-        changed = float(part[known][cmap.changed[rows[known]]].sum())
+        changed += float(part[known][cmap.changed[rows[known]]].sum())
     gone = float(out[-1]) + unseen
     remaining = out[:-1]
     total = float(remaining.sum())

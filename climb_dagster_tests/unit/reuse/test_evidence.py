@@ -20,7 +20,12 @@ from climb_dagster.core.reuse.rows import DUPLICATE
 from climb_dagster.core.targets.config import TargetConfig
 from climb_dagster_tests.unit.proxy.test_segments import MAPPING, _drops, _segmented
 
-SPEC = {"kind": "documents_loss", "direction": "minimize", "fingerprint": "abc"}
+SPEC = {
+    "name": "documents_loss",
+    "direction": "minimize",
+    "fingerprint": "abc",
+    "evaluators": [{"kind": "loss", "path": "/storage/targets/first/heldout.npy", "weight": 1.0}],
+}
 
 
 def _record(name: str, store, spec=SPEC, proxy: ProxyConfig | None = None, seed: int = 0) -> ExperimentRecord:

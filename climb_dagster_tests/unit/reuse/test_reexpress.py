@@ -35,17 +35,17 @@ def lab(tmp_path_factory):
     comp = run_composition(store, MIXTURE, ProxyConfig.tiny(), seed=2)
     tokens = {key: DropStore.open(tmp / "drops" / key).docs(["id", "n_tokens"]) for key, _, _ in drops}
     old = {key: assigned.join(tokens[key], on="id") for key, _, assigned in drops}
-    return drops, comp, old
+    return drops, comp, old, store
 
 
 def _map(lab, new: dict[str, pl.DataFrame], mapping: pl.DataFrame, n_new: int, **kw):
-    drops, _, old = lab
-    kept = MAPPING["cluster"].to_list()
+    drops, _, old, _ = lab
+    kept = dict(zip(MAPPING["cluster"].to_list(), MAPPING["super_cluster"].to_list(), strict=True))
     return build_cluster_map(((k, old[k], new[k]) for k, _, _ in drops), mapping, n_new, old_kept=kept, **kw)
 
 
 def test_unchanged_clustering_gives_back_the_nominal_weights(lab):
-    drops, comp, old = lab
+    drops, comp, old, _ = lab
     cmap = _map(lab, {k: a for k, _, a in drops}, MAPPING, 3)
     again = reexpress(comp, MIXTURE, cmap)
     np.testing.assert_allclose(again.weights, MIXTURE, atol=1e-12)
@@ -56,8 +56,22 @@ def test_unchanged_clustering_gives_back_the_nominal_weights(lab):
     np.testing.assert_allclose(reexpress(comp, MIXTURE, _map(lab, renumbered, moved, 3)).weights, MIXTURE, atol=1e-12)
 
 
+def test_weight_on_a_super_cluster_the_run_never_drew_from_comes_back_too(lab):
+    """A tiny weight draws no window in a short run; the map spreads it like that super-cluster's documents."""
+    drops, _, old, store = lab
+    mixture = np.array([0.7, 0.2999, 0.0001])
+    comp = run_composition(store, mixture, ProxyConfig.tiny(), seed=2)
+    assert comp.super_tokens(3)[2] == 0
+    cmap = _map(lab, {k: a for k, _, a in drops}, MAPPING, 3)
+    again = reexpress(comp, mixture, cmap)
+    np.testing.assert_allclose(again.weights, mixture, atol=1e-12)
+    assert again.error == 0.0
+    blind = build_cluster_map(((k, old[k], a) for k, _, a in drops), MAPPING, 3, old_kept=[0, 1, 2, 4, 5])
+    assert reexpress(comp, mixture, blind).gone == pytest.approx(0.0001)  # old super-clusters unknown: gone
+
+
 def test_a_split_cluster_distributes_the_runs_tokens_by_its_documents(lab):
-    drops, comp, old = lab
+    drops, comp, old, _ = lab
     # Old fine cluster 4 (super-cluster 2) splits: every other of its documents moves to new fine 6, super 3.
     new = {}
     for k, _, a in drops:
@@ -86,7 +100,7 @@ def test_a_split_cluster_distributes_the_runs_tokens_by_its_documents(lab):
 
 
 def test_a_removed_drop_or_pruned_cluster_renormalises_and_counts_as_gone(lab):
-    drops, comp, old = lab
+    drops, comp, old, _ = lab
     gone_key = drops[2][0]
     new = {k: (a.head(0) if k == gone_key else a) for k, _, a in drops}
     got = reexpress(comp, MIXTURE, _map(lab, new, MAPPING, 3), max_error=0.5)
@@ -105,7 +119,7 @@ def test_a_removed_drop_or_pruned_cluster_renormalises_and_counts_as_gone(lab):
 
 
 def test_the_map_refuses_what_it_cannot_read_and_sums_up(lab):
-    drops, comp, old = lab
+    drops, comp, old, _ = lab
     cmap = _map(lab, {k: a for k, _, a in drops}, MAPPING, 3)
     s = cmap.summary()
     # Old fine cluster 3 was pruned before: no run trained on it, so the map leaves its documents out.
@@ -131,7 +145,7 @@ def test_reuse_rows_keeps_finished_certain_runs_once_and_counts_the_rest(lab):
     from climb_dagster.core.common import schema
     from climb_dagster.core.reuse.rows import DUPLICATE, FAILED, NO_COMPOSITION, TOO_UNCERTAIN, reuse_rows
 
-    drops, comp, old = lab
+    drops, comp, old, _ = lab
     gone_key = drops[2][0]
     cmap = _map(lab, {k: (a.head(0) if k == gone_key else a) for k, _, a in drops}, MAPPING, 3)
     lost = reexpress(comp, MIXTURE, cmap).gone
