@@ -128,72 +128,6 @@ def test_rerun_trains_nothing_again(pipeline):
     assert rerun == first, "the cached proxies give the same history, predictor and answer"
 
 
-def _checks(result) -> dict:
-    return {
-        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
-
-
-def test_a_second_experiment_on_the_same_target_starts_from_the_first(pipeline):
-    """Issue 24: reuse is on by default; the first experiment's 8 proxies open the history, round 1 proposes
-    fewer (a quarter of its 4 at least), and the metadata says from where."""
-    root = pipeline["root"]
-    result = run_experiment(pipeline["instance"], "tiny-again", pipeline["spec"])
-    assert result.success
-    meta = _meta(result, "reused_evidence")
-    assert meta["reuse"] is True and meta["by_experiment"].get("tiny") == 8
-    n = meta["reused_proxies"]
-    reused = read_value(root / "reused_evidence" / "tiny-again")
-    assert reused.height == n >= 8 and (reused["reexpression_error"] < 1e-9).all()  # the same clustering: exact
-    assert reused["mixture_id"].str.starts_with("reused-").all()
-    sizes = [read_value(root / f"round_{k}_mixtures" / "tiny-again").height for k in (1, 2, 3)]
-    assert sizes == [1, 2, 2]
-    assert _meta(result, "round_1_mixtures")["reused_proxies"] == n
-    final = read_value(root / "final_mixture" / "tiny-again")
-    assert final.proxies_trained == 5 and _meta(result, "final_mixture")["proxies_reused"] == n
-    assert _checks(result)["evidence_kept"].passed
-    assert {"experiment": "tiny"}.items() <= meta["map"].records[0].data.items()
-
-
-def test_after_a_re_cluster_the_evidence_is_mapped_through_the_documents(pipeline):
-    """Issue 24: new assignments (literature and religious merged, lexicon split in two by document) and a new
-    token store; the next experiment maps the earlier runs onto it, with the changed cluster's share as error."""
-    from climb_dagster.resources.io_manager import write_value
-
-    root, home = pipeline["root"], pipeline["home"]
-    try:
-        for key in ("drop-0001", "drop-0002"):
-            a = read_value(root / "cluster_assignments" / key)
-            halves = a.with_row_index("_i").with_columns(
-                pl.when((pl.col("cluster") == 3) & (pl.col("_i") % 2 == 1)).then(4).otherwise(pl.col("cluster"))
-                .alias("cluster")
-            )
-            write_value(root / "cluster_assignments" / key, halves.drop("_i"))
-        write_value(
-            root / "super_clusters", pl.DataFrame({"cluster": [0, 1, 2, 3, 4], "super_cluster": [0, 1, 1, 2, 3]})
-        )
-        result = run_experiment(pipeline["instance"], "tiny-recluster", {**pipeline["spec"], "reuse_max_error": 1.0})
-        assert result.success
-        meta = _meta(result, "reused_evidence")
-        maps = {r.data["experiment"]: r.data for r in meta["map"].records}
-        assert maps["tiny"]["changed fine clusters"] == 1 and maps["tiny"]["gone share"] == pytest.approx(0.0)
-        reused = read_value(root / "reused_evidence" / "tiny-recluster")
-        assert reused.height >= 8 and (reused["reexpression_error"] > 0).any()
-        w = table_mixtures(reused)
-        assert w.shape[1] == 4 and np.allclose(w.sum(axis=1), 1.0)
-        record = read_value(root / "experiment" / "tiny-recluster")
-        assert record.token_store != read_value(root / "experiment" / "tiny").token_store
-        strict = run_experiment(
-            pipeline["instance"], "tiny-strict", {**pipeline["spec"], "reuse_max_error": 0.0, "seed": 1}
-        )
-        check = _checks(strict)["evidence_kept"]
-        assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-    finally:
-        seed_clustered_corpus(home)  # the later tests run on the first clustering
-
-
 def test_mlflow_holds_experiment_round_proxy_tree(pipeline):
     from mlflow.tracking import MlflowClient
 
@@ -442,6 +376,7 @@ def test_oof_warning_fires_when_the_predictor_ranks_worse_than_chance(pipeline, 
     flat = evals.with_columns(pl.lit(evals[c][0]).alias(c) for c in schema.weight_columns_of(evals.columns))
     write_value(root / "experiment" / "flat", read_value(root / "experiment" / "tiny"))
     write_value(root / "round_1_proxy_evaluations" / "flat", flat)
+    write_value(root / "reused_evidence" / "flat", flat.head(0))  # nothing reused: only the flat rows
     pipeline["instance"].add_dynamic_partitions(experiments.name, ["flat"])
     # Its own MLflow store: the copied record still names the "tiny" experiment.
     tracker = MlflowTracker(
@@ -472,3 +407,72 @@ def test_oof_warning_fires_when_the_predictor_ranks_worse_than_chance(pipeline, 
         if s.name == check.check_name
     )
     assert "out-of-fold" in spec.description
+
+
+def _checks(result) -> dict:
+    return {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
+def test_a_second_experiment_on_the_same_target_starts_from_the_first(pipeline):
+    """Issue 24: reuse is on by default; the first experiment's 8 proxies open the history, round 1 proposes
+    fewer (a quarter of its 4 at least), and the metadata says from where."""
+    root = pipeline["root"]
+    result = run_experiment(pipeline["instance"], "tiny-again", pipeline["spec"])
+    assert result.success
+    meta = _meta(result, "reused_evidence")
+    n = meta["reused_proxies"]
+    assert meta["reuse"] is True and sum(meta["by_experiment"].values()) == n
+    reused = read_value(root / "reused_evidence" / "tiny-again")
+    # Every proxy of the first experiment is there, once (a run two experiments share counts once).
+    first = {k for j in (1, 2, 3) for k in read_value(root / f"round_{j}_proxy_evaluations" / "tiny")["proxy_key"]}
+    assert first <= set(reused["proxy_key"].to_list()) and reused["proxy_key"].n_unique() == n
+    assert reused.height == n >= 8 and (reused["reexpression_error"] < 1e-9).all()  # the same clustering: exact
+    assert reused["mixture_id"].str.starts_with("reused-").all()
+    sizes = [read_value(root / f"round_{k}_mixtures" / "tiny-again").height for k in (1, 2, 3)]
+    assert sizes == [1, 2, 2]
+    assert _meta(result, "round_1_mixtures")["reused_proxies"] == n
+    final = read_value(root / "final_mixture" / "tiny-again")
+    assert final.proxies_trained == 5 and _meta(result, "final_mixture")["proxies_reused"] == n
+    assert _checks(result)["evidence_kept"].passed
+    assert "tiny" in {r.data["experiment"] for r in meta["map"].records}
+
+
+def test_after_a_re_cluster_the_evidence_is_mapped_through_the_documents(pipeline):
+    """Issue 24: new assignments (literature and religious merged, lexicon split in two by document) and a new
+    token store; the next experiment maps the earlier runs onto it, with the changed cluster's share as error."""
+    from climb_dagster.resources.io_manager import write_value
+
+    root, home = pipeline["root"], pipeline["home"]
+    try:
+        for key in ("drop-0001", "drop-0002"):
+            a = read_value(root / "cluster_assignments" / key)
+            halves = a.with_row_index("_i").with_columns(
+                pl.when((pl.col("cluster") == 3) & (pl.col("_i") % 2 == 1)).then(4).otherwise(pl.col("cluster"))
+                .alias("cluster")
+            )
+            write_value(root / "cluster_assignments" / key, halves.drop("_i"))
+        write_value(
+            root / "super_clusters", pl.DataFrame({"cluster": [0, 1, 2, 3, 4], "super_cluster": [0, 1, 1, 2, 3]})
+        )
+        result = run_experiment(pipeline["instance"], "tiny-recluster", {**pipeline["spec"], "reuse_max_error": 1.0})
+        assert result.success
+        meta = _meta(result, "reused_evidence")
+        maps = {r.data["experiment"]: r.data for r in meta["map"].records}
+        assert maps["tiny"]["changed fine clusters"] == 1 and maps["tiny"]["gone share"] == pytest.approx(0.0)
+        reused = read_value(root / "reused_evidence" / "tiny-recluster")
+        assert reused.height >= 8 and (reused["reexpression_error"] > 0).any()
+        w = table_mixtures(reused)
+        assert w.shape[1] == 4 and np.allclose(w.sum(axis=1), 1.0)
+        record = read_value(root / "experiment" / "tiny-recluster")
+        assert record.token_store != read_value(root / "experiment" / "tiny").token_store
+        strict = run_experiment(
+            pipeline["instance"], "tiny-strict", {**pipeline["spec"], "reuse_max_error": 0.0, "seed": 1}
+        )
+        check = _checks(strict)["evidence_kept"]
+        assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    finally:
+        seed_clustered_corpus(home)  # the later tests run on the first clustering
