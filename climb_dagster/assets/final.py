@@ -66,9 +66,9 @@ def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **u
     exp = record.config
     prior = upstream["cluster_tokens"].prior()
     reused = upstream["reused_evidence"]
-    evals = [reused, *(upstream[key] for key in EVAL_KEYS)]
-    hm, hs, spent = search_history.history(evals)
-    spent -= reused.height
+    # The predictor was fitted on the reused rows too; the answer is picked among this experiment's own proxies
+    # (a reused score was measured on an earlier clustering's data; see run_search).
+    hm, hs, spent = search_history.history([upstream[key] for key in EVAL_KEYS])
     predictor = load_predictor(predictor_text)
     search_prior = upstream["cluster_tokens"].search_prior(record.proxy.model.block_size)
     weights = select_final(exp.strategy_config(), predictor, hm, hs, exp.seed, prior=search_prior)
@@ -87,7 +87,7 @@ def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **u
         predicted_uniform_score=float(predicted[2]),
         best_observed_score=float(hs[best_i]),
         proxies_trained=int(spent) + exp.extra_proxies,
-        proxies_successful=int(hs.size) - reused.height,
+        proxies_successful=int(hs.size),
         config_hash=record.config_hash,
         labels=tuple(supercluster_labels(upstream["super_cluster_stats"], prior.size)),
     )

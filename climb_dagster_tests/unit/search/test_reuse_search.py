@@ -53,6 +53,11 @@ def test_a_search_from_reused_evidence_trains_fewer_and_marks_them():
     res = run_search(config, evaluate, prior=prior, seed=0, reused=(old, _loss(old)))
     assert calls == [2, 4, 4] and res.n_reused == 6 and res.n_trained == 10  # round 0: 8 - 6
     assert res.rounds[:6].tolist() == [-1] * 6 and np.array_equal(res.mixtures[:6], old)
+    own = res.mixtures[res.rounds >= 0]
+    assert np.abs(own - res.final_mixture).sum(axis=1).min() < 1e-12  # the answer is one of its own proxies
+    # Even when a reused row scores best (its score came from other data), it is not the answer.
+    lucky = run_search(config, evaluate, prior=prior, seed=0, reused=(old, np.full(6, -1.0)))
+    assert np.abs(old - lucky.final_mixture).sum(axis=1).min() > 1e-9
     scratch = run_search(config, lambda x: _loss(x), prior=prior, seed=0)
     assert scratch.n_trained == 16 and scratch.n_reused == 0
     with pytest.raises(ClimbInputError, match="score of row 1"):

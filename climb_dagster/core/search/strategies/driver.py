@@ -221,7 +221,11 @@ def run_search(
             hm, hs, config.direction, round_seed(seed, config.n_rounds), config.predictor
         )
         predictors.append(final_pred)
-    final = select_final(final_cfg, final_pred, hm, hs, seed, candidates, prior)
+    # The answer is picked among this search's own proxies (the predictor has seen every row): a reused row's
+    # score was measured on an earlier clustering's data, and the best of an earlier search is its luckiest
+    # draw, which new proxies would rarely be seen to beat.
+    own = np.asarray(rounds) >= 0
+    final = select_final(final_cfg, final_pred, hm[own], hs[own], seed, candidates, prior)
     return SearchResult(config, hm, hs, np.asarray(rounds), predictors, final)
 
 
