@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from climb_dagster.bench.arms import arm_config
+from climb_dagster.bench.e2e import PROTOCOLS as E2E_PROTOCOLS
 from climb_dagster.bench.e2e import PROXY_SEED, _score_fields, retrain_jobs
 from climb_dagster.bench.lab import add_lab_arguments
 from climb_dagster.bench.proxy_pool import ProxyPool, default_workers
@@ -49,43 +50,10 @@ from climb_dagster.core.search.strategies import run_search
 SUBJECT = "climb"
 ARMS = ("scratch", "reuse", "freeze", "stale")
 
+# The e2e protocols' lab and model sizes, one lab, and the reuse arms' budget (half of B).
 PROTOCOLS: dict[str, dict[str, Any]] = {
-    "quick": {
-        "labs": 1,
-        "seeds": 2,
-        "docs": 300,
-        "budget": 6,
-        "reuse_budget": 3,
-        "ratios": "3,2,1",
-        "proxy": "tiny",
-        "steps": 6,
-        "final_seeds": 1,
-        "transfer_seeds": 1,
-        "candidates": 500,
-        "max_eval_windows": 8,
-        "mc_items": 12,
-        "k": 8,
-        "superclusters": 4,
-        "max_superclusters": 10,
-    },
-    "full": {
-        "labs": 1,
-        "seeds": 5,
-        "docs": 3000,
-        "budget": 20,
-        "reuse_budget": 10,
-        "ratios": "4,2,1",
-        "proxy": "small",
-        "steps": None,
-        "final_seeds": 1,
-        "transfer_seeds": 1,
-        "candidates": 20_000,
-        "max_eval_windows": 96,
-        "mc_items": 150,
-        "k": None,
-        "superclusters": None,
-        "max_superclusters": 8,
-    },
+    "quick": {**E2E_PROTOCOLS["quick"], "labs": 1, "reuse_budget": 3},
+    "full": {**E2E_PROTOCOLS["full"], "labs": 1, "reuse_budget": 10},
 }
 
 

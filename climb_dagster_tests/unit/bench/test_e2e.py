@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from climb_dagster_tests.unit.embedding.test_encoder import make_tiny_model
+from climb_dagster_tests.unit.bench.protocol_args import quick_args
 
 # Builds a real lab (embedding, clustering, tokenizer, token store) and trains ~80 tiny models: ~1 minute.
 pytestmark = pytest.mark.slow
@@ -20,13 +20,7 @@ pytestmark = pytest.mark.slow
 def _args(tmp: Path, *extra: str) -> argparse.Namespace:
     from climb_dagster.bench import e2e
 
-    parser = argparse.ArgumentParser()
-    e2e.add_arguments(parser)
-    model = tmp / "tiny-bert"
-    if not model.exists():
-        make_tiny_model(model)
-    argv = ["--protocol", "quick", "--model-path", str(model), "--precision", "fp32", "--workers", "1"]
-    return e2e.resolve(parser.parse_args([*argv, "--workdir", str(tmp / "work"), *extra]))
+    return quick_args(e2e, tmp, *extra)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from climb_dagster_tests.unit.embedding.test_encoder import make_tiny_model
+from climb_dagster_tests.unit.bench.protocol_args import quick_args
 
 # Builds two real labs (embedding, clustering, per-drop token stores) and trains ~70 tiny models: ~30 s.
 pytestmark = pytest.mark.slow
@@ -19,13 +19,7 @@ pytestmark = pytest.mark.slow
 def _args(tmp: Path, *extra: str) -> argparse.Namespace:
     from climb_dagster.bench import reuse
 
-    parser = argparse.ArgumentParser()
-    reuse.add_arguments(parser)
-    model = tmp / "tiny-bert"
-    if not model.exists():
-        make_tiny_model(model)
-    argv = ["--protocol", "quick", "--model-path", str(model), "--precision", "fp32", "--workers", "1"]
-    return reuse.resolve(parser.parse_args([*argv, "--workdir", str(tmp / "work"), *extra]))
+    return quick_args(reuse, tmp, *extra)
 
 
 @pytest.fixture(scope="module")
