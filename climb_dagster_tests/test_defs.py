@@ -22,7 +22,7 @@ GROUPS = {
         "super_clusters",
     ],
     "proxy_data": ["cluster_tokens", "drop_tokens", "proxy_tokenizer"],
-    "experiments": ["experiment"],
+    "experiments": ["experiment", "reused_evidence"],
     **{f"round_{k}": [a for a in ROUNDS if a.startswith(f"round_{k}_")] for k in ROUND_KS},
     "final": ["final_mixture", "mixture_export"],
 }
