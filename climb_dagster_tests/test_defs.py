@@ -36,7 +36,7 @@ JOBS = {
     "proxy_tokenizer_job": ["proxy_tokenizer"],
     "drop_tokens_job": ["drop_tokens"],
     "proxy_data_job": ["cluster_tokens"],
-    "climb_experiment_job": ["experiment", *ROUNDS, *GROUPS["final"]],
+    "climb_experiment_job": ["experiment", "reused_evidence", *ROUNDS, *GROUPS["final"]],
 }
 # Jobs of ops that materialize no asset: deleting old <storage>/<run_id>/ folders.
 OP_JOBS = {"storage_retention_job": ["delete_old_run_folders"]}
@@ -44,6 +44,7 @@ CHECKS = {
     ("raw_documents", "ingest_counts"),
     ("document_embeddings", "embeddings_finite"),
     ("final_mixture", "final_weights_sum_to_one"),
+    ("reused_evidence", "evidence_kept"),
     *((f"round_{k}_proxy_evaluations", "no_failed_proxies") for k in ROUND_KS),
     ("cluster_assignments", "assignments_complete"),
     ("cluster_centroids", "centroids_are_finite"),
