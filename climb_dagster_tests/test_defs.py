@@ -93,7 +93,7 @@ def test_definitions_load(climb_home):
         ("recluster_schedule", "0 3 * * 0", "refit_centroids_job"),
         ("storage_retention_schedule", "30 4 * * *", "storage_retention_job"),
     ]
-    # Rounds chain through the previous round's evaluations and predictor.
+    # Rounds chain through the previous round's evaluations and predictor, after earlier experiments' evidence.
     parents = {p.to_user_string() for p in graph.get(dg.AssetKey("round_3_mixtures")).parent_keys}
     assert parents == {
         "experiment",
@@ -102,6 +102,7 @@ def test_definitions_load(climb_home):
         "round_1_proxy_evaluations",
         "round_2_proxy_evaluations",
         "round_2_predictor",
+        "reused_evidence",
     }
     # The final mixture reads every round's evaluations and the last round's predictor.
     parents = {p.to_user_string() for p in graph.get(dg.AssetKey("final_mixture")).parent_keys}
@@ -110,6 +111,7 @@ def test_definitions_load(climb_home):
         "cluster_tokens",
         "super_cluster_stats",
         "round_6_predictor",
+        "reused_evidence",
         *(f"round_{k}_proxy_evaluations" for k in ROUND_KS),
     }
 
