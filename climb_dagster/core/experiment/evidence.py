@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from climb_dagster.core.common import schema
+from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.experiment.records import ExperimentRecord
 from climb_dagster.core.reuse.mapping import ClusterMap, build_cluster_map
 from climb_dagster.core.reuse.rows import ReusedRows, merge_rows, reuse_rows
@@ -98,7 +99,15 @@ def gather_evidence(
             continue
         old = p.record.token_store_path
         if old not in maps:
-            maps[old] = cluster_map(old, current.token_store_path, min_overlap, resolve)
+            try:
+                maps[old] = cluster_map(old, current.token_store_path, min_overlap, resolve)
+            except (ClimbInputError, OSError) as exc:
+                # Its store was removed by retention, or is a single-file store without fine clusters: said, not
+                # fatal to this experiment.
+                report.append(
+                    {"experiment": p.name, "skipped": f"its token store cannot be mapped ({exc})"[:300]}
+                )
+                continue
         tables = [(p.name, t) for t in p.evaluations if t is not None and t.height]
         rows = reuse_rows(tables, maps[old], max_error)
         parts.append(rows)

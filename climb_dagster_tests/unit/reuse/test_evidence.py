@@ -130,3 +130,16 @@ def test_a_removed_drop_counts_as_gone(tmp_path: Path):
     )
     assert 0.2 < report[0]["gone_share"] < 0.5 and len(rows) == 1
     assert rows.errors[0] == pytest.approx(report[0]["gone_share"], abs=0.1)
+
+
+def test_an_earlier_store_that_is_gone_is_skipped_with_the_reason(tmp_path: Path):
+    import shutil
+
+    drops = _drops()
+    old_store = _segmented(tmp_path / "old", drops, MAPPING, 3)
+    new_store = _segmented(tmp_path / "new", drops, MAPPING, 3)
+    first = _record("first", old_store)
+    table = _evaluations(old_store, first, np.array([[0.5, 0.3, 0.2]]), "k")
+    shutil.rmtree(old_store.path)  # retention removed it
+    rows, report = gather_evidence(_record("now", new_store), [PastExperiment("first", first, (table,))], 1.0, 0.7)
+    assert len(rows) == 0 and report[0]["skipped"].startswith("its token store cannot be mapped")
