@@ -42,6 +42,7 @@ from climb_dagster.core.common import schema
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.proxy.composition import run_composition
 from climb_dagster.core.report.stats import paired_difference
+from climb_dagster.core.reuse.mapping import DEFAULT_MIN_OVERLAP
 from climb_dagster.core.reuse.reexpress import DEFAULT_MAX_ERROR, reexpress
 from climb_dagster.core.reuse.rows import reuse_rows
 from climb_dagster.core.search.freeze import frozen_block, run_frozen_search
@@ -65,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--updates", default=",".join(UPDATES), help=f"of {UPDATES}")
     parser.add_argument(
-        "--min-overlap", type=float, default=0.7, help="a fine cluster unchanged at this share"
+        "--min-overlap", type=float, default=DEFAULT_MIN_OVERLAP, help="a fine cluster unchanged at this share"
     )
     parser.add_argument(
         "--max-error", type=float, default=DEFAULT_MAX_ERROR, help="reuse a run up to this error"

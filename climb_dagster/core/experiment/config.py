@@ -11,6 +11,8 @@ from climb_dagster.core.common.hashing import content_hash
 from climb_dagster.core.common.keys import validate_key
 from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.proxy.cost import CostEstimate, CostLimits, check_cost, estimate_cost
+from climb_dagster.core.reuse.mapping import DEFAULT_MIN_OVERLAP
+from climb_dagster.core.reuse.reexpress import DEFAULT_MAX_ERROR
 from climb_dagster.core.search.strategies import (
     SearchStrategy,
     StrategyConfig,
@@ -37,7 +39,11 @@ DEFAULT_ROUNDS = (10, 5, 3)
 MAX_PROXIES_PER_SUPER_CLUSTER = 64
 
 
-REUSE_DEFAULTS = {"reuse": True, "reuse_max_error": 0.2, "reuse_min_overlap": 0.7}
+REUSE_DEFAULTS = {
+    "reuse": True,
+    "reuse_max_error": DEFAULT_MAX_ERROR,
+    "reuse_min_overlap": DEFAULT_MIN_OVERLAP,
+}
 
 
 @dataclass(frozen=True)
@@ -54,8 +60,8 @@ class ExperimentConfig:
     top_n_factor: float = 4.0
     # Earlier experiments' proxies on the same target and proxy, re-expressed over this clustering (issue 24).
     reuse: bool = True
-    reuse_max_error: float = 0.2
-    reuse_min_overlap: float = 0.7
+    reuse_max_error: float = DEFAULT_MAX_ERROR
+    reuse_min_overlap: float = DEFAULT_MIN_OVERLAP
 
     def __post_init__(self) -> None:
         validate_key(self.name, "experiment name")

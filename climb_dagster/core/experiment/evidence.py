@@ -53,14 +53,18 @@ def comparable(current: ExperimentRecord, past: ExperimentRecord) -> str | None:
 
 
 def cluster_map(
-    old_store: str, new_store: str, min_overlap: float, resolve: Callable[[str], Path] | None = None
+    old_store: str,
+    new_store: str | dict[str, Any],
+    min_overlap: float,
+    resolve: Callable[[str], Path] | None = None,
 ) -> ClusterMap:
-    """The map of `old_store`'s clustering onto `new_store`'s, through the documents both index. `resolve` maps a
-    store's or a drop's path to a local folder (default: as is)."""
+    """The map of `old_store`'s clustering onto `new_store`'s (a path, or its `store_assignments` already read),
+    through the documents both index. `resolve` maps a store's or a drop's path to a local folder (default: as
+    is)."""
     import polars as pl
 
     at = resolve or Path
-    new = dict(store_assignments(at(new_store), resolve))
+    new = new_store if isinstance(new_store, dict) else dict(store_assignments(at(new_store), resolve))
     frames = list(new.values())
     mapping = (
         pl.concat(frames).select(schema.CLUSTER, schema.SUPER_CLUSTER).unique().sort(schema.CLUSTER)
@@ -89,9 +93,10 @@ def gather_evidence(
 ) -> tuple[ReusedRows, list[dict[str, Any]]]:
     """The reused rows over `current`'s super-clusters, and per earlier experiment what happened to it: skipped
     (why) or mapped (its store's map summary and how many of its runs were reused). One map per earlier store."""
-    maps: dict[str, ClusterMap] = {}
+    maps: dict[str, ClusterMap | str] = {}
     parts: list[ReusedRows] = []
     report: list[dict[str, Any]] = []
+    current_assignments: dict[str, Any] | None = None  # the current store, read once for every earlier one
     for p in past:
         why = comparable(current, p.record)
         if why is not None:
@@ -100,14 +105,17 @@ def gather_evidence(
         old = p.record.token_store_path
         if old not in maps:
             try:
-                maps[old] = cluster_map(old, current.token_store_path, min_overlap, resolve)
+                if current_assignments is None:
+                    at = (resolve or Path)(current.token_store_path)
+                    current_assignments = dict(store_assignments(at, resolve))
+                maps[old] = cluster_map(old, current_assignments, min_overlap, resolve)
             except (ClimbInputError, OSError) as exc:
                 # Its store was removed by retention, or is a single-file store without fine clusters: said, not
-                # fatal to this experiment.
-                report.append(
-                    {"experiment": p.name, "skipped": f"its token store cannot be mapped ({exc})"[:300]}
-                )
-                continue
+                # fatal to this experiment (and not tried again for the next experiment on that store).
+                maps[old] = f"its token store cannot be mapped ({exc})"[:300]
+        if isinstance(maps[old], str):
+            report.append({"experiment": p.name, "skipped": maps[old]})
+            continue
         tables = [(p.name, t) for t in p.evaluations if t is not None and t.height]
         rows = reuse_rows(tables, maps[old], max_error)
         parts.append(rows)

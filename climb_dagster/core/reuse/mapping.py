@@ -19,6 +19,8 @@ import numpy as np
 
 from climb_dagster.core.common.errors import ClimbInputError
 
+# An old fine cluster is unchanged when at least this share of its present tokens is in one new super-cluster.
+DEFAULT_MIN_OVERLAP = 0.7
 # Column names of the frames `build_cluster_map` reads.
 ID, CLUSTER, N_TOKENS, SUPER_CLUSTER = "id", "cluster", "n_tokens", "super_cluster"
 
@@ -78,7 +80,7 @@ def build_cluster_map(
     drops: Iterable[tuple[str, Any, Any]],
     new_super: Any,
     n_new: int,
-    min_overlap: float = 0.7,
+    min_overlap: float = DEFAULT_MIN_OVERLAP,
     old_kept: Collection[int] | Mapping[int, int] | None = None,
 ) -> ClusterMap:
     """The map of the old clustering's cells onto the new super-clusters.
