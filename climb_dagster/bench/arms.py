@@ -10,6 +10,14 @@ difference from climb isolates one part of it:
   regressor, the answer the mean of its top-k predicted mixtures (k = `--regmix-top-k`, RegMix: 100);
 - random: plain Dirichlet draws (the same as RegMix's, same seed: the same proxies), best observed;
 - doremi (optional): its reference and Group DRO proxies, not the search budget.
+
+Variants of climb measured against seed noise (issue 23, item 6; `--arms climb,...,climb_smoothed`), each at the
+same budget and seed, so they share climb's proxies where they agree with it:
+- climb_smoothed: climb's search, the answer the evaluated mixture with the best mean of observed and predicted
+  score (final="smoothed");
+- climb_reeval: climb's rounds but the last, whose proxies evaluate the best mixtures so far once more with
+  another proxy seed; the answer the best mean of both scores (`reevaluated_best`);
+- climb_explore: climb with half of each later round drawn from the predicted top-N instead of its top.
 """
 
 from __future__ import annotations
@@ -19,10 +27,11 @@ from dataclasses import replace
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.search.predictor import PredictorConfig
-from climb_dagster.core.search.strategies import StrategyConfig, default_strategy
+from climb_dagster.core.search.strategies import StrategyConfig, budget_split, default_strategy
 
 ARMS = ("climb", "random_design", "climb_1round", "regmix", "random")
-OPTIONAL_ARMS = ("doremi",)
+VARIANT_ARMS = ("climb_smoothed", "climb_reeval", "climb_explore")
+OPTIONAL_ARMS = ("doremi", *VARIANT_ARMS)
 SUBJECT = "climb"
 # RegMix's paper averages the top 100 of its simulated mixtures.
 REGMIX_TOP_K = 100
@@ -39,6 +48,14 @@ def arm_config(
         return replace(
             default_strategy("random", budget, minimize), initial_design="maximin", n_candidates=candidates
         )
+    if name == "climb_smoothed":
+        return replace(default_strategy("climb", budget, minimize), ratios=ratios, final="smoothed", n_candidates=candidates)
+    if name == "climb_reeval":
+        climb = arm_config("climb", budget, ratios, candidates)
+        kept = tuple(float(n) for n in climb.round_sizes()[:-1])
+        return replace(climb, budget=int(sum(kept)), ratios=kept)
+    if name == "climb_explore":
+        return replace(arm_config("climb", budget, ratios, candidates), exploit_fraction=0.5)
     if name == "climb_1round":
         climb = default_strategy("climb", budget, minimize)
         return replace(climb, ratios=(1.0,), final="predicted", n_candidates=candidates)
@@ -57,6 +74,13 @@ def arm_config(
     if name == "doremi":
         return None
     raise ClimbInputError(f"unknown arm {name!r}; choose from {ARMS + OPTIONAL_ARMS}")
+
+
+def reevaluations(name: str, budget: int, ratios: tuple[float, ...]) -> int:
+    """How many of arm `name`'s proxies evaluate its best mixtures again (climb_reeval: climb's last round)."""
+    if name != "climb_reeval":
+        return 0
+    return budget_split(budget, ratios)[-1]
 
 
 def arm_names(spec: str, doremi: bool) -> tuple[str, ...]:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from climb_dagster.bench.arms import ARMS, REGMIX_TOP_K, SUBJECT, arm_config, arm_names
+from climb_dagster.bench.arms import ARMS, REGMIX_TOP_K, SUBJECT, arm_config, arm_names, reevaluations
 from climb_dagster.bench.lab import SPLITS, Lab, add_lab_arguments, build_lab
 from climb_dagster.bench.proxy_pool import ProxyPool, default_workers
 from climb_dagster.bench.results import _commit
@@ -40,12 +40,14 @@ from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.io.storage import atomic_write_text, make_path
 from climb_dagster.core.report.stats import paired_difference
 from climb_dagster.core.search.predictor import cross_val_spearman
-from climb_dagster.core.search.strategies import round_seed, run_search, strategy_named
+from climb_dagster.core.search.strategies import reevaluated_best, round_seed, run_search, strategy_named
 
 # A search's proxies share one seed (mixtures differ, not luck); final retrains use seeds no search used.
 PROXY_SEED = 1_000
 FRESH_SEED = 20_000
 TRANSFER_SEED = 30_000
+# climb_reeval's second evaluations of its best mixtures: one more seed per search, used by no other run.
+REEVALUATE_SEED = 1_500
 
 # Sizes of each protocol; an explicit option overrides its protocol's value. "full" is sized to finish
 # within 150 minutes on the 2-core dev machine (README, "Evidence").
@@ -154,9 +156,18 @@ def search_cell(
                 cfg, runs.evaluator(PROXY_SEED + seed, target.name), prior=lab.prior, seed=seed
             )
             final = result.final_mixture
+            again = reevaluations(arm, args.budget, ratios)
+            if again:
+                final, _ = reevaluated_best(
+                    result.mixtures,
+                    result.scores,
+                    runs.evaluator(REEVALUATE_SEED + seed, target.name),
+                    again,
+                    Direction.MINIMIZE,
+                )
             info: dict[str, Any] = {
                 "mixture": final,
-                "proxies": int(result.scores.size),
+                "proxies": int(result.scores.size) + again,
                 "round": _source_round(result, final),
                 "rounds": int(result.rounds.max()) + 1,
             }
@@ -200,6 +211,7 @@ def _score_fields(got: list[dict[str, float]], jobs: list, target: Any) -> dict[
         "transfer_test": _mean_scores(got, jobs, "transfer", f"{t}:test"),
         "proxy_test": _mean_scores(got, jobs, "proxy", f"{t}:test"),
         "proxy_val": _mean_scores(got, jobs, "proxy", f"{t}:val"),
+        "transfer_val": _mean_scores(got, jobs, "transfer", f"{t}:val"),
     }
     if target.definition.kind == "mc":
         out["transfer_test_accuracy"] = _mean_scores(got, jobs, "transfer", f"{t}:test:acc")

@@ -15,7 +15,7 @@ from climb_dagster.core.search.strategies.draws import best_observed, unevaluate
 if TYPE_CHECKING:
     from climb_dagster.core.search.strategies.base import StrategyConfig
 
-FINAL_PICKS = ("predicted", "observed", "top_k_mean", "trusted", "first")
+FINAL_PICKS = ("predicted", "observed", "top_k_mean", "trusted", "first", "smoothed")
 
 
 def final_pick(
@@ -34,7 +34,8 @@ def final_pick(
     (pool, or a fresh sample around `prior`) and the history. "top_k_mean": mean of the predicted
     top-k (RegMix), snapped to the nearest pool row in pool mode. "trusted": the predicted best only
     when it is an evaluated mixture or predicted better than the best observed score, else the
-    best observed.
+    best observed. "smoothed": the evaluated mixture whose mean of observed and predicted score is best (a
+    proxy score is one noisy draw; the predictor pools its neighbours', so the luckiest draw wins less often).
     """
     k = hm.shape[1]
     if config.final == "first":
@@ -45,6 +46,10 @@ def final_pick(
         return hm[best_observed(hs, config.direction)].copy()
     if predictor is None:
         raise ClimbInputError(f"final={config.final!r} needs a fitted predictor")
+    if config.final == "smoothed":
+        if hm.shape[0] == 0:
+            raise ClimbInputError("final='smoothed' but nothing was evaluated")
+        return hm[Direction(config.direction).argbest((hs + predictor.predict(hm)) / 2)].copy()
     if candidates is not None:
         pool = validate_mixtures(candidates, k, source="candidates")
         cands = np.vstack([hm, pool[unevaluated(pool, hm)]])
