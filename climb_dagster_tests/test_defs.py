@@ -22,7 +22,7 @@ GROUPS = {
         "super_clusters",
     ],
     "proxy_data": ["cluster_tokens", "drop_tokens", "proxy_tokenizer"],
-    "experiments": ["experiment", "reused_evidence"],
+    "experiments": ["experiment", "frozen_block", "reused_evidence"],
     **{f"round_{k}": [a for a in ROUNDS if a.startswith(f"round_{k}_")] for k in ROUND_KS},
     "final": ["final_mixture", "mixture_export"],
 }
@@ -36,7 +36,7 @@ JOBS = {
     "proxy_tokenizer_job": ["proxy_tokenizer"],
     "drop_tokens_job": ["drop_tokens"],
     "proxy_data_job": ["cluster_tokens"],
-    "climb_experiment_job": ["experiment", "reused_evidence", *ROUNDS, *GROUPS["final"]],
+    "climb_experiment_job": ["experiment", "frozen_block", "reused_evidence", *ROUNDS, *GROUPS["final"]],
 }
 # Jobs of ops that materialize no asset: deleting old <storage>/<run_id>/ folders.
 OP_JOBS = {"storage_retention_job": ["delete_old_run_folders"]}
@@ -103,6 +103,7 @@ def test_definitions_load(climb_home):
         "round_2_proxy_evaluations",
         "round_2_predictor",
         "reused_evidence",
+        "frozen_block",
     }
     # The final mixture reads every round's evaluations and the last round's predictor.
     parents = {p.to_user_string() for p in graph.get(dg.AssetKey("final_mixture")).parent_keys}
@@ -112,6 +113,7 @@ def test_definitions_load(climb_home):
         "super_cluster_stats",
         "round_6_predictor",
         "reused_evidence",
+        "frozen_block",
         *(f"round_{k}_proxy_evaluations" for k in ROUND_KS),
     }
 

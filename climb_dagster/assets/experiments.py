@@ -42,6 +42,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "reuse": ("experiment", "reuse"),
     "reuse_max_error": ("experiment", "reuse_max_error"),
     "reuse_min_overlap": ("experiment", "reuse_min_overlap"),
+    "reuse_freeze": ("experiment", "reuse_freeze"),
     "proxy_d_model": ("model", "d_model"),
     "proxy_layers": ("model", "n_layers"),
     "proxy_heads": ("model", "n_heads"),
@@ -122,6 +123,12 @@ class ExperimentSpec(dg.Config):
     reuse_min_overlap: float = Field(
         default=_default("reuse_min_overlap"),
         description="An old fine cluster counts as unchanged when this share of its tokens is in one new super-cluster.",
+    )
+    reuse_freeze: bool = Field(
+        default=_default("reuse_freeze"),
+        description="Freeze-and-expand after an update that only added drops: the super-clusters it left unchanged "
+        "keep the latest earlier experiment's final ratios as one block; only the others and the block's total are "
+        "searched (asset frozen_block says whether it runs and why).",
     )
     proxy_d_model: int = Field(
         default=_default("proxy_d_model"), description="Proxy LM width (feed-forward width is 3x)."

@@ -21,6 +21,7 @@ from climb_dagster.core.io import storage as files
 from climb_dagster.core.io.documents import kept_drop
 from climb_dagster.core.proxy.drop_store import META_FILES, DropStore
 from climb_dagster.core.report.plots import final_vs_natural_png
+from climb_dagster.core.reuse.unchanged import FreezePlan
 from climb_dagster.core.search import history as search_history
 from climb_dagster.core.search.rounds import load_predictor
 from climb_dagster.core.search.strategies import select_final
@@ -45,6 +46,7 @@ DEFAULT_QUIET_REPEAT = 2.0
         "cluster_tokens": dg.AssetIn("cluster_tokens"),
         "predictor": dg.AssetIn(f"round_{MAX_ROUNDS}_predictor"),
         "reused_evidence": dg.AssetIn("reused_evidence"),
+        "frozen_block": dg.AssetIn("frozen_block"),
         "super_cluster_stats": dg.AssetIn("super_cluster_stats"),
         **{key: dg.AssetIn(key) for key in EVAL_KEYS},
     },
@@ -71,7 +73,8 @@ def final_mixture(context: dg.AssetExecutionContext, tracker: MlflowTracker, **u
     hm, hs, spent = search_history.history([upstream[key] for key in EVAL_KEYS])
     predictor = load_predictor(predictor_text)
     search_prior = upstream["cluster_tokens"].search_prior(record.proxy.model.block_size)
-    weights = select_final(exp.strategy_config(), predictor, hm, hs, exp.seed, prior=search_prior)
+    block = FreezePlan.from_dict(upstream["frozen_block"]).block if exp.search.proposes else None
+    weights = select_final(exp.strategy_config(), predictor, hm, hs, exp.seed, prior=search_prior, block=block)
     direction = record.direction
     best_i = direction.argbest(hs)
     uniform = np.full(prior.size, 1.0 / prior.size)

@@ -4,7 +4,9 @@ After a scheduled re-cluster (new drops assigned, centroids refitted, super-clus
 experiment's partition materializes this from what is already stored, with no manual step: every other
 experiment's record and round evaluations (same target and proxy only), the token store each trained on and the
 one this experiment runs on. Its metadata shows the old -> new map of each earlier store with its error; the check
-`evidence_kept` warns when most of the earlier evidence could not be reused.
+`evidence_kept` warns when most of the earlier evidence could not be reused. Beside it, `frozen_block` holds
+freeze-and-expand's plan (the experiment's `reuse_freeze`): after an update that only added drops, the super-clusters
+it left unchanged keep the latest earlier experiment's final ratios, and every round proposes around that block.
 """
 
 # No `from __future__ import annotations`: Dagster reads annotations at decoration time.
@@ -31,6 +33,8 @@ KEPT_WARN_SHARE = 0.5
 SOURCE, ERROR = "source_experiment", "reexpression_error"
 # Mixture ids of reused rows in the rounds' history, fit tables and MLflow.
 REUSED_PREFIX = "reused-"
+# Final mixtures whose order decides which earlier experiment is "the latest" (freeze-and-expand's ratios).
+FINALS_LOOKED_AT = 1000
 
 
 def reused_table(rows: ReusedRows, k: int) -> pl.DataFrame:
@@ -62,10 +66,22 @@ def reused_table(rows: ReusedRows, k: int) -> pl.DataFrame:
     return pl.concat([base, weights], how="horizontal")
 
 
+def _latest_first(context: dg.AssetExecutionContext, names: list[str]) -> list[str]:
+    """`names` by their final mixture's latest materialization, newest first; those without one after, by name."""
+    records = context.instance.fetch_materializations(dg.AssetKey("final_mixture"), limit=FINALS_LOOKED_AT).records
+    order: dict[str, int] = {}
+    for r in records:
+        if r.partition_key in names and r.partition_key not in order:
+            order[r.partition_key] = len(order)
+    return sorted(names, key=lambda n: (order.get(n, len(order)), n))
+
+
 def _past(context: dg.AssetExecutionContext, root, name: str) -> tuple[list[PastExperiment], list[str]]:
-    """Every other experiment stored under `root`: its record and round evaluations; names not materialized."""
+    """Every other experiment stored under `root`, latest final first: its record, round evaluations and final
+    mixture's weights; names not materialized."""
     past, missing = [], []
-    for other in sorted(context.instance.get_dynamic_partitions(experiments.name)):
+    others = [o for o in context.instance.get_dynamic_partitions(experiments.name) if o != name]
+    for other in _latest_first(context, others):
         if other == name:
             continue
         try:
@@ -79,14 +95,28 @@ def _past(context: dg.AssetExecutionContext, root, name: str) -> tuple[list[Past
                 tables.append(read_value(root / f"round_{k}_proxy_evaluations" / other))
             except FileNotFoundError:
                 break
-        past.append(PastExperiment(other, record, tuple(tables)))
+        try:
+            final = tuple(read_value(root / "final_mixture" / other).weights)
+        except FileNotFoundError:
+            final = None
+        past.append(PastExperiment(other, record, tuple(tables), final))
     return past, missing
 
 
-@dg.asset(
+@dg.multi_asset(
     partitions_def=experiments,
     group_name="experiments",
-    kinds={"polars"},
+    outs={
+        "reused_evidence": dg.AssetOut(
+            kinds={"polars"},
+            description="Earlier experiments' proxies on the same target and proxy, re-expressed over this "
+            "experiment's super-clusters, with their error; empty when the experiment's `reuse` is off.",
+        ),
+        "frozen_block": dg.AssetOut(
+            description="Freeze-and-expand's plan: the unchanged super-clusters and the ratios they keep (from the "
+            "latest earlier experiment's final mixture), or why it does not run.",
+        ),
+    },
     check_specs=[
         dg.AssetCheckSpec(
             "evidence_kept",
@@ -102,8 +132,7 @@ def reused_evidence(
     tracker: MlflowTracker,
     experiment: ExperimentRecord,
 ):
-    """Earlier experiments' proxies on the same target and proxy, re-expressed over this experiment's
-    super-clusters, with their error; empty when the experiment's `reuse` is off."""
+    """Earlier experiments' proxies re-expressed over this experiment's super-clusters, and the freeze plan."""
     exp = experiment.config
     options = storage.options()
 
@@ -113,9 +142,10 @@ def reused_evidence(
     # A strategy that trains its own proxies (DoReMi) does not search from a history: nothing to reuse.
     on = exp.reuse and exp.search.proposes
     past, missing = _past(context, storage.root(), context.partition_key) if on else ([], [])
-    rows, report = gather_evidence(
-        experiment, past, exp.reuse_max_error, exp.reuse_min_overlap, resolve=local
+    evidence = gather_evidence(
+        experiment, past, exp.reuse_max_error, exp.reuse_min_overlap, resolve=local, freeze=on and exp.reuse_freeze
     )
+    rows, report, plan = evidence.rows, evidence.report, evidence.freeze
     k = rows.mixtures.shape[1]
     summary = rows.summary()
     mapped = [r for r in report if "skipped" not in r]
@@ -154,9 +184,25 @@ def reused_evidence(
         metadata |= try_track(
             context.log.warning, "MLflow reuse", lambda: track_reuse(tracker, experiment, summary), tracker
         )
-    yield dg.Output(reused_table(rows, k), metadata=metadata)
+    yield dg.Output(reused_table(rows, k), output_name="reused_evidence", metadata=metadata)
+    block = plan.block
+    yield dg.Output(
+        plan.to_dict(),
+        output_name="frozen_block",
+        metadata={
+            "runs": plan.runs,
+            "reason": plan.reason,
+            "source_experiment": plan.source or "",
+            **(
+                {"frozen": dg.MetadataValue.json(list(block.frozen)), "ratios": dg.MetadataValue.json(list(block.ratios))}
+                if block is not None
+                else {}
+            ),
+        },
+    )
     lost = summary["past_runs"] > 0 and summary["reused_share"] < KEPT_WARN_SHARE
     yield dg.AssetCheckResult(
+        asset_key="reused_evidence",
         check_name="evidence_kept",
         passed=not lost,
         severity=dg.AssetCheckSeverity.WARN,

@@ -35,6 +35,7 @@ from climb_dagster.core.proxy.segment_index import StoreDrop, write_segmented_st
 from climb_dagster.core.proxy.store import TokenStore
 from climb_dagster.core.proxy.tokens import train_tokenizer
 from climb_dagster.core.reuse.mapping import ClusterMap, build_cluster_map
+from climb_dagster.core.reuse.unchanged import freeze_reason, unchanged_superclusters
 
 N_DROPS = 4
 UPDATES = ("add_drop", "refit")
@@ -87,36 +88,12 @@ def _store(
     return TokenStore.open(work)
 
 
-def unchanged_superclusters(
-    cmap: ClusterMap, old_super_of_fine: dict[int, int], n_old: int, new_tokens: np.ndarray
-) -> np.ndarray:
-    """New super-clusters that are an old one under another number: most (the map's min_overlap) of their tokens
-    come from one old super-cluster, and most of that old one's tokens went to them."""
-    overlap = np.zeros((n_old, cmap.n_new))
-    for (_, fine), tokens, shares in zip(cmap.cells.tolist(), cmap.tokens, cmap.shares, strict=True):
-        if fine in old_super_of_fine:
-            overlap[old_super_of_fine[fine]] += tokens * shares[: cmap.n_new]
-    out = np.zeros(cmap.n_new, dtype=bool)
-    for s_new in range(cmap.n_new):
-        s_old = int(np.argmax(overlap[:, s_new]))
-        m = overlap[s_old, s_new]
-        out[s_new] = (
-            new_tokens[s_new] > 0
-            and m >= cmap.min_overlap * new_tokens[s_new]
-            and m >= cmap.min_overlap * overlap[s_old].sum()
-        )
-    return out
-
-
-def freeze_plan(kind: str, unchanged: np.ndarray) -> str:
-    """Whether freeze-and-expand runs on this update, or why not."""
+def freeze_plan(kind: str, cmap: ClusterMap, unchanged: np.ndarray) -> str:
+    """Whether freeze-and-expand runs on this update ("run"), or why not: the pipeline's rule
+    (`core/reuse/unchanged.freeze_reason`), on the updates that add a drop."""
     if kind != "add_drop":
         return "not run: freeze-and-expand is for updates that only add drops"
-    if unchanged.sum() < 2:
-        return "not run: fewer than 2 super-clusters unchanged"
-    if unchanged.all():
-        return "not run: every super-cluster unchanged (nothing to search but the whole block)"
-    return "run"
+    return freeze_reason(cmap, unchanged)
 
 
 def build_reuse_labs(args: argparse.Namespace, work: Path, seed: int) -> dict[str, ReuseLab]:
@@ -207,17 +184,9 @@ def build_reuse_labs(args: argparse.Namespace, work: Path, seed: int) -> dict[st
             min_overlap=args.min_overlap,
             old_kept=old_super_of_fine,
         )
-        with_tokens = (
-            docs.select(schema.ID)
-            .with_columns(pl.Series("_s", stage.super_cluster))
-            .join(n_tokens, on=schema.ID)
-        )
-        kept_tokens = with_tokens.filter(pl.col("_s") >= 0).group_by("_s").agg(pl.col(schema.N_TOKENS).sum())
-        new_tokens = np.zeros(stage.n_superclusters)
-        new_tokens[kept_tokens["_s"].to_numpy()] = kept_tokens[schema.N_TOKENS].to_numpy()
-        unchanged = unchanged_superclusters(cmap, old_super_of_fine, old_stage.n_superclusters, new_tokens)
+        unchanged = unchanged_superclusters(cmap)
         facts = {
-            "freeze": freeze_plan(kind, unchanged),
+            "freeze": freeze_plan(kind, cmap, unchanged),
             "old_superclusters": old_stage.n_superclusters,
             "new_superclusters": stage.n_superclusters,
             "old_docs": old_docs.height,

@@ -14,6 +14,7 @@ from climb_dagster.core.clustering.superclusters import supercluster_labels
 from climb_dagster.core.common import schema
 from climb_dagster.core.experiment.records import FinalMixture
 from climb_dagster.core.io import storage
+from climb_dagster.core.reuse.unchanged import FreezePlan
 from climb_dagster.core.search.history import table_mixtures
 from climb_dagster.resources.io_manager import read_value
 from climb_dagster_tests.assets.bootstrap_fixture import (
@@ -377,6 +378,7 @@ def test_oof_warning_fires_when_the_predictor_ranks_worse_than_chance(pipeline, 
     write_value(root / "experiment" / "flat", read_value(root / "experiment" / "tiny"))
     write_value(root / "round_1_proxy_evaluations" / "flat", flat)
     write_value(root / "reused_evidence" / "flat", flat.head(0))  # nothing reused: only the flat rows
+    write_value(root / "frozen_block" / "flat", FreezePlan("off").to_dict())
     pipeline["instance"].add_dynamic_partitions(experiments.name, ["flat"])
     # Its own MLflow store: the copied record still names the "tiny" experiment.
     tracker = MlflowTracker(
@@ -476,3 +478,42 @@ def test_after_a_re_cluster_the_evidence_is_mapped_through_the_documents(pipelin
         assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     finally:
         seed_clustered_corpus(home)  # the later tests run on the first clustering
+
+
+def test_freeze_and_expand_after_a_re_merge_keeps_the_unchanged_super_clusters_ratios(pipeline):
+    """Issue 24: with `reuse_freeze`, after a re-merge that left two super-clusters as they were (renumbered) and
+    merged the other two, the unchanged pair keeps the latest earlier final's ratios in every proxy and the answer."""
+    from climb_dagster.core.search.history import table_mixtures as weights_of
+    from climb_dagster.resources.io_manager import write_value
+
+    root, home = pipeline["root"], pipeline["home"]
+    try:
+        assert run_experiment(pipeline["instance"], "tiny-base", pipeline["spec"]).success  # the latest final
+        base = np.asarray(read_value(root / "final_mixture" / "tiny-base").weights)
+        write_value(root / "super_clusters", pl.DataFrame({"cluster": [0, 1, 2, 3], "super_cluster": [2, 0, 1, 1]}))
+        write_value(
+            root / "super_cluster_stats", pl.DataFrame({"super_cluster": [0, 1, 2], "top_terms": ["b", "c+d", "a"]})
+        )
+        result = run_experiment(
+            pipeline["instance"], "tiny-freeze", {**pipeline["spec"], "reuse_freeze": True, "seed": 3}
+        )
+        assert result.success
+        plan = read_value(root / "frozen_block" / "tiny-freeze")
+        assert plan["source"] == "tiny-base" and plan["reason"].startswith("run")
+        block = plan["block"]
+        assert block["frozen"] == [0, 2] and block["k"] == 3
+        # Old super-cluster 1 is new 0, old 0 is new 2: their ratio in tiny-base's final.
+        assert block["ratios"] == pytest.approx([base[1] / (base[0] + base[1]), base[0] / (base[0] + base[1])])
+        r0, r2 = block["ratios"]
+        for k in (1, 2, 3):
+            w = weights_of(read_value(root / f"round_{k}_mixtures" / "tiny-freeze"))
+            assert w.shape[1] == 3 and np.allclose(w[:, 0] * r2, w[:, 2] * r0)
+        final = np.asarray(read_value(root / "final_mixture" / "tiny-freeze").weights)
+        assert final[0] * r2 == pytest.approx(final[2] * r0)
+        frozen_meta = next(
+            m for m in result.asset_materializations_for_node("reused_evidence") if m.asset_key.path == ["frozen_block"]
+        )
+        assert frozen_meta.metadata["runs"].value is True
+        assert _meta(result, "round_1_mixtures")["frozen_superclusters"] == [0, 2]
+    finally:
+        seed_clustered_corpus(home)

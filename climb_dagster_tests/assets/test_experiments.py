@@ -50,6 +50,7 @@ def test_build_passes_every_field_to_its_core_config() -> None:
         "reuse": False,
         "reuse_max_error": 0.3,
         "reuse_min_overlap": 0.8,
+        "reuse_freeze": True,
         "proxy_d_model": 64,
         "proxy_layers": 3,
         "proxy_heads": 2,

@@ -100,7 +100,8 @@ def materialize_in(corpus: dict, selection, partition: str | None, spec: dict | 
         corpus["instance"].add_dynamic_partitions(experiments.name, [partition])
     if isinstance(selection, list) and any(a.startswith(("round_", "final_")) for a in selection):
         # The rounds read the experiment's reused evidence (issue 24); materialize it with them.
-        selection = ["reused_evidence", *selection] if "reused_evidence" not in selection else selection
+        if "reused_evidence" not in selection:
+            selection = ["reused_evidence", "frozen_block", *selection]
     return dg.materialize(
         all_assets(),
         selection=selection,

@@ -24,7 +24,7 @@ ALLOWED = {
     "search": {"common", "io"},
     "proxy": {"common", "io", "search"},
     "targets": {"common", "io", "proxy"},
-    "reuse": {"common", "proxy"},
+    "reuse": {"common", "proxy", "search"},
     "experiment": {"common", "io", "search", "proxy", "targets", "reuse"},
     "export": {"common", "io", "search"},
     "report": {"common"},

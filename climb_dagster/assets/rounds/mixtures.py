@@ -22,6 +22,7 @@ from climb_dagster.core.experiment.records import ExperimentRecord, TokenStoreRe
 from climb_dagster.core.proxy.config import proxy_run_key
 from climb_dagster.core.report.plots import weights_bar_png
 from climb_dagster.core.report.tables import named_weights
+from climb_dagster.core.reuse.unchanged import FreezePlan
 from climb_dagster.core.search import history as search_history
 from climb_dagster.core.search import strategies
 from climb_dagster.core.search.rounds import history_for_proposal, load_predictor, weights_valid
@@ -90,10 +91,13 @@ def _propose(
         hm, hs = history_for_proposal(prev, exp.target.direction)
         uses = k > 1 and exp.search.round_uses_predictor(config, k - 1)
         predictor = load_predictor(upstream["predictor"]) if uses else None
+        plan = FreezePlan.from_dict(upstream["frozen_block"])
         proposed = strategies.propose_round(
-            config, k - 1, hm, hs, prior, exp.seed, predictor=predictor, n_reused=reused.height
+            config, k - 1, hm, hs, prior, exp.seed, predictor=predictor, n_reused=reused.height, block=plan.block
         )
         extra["reused_proxies"] = reused.height
+        if plan.block is not None:
+            extra["frozen_superclusters"] = dg.MetadataValue.json(list(plan.block.frozen))
     keys = [proxy_run_key(m.tolist(), record.proxy, exp.seed, record.data_key()) for m in proposed]
     table = search_history.mixtures_table(k, proposed, keys)
     labels = supercluster_labels(upstream["super_cluster_stats"], prior.size)
@@ -155,6 +159,7 @@ def _propose_op(k: int) -> dg.OpDefinition:
         cluster_tokens: TokenStoreRef,
         super_cluster_stats,
         reused_evidence: pl.DataFrame,
+        frozen_block: dict,
         own: list,
     ):
         """The round's mixtures: the strategy's answer from its own proxies when that step ran."""
@@ -163,6 +168,7 @@ def _propose_op(k: int) -> dg.OpDefinition:
             "cluster_tokens": cluster_tokens,
             "super_cluster_stats": super_cluster_stats,
             "reused_evidence": reused_evidence,
+            "frozen_block": frozen_block,
         }
         yield from _propose(k, upstream, own[0] if own else None, tracker, context.log.warning)
 
@@ -181,6 +187,7 @@ def mixtures_asset(k: int) -> dg.AssetsDefinition:
         "predictor": dg.AssetIn(f"round_{k - 1}_predictor"),
         # Earlier experiments' proxies over these super-clusters: the first rows of the history.
         "reused_evidence": dg.AssetIn("reused_evidence"),
+        "frozen_block": dg.AssetIn("frozen_block"),
     }
     ins |= {name: dg.AssetIn(name) for name in prev_evals}
 
@@ -211,16 +218,17 @@ def _first_mixtures_asset() -> dg.AssetsDefinition:
             "cluster_tokens": dg.AssetIn("cluster_tokens"),
             "super_cluster_stats": dg.AssetIn("super_cluster_stats"),
             "reused_evidence": dg.AssetIn("reused_evidence"),
+            "frozen_block": dg.AssetIn("frozen_block"),
         },
         kinds={"parquet"},
         check_specs=_check_specs(1),
     )
-    def round_1_mixtures(experiment, cluster_tokens, super_cluster_stats, reused_evidence):
+    def round_1_mixtures(experiment, cluster_tokens, super_cluster_stats, reused_evidence, frozen_block):
         """Mixtures to train proxies on in round 1: Dirichlet around the token shares, or the answer of a
         strategy that trains its own proxies in their own mapped step (DoReMi's, beside the natural
         mixture)."""
         own = jobs(experiment).map(lambda job: train(experiment, cluster_tokens, job))
-        outs = propose(experiment, cluster_tokens, super_cluster_stats, reused_evidence, own.collect())
+        outs = propose(experiment, cluster_tokens, super_cluster_stats, reused_evidence, frozen_block, own.collect())
         return dict(zip(propose.output_dict, outs, strict=True))
 
     return round_1_mixtures

@@ -43,6 +43,7 @@ REUSE_DEFAULTS = {
     "reuse": True,
     "reuse_max_error": DEFAULT_MAX_ERROR,
     "reuse_min_overlap": DEFAULT_MIN_OVERLAP,
+    "reuse_freeze": False,
 }
 
 
@@ -62,6 +63,9 @@ class ExperimentConfig:
     reuse: bool = True
     reuse_max_error: float = DEFAULT_MAX_ERROR
     reuse_min_overlap: float = DEFAULT_MIN_OVERLAP
+    # Freeze-and-expand after an update that only added drops: unchanged super-clusters keep the previous final's
+    # ratios as one block; only the others and the block's total are searched. Nothing without `reuse`.
+    reuse_freeze: bool = False
 
     def __post_init__(self) -> None:
         validate_key(self.name, "experiment name")

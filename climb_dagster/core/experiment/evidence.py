@@ -15,12 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from climb_dagster.core.common import schema
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.experiment.records import ExperimentRecord
 from climb_dagster.core.reuse.mapping import ClusterMap, build_cluster_map
 from climb_dagster.core.reuse.rows import ReusedRows, merge_rows, reuse_rows
 from climb_dagster.core.reuse.snapshot import store_assignments, store_superclusters
+from climb_dagster.core.reuse.unchanged import (
+    RUN,
+    FreezePlan,
+    freeze_reason,
+    reexpress_final,
+    unchanged_superclusters,
+)
+from climb_dagster.core.search.freeze import frozen_block
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,18 @@ class PastExperiment:
     name: str
     record: ExperimentRecord
     evaluations: tuple[Any, ...]
+    # Its final mixture's weights over its super-clusters, when it has one (freeze-and-expand takes its ratios).
+    final: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What an experiment can start from: the reused rows, per earlier experiment what happened to it, and the
+    freeze-and-expand plan."""
+
+    rows: ReusedRows
+    report: list[dict[str, Any]]
+    freeze: FreezePlan
 
 
 def target_identity(spec: Any) -> dict[str, Any]:
@@ -90,9 +112,14 @@ def gather_evidence(
     max_error: float,
     min_overlap: float,
     resolve: Callable[[str], Path] | None = None,
-) -> tuple[ReusedRows, list[dict[str, Any]]]:
+    freeze: bool = False,
+) -> Evidence:
     """The reused rows over `current`'s super-clusters, and per earlier experiment what happened to it: skipped
-    (why) or mapped (its store's map summary and how many of its runs were reused). One map per earlier store."""
+    (why) or mapped (its store's map summary and how many of its runs were reused). One map per earlier store.
+
+    `freeze`: also plan freeze-and-expand from the first of `past` (pass them latest first) that has a final
+    mixture and was mapped: the super-clusters its update left unchanged keep that final's ratios."""
+    past = list(past)
     maps: dict[str, ClusterMap | str] = {}
     parts: list[ReusedRows] = []
     report: list[dict[str, Any]] = []
@@ -129,4 +156,38 @@ def gather_evidence(
             }
         )
     k = store_superclusters((resolve or Path)(current.token_store_path))
-    return merge_rows(parts, k, max_error), report
+    plan = FreezePlan("off (the experiment's reuse_freeze)")
+    if freeze:
+        plan = _freeze_plan(current, past, maps)
+    return Evidence(merge_rows(parts, k, max_error), report, plan)
+
+
+def _freeze_plan(
+    current: ExperimentRecord, past: Iterable[PastExperiment], maps: dict[str, ClusterMap | str]
+) -> FreezePlan:
+    """The block from the latest comparable, mapped earlier experiment with a final mixture, or why there is none."""
+    source = next(
+        (
+            p
+            for p in past
+            if p.final is not None
+            and comparable(current, p.record) is None
+            and isinstance(maps.get(p.record.token_store_path), ClusterMap)
+        ),
+        None,
+    )
+    if source is None:
+        return FreezePlan("not run: no earlier experiment on this target and proxy has a final mixture to freeze")
+    cmap = maps[source.record.token_store_path]
+    assert isinstance(cmap, ClusterMap)
+    unchanged = unchanged_superclusters(cmap)
+    reason = freeze_reason(cmap, unchanged)
+    if reason != RUN:
+        return FreezePlan(reason, source=source.name)
+    ratios_from = reexpress_final(np.asarray(source.final), cmap)
+    kept = ", ".join(str(i) for i in np.flatnonzero(unchanged))
+    return FreezePlan(
+        f"run: super-clusters {kept} unchanged since {source.name}; they keep its final mixture's ratios",
+        frozen_block(ratios_from, unchanged),
+        source.name,
+    )

@@ -11,12 +11,13 @@ import polars as pl
 import pytest
 
 from climb_dagster.core.common import schema
+from climb_dagster.core.experiment import evidence
 from climb_dagster.core.experiment.config import ExperimentConfig
-from climb_dagster.core.experiment.evidence import PastExperiment, gather_evidence
 from climb_dagster.core.experiment.records import ExperimentRecord
 from climb_dagster.core.proxy.composition import run_composition
 from climb_dagster.core.proxy.config import ProxyConfig
 from climb_dagster.core.reuse.rows import DUPLICATE
+from climb_dagster.core.reuse.unchanged import FreezePlan
 from climb_dagster.core.targets.config import TargetConfig
 from climb_dagster_tests.unit.proxy.test_segments import MAPPING, _drops, _segmented
 
@@ -53,6 +54,14 @@ def _evaluations(store, record: ExperimentRecord, mixtures: np.ndarray, prefix: 
             }
         )
     return pl.DataFrame(rows)
+
+
+PastExperiment = evidence.PastExperiment
+
+
+def gather_evidence(*args, **kwargs):
+    got = evidence.gather_evidence(*args, **kwargs)
+    return got.rows, got.report
 
 
 def test_earlier_experiments_on_the_same_target_become_rows_over_the_new_clustering(tmp_path: Path):
@@ -143,3 +152,39 @@ def test_an_earlier_store_that_is_gone_is_skipped_with_the_reason(tmp_path: Path
     shutil.rmtree(old_store.path)  # retention removed it
     rows, report = gather_evidence(_record("now", new_store), [PastExperiment("first", first, (table,))], 1.0, 0.7)
     assert len(rows) == 0 and report[0]["skipped"].startswith("its token store cannot be mapped")
+
+
+def test_freeze_plan_after_an_added_drop_and_a_re_merge_keeps_the_unchanged_super_clusters_ratios(tmp_path: Path):
+    drops = _drops()
+    old_store = _segmented(tmp_path / "old", drops[:2], MAPPING, 3)
+    # A drop is added (its documents join the same fine clusters) and the re-merge renumbers super-clusters 0 and
+    # 2 and splits super-cluster 1 ({1, 5}) in two.
+    remerged = pl.DataFrame({"cluster": [0, 1, 2, 4, 5], "super_cluster": [2, 1, 2, 0, 3]})
+    new_store = _segmented(tmp_path / "new", drops, remerged, 4)
+    first = _record("first", old_store)
+    table = _evaluations(old_store, first, np.array([[0.5, 0.3, 0.2], [0.2, 0.2, 0.6]]), "k")
+    past = [PastExperiment("first", first, (table,), final=(0.5, 0.2, 0.3))]
+    got = evidence.gather_evidence(_record("now", new_store), past, 1.0, 0.7, freeze=True)
+    plan = got.freeze
+    assert plan.runs and plan.source == "first" and "super-clusters 0, 2 unchanged" in plan.reason
+    assert plan.block.frozen == (0, 2) and plan.block.k == 4
+    # Old super-cluster 2 (0.3) is new 0, old 0 (0.5) is new 2.
+    assert plan.block.ratios == pytest.approx((0.3 / 0.8, 0.5 / 0.8))
+    assert FreezePlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+    off = evidence.gather_evidence(_record("now", new_store), past, 1.0, 0.7)
+    assert not off.freeze.runs and off.freeze.reason.startswith("off")
+    no_final = evidence.gather_evidence(_record("now", new_store), [PastExperiment("first", first, (table,))], 1.0, 0.7, freeze=True)
+    assert not no_final.freeze.runs and "final mixture" in no_final.freeze.reason
+
+
+def test_freeze_plan_is_not_run_after_a_refit_that_moved_documents(tmp_path: Path):
+    drops = _drops()
+    old_store = _segmented(tmp_path / "old", drops, MAPPING, 3)
+    moved = [(key, docs, a.with_columns(pl.when(pl.col("cluster") == 4).then(1).otherwise(pl.col("cluster")).alias("cluster"))) for key, docs, a in drops[:1]] + drops[1:]
+    new_store = _segmented(tmp_path / "new", moved, MAPPING, 3)
+    first = _record("first", old_store)
+    table = _evaluations(old_store, first, np.array([[0.5, 0.3, 0.2]]), "k")
+    got = evidence.gather_evidence(
+        _record("now", new_store), [PastExperiment("first", first, (table,), final=(0.4, 0.3, 0.3))], 1.0, 0.7, freeze=True
+    )
+    assert not got.freeze.runs and got.freeze.reason.startswith("not run: the update did more than add drops")

@@ -8,7 +8,14 @@ import pytest
 
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.search.freeze import FrozenBlock, frozen_block, run_frozen_search
-from climb_dagster.core.search.strategies import StrategyConfig, reuse_round_sizes, run_search
+from climb_dagster.core.search.predictor import fit_predictor
+from climb_dagster.core.search.strategies import (
+    StrategyConfig,
+    propose_round,
+    reuse_round_sizes,
+    run_search,
+    select_final,
+)
 from climb_dagster.core.search.strategies.draws import maximin
 
 K = 5
@@ -96,3 +103,22 @@ def test_freeze_and_expand_with_one_free_super_cluster_still_finds_candidates():
     config = StrategyConfig("climb", budget=6, ratios=(2.0, 1.0), initial_design="maximin", n_candidates=20_000)
     res = run_frozen_search(config, _loss, block, np.full(K, 0.2), seed=0)
     assert res.mixtures.shape == (6, K) and res.n_trained == 6
+
+
+def test_a_frozen_round_ranks_reduced_candidates_with_a_predictor_of_full_mixtures():
+    """As the pipeline runs it: each round's predictor is fitted on full mixtures (reused rows whose block was
+    mixed otherwise included); the round and a predicted final pick keep the block's ratios."""
+    block = frozen_block(np.array([0.1, 0.3, 0.2, 0.2, 0.2]), np.array([False, True, True, False, True]))
+    hm = np.random.default_rng(2).dirichlet(np.ones(K), 12)
+    hs = _loss(hm)
+    config = StrategyConfig("climb", budget=16, ratios=(12.0, 4.0), initial_design="maximin", final="predicted")
+    pred = fit_predictor(hm, hs, config.direction, 0, config.predictor)
+    prior = np.full(K, 0.2)
+    rows = propose_round(config, 1, hm, hs, prior, seed=0, predictor=pred, block=block)
+    final = select_final(config, pred, hm, hs, seed=0, prior=prior, block=block)
+    for x in (rows, final[None, :]):
+        inner = x[:, [1, 2, 4]] / x[:, [1, 2, 4]].sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(inner, np.tile(block.ratios, (len(x), 1)), atol=1e-9)
+    assert rows.shape == (4, K) and np.allclose(rows.sum(axis=1), 1.0)
+    with pytest.raises(ClimbInputError, match="candidate pool"):
+        propose_round(config, 1, hm, hs, prior, seed=0, candidates=hm, predictor=pred, block=block)

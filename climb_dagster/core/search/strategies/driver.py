@@ -17,6 +17,7 @@ import numpy as np
 
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.search.block import ExpandedPredictor, FrozenBlock
 from climb_dagster.core.search.predictor import Predictor, fit_predictor
 from climb_dagster.core.search.sampling import validate_mixtures, validate_prior
 from climb_dagster.core.search.strategies.base import (
@@ -46,8 +47,13 @@ def propose_round(
     candidates: np.ndarray | None = None,
     predictor: Predictor | None = None,
     n_reused: int = 0,
+    block: FrozenBlock | None = None,
 ) -> np.ndarray:
     """Mixtures [n_round, K] to evaluate in round `round_index`, none already in the history.
+
+    `block`: freeze-and-expand. The round is proposed in the block's reduced space (the free super-clusters and
+    the block's total) and expanded, so every mixture keeps the block's inner ratios; `predictor` is fitted on full
+    mixtures as always.
 
     `n_reused`: the history starts with that many rows reused from earlier experiments (re-expressed over
     these super-clusters); round 0 then proposes fewer (`reuse_round_sizes`), spread around them.
@@ -62,6 +68,10 @@ def propose_round(
         raise ClimbInputError(
             f"strategy {config.name!r} does not propose from a history; it trains its own proxies "
             f"({strategy.own_proxies_step})"
+        )
+    if block is not None:
+        return _propose_frozen(
+            config, round_index, history_mixtures, history_scores, prior, seed, candidates, predictor, n_reused, block
         )
     sizes = reuse_round_sizes(config.round_sizes(), n_reused)
     if not (0 <= round_index < len(sizes)):
@@ -94,6 +104,50 @@ def propose_round(
     return validate_mixtures(proposed, k, source=source)
 
 
+def _reduced_config(config: StrategyConfig, block: FrozenBlock) -> StrategyConfig:
+    # Few free dimensions hold few distinct candidates at the sampler's rounding: ask for at most half of them.
+    most = max(1, block.distinct_candidates(config.sampling.dedup_decimals) // 2)
+    return replace(config, n_candidates=min(config.n_candidates, most))
+
+
+def _check_block(block: FrozenBlock, prior: np.ndarray | int, candidates: np.ndarray | None) -> np.ndarray:
+    p = validate_prior(prior)
+    if p.size != block.k:
+        raise ClimbInputError(f"prior has {p.size} super-clusters, the frozen block is over {block.k}")
+    if candidates is not None:
+        raise ClimbInputError("a frozen block searches fresh mixtures; it cannot be restricted to a candidate pool")
+    return block.reduce(p[None, :])[0]
+
+
+def _propose_frozen(
+    config: StrategyConfig,
+    round_index: int,
+    history_mixtures: np.ndarray | None,
+    history_scores: np.ndarray | None,
+    prior: np.ndarray | int,
+    seed: int,
+    candidates: np.ndarray | None,
+    predictor: Predictor | None,
+    n_reused: int,
+    block: FrozenBlock,
+) -> np.ndarray:
+    reduced_prior = _check_block(block, prior, candidates)
+    hm, hs = history_arrays(history_mixtures, history_scores, block.k)
+    if predictor is None and config.strategy.round_uses_predictor(config, round_index) and hm.shape[0] >= MIN_FIT_ROWS:
+        predictor = fit_predictor(hm, hs, config.direction, round_seed(seed, round_index), config.predictor)
+    reduced = propose_round(
+        _reduced_config(config, block),
+        round_index,
+        block.reduce(hm),
+        hs,
+        reduced_prior,
+        seed,
+        predictor=None if predictor is None else ExpandedPredictor.wrap(predictor, block),
+        n_reused=n_reused,
+    )
+    return validate_mixtures(block.expand(reduced), block.k, source=f"{config.name} round {round_index} (frozen)")
+
+
 # With reused evidence round 0 still proposes at least this share of its planned size: reused rows sit where
 # the earlier search looked (mostly near its optimum), so a spread of new ones is always worth having.
 REUSE_MIN_NEW_FRACTION = 0.25
@@ -118,12 +172,23 @@ def select_final(
     seed: int,
     candidates: np.ndarray | None = None,
     prior: np.ndarray | int | None = None,
+    block: FrozenBlock | None = None,
 ) -> np.ndarray:
-    """The final mixture [K], by the strategy (by default `config.final`, see `picks.final_pick`)."""
+    """The final mixture [K], by the strategy (by default `config.final`, see `picks.final_pick`); with `block`,
+    fresh candidates keep the block's inner ratios (the history may hold reused rows that do not)."""
     hm = np.asarray(history_mixtures, dtype=np.float64)
     k = hm.shape[1] if hm.ndim == 2 else validate_prior(prior).size
     hm, hs = history_arrays(hm, history_scores, k)
-    return config.strategy.select(config, predictor, hm, hs, seed, candidates, prior)
+    if block is None:
+        return config.strategy.select(config, predictor, hm, hs, seed, candidates, prior)
+    if prior is None:
+        raise ClimbInputError("select_final with a frozen block needs the prior")
+    reduced_prior = _check_block(block, prior, candidates)
+    # The history's own rows already carry the block's ratios: expanding their reduced form gives them back.
+    wrapped = None if predictor is None else ExpandedPredictor.wrap(predictor, block)
+    cfg = _reduced_config(config, block)
+    picked = config.strategy.select(cfg, wrapped, block.reduce(hm), hs, seed, None, reduced_prior)
+    return block.expand(picked)[0]
 
 
 @dataclass
@@ -173,13 +238,15 @@ def run_search(
     candidates: np.ndarray | None = None,
     direction: str | None = None,
     reused: tuple[np.ndarray, np.ndarray] | None = None,
+    block: FrozenBlock | None = None,
 ) -> SearchResult:
     """Run a whole search: every round proposed, evaluated in one batch, appended; then the final pick.
 
     `prior` is the token-share prior or K (uniform); in pool mode it defaults to K of `candidates`.
     `evaluate` is called exactly once per round and `budget` times in total over distinct mixtures (fewer with
     `reused`: (mixtures, scores) of earlier experiments' proxies over these super-clusters, which open the
-    history, let round 0 propose fewer and around them, and fit every predictor with the new rows).
+    history, let round 0 propose fewer and around them, and fit every predictor with the new rows). `block`:
+    freeze-and-expand (`propose_round`): predictors fit full mixtures, every proposal keeps the block's ratios.
     """
     if not isinstance(strategy, StrategyConfig):
         if budget is None:
@@ -209,7 +276,7 @@ def run_search(
         if method.round_uses_predictor(config, r) and hm.shape[0] >= MIN_FIT_ROWS:
             pred = fit_predictor(hm, hs, config.direction, round_seed(seed, r), config.predictor)
             predictors.append(pred)
-        new = propose_round(config, r, hm, hs, prior, seed, candidates, pred, n_reused)
+        new = propose_round(config, r, hm, hs, prior, seed, candidates, pred, n_reused, block)
         scores = _check_scores(evaluate(new), n, r)
         hm, hs = np.vstack([hm, new]), np.concatenate([hs, scores])
         rounds += [r] * n
@@ -225,7 +292,7 @@ def run_search(
     # score was measured on an earlier clustering's data, and the best of an earlier search is its luckiest
     # draw, which new proxies would rarely be seen to beat.
     own = np.asarray(rounds) >= 0
-    final = select_final(final_cfg, final_pred, hm[own], hs[own], seed, candidates, prior)
+    final = select_final(final_cfg, final_pred, hm[own], hs[own], seed, candidates, prior, block)
     return SearchResult(config, hm, hs, np.asarray(rounds), predictors, final)
 
 

@@ -156,7 +156,7 @@ def test_registered_strategy_proposes_round_1_in_the_pipeline(toy, tmp_path: Pat
     spec = {**TINY_EXPERIMENT, "strategy": TOY, "rounds": [4, 2], "target": documents_target(target)}
     result = dg.materialize(
         all_assets(),
-        selection=["experiment", "reused_evidence", "round_1_mixtures"],
+        selection=["experiment", "reused_evidence", "frozen_block", "round_1_mixtures"],
         partition_key="toy",
         instance=instance,
         resources=resources,
