@@ -181,8 +181,12 @@ def reused_evidence(
     if maps.height:
         metadata["map"] = table_metadata(maps, decimals=3)
     if on:
+        freeze = plan.to_dict() if exp.reuse_freeze else None
         metadata |= try_track(
-            context.log.warning, "MLflow reuse", lambda: track_reuse(tracker, experiment, summary), tracker
+            context.log.warning,
+            "MLflow reuse",
+            lambda: track_reuse(tracker, experiment, summary, freeze),
+            tracker,
         )
     yield dg.Output(reused_table(rows, k), output_name="reused_evidence", metadata=metadata)
     block = plan.block

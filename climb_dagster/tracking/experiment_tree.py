@@ -226,14 +226,22 @@ def track_round(
     )
 
 
-def track_reuse(tracker: MlflowTracker, record: ExperimentRecord, summary: dict[str, Any]) -> str:
-    """How many earlier proxies the experiment starts from, and from which experiments, on its parent run."""
+def track_reuse(
+    tracker: MlflowTracker, record: ExperimentRecord, summary: dict[str, Any], freeze: dict[str, Any] | None = None
+) -> str:
+    """How many earlier proxies the experiment starts from, and from which experiments, on its parent run; with
+    freeze-and-expand's plan (`FreezePlan.to_dict()`), the frozen super-clusters or why none."""
     run_id = experiment_run(tracker, record)
+    frozen = {}
+    if freeze is not None:
+        block = freeze.get("block")
+        frozen = {"freeze": str(freeze["reason"])[:250], "frozen_superclusters": json.dumps(block and block["frozen"])}
     tracker.log(
         run_id,
         params={
             "reused_proxies": summary["reused"],
             "reused_from": json.dumps(summary["by_experiment"], sort_keys=True)[:500],
+            **frozen,
         },
         metrics={"reused_share": float(summary["reused_share"])},
     )

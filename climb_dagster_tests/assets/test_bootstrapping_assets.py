@@ -515,5 +515,11 @@ def test_freeze_and_expand_after_a_re_merge_keeps_the_unchanged_super_clusters_r
         )
         assert frozen_meta.metadata["runs"].value is True
         assert _meta(result, "round_1_mixtures")["frozen_superclusters"] == [0, 2]
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+        runs = client.search_runs([client.get_experiment_by_name("climb").experiment_id], max_results=500)
+        (params,) = [r.data.params for r in runs if "frozen_superclusters" in r.data.params]
+        assert params["frozen_superclusters"] == "[0, 2]" and params["freeze"].startswith("run")
     finally:
         seed_clustered_corpus(home)
