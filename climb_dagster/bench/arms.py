@@ -17,7 +17,10 @@ same budget and seed, so they share climb's proxies where they agree with it:
   score (final="smoothed");
 - climb_reeval: climb's rounds but the last, whose proxies evaluate the best mixtures so far once more with
   another proxy seed; the answer the best mean of both scores (`reevaluated_best`);
-- climb_explore: climb with half of each later round drawn from the predicted top-N instead of its top.
+- climb_explore: climb with half of each later round drawn from the predicted top-N instead of its top;
+- climb_seeds: climb whose every round trains its proxies with a seed of its own (round 0's is climb's), so a later
+  round near the best so far draws other windows than the best did instead of sharing its luck;
+- climb_seeds_smoothed: climb_seeds' search with the smoothed answer.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from climb_dagster.core.search.predictor import PredictorConfig
 from climb_dagster.core.search.strategies import StrategyConfig, budget_split, default_strategy
 
 ARMS = ("climb", "random_design", "climb_1round", "regmix", "random")
-VARIANT_ARMS = ("climb_smoothed", "climb_reeval", "climb_explore")
+VARIANT_ARMS = ("climb_smoothed", "climb_reeval", "climb_explore", "climb_seeds", "climb_seeds_smoothed")
+ROUND_SEED_ARMS = ("climb_seeds", "climb_seeds_smoothed")
 OPTIONAL_ARMS = ("doremi", *VARIANT_ARMS)
 SUBJECT = "climb"
 # RegMix's paper averages the top 100 of its simulated mixtures.
@@ -54,6 +58,10 @@ def arm_config(
         climb = arm_config("climb", budget, ratios, candidates)
         kept = tuple(float(n) for n in climb.round_sizes()[:-1])
         return replace(climb, budget=int(sum(kept)), ratios=kept)
+    if name == "climb_seeds":
+        return arm_config("climb", budget, ratios, candidates)
+    if name == "climb_seeds_smoothed":
+        return arm_config("climb_smoothed", budget, ratios, candidates)
     if name == "climb_explore":
         return replace(arm_config("climb", budget, ratios, candidates), exploit_fraction=0.5)
     if name == "climb_1round":

@@ -31,7 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from climb_dagster.bench.arms import ARMS, REGMIX_TOP_K, SUBJECT, arm_config, arm_names, reevaluations
+from climb_dagster.bench.arms import (
+    ARMS,
+    REGMIX_TOP_K,
+    ROUND_SEED_ARMS,
+    SUBJECT,
+    arm_config,
+    arm_names,
+    reevaluations,
+)
 from climb_dagster.bench.lab import SPLITS, Lab, add_lab_arguments, build_lab
 from climb_dagster.bench.proxy_pool import ProxyPool, default_workers
 from climb_dagster.bench.results import _commit
@@ -46,6 +54,8 @@ from climb_dagster.core.search.strategies import reevaluated_best, round_seed, r
 PROXY_SEED = 1_000
 FRESH_SEED = 20_000
 TRANSFER_SEED = 30_000
+# climb_seeds' round i trains with PROXY_SEED + seed + i * this (round 0: climb's own seed).
+ROUND_SEED_STEP = 100
 # climb_reeval's second evaluations of its best mixtures: one more seed per search, used by no other run.
 REEVALUATE_SEED = 1_500
 
@@ -152,8 +162,9 @@ def search_cell(
                     doremi = {"mixture": np.asarray(mixtures[0]), "proxies": strategy_named(arm).own_proxies}
                 finals[(target.name, arm)] = dict(doremi)
                 continue
+            step = ROUND_SEED_STEP if arm in ROUND_SEED_ARMS else 0
             result = run_search(
-                cfg, runs.evaluator(PROXY_SEED + seed, target.name), prior=lab.prior, seed=seed
+                cfg, runs.evaluator(PROXY_SEED + seed, target.name, step), prior=lab.prior, seed=seed
             )
             final = result.final_mixture
             again = reevaluations(arm, args.budget, ratios)

@@ -91,13 +91,19 @@ class LabRuns:
         self.reused += sum(k not in missing for k in keys)
         return [self.cache[k] for k in keys]
 
-    def evaluator(self, proxy_seed: int, target: str) -> Callable[[np.ndarray], np.ndarray]:
-        """A search's `evaluate`: proxies of `proxy_seed` scored on `target`'s validation split."""
+    def evaluator(
+        self, proxy_seed: int, target: str, round_seed_step: int = 0
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """A search's `evaluate`: proxies of `proxy_seed` scored on `target`'s validation split. With
+        `round_seed_step`, call i (round i of a search) trains with `proxy_seed + i * round_seed_step`."""
         seen: list[float] = []
+        calls = [0]
 
         def evaluate(mixtures: np.ndarray) -> np.ndarray:
             rows = np.asarray(mixtures, dtype=np.float64)
-            got = self.scores([(m, proxy_seed, "proxy", ("val",)) for m in rows])
+            seed = proxy_seed + calls[0] * round_seed_step
+            calls[0] += 1
+            got = self.scores([(m, seed, "proxy", ("val",)) for m in rows])
             scores, bad = _searchable(np.asarray([g[f"{target}:val"] for g in got]), seen)
             self.failed += bad
             return scores
