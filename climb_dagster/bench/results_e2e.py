@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from climb_dagster.bench.markdown import table
+from climb_dagster.core.common.direction import Direction
+from climb_dagster.core.report.stats import paired_difference
 
 ARM_NAMES = {
     "climb": "CLIMB",
@@ -16,6 +18,11 @@ ARM_NAMES = {
     "regmix": "RegMix as published",
     "random": "random",
     "doremi": "DoReMi",
+    "climb_smoothed": "CLIMB, smoothed answer",
+    "climb_reeval": "CLIMB, last round re-evaluates the best",
+    "climb_explore": "CLIMB, half of later rounds explore",
+    "climb_seeds": "CLIMB, a proxy seed per round",
+    "climb_seeds_smoothed": "CLIMB, a seed per round, smoothed answer",
 }
 REFERENCE_NAMES = {
     "natural": "natural",
@@ -152,4 +159,43 @@ def per_lab(data: dict[str, Any]) -> str:
     )
 
 
-VIEWS = {"headline": headline}
+def development(data: dict[str, Any]) -> str:
+    """A tuning run on labs that are not reported (variants of climb): each arm against climb and against
+    random-with-design on the **validation** splits (transfer model and proxy-size retrains), the only scores a
+    tuning choice may look at."""
+    cells = data.get("cells_detail", [])
+    labs = sorted({c["lab"] for c in cells})
+    rows = []
+    for t in data["summary"]:
+        per = [c["targets"][t] for c in cells]
+        for arm in [a for a in data["arms"] if a != "climb"]:
+            row = [t, ARM_NAMES.get(arm, arm)]
+            for ref, measure in (("climb", "transfer_val"), ("random_design", "transfer_val"), ("climb", "proxy_val")):
+                pairs = [(r[arm][measure], r[ref][measure]) for r in per if ref in r and measure in r[arm]]
+                if arm == ref or len(pairs) < 2:
+                    row.append("–")
+                    continue
+                d = paired_difference([a for a, _ in pairs], [b for _, b in pairs], Direction.MINIMIZE)
+                bold = "**" if d.excludes_zero else ""
+                row.append(f"{bold}{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]{bold}, better in {d.win_rate:.0%}")
+            rows.append(row)
+    n = len(cells)
+    return (
+        f"Development run (labs {', '.join(str(x) for x in labs)}; {n} cells of "
+        f"{data['budget']} proxies; {data['wall_s'] / 60:.0f} min with {data['workers']} workers). Arm − reference "
+        f"on the **validation** splits, paired over the cells with a 95% t interval (df = {max(n - 1, 0)}); "
+        "negative: the arm is better:\n\n"
+        + table(
+            [
+                "target",
+                "arm",
+                "arm − CLIMB, transfer val",
+                "arm − random with design, transfer val",
+                "arm − CLIMB, proxy-size val",
+            ],
+            rows,
+        )
+    )
+
+
+VIEWS = {"headline": headline, "development": development}

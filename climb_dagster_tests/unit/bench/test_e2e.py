@@ -198,3 +198,36 @@ def test_arm_configurations():
     assert arm_names("climb,random", doremi=True) == ("climb", "random", "doremi")
     with pytest.raises(ClimbInputError, match="climb included"):
         arm_names("random,regmix", doremi=False)
+
+
+def test_climb_variants_against_seed_noise_keep_the_budget_and_share_climbs_first_rounds(protocol):
+    """The variants tuned on development labs (issue 23, item 6) spend climb's budget; those that agree with climb
+    up to a round share its proxies, and the development view compares them on validation splits only."""
+    from climb_dagster.bench import e2e, results_e2e
+    from climb_dagster.bench import lab as lab_mod
+    from climb_dagster.bench.arms import arm_config, reevaluations
+    from climb_dagster.bench.runs import LabRuns
+
+    args = protocol["args"]
+    ratios = tuple(float(x) for x in args.ratios.split(","))
+    assert reevaluations("climb_reeval", 20, (4.0, 2.0, 1.0)) == 3
+    assert arm_config("climb_reeval", 20, (4.0, 2.0, 1.0), 100).round_sizes() == [11, 6]
+    assert reevaluations("climb", args.budget, ratios) == 0
+    built, _ = lab_mod.build_lab(args, protocol["tmp"] / "variants-lab", 0)
+    runs, hist = LabRuns(built), []
+    arms = ("climb", "climb_reeval", "climb_seeds", "climb_explore")
+    finals = e2e.search_cell(args, built, runs, 0, arms, hist)
+    assert {info["proxies"] for info in finals.values()} == {args.budget}
+    by = {(h["target"], h["arm"]): h for h in hist}
+    climb, seeds, reeval = by[("domain", "climb")], by[("domain", "climb_seeds")], by[("domain", "climb_reeval")]
+    first = climb["rounds"].count(0)
+    # Round 0 is climb's (same proxies, same scores); climb_seeds' later rounds train with other seeds.
+    assert seeds["mixtures"][:first] == climb["mixtures"][:first] and seeds["scores"][:first] == climb["scores"][:first]
+    assert reeval["mixtures"] == climb["mixtures"][: len(reeval["mixtures"])]
+    # The re-evaluated answer is one of the mixtures its search had scored best.
+    top = np.argsort(reeval["scores"])[: reevaluations("climb_reeval", args.budget, ratios)]
+    answer = finals[("domain", "climb_reeval")]["mixture"]
+    assert min(np.abs(np.asarray(reeval["mixtures"])[top] - answer).sum(axis=1)) < 1e-5
+    cells = [e2e.run_cell(args, built, runs, 0, arms, [])]
+    view = results_e2e.development({**protocol["out"], "arms": list(arms), "cells_detail": cells})
+    assert "validation" in view and "CLIMB, a proxy seed per round" in view and "test" not in view.split("\n\n")[1]
