@@ -70,9 +70,24 @@ def propose_round(
             f"({strategy.own_proxies_step})"
         )
     if block is not None:
-        return _propose_frozen(
-            config, round_index, history_mixtures, history_scores, prior, seed, candidates, predictor, n_reused, block
+        # The round in the block's reduced space, ranked by a predictor of full mixtures (fitted here on the full
+        # history when not given: the strategy would otherwise fit one on the reduced rows).
+        reduced_prior = _check_block(block, prior, candidates)
+        hm, hs = history_arrays(history_mixtures, history_scores, block.k)
+        uses = strategy.round_uses_predictor(config, round_index) and hm.shape[0] >= MIN_FIT_ROWS
+        if predictor is None and uses:
+            predictor = fit_predictor(hm, hs, config.direction, round_seed(seed, round_index), config.predictor)
+        reduced = propose_round(
+            _reduced_config(config, block),
+            round_index,
+            block.reduce(hm),
+            hs,
+            reduced_prior,
+            seed,
+            predictor=None if predictor is None else ExpandedPredictor.wrap(predictor, block),
+            n_reused=n_reused,
         )
+        return validate_mixtures(block.expand(reduced), block.k, source=f"{config.name} round {round_index} (frozen)")
     sizes = reuse_round_sizes(config.round_sizes(), n_reused)
     if not (0 <= round_index < len(sizes)):
         raise ClimbInputError(
@@ -117,35 +132,6 @@ def _check_block(block: FrozenBlock, prior: np.ndarray | int, candidates: np.nda
     if candidates is not None:
         raise ClimbInputError("a frozen block searches fresh mixtures; it cannot be restricted to a candidate pool")
     return block.reduce(p[None, :])[0]
-
-
-def _propose_frozen(
-    config: StrategyConfig,
-    round_index: int,
-    history_mixtures: np.ndarray | None,
-    history_scores: np.ndarray | None,
-    prior: np.ndarray | int,
-    seed: int,
-    candidates: np.ndarray | None,
-    predictor: Predictor | None,
-    n_reused: int,
-    block: FrozenBlock,
-) -> np.ndarray:
-    reduced_prior = _check_block(block, prior, candidates)
-    hm, hs = history_arrays(history_mixtures, history_scores, block.k)
-    if predictor is None and config.strategy.round_uses_predictor(config, round_index) and hm.shape[0] >= MIN_FIT_ROWS:
-        predictor = fit_predictor(hm, hs, config.direction, round_seed(seed, round_index), config.predictor)
-    reduced = propose_round(
-        _reduced_config(config, block),
-        round_index,
-        block.reduce(hm),
-        hs,
-        reduced_prior,
-        seed,
-        predictor=None if predictor is None else ExpandedPredictor.wrap(predictor, block),
-        n_reused=n_reused,
-    )
-    return validate_mixtures(block.expand(reduced), block.k, source=f"{config.name} round {round_index} (frozen)")
 
 
 # With reused evidence round 0 still proposes at least this share of its planned size: reused rows sit where
