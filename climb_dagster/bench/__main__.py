@@ -27,6 +27,7 @@ BENCHES = {
     "reuse": "climb_dagster.bench.reuse",
     "scale": "climb_dagster.bench.scale",
     "cost": "climb_dagster.bench.cost",
+    "transfer": "climb_dagster.bench.transfer",
 }
 
 

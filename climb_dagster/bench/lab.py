@@ -292,7 +292,8 @@ LAB_ARGS = (
 
 
 # What decides a run's scores given its mixture, seed and model size: the lab's build and the training and
-# evaluation code. The search and report code is left out, so a fixed report or search never retrains a run.
+# evaluation code. The search and report code is left out, so a fixed report or search never retrains a run; the
+# reuse bench's own lab code (REUSE_RUN_CODE) keys only its labs, so editing it never retrains an e2e run.
 RUN_CODE = (
     "core/common",
     "core/io",
@@ -303,7 +304,6 @@ RUN_CODE = (
     "core/targets",
     "bench/lab.py",
     "bench/proxy_sizes.py",
-    "bench/reuse_lab.py",
     "bench/mc_items.py",
     "bench/cluster.py",
     "bench/demo_sample.py",
@@ -311,12 +311,15 @@ RUN_CODE = (
 )
 
 
-def run_code_hash() -> str:
+REUSE_RUN_CODE = ("bench/reuse_lab.py",)
+
+
+def run_code_hash(parts: tuple[str, ...] = RUN_CODE) -> str:
     import hashlib
 
     root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for part in RUN_CODE:
+    for part in parts:
         path = root / part
         for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
             digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from climb_dagster.bench import results_e2e, results_reuse
+from climb_dagster.bench import results_e2e, results_reuse, results_transfer
 from climb_dagster.bench.markdown import table
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.embedding.encoder import cpu_has_native_bf16
@@ -193,7 +193,8 @@ def _search(data: dict[str, Any]) -> str:
         parts.append(
             f"Predictor Spearman, fit on {spearman['n_train']} train mixtures, scored on {spearman['n_test']} "
             f"test mixtures, mean over targets: single model {spearman['single']['mean']:.3f}, "
-            f"8-model ensemble {spearman['ensemble8']['mean']:.3f}."
+            f"8-model ensemble {spearman['ensemble8']['mean']:.3f}"
+            + (f", Gaussian process {spearman['gp']['mean']:.3f}." if "gp" in spearman else ".")
         )
     return "\n\n".join(parts)
 
@@ -248,6 +249,7 @@ RENDERERS: dict[str, Callable[..., str]] = {
     "scale": _scale,
     "e2e": _e2e,
     "reuse": results_reuse.render,
+    "transfer": results_transfer.render,
 }
 # A block `<name>--<view>` shows a shorter view of results/<name>.json (the README's headline of a bench).
 VIEW_SEPARATOR = "--"

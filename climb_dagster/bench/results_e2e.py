@@ -23,6 +23,8 @@ ARM_NAMES = {
     "climb_explore": "CLIMB, half of later rounds explore",
     "climb_seeds": "CLIMB, a proxy seed per round",
     "climb_seeds_smoothed": "CLIMB, a seed per round, smoothed answer",
+    "climb_gp": "CLIMB, Gaussian-process predictor",
+    "climb_gp_denoised": "CLIMB, GP predictor, denoised answer",
 }
 REFERENCE_NAMES = {
     "natural": "natural",

@@ -19,12 +19,14 @@ import numpy as np
 import polars as pl
 
 from climb_dagster.bench.lab import (
+    REUSE_RUN_CODE,
     Lab,
     _references,
     lab_corpus,
     lab_fingerprint,
     lab_targets,
     merge_config,
+    run_code_hash,
 )
 from climb_dagster.bench.proxy_sizes import on_device, proxy_config, train_device, transfer_config
 from climb_dagster.core.clustering.kmeans import KMeansConfig
@@ -144,7 +146,7 @@ def build_reuse_labs(args: argparse.Namespace, work: Path, seed: int) -> dict[st
             n_superclusters=stage.n_superclusters,
             docs={"train": docs.height, "kept": kept.height},
             references=_references(kept, stage.n_superclusters, store, defs),
-            fingerprint=lab_fingerprint(args, seed, device, reuse=tag),
+            fingerprint=lab_fingerprint(args, seed, device, reuse=tag, reuse_code=run_code_hash(REUSE_RUN_CODE)),
         )
 
     old = lab(

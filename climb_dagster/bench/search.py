@@ -37,7 +37,7 @@ import numpy as np
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.search.pool import MixturePool, PoolLookup, parse_composite, read_pool, regret
-from climb_dagster.core.search.predictor import PredictorConfig, fit_predictor, spearman
+from climb_dagster.core.search.predictor import PREDICTOR_KINDS, PredictorConfig, fit_predictor, spearman
 from climb_dagster.core.search.strategies import (
     FINAL_PICKS,
     INITIAL_DESIGNS,
@@ -51,6 +51,7 @@ from climb_dagster.core.search.strategies import (
 TUNABLE: dict[str, tuple[str, Any]] = {
     "final": ("climb_final", str),
     "models": ("climb_models", int),
+    "predictor": ("climb_predictor", str),
     "exploit": ("climb_exploit", float),
     "top-n": ("climb_top_n", float),
     "kappa": ("climb_kappa", float),
@@ -64,6 +65,7 @@ TUNABLE: dict[str, tuple[str, Any]] = {
 KNOBS: dict[str, tuple[str, str]] = {
     "climb_final": ("climb", "final"),
     "climb_models": ("climb", "predictor.n_models"),
+    "climb_predictor": ("climb", "predictor.kind"),
     "climb_leaf_divisor": ("climb", "predictor.leaf_rows_divisor"),
     "climb_depth_rows": ("climb", "predictor.depth_rows"),
     "climb_design": ("climb", "initial_design"),
@@ -103,6 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Knobs for ablations of climb; defaults are `default_strategy("climb", ...)`.
     parser.add_argument("--climb-final", choices=FINAL_PICKS)
     parser.add_argument("--climb-models", type=int, help="ensemble size of climb's predictor")
+    parser.add_argument("--climb-predictor", choices=PREDICTOR_KINDS, help="climb's predictor (gp: one model)")
     parser.add_argument("--climb-exploit", type=float, help="share of a round taken greedily")
     parser.add_argument("--climb-top-n", type=float, help="top-N factor for the next round")
     parser.add_argument("--climb-kappa", type=float, help="optimism in ensemble std")
@@ -135,6 +138,8 @@ def _strategy(name: str, budget: int, direction: str, args: argparse.Namespace) 
             pred[setting.removeprefix("predictor.")] = value
         else:
             ch[setting] = value
+    if pred.get("kind") == "gp":
+        pred.setdefault("n_models", 1)  # a Gaussian process is one model, whatever the strategy's ensemble
     if pred:
         ch["predictor"] = replace(cfg.predictor, **pred)
     return replace(cfg, **ch) if ch else cfg
@@ -150,7 +155,12 @@ def _split_spearman(args: argparse.Namespace, direction: str) -> dict[str, Any]:
     te = read_pool([p[0] for p in test], [p[1] for p in test])
     targets = args.target or list(tr.targets)
     out: dict[str, Any] = {"n_train": tr.size, "n_test": te.size}
-    for label, cfg in (("single", PredictorConfig()), ("ensemble8", PredictorConfig(n_models=8))):
+    configs = (
+        ("single", PredictorConfig()),
+        ("ensemble8", PredictorConfig(n_models=8)),
+        ("gp", PredictorConfig(kind="gp")),
+    )
+    for label, cfg in configs:
         t0 = time.perf_counter()
         per = {}
         for t in targets:

@@ -77,6 +77,7 @@ PREDICTOR_PACKAGE_FILES = (
     "core/common/direction.py",
     "core/common/errors.py",
     "core/search/__init__.py",
+    "core/search/gp.py",
     "core/search/predictor.py",
 )
 MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call

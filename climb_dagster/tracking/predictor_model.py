@@ -4,7 +4,8 @@ MLflow copies this file into the logged model and runs it when the model is load
 imports it. The ensemble members travel as LightGBM text files plus the JSON sidecar (Predictor.save),
 so nothing is pickled, and prediction goes through the same `Predictor` class as the search's own.
 The few package files the predictor imports travel in the model's `code/` (tracking.PREDICTOR_PACKAGE_FILES),
-so loading needs mlflow, lightgbm, numpy and scipy only, not climb_dagster.
+so loading needs mlflow, lightgbm, numpy and scipy only, not climb_dagster (a Gaussian-process predictor is
+JSON read by core/search/gp.py, which travels too).
 """
 
 import mlflow

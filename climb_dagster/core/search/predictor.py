@@ -1,6 +1,7 @@
-"""LightGBM mixture -> score predictor: regularised, direction-aware, optionally a seeded ensemble.
+"""Mixture -> score predictor: a regularised LightGBM model, optionally a seeded ensemble, or a Gaussian process
+(`kind="gp"`, core/search/gp.py); direction-aware.
 
-Saved as LightGBM text (one file per ensemble member) plus a JSON sidecar; never pickled.
+Saved as LightGBM text or GP JSON (one file per ensemble member) plus a JSON sidecar; never pickled.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import numpy as np
 
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.common.errors import ClimbInputError
+from climb_dagster.core.search.gp import GaussianProcess
 
 SIDECAR = "predictor.json"
+PREDICTOR_KINDS = ("lightgbm", "gp")
 
 
 def check_direction(direction: str) -> Direction:
@@ -32,6 +35,8 @@ class PredictorConfig:
     """
 
     n_models: int = 1
+    # "lightgbm" (the paper's) or "gp": one Gaussian process; the LightGBM settings below are then unused.
+    kind: str = "lightgbm"
     learning_rate: float = 0.05
     num_boost_round: int = 1000
     early_stopping_rounds: int = 50
@@ -54,6 +59,10 @@ class PredictorConfig:
     num_threads: int = 1
 
     def __post_init__(self) -> None:
+        if self.kind not in PREDICTOR_KINDS:
+            raise ClimbInputError(f"PredictorConfig.kind must be one of {PREDICTOR_KINDS}, got {self.kind!r}")
+        if self.kind == "gp" and self.n_models != 1:
+            raise ClimbInputError(f"PredictorConfig: a Gaussian process is one model, got n_models={self.n_models}")
         checks = {
             "n_models": self.n_models >= 1,
             "learning_rate": 0 < self.learning_rate <= 1,
@@ -145,6 +154,10 @@ class Predictor:
         check_direction(self.direction)
 
     @property
+    def kind(self) -> str:
+        return str(self.metadata.get("config", {}).get("kind", "lightgbm"))
+
+    @property
     def n_features(self) -> int:
         return len(self.feature_names)
 
@@ -164,7 +177,10 @@ class Predictor:
         return self.predict_members(mixtures).mean(axis=0)
 
     def predict_std(self, mixtures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, std) over members; std is 0 for a single model."""
+        """(mean, std) over members; std is 0 for a single LightGBM model, a GP's posterior std."""
+        if self.kind == "gp":
+            x = self._x(mixtures)
+            return self.boosters[0].predict(x), self.boosters[0].predict_std(x)
         p = self.predict_members(mixtures)
         return p.mean(axis=0), p.std(axis=0)
 
@@ -195,12 +211,15 @@ class Predictor:
 
     @classmethod
     def from_strings(cls, models: list[str], sidecar: str) -> Predictor:
-        import lightgbm as lgb
-
         meta = json.loads(sidecar)
         if meta.get("n_models") != len(models):
             raise ClimbInputError(f"predictor sidecar lists {meta.get('n_models')} models, got {len(models)}")
-        boosters = [lgb.Booster(model_str=s) for s in models]
+        if meta.get("metadata", {}).get("config", {}).get("kind") == "gp":
+            boosters = [GaussianProcess.from_string(s) for s in models]
+        else:
+            import lightgbm as lgb
+
+            boosters = [lgb.Booster(model_str=s) for s in models]
         return cls(boosters, meta["direction"], list(meta["feature_names"]), meta.get("metadata", {}))
 
     def save(self, directory: str | Path) -> Path:
@@ -281,7 +300,11 @@ def fit_predictor(
     if len(names) != x.shape[1]:
         raise ClimbInputError(f"predictor: {len(names)} feature names for {x.shape[1]} columns")
     boosters, infos = [], []
-    for i in range(config.n_models):
+    if config.kind == "gp":
+        gp = GaussianProcess.fit(x, y)
+        boosters.append(gp)
+        infos.append({"best_iteration": 0, "length_scale": gp.length_scale, "noise": gp.noise})
+    for i in range(config.n_models if config.kind == "lightgbm" else 0):
         b, info = _train_one(x, y, config, int(np.random.default_rng([seed, i]).integers(2**31 - 1)), names)
         boosters.append(b)
         infos.append(info)
@@ -291,6 +314,8 @@ def fit_predictor(
         "config": asdict(config),
         "best_iterations": [m["best_iteration"] for m in infos],
     }
+    if config.kind == "gp":
+        meta["gp"] = {"length_scale": infos[0]["length_scale"], "noise": infos[0]["noise"]}
     if cv_folds >= 2:
         oof = cross_val_predictions(x, y, config, seed, cv_folds)
         meta["cv_predictions"] = [float(v) for v in oof]

@@ -195,6 +195,8 @@ def test_arm_configurations():
     regmix = arm_config("regmix", 20, (4.0, 2.0, 1.0), 100)
     assert regmix.final == "top_k_mean" and regmix.top_k == 100 and regmix.predictor.n_models == 1
     assert arm_config("climb", 20, (4.0, 2.0, 1.0), 100).round_sizes() == [11, 6, 3]
+    gp = arm_config("climb_gp_denoised", 20, (4.0, 2.0, 1.0), 100)
+    assert gp.predictor.kind == "gp" and gp.final == "denoised" and gp.round_sizes() == [11, 6, 3]
     assert arm_names("climb,random", doremi=True) == ("climb", "random", "doremi")
     with pytest.raises(ClimbInputError, match="climb included"):
         arm_names("random,regmix", doremi=False)
@@ -215,7 +217,7 @@ def test_climb_variants_against_seed_noise_keep_the_budget_and_share_climbs_firs
     assert reevaluations("climb", args.budget, ratios) == 0
     built, _ = lab_mod.build_lab(args, protocol["tmp"] / "variants-lab", 0)
     runs, hist = LabRuns(built), []
-    arms = ("climb", "climb_reeval", "climb_seeds", "climb_explore")
+    arms = ("climb", "climb_reeval", "climb_seeds", "climb_explore", "climb_gp_denoised")
     finals = e2e.search_cell(args, built, runs, 0, arms, hist)
     assert {info["proxies"] for info in finals.values()} == {args.budget}
     by = {(h["target"], h["arm"]): h for h in hist}
@@ -224,6 +226,11 @@ def test_climb_variants_against_seed_noise_keep_the_budget_and_share_climbs_firs
     # Round 0 is climb's (same proxies, same scores); climb_seeds' later rounds train with other seeds.
     assert seeds["mixtures"][:first] == climb["mixtures"][:first] and seeds["scores"][:first] == climb["scores"][:first]
     assert reeval["mixtures"] == climb["mixtures"][: len(reeval["mixtures"])]
+    # The GP arm's round 0 is climb's; its denoised answer is one of its own evaluated mixtures.
+    gp = by[("domain", "climb_gp_denoised")]
+    assert gp["mixtures"][:first] == climb["mixtures"][:first]
+    gp_answer = finals[("domain", "climb_gp_denoised")]["mixture"]
+    assert min(np.abs(np.asarray(gp["mixtures"]) - gp_answer).sum(axis=1)) < 1e-5
     # The re-evaluated answer is one of the mixtures its search had scored best.
     top = np.argsort(reeval["scores"])[: reevaluations("climb_reeval", args.budget, ratios)]
     answer = finals[("domain", "climb_reeval")]["mixture"]
@@ -231,3 +238,19 @@ def test_climb_variants_against_seed_noise_keep_the_budget_and_share_climbs_firs
     cells = [e2e.run_cell(args, built, runs, 0, arms, [])]
     view = results_e2e.development({**protocol["out"], "arms": list(arms), "cells_detail": cells})
     assert "validation" in view and "CLIMB, a proxy seed per round" in view and "test" not in view.split("\n\n")[1]
+
+
+def test_the_reuse_benchs_lab_code_keys_only_its_own_runs():
+    """An edit to bench/reuse_lab.py (which e2e never imports) must not retrain e2e's cached runs."""
+    import ast
+
+    from climb_dagster.bench import lab as lab_mod
+
+    root = Path(lab_mod.__file__).resolve().parents[1]
+    assert "bench/reuse_lab.py" not in lab_mod.RUN_CODE and "bench/reuse_lab.py" in lab_mod.REUSE_RUN_CODE
+    assert all((root / part).exists() for part in lab_mod.RUN_CODE + lab_mod.REUSE_RUN_CODE)
+    for name in ("e2e.py", "lab.py", "runs.py", "arms.py"):
+        tree = ast.parse((root / "bench" / name).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert "climb_dagster.bench.reuse_lab" not in imported, name
+    assert lab_mod.run_code_hash() != lab_mod.run_code_hash(lab_mod.REUSE_RUN_CODE)

@@ -15,7 +15,7 @@ from climb_dagster.core.search.strategies.draws import best_observed, unevaluate
 if TYPE_CHECKING:
     from climb_dagster.core.search.strategies.base import StrategyConfig
 
-FINAL_PICKS = ("predicted", "observed", "top_k_mean", "trusted", "first", "smoothed")
+FINAL_PICKS = ("predicted", "observed", "top_k_mean", "trusted", "first", "smoothed", "denoised")
 
 
 def final_pick(
@@ -36,6 +36,9 @@ def final_pick(
     when it is an evaluated mixture or predicted better than the best observed score, else the
     best observed. "smoothed": the evaluated mixture whose mean of observed and predicted score is best (a
     proxy score is one noisy draw; the predictor pools its neighbours', so the luckiest draw wins less often).
+    "denoised": the evaluated mixture whose predicted score is best (for a predictor that does not reproduce its
+    training scores, such as a Gaussian process with a fitted noise term: its mean at an evaluated mixture is
+    already the observed score shrunk toward its neighbours').
     """
     k = hm.shape[1]
     if config.final == "first":
@@ -50,6 +53,10 @@ def final_pick(
         if hm.shape[0] == 0:
             raise ClimbInputError("final='smoothed' but nothing was evaluated")
         return hm[Direction(config.direction).argbest((hs + predictor.predict(hm)) / 2)].copy()
+    if config.final == "denoised":
+        if hm.shape[0] == 0:
+            raise ClimbInputError("final='denoised' but nothing was evaluated")
+        return hm[Direction(config.direction).argbest(predictor.predict(hm))].copy()
     if candidates is not None:
         pool = validate_mixtures(candidates, k, source="candidates")
         cands = np.vstack([hm, pool[unevaluated(pool, hm)]])
