@@ -31,9 +31,16 @@ def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
 
 
+def _rbf(d2: np.ndarray, length_scale: float, signal: float) -> np.ndarray:
+    return signal * np.exp(-d2 / (2.0 * length_scale * length_scale))
+
+
+def _train_kernel(d2: np.ndarray, length_scale: float, signal: float, noise: float) -> np.ndarray:
+    return _rbf(d2, length_scale, signal) + (noise + JITTER) * np.eye(d2.shape[0])
+
+
 def _neg_log_marginal(log_params: np.ndarray, d2: np.ndarray, y: np.ndarray) -> float:
-    ls, sf, sn = np.exp(log_params)
-    k = sf * np.exp(-d2 / (2.0 * ls * ls)) + (sn + JITTER) * np.eye(y.size)
+    k = _train_kernel(d2, *np.exp(log_params))
     try:
         chol = np.linalg.cholesky(k)
     except np.linalg.LinAlgError:
@@ -70,11 +77,10 @@ class GaussianProcess:
             if best is None or r.fun < best.fun:
                 best = r
         ls, sf, sn = (float(v) for v in np.exp(best.x))
-        k = sf * np.exp(-d2 / (2.0 * ls * ls)) + (sn + JITTER) * np.eye(z.size)
-        return cls(x, np.linalg.solve(k, z), ls, sf, sn, mean, scale)
+        return cls(x, np.linalg.solve(_train_kernel(d2, ls, sf, sn), z), ls, sf, sn, mean, scale)
 
     def _k(self, x: np.ndarray) -> np.ndarray:
-        return self.signal * np.exp(-_sq_dist(np.asarray(x, dtype=np.float64), self.x) / (2.0 * self.length_scale**2))
+        return _rbf(_sq_dist(np.asarray(x, dtype=np.float64), self.x), self.length_scale, self.signal)
 
     def predict(self, x: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """Posterior mean score; `num_threads` is accepted for a LightGBM booster's signature and unused."""
@@ -83,8 +89,7 @@ class GaussianProcess:
     def predict_std(self, x: np.ndarray) -> np.ndarray:
         """Posterior std of the (noise-free) score."""
         ks = self._k(x)
-        k = self.signal * np.exp(-_sq_dist(self.x, self.x) / (2.0 * self.length_scale**2))
-        k = k + (self.noise + JITTER) * np.eye(self.x.shape[0])
+        k = _train_kernel(_sq_dist(self.x, self.x), self.length_scale, self.signal, self.noise)
         var = self.signal - np.einsum("ij,ji->i", ks, np.linalg.solve(k, ks.T))
         return self.y_scale * np.sqrt(np.maximum(var, 0.0))
 
