@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -40,10 +38,10 @@ from climb_dagster.bench.arms import (
     arm_names,
     reevaluations,
 )
-from climb_dagster.bench.lab import SPLITS, Lab, add_lab_arguments, build_lab
-from climb_dagster.bench.proxy_pool import ProxyPool, default_workers
+from climb_dagster.bench.lab import SPLITS, Lab, add_lab_arguments
+from climb_dagster.bench.proxy_pool import default_workers
 from climb_dagster.bench.results import _commit
-from climb_dagster.bench.runs import LabRuns
+from climb_dagster.bench.runs import LabRuns, bench_workdir, lab_runs
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.io.storage import atomic_write_text, make_path
 from climb_dagster.core.report.stats import paired_difference
@@ -369,18 +367,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     references: list[dict[str, Any]] = []
     labs: list[dict[str, Any]] = []
     histories: list[Any] = []
-    with tempfile.TemporaryDirectory(prefix="climb-e2e-") as tmp:
-        work = Path(args.workdir) if args.workdir else Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
+    with bench_workdir(args.workdir, "climb-e2e-") as work:
         for i in range(args.labs):
             lab_seed = args.seed + i
-            build = work / f"lab-{lab_seed}"
-            shutil.rmtree(build, ignore_errors=True)
             t_lab = time.perf_counter()
-            lab, _ = build_lab(args, build, lab_seed)
-            built_s = time.perf_counter() - t_lab
-            with ProxyPool(lab, workers) as pool:
-                runs = LabRuns(lab, pool, work / f"runs-lab-{lab_seed}.jsonl")
+            with lab_runs(args, work, lab_seed, workers) as (lab, runs):
+                built_s = time.perf_counter() - t_lab
                 for s in range(args.seeds):
                     t_cell = time.perf_counter()
                     cell = run_cell(args, lab, runs, s, arms, histories)

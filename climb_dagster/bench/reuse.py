@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,7 +35,7 @@ from climb_dagster.bench.lab import add_lab_arguments
 from climb_dagster.bench.proxy_pool import ProxyPool, default_workers
 from climb_dagster.bench.results import _commit
 from climb_dagster.bench.reuse_lab import UPDATES, ReuseLab, build_reuse_labs
-from climb_dagster.bench.runs import LabRuns
+from climb_dagster.bench.runs import LabRuns, bench_workdir
 from climb_dagster.core.common import schema
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.proxy.composition import run_composition
@@ -208,8 +206,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     commit = _commit()
     cells: list[dict[str, Any]] = []
     labs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="climb-reuse-") as tmp:
-        work = Path(args.workdir) if args.workdir else Path(tmp)
+    with bench_workdir(args.workdir, "climb-reuse-") as work:
         for i in range(args.labs):
             lab_seed = args.seed + i
             reuse_labs = build_reuse_labs(args, work / f"lab-{lab_seed}", lab_seed)

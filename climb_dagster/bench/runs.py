@@ -10,7 +10,10 @@ run counts as the worst score the search has seen, as in the pipeline's history.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,29 @@ def _searchable(scores: np.ndarray, seen: list[float]) -> tuple[np.ndarray, int]
         scores[bad] = Direction.MINIMIZE.worst(np.asarray(finite))
     seen.extend(scores.tolist())
     return scores, int(bad.sum())
+
+
+@contextmanager
+def bench_workdir(workdir: str | None, prefix: str) -> Iterator[Path]:
+    """`--workdir` (kept: an interrupted bench resumes from its runs), or a temporary folder removed after."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        work = Path(workdir) if workdir else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        yield work
+
+
+@contextmanager
+def lab_runs(args: Any, work: Path, seed: int, workers: int) -> Iterator[tuple[Any, LabRuns]]:
+    """Lab `seed` built afresh under `work` (its runs are cached apart, keyed by the lab's fingerprint, so a
+    rebuild reuses them), `workers` processes training on it, and its run cache `runs-lab-SEED.jsonl`."""
+    from climb_dagster.bench.lab import build_lab
+    from climb_dagster.bench.proxy_pool import ProxyPool
+
+    build = work / f"lab-{seed}"
+    shutil.rmtree(build, ignore_errors=True)
+    lab, _ = build_lab(args, build, seed)
+    with ProxyPool(lab, workers) as pool:
+        yield lab, LabRuns(lab, pool, work / f"runs-lab-{seed}.jsonl")
 
 
 class LabRuns:

@@ -11,19 +11,16 @@ the transfer model where that last figure is well above 0.
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from climb_dagster.bench.e2e import PROTOCOLS
-from climb_dagster.bench.lab import SPLITS, add_lab_arguments, build_lab
-from climb_dagster.bench.proxy_pool import ProxyPool, default_workers
+from climb_dagster.bench.lab import SPLITS, add_lab_arguments
+from climb_dagster.bench.proxy_pool import default_workers
 from climb_dagster.bench.results import _commit
-from climb_dagster.bench.runs import LabRuns
+from climb_dagster.bench.runs import LabRuns, bench_workdir, lab_runs
 from climb_dagster.core.report.noise import rank_transfer, seed_noise
 from climb_dagster.core.search.sampling import sample_mixtures
 from climb_dagster.core.search.strategies.draws import maximin
@@ -93,16 +90,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     commit = _commit()
     labs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="climb-transfer-") as tmp:
-        work = Path(args.workdir) if args.workdir else Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
+    with bench_workdir(args.workdir, "climb-transfer-") as work:
         for i in range(args.labs):
             lab_seed = args.seed + i
-            build = work / f"lab-{lab_seed}"
-            shutil.rmtree(build, ignore_errors=True)
-            lab, _ = build_lab(args, build, lab_seed)
-            with ProxyPool(lab, workers) as pool:
-                runs = LabRuns(lab, pool, work / f"runs-lab-{lab_seed}.jsonl")
+            with lab_runs(args, work, lab_seed, workers) as (lab, runs):
                 labs.append({"seed": lab_seed, **lab_study(lab, runs, args), "runs_trained": runs.trained})
             models = {
                 size: {"params": cfg.model.n_params, "tokens": cfg.token_budget}
