@@ -81,6 +81,16 @@ def _comparison(data: dict[str, Any], measure: str) -> str:
     return table(header, rows)
 
 
+def _superclusters(data: dict[str, Any]) -> str:
+    """What the searches chose among: " (8 super-clusters each)", or each lab's count when they differ."""
+    counts = [lab["n_superclusters"] for lab in data.get("lab_details", []) if "n_superclusters" in lab]
+    if not counts:
+        return ""
+    if len(set(counts)) > 1:
+        return f" ({', '.join(str(c) for c in counts)} super-clusters)"
+    return f" ({counts[0]} super-clusters{' each' if len(counts) > 1 else ''})"
+
+
 def headline(data: dict[str, Any]) -> str:
     m = data["models"]
     g = data["goal"]
@@ -97,7 +107,8 @@ def headline(data: dict[str, Any]) -> str:
         f"**{'met' if g['met'] else 'not met'}** ({g['targets_won']} of {len(g['per_target'])} targets)."
     )
     return (
-        f"Protocol `{data['protocol']}`: {data['labs']} labs × {data['seeds']} search seeds = {n} paired cells, "
+        f"Protocol `{data['protocol']}`: {data['labs']} labs{_superclusters(data)} × {data['seeds']} search seeds "
+        f"= {n} paired cells, "
         f"{data['budget']} proxies per search, {sizes}; {data['wall_s'] / 60:.0f} min with {data['workers']} "
         f"workers. Test loss of each arm's final mixture retrained on the **transfer model** (lower is better; "
         f"bold: the interval excludes 0, df = {max(n - 1, 0)}):\n\n"
@@ -183,7 +194,7 @@ def development(data: dict[str, Any]) -> str:
             rows.append(row)
     n = len(cells)
     return (
-        f"Development run (labs {', '.join(str(x) for x in labs)}; {n} cells of "
+        f"Development run (labs {', '.join(str(x) for x in labs)}{_superclusters(data)}; {n} cells of "
         f"{data['budget']} proxies; {data['wall_s'] / 60:.0f} min with {data['workers']} workers). Arm − reference "
         f"on the **validation** splits, paired over the cells with a 95% t interval (df = {max(n - 1, 0)}); "
         "negative: the arm is better:\n\n"

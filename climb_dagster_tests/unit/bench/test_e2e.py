@@ -180,6 +180,8 @@ def test_tables_are_generated_from_the_results_file(protocol, tmp_path):
     headline, detail = new.split("<!-- results:e2e -->")
     assert "RegMix as published" in headline and "transfer model" in headline and "proxy size" not in headline
     assert "proxy size" in detail and "climb's answer came from" in detail
+    n_super = protocol["out"]["lab_details"][0]["n_superclusters"]
+    assert f"1 labs ({n_super} super-clusters) × 2 search seeds" in headline
     diff = protocol["out"]["summary"]["blend"]["paired"]["random"]["transfer_test"]
     assert f"{diff['mean']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]" in headline
 
