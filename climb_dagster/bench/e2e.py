@@ -370,9 +370,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with bench_workdir(args.workdir, "climb-e2e-") as work:
         for i in range(args.labs):
             lab_seed = args.seed + i
-            t_lab = time.perf_counter()
-            with lab_runs(args, work, lab_seed, workers) as (lab, runs):
-                built_s = time.perf_counter() - t_lab
+            with lab_runs(args, work, lab_seed, workers) as (lab, runs, built_s):
                 for s in range(args.seeds):
                     t_cell = time.perf_counter()
                     cell = run_cell(args, lab, runs, s, arms, histories)

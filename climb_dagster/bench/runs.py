@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,17 +54,20 @@ def bench_workdir(workdir: str | None, prefix: str) -> Iterator[Path]:
 
 
 @contextmanager
-def lab_runs(args: Any, work: Path, seed: int, workers: int) -> Iterator[tuple[Any, LabRuns]]:
+def lab_runs(args: Any, work: Path, seed: int, workers: int) -> Iterator[tuple[Any, LabRuns, float]]:
     """Lab `seed` built afresh under `work` (its runs are cached apart, keyed by the lab's fingerprint, so a
-    rebuild reuses them), `workers` processes training on it, and its run cache `runs-lab-SEED.jsonl`."""
+    rebuild reuses them), `workers` processes training on it, its run cache `runs-lab-SEED.jsonl`, and the
+    seconds the build took (not the pool's start)."""
     from climb_dagster.bench.lab import build_lab
     from climb_dagster.bench.proxy_pool import ProxyPool
 
     build = work / f"lab-{seed}"
     shutil.rmtree(build, ignore_errors=True)
+    t0 = time.perf_counter()
     lab, _ = build_lab(args, build, seed)
+    built_s = time.perf_counter() - t0
     with ProxyPool(lab, workers) as pool:
-        yield lab, LabRuns(lab, pool, work / f"runs-lab-{seed}.jsonl")
+        yield lab, LabRuns(lab, pool, work / f"runs-lab-{seed}.jsonl"), built_s
 
 
 class LabRuns:

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with bench_workdir(args.workdir, "climb-transfer-") as work:
         for i in range(args.labs):
             lab_seed = args.seed + i
-            with lab_runs(args, work, lab_seed, workers) as (lab, runs):
+            with lab_runs(args, work, lab_seed, workers) as (lab, runs, _):
                 labs.append({"seed": lab_seed, **lab_study(lab, runs, args), "runs_trained": runs.trained})
             models = {
                 size: {"params": cfg.model.n_params, "tokens": cfg.token_budget}
