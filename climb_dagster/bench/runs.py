@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from climb_dagster.bench.proxy_pool import ProxyPool
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.common.errors import ClimbInputError
 from climb_dagster.core.common.hashing import content_hash
@@ -59,7 +60,6 @@ def lab_runs(args: Any, work: Path, seed: int, workers: int) -> Iterator[tuple[A
     rebuild reuses them), `workers` processes training on it, its run cache `runs-lab-SEED.jsonl`, and the
     seconds the build took (not the pool's start)."""
     from climb_dagster.bench.lab import build_lab
-    from climb_dagster.bench.proxy_pool import ProxyPool
 
     build = work / f"lab-{seed}"
     shutil.rmtree(build, ignore_errors=True)
