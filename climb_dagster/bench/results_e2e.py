@@ -9,7 +9,7 @@ from typing import Any
 
 from climb_dagster.bench.markdown import table
 from climb_dagster.core.common.direction import Direction
-from climb_dagster.core.report.stats import paired_difference
+from climb_dagster.core.report.stats import cells_to_exclude_zero, paired_difference
 
 ARM_NAMES = {
     "climb": "CLIMB",
@@ -146,7 +146,51 @@ def detail(data: dict[str, Any]) -> str:
         )
     )
     parts.append(per_lab(data))
+    parts.append(power(data, "transfer_test"))
     return "\n\n".join(parts)
+
+
+def power(data: dict[str, Any], measure: str) -> str:
+    """Per target, what this protocol could resolve between climb and random-with-climb's-design on `measure`:
+    the room above the design (how far the best final of any arm in a cell lies beyond the design's, an
+    optimistic bound since it picks the luckiest arm), climb's mean difference and its cell-to-cell sd, and the
+    cells a 95% t interval would need to exclude 0 at that mean and sd."""
+    cells = data.get("cells_detail", [])
+    sign = 1.0 if Direction(data.get("direction", Direction.MINIMIZE)) == Direction.MINIMIZE else -1.0
+    rows = []
+    for t in data["summary"]:
+        per = [c["targets"][t] for c in cells if "random_design" in c["targets"][t]]
+        if len(per) < 2:
+            continue
+        design = [r["random_design"][measure] for r in per]
+        best = [min(sign * v[measure] for v in r.values() if measure in v) * sign for r in per]
+        room = sum(sign * (d - b) for d, b in zip(design, best, strict=True)) / len(per)
+        diffs = [r["climb"][measure] - x for r, x in zip(per, design, strict=True)]
+        mean = sum(diffs) / len(diffs)
+        sd = (sum((x - mean) ** 2 for x in diffs) / (len(diffs) - 1)) ** 0.5
+        need = cells_to_exclude_zero(mean, sd)
+        verdict = "never (no difference)" if need is None else str(need)
+        if need is not None and sign * mean > 0:
+            verdict += " (the design better)"
+        rows.append([t, _n(room), f"{mean:+.3f} ({_n(sd)})", verdict, str(len(per))])
+    if not rows:
+        return ""
+    return (
+        f"What {len(cells)} cells can resolve against random with climb's design ({measure.replace('_', ' ')}): "
+        "the room is how far the best final of any arm in a cell lies beyond the design's (optimistic: it takes "
+        "the luckiest arm); the cells are those a 95% t interval needs to exclude 0 at the measured mean and "
+        "cell-to-cell sd:\n\n"
+        + table(
+            [
+                "target",
+                "room above the design (mean per cell)",
+                "climb − design, mean (cell sd)",
+                "cells needed",
+                "cells run",
+            ],
+            rows,
+        )
+    )
 
 
 def per_lab(data: dict[str, Any]) -> str:
@@ -208,6 +252,8 @@ def development(data: dict[str, Any]) -> str:
             ],
             rows,
         )
+        + "\n\n"
+        + power(data, "transfer_val")
     )
 
 

@@ -76,3 +76,35 @@ def paired_difference(
         win_rate=float((better.sum() + 0.5 * ties.sum()) / n),
         confidence=confidence,
     )
+
+
+def cells_to_exclude_zero(mean: float, sd: float, confidence: float = 0.95, limit: int = 100_000) -> int | None:
+    """The fewest paired cells whose t interval excludes 0 when the cells' mean difference and sd are `mean`
+    and `sd` (the smallest n with t(n-1) * sd / sqrt(n) < |mean|): how far a protocol's cell count is from
+    resolving an effect of the measured size. None when `mean` is 0 or no n up to `limit` suffices."""
+    from scipy import stats
+
+    if not (math.isfinite(mean) and math.isfinite(sd)) or sd < 0:
+        raise ClimbInputError(f"mean and sd must be finite and sd >= 0, got {mean} and {sd}")
+    if not 0 < confidence < 1:
+        raise ClimbInputError(f"confidence must be in (0, 1), got {confidence}")
+    if mean == 0.0:
+        return None
+    if sd == 0.0:
+        return 2
+    q = 0.5 + confidence / 2
+
+    def resolves(n: int) -> bool:
+        return float(stats.t.ppf(q, n - 1)) * sd / math.sqrt(n) < abs(mean)
+
+    # t(n-1) falls as n grows, so the condition is monotone in n: bracket it, then bisect.
+    high = 2
+    while not resolves(high):
+        if high >= limit:
+            return None
+        high = min(high * 2, limit)
+    low = max(high // 2, 1)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if resolves(mid) else (mid, high)
+    return high

@@ -180,6 +180,7 @@ def test_tables_are_generated_from_the_results_file(protocol, tmp_path):
     headline, detail = new.split("<!-- results:e2e -->")
     assert "RegMix as published" in headline and "transfer model" in headline and "proxy size" not in headline
     assert "proxy size" in detail and "climb's answer came from" in detail
+    assert "cells needed" in detail and "cells needed" not in headline
     n_super = protocol["out"]["lab_details"][0]["n_superclusters"]
     assert f"1 labs ({n_super} super-clusters) × 2 search seeds" in headline
     diff = protocol["out"]["summary"]["blend"]["paired"]["random"]["transfer_test"]

@@ -46,3 +46,18 @@ def test_a_wide_interval_and_ties():
 def test_refusals_name_the_problem(a, b, message):
     with pytest.raises(ClimbInputError, match=message):
         paired_difference(a, b)
+
+
+def test_cells_to_exclude_zero_against_the_t_table():
+    from climb_dagster.core.report.stats import cells_to_exclude_zero
+
+    # mean = sd: n = 6 gives t(5) / sqrt(6) = 2.571 / 2.449 = 1.05 (not yet), n = 7 gives 2.447 / 2.646 = 0.925.
+    assert cells_to_exclude_zero(1.0, 1.0) == 7
+    assert cells_to_exclude_zero(-1.0, 1.0) == 7
+    # A tenth of the sd needs about (1.96 / 0.1)^2 = 384 cells, a little more for t.
+    assert 385 <= cells_to_exclude_zero(0.1, 1.0) <= 390
+    assert cells_to_exclude_zero(0.0, 1.0) is None
+    assert cells_to_exclude_zero(1e-4, 1.0, limit=1000) is None
+    assert cells_to_exclude_zero(0.5, 0.0) == 2
+    with pytest.raises(ClimbInputError, match="finite"):
+        cells_to_exclude_zero(float("nan"), 1.0)
