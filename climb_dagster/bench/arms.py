@@ -26,6 +26,11 @@ Against the first predictor's weakness (about 11 rows in 8 dimensions; LightGBM'
 the development labs) and its memorised training scores:
 - climb_gp: climb whose predictor is a Gaussian process (`core/search/gp.py`), best observed answer;
 - climb_gp_denoised: climb_gp's search, the answer the evaluated mixture with the best GP mean (final="denoised").
+
+Against later rounds that only rank draws around the token shares (at 16 super-clusters few land near the best
+mixtures found, so the rounds cannot refine there):
+- climb_local: climb whose later rounds rank half their candidates from draws close to the 3 best mixtures so far
+  (`local_fraction=0.5`), the other half as climb's.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ VARIANT_ARMS = (
     "climb_seeds_smoothed",
     "climb_gp",
     "climb_gp_denoised",
+    "climb_local",
 )
 ROUND_SEED_ARMS = ("climb_seeds", "climb_seeds_smoothed")
 OPTIONAL_ARMS = ("doremi", *VARIANT_ARMS)
@@ -81,6 +87,8 @@ def arm_config(
         return replace(arm_config("climb", budget, ratios, candidates), predictor=PredictorConfig(kind="gp"))
     if name == "climb_gp_denoised":
         return replace(arm_config("climb_gp", budget, ratios, candidates), final="denoised")
+    if name == "climb_local":
+        return replace(arm_config("climb", budget, ratios, candidates), local_fraction=0.5)
     if name == "climb_1round":
         climb = default_strategy("climb", budget, minimize)
         return replace(climb, ratios=(1.0,), final="predicted", n_candidates=candidates)

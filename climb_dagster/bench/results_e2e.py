@@ -25,6 +25,7 @@ ARM_NAMES = {
     "climb_seeds_smoothed": "CLIMB, a seed per round, smoothed answer",
     "climb_gp": "CLIMB, Gaussian-process predictor",
     "climb_gp_denoised": "CLIMB, GP predictor, denoised answer",
+    "climb_local": "CLIMB, half the candidates near the best",
 }
 REFERENCE_NAMES = {
     "natural": "natural",

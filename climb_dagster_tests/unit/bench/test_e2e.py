@@ -200,6 +200,8 @@ def test_arm_configurations():
     assert arm_config("climb", 20, (4.0, 2.0, 1.0), 100).round_sizes() == [11, 6, 3]
     gp = arm_config("climb_gp_denoised", 20, (4.0, 2.0, 1.0), 100)
     assert gp.predictor.kind == "gp" and gp.final == "denoised" and gp.round_sizes() == [11, 6, 3]
+    local = arm_config("climb_local", 20, (4.0, 2.0, 1.0), 100)
+    assert local.local_fraction == 0.5 and local.round_sizes() == [11, 6, 3] and local.final == "observed"
     assert arm_names("climb,random", doremi=True) == ("climb", "random", "doremi")
     with pytest.raises(ClimbInputError, match="climb included"):
         arm_names("random,regmix", doremi=False)
@@ -220,7 +222,7 @@ def test_climb_variants_against_seed_noise_keep_the_budget_and_share_climbs_firs
     assert reevaluations("climb", args.budget, ratios) == 0
     built, _ = lab_mod.build_lab(args, protocol["tmp"] / "variants-lab", 0)
     runs, hist = LabRuns(built), []
-    arms = ("climb", "climb_reeval", "climb_seeds", "climb_explore", "climb_gp_denoised")
+    arms = ("climb", "climb_reeval", "climb_seeds", "climb_explore", "climb_gp_denoised", "climb_local")
     finals = e2e.search_cell(args, built, runs, 0, arms, hist)
     assert {info["proxies"] for info in finals.values()} == {args.budget}
     by = {(h["target"], h["arm"]): h for h in hist}
@@ -232,6 +234,7 @@ def test_climb_variants_against_seed_noise_keep_the_budget_and_share_climbs_firs
     # The GP arm's round 0 is climb's; its denoised answer is one of its own evaluated mixtures.
     gp = by[("domain", "climb_gp_denoised")]
     assert gp["mixtures"][:first] == climb["mixtures"][:first]
+    assert by[("domain", "climb_local")]["mixtures"][:first] == climb["mixtures"][:first]
     gp_answer = finals[("domain", "climb_gp_denoised")]["mixture"]
     assert min(np.abs(np.asarray(gp["mixtures"]) - gp_answer).sum(axis=1)) < 1e-5
     # The re-evaluated answer is one of the mixtures its search had scored best.

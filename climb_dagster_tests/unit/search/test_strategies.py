@@ -235,3 +235,25 @@ def test_reevaluated_best_undoes_a_lucky_draw():
     np.testing.assert_array_equal(pick, hm[3])
     with pytest.raises(ClimbInputError, match="top must be >= 1"):
         reevaluated_best(hm, hs, again, top=0, direction="minimize")
+
+
+def test_local_candidates_sit_near_the_best_mixtures_so_far() -> None:
+    from climb_dagster.core.search.strategies import Round
+
+    rng = np.random.default_rng(0)
+    mixtures = sample_mixtures(12, K, rng)
+    scores = _loss(mixtures)
+    cfg = _cfg(local_fraction=0.5, local_top=3)
+    r = Round(cfg, 1, 4, mixtures, scores, np.full(K, 1 / K), 0, np.random.default_rng(1))
+    cands = r.candidates()
+    assert cands.shape == (2000, K) and np.allclose(cands.sum(axis=1), 1.0)
+    best = mixtures[np.argsort(scores)[:3]]
+    nearest = np.abs(cands[:, None, :] - best[None, :, :]).sum(axis=2).min(axis=1)
+    # The local half lies close to one of the 3 best; the prior half mostly does not.
+    assert np.median(nearest[1000:]) < 0.35 < np.median(nearest[:1000])
+    # None repeats an evaluated mixture, and without history (round 0) every candidate comes from the prior.
+    assert not (np.abs(cands[:, None, :] - mixtures[None]).sum(axis=2) < 1e-3).any()
+    empty = Round(cfg, 0, 4, np.empty((0, K)), np.empty(0), np.full(K, 1 / K), 0, np.random.default_rng(1))
+    assert empty.candidates().shape == (2000, K)
+    with pytest.raises(ClimbInputError, match="local_fraction"):
+        _cfg(local_fraction=1.5)

@@ -29,6 +29,10 @@ INITIAL_DESIGNS = ("random", "maximin")
 MIN_FIT_ROWS = 2
 
 
+# Dirichlet concentrations of the draws near a best mixture (x K x centre): close, but not a copy.
+LOCAL_CONCENTRATIONS = (10.0, 30.0, 100.0)
+
+
 @dataclass(frozen=True)
 class StrategyConfig:
     """One search strategy.
@@ -49,6 +53,9 @@ class StrategyConfig:
         initial_design: round 0 as a uniform random draw, or "maximin": a greedy farthest-point
             (L1) subset of the pool / of 20x as many Dirichlet draws, so the first predictor sees
             the corners of the simplex as well as its middle.
+        local_fraction: share of the candidates (sampling mode) drawn close to the `local_top` best
+            mixtures observed so far instead of around the prior, so that later rounds can refine
+            near the best region (global draws in 16+ dimensions rarely land there).
     """
 
     name: str = "climb"
@@ -62,6 +69,8 @@ class StrategyConfig:
     top_k: int = 1
     n_candidates: int = 100_000
     initial_design: str = "random"
+    local_fraction: float = 0.0
+    local_top: int = 3
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
 
@@ -82,6 +91,8 @@ class StrategyConfig:
             "kappa": np.isfinite(self.kappa),
             "top_k": self.top_k >= 1,
             "n_candidates": self.n_candidates >= 1,
+            "local_fraction": 0 <= self.local_fraction <= 1,
+            "local_top": self.local_top >= 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -155,7 +166,28 @@ class Round:
         if self.pool is not None:
             return self.pool
         c = self.config
-        return sample_mixtures(c.n_candidates, self.prior, self.rng, c.sampling, exclude=self.mixtures)
+        n_local = int(round(c.local_fraction * c.n_candidates)) if self.mixtures.shape[0] else 0
+        around = sample_mixtures(c.n_candidates - n_local, self.prior, self.rng, c.sampling, exclude=self.mixtures)
+        if n_local == 0:
+            return around
+        return np.vstack([around, self._near_best(n_local)])
+
+    def _near_best(self, n: int) -> np.ndarray:
+        """`n` draws close to the best observed mixtures, split evenly among the `local_top` best. Each
+        centre keeps a tenth of the prior's mass so a cluster the best left out can come back in small
+        amounts; concentrations 10-100 stay within a few points of weight of the centre."""
+        c = self.config
+        goodness = Direction(c.direction).goodness(self.scores)
+        top = np.argsort(-goodness, kind="stable")[: c.local_top]
+        local = SamplingConfig(concentrations=LOCAL_CONCENTRATIONS, dedup_decimals=c.sampling.dedup_decimals)
+        counts = np.full(top.size, n // top.size)
+        counts[: n % top.size] += 1
+        parts = [
+            sample_mixtures(int(k), 0.9 * self.mixtures[i] + 0.1 * self.prior, self.rng, local, exclude=self.mixtures)
+            for i, k in zip(top, counts, strict=True)
+            if k
+        ]
+        return np.vstack(parts)
 
     def draw(self) -> np.ndarray:
         """The round-0 design: `size` mixtures drawn uniformly (pool rows or Dirichlet draws around the
