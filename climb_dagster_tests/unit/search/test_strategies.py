@@ -257,3 +257,13 @@ def test_local_candidates_sit_near_the_best_mixtures_so_far() -> None:
     assert empty.candidates().shape == (2000, K)
     with pytest.raises(ClimbInputError, match="local_fraction"):
         _cfg(local_fraction=1.5)
+
+
+def test_local_candidates_keep_the_sampling_constraints() -> None:
+    from climb_dagster.core.search.sampling import SamplingConfig
+    from climb_dagster.core.search.strategies import Round
+
+    mixtures = sample_mixtures(12, K, 0, SamplingConfig(cap=0.5))
+    cfg = _cfg(local_fraction=1.0, sampling=SamplingConfig(cap=0.5))
+    r = Round(cfg, 1, 4, mixtures, _loss(mixtures), np.full(K, 1 / K), 0, np.random.default_rng(1))
+    assert r.candidates().max() <= 0.5 + 1e-9

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -179,7 +179,7 @@ class Round:
         c = self.config
         goodness = Direction(c.direction).goodness(self.scores)
         top = np.argsort(-goodness, kind="stable")[: c.local_top]
-        local = SamplingConfig(concentrations=LOCAL_CONCENTRATIONS, dedup_decimals=c.sampling.dedup_decimals)
+        local = replace(c.sampling, concentrations=LOCAL_CONCENTRATIONS)
         counts = np.full(top.size, n // top.size)
         counts[: n % top.size] += 1
         parts = [
