@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from climb_dagster.bench.markdown import table
 from climb_dagster.core.common.direction import Direction
 from climb_dagster.core.report.stats import cells_to_exclude_zero, paired_difference
@@ -157,21 +159,19 @@ def power(data: dict[str, Any], measure: str) -> str:
     optimistic bound since it picks the luckiest arm), climb's mean difference and its cell-to-cell sd, and the
     cells a 95% t interval would need to exclude 0 at that mean and sd."""
     cells = data.get("cells_detail", [])
-    sign = 1.0 if Direction(data.get("direction", Direction.MINIMIZE)) == Direction.MINIMIZE else -1.0
+    direction = Direction(data.get("direction", Direction.MINIMIZE))
     rows = []
     for t in data["summary"]:
         per = [c["targets"][t] for c in cells if "random_design" in c["targets"][t]]
         if len(per) < 2:
             continue
-        design = [r["random_design"][measure] for r in per]
-        best = [min(sign * v[measure] for v in r.values() if measure in v) * sign for r in per]
-        room = sum(sign * (d - b) for d, b in zip(design, best, strict=True)) / len(per)
-        diffs = [r["climb"][measure] - x for r, x in zip(per, design, strict=True)]
-        mean = sum(diffs) / len(diffs)
-        sd = (sum((x - mean) ** 2 for x in diffs) / (len(diffs) - 1)) ** 0.5
+        finals = [[v[measure] for v in r.values() if measure in v] for r in per]
+        room = float(np.mean([direction.regret(r["random_design"][measure], f) for r, f in zip(per, finals, strict=True)]))
+        diffs = np.asarray([r["climb"][measure] - r["random_design"][measure] for r in per])
+        mean, sd = float(diffs.mean()), float(diffs.std(ddof=1))
         need = cells_to_exclude_zero(mean, sd)
         verdict = "never (no difference)" if need is None else str(need)
-        if need is not None and sign * mean > 0:
+        if need is not None and direction.better(0.0, mean):
             verdict += " (the design better)"
         rows.append([t, _n(room), f"{mean:+.3f} ({_n(sd)})", verdict, str(len(per))])
     if not rows:
